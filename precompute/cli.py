@@ -1,0 +1,81 @@
+"""Command line: a thin layer over :mod:`brainviz` (argument parsing and messages only).
+
+Every subcommand turns a :class:`~brainviz.errors.BrainVizDataError` into a
+one-line message on stderr and exit code 2 (no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from brainviz.errors import BrainVizDataError
+from brainviz.paths import DEFAULT_DEMO_DIR
+
+
+def _cmd_demo_brain(args: argparse.Namespace) -> int:
+    from brainviz.demo_brain import build_demo_brain
+
+    t0 = time.perf_counter()
+    out = build_demo_brain(args.out, data_root=args.data_root, seed=args.seed,
+                           max_images=args.max_images, progress=True)
+    print(f"demo brain (SIMULATED) written to {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from brainviz.data.algonauts import load_dataset
+
+    ds = load_dataset(args.dataset, validate=True)
+    kind = "SIMULATED (demo brain)" if ds.simulated else "real (no manifest marks it simulated)"
+    print(f"dataset: {ds.path}")
+    print(f"data:    {kind}")
+    for s in ds.subjects.values():
+        info = s.summary()
+        print(f"\n{info['subject']}  surface={info['surface']}  source={','.join(info['datasets'])}")
+        print(f"  images: train={info['n_train']}  test={info['n_test']}"
+              f"  (test responses: {'yes' if info['test_responses'] else 'no'};"
+              f" repetitions: {'yes' if info['repeats'] else 'no'})")
+        print(f"  vertices: lh={info['vertices']['lh']}  rh={info['vertices']['rh']}")
+        for cls, names in info["rois"].items():
+            print(f"  {cls:15s} {', '.join(names) if names else '(none)'}")
+    print("\nOK: every file has the expected shape, dtype and image count.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m precompute",
+        description="BrainViz offline precompute: build the demo brain, extract features, train "
+                    "encoders and write every analysis into one DuckDB store for the app.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo-brain", help="build the SIMULATED demo brain in the Algonauts 2023 layout")
+    d.add_argument("--out", type=Path, default=DEFAULT_DEMO_DIR, help=f"output folder (default {DEFAULT_DEMO_DIR})")
+    d.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    d.add_argument("--data-root", type=Path, default=None,
+                   help="shared data folder (default: $BRAINVIZ_DATA, else ../shared/data)")
+    d.add_argument("--max-images", type=int, default=None, help="use only this many images (quick builds)")
+    d.set_defaults(func=_cmd_demo_brain)
+
+    i = sub.add_parser("inspect", help="validate a dataset in the Algonauts 2023 layout and print what it holds")
+    i.add_argument("dataset", type=Path, help="folder holding subjNN/ folders (or one subject folder)")
+    i.set_defaults(func=_cmd_inspect)
+
+    from . import stages  # noqa: F401  (registers the pipeline subcommands when available)
+    stages.add_subcommands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrainVizDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was half-written (outputs are renamed into place only when complete)",
+              file=sys.stderr)
+        return 130
