@@ -1,9 +1,109 @@
-"""Pipeline subcommands (features, train, evaluate, analyze, all)."""
+"""Pipeline subcommands: features, train, evaluate, analyze, all."""
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from pathlib import Path
+
+from brainviz.paths import DEFAULT_CACHE_DIR, DEFAULT_DEMO_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE
+
+
+def _context(args: argparse.Namespace):
+    from brainviz.pipeline import Context, PipelineConfig
+
+    cfg = PipelineConfig(dataset=args.dataset, store=args.store, work_dir=args.work_dir, cache_dir=args.cache_dir,
+                         data_root=args.data_root, backbone=args.backbone, weights=args.weights, seed=args.seed,
+                         quick=args.quick, n_perm=args.n_perm,
+                         ue_overrides=json.loads(args.ue) if args.ue else {})
+    return Context(cfg)
+
+
+def _features(args) -> int:
+    ctx = _context(args)
+    fs = ctx.features
+    print(f"features: {fs.n_images} images x {len(fs.layer_names)} layers x {fs.n_patches} patches "
+          f"({args.backbone}) in {ctx.timings.get('features', 0):.1f} s")
+    return 0
+
+
+def _train(args) -> int:
+    from brainviz.pipeline.encoding import train
+
+    ctx = _context(args)
+    reg = train(ctx)
+    for mid, e in reg.items():
+        print(f"{mid:28s} {e['kind']:12s} {','.join(e['subjects']):40s} {e['train_seconds']:7.1f} s")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from brainviz.pipeline.encoding import evaluate, transfer_curve
+
+    ctx = _context(args)
+    table = evaluate(ctx)
+    tc = transfer_curve(ctx)
+    cols = ["model_id", "subject", "median_r", "p25", "p75", "nna", "mean_rank", "top1", "top5"]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(tc):
+        print("\ntransfer curve (median test r):")
+        print(tc.pivot(index="n_train", columns="method", values="median_r").to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"\nresults: {ctx.work / 'results'}")
+    return 0
+
+
+def _analyze(args) -> int:
+    from brainviz.pipeline.store_build import build_store
+
+    ctx = _context(args)
+    head = build_store(ctx)
+    print(json.dumps(head, indent=1, default=str))
+    print(f"store written: {args.store}")
+    return 0
+
+
+def _all(args) -> int:
+    from brainviz.pipeline.encoding import evaluate, train, transfer_curve
+    from brainviz.pipeline.store_build import build_store
+
+    t0 = time.perf_counter()
+    ctx = _context(args)
+    ctx.features  # noqa: B018
+    train(ctx)
+    evaluate(ctx)
+    transfer_curve(ctx)
+    head = build_store(ctx)
+    print(json.dumps(head, indent=1, default=str))
+    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in ctx.timings.items()))
+    print(f"store written: {args.store} (total {time.perf_counter() - t0:.0f} s)")
+    return 0
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register the pipeline subcommands on ``sub``."""
-    return None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dataset", type=Path, default=DEFAULT_DEMO_DIR,
+                        help=f"dataset in the Algonauts 2023 layout (default {DEFAULT_DEMO_DIR})")
+    common.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"DuckDB store (default {DEFAULT_STORE})")
+    common.add_argument("--work-dir", type=Path, default=DEFAULT_OUTPUT_DIR / "work",
+                        help="checkpoints, predictions and results tables")
+    common.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="feature cache")
+    common.add_argument("--data-root", type=Path, default=None,
+                        help="shared data folder (default: $BRAINVIZ_DATA, else ../shared/data)")
+    common.add_argument("--backbone", default="efficientnet-lite0",
+                        help="image backbone: efficientnet-lite0 (offline default) or open_clip:<model>")
+    common.add_argument("--weights", default=None,
+                        help="open_clip weights: a pretrained tag (needs internet) or a local state-dict file")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
+    common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
+    common.add_argument("--quick", action="store_true", help="tiny settings (smoke tests)")
+    for name, func, text in (
+        ("features", _features, "extract (and cache) multi-layer image features of every image"),
+        ("train", _train, "train ridge, UE single, UE multi, UE pretrain + transfer models"),
+        ("evaluate", _evaluate, "score every model on held-out test images; transfer curve; results tables"),
+        ("analyze", _analyze, "clusters, RDMs, RSA, 92-image RSA, pair model, decoding -> the DuckDB store"),
+        ("all", _all, "features + train + evaluate + analyze"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.set_defaults(func=func)

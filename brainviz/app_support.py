@@ -1,0 +1,363 @@
+"""Helpers for the Streamlit pages that need no Streamlit: store location, overview facts,
+ROI groups, maps on fsaverage5, image thumbnails, RDM ordering.
+
+The pages (``app.py``, ``pages/*.py``) stay thin views: they read the store through
+:class:`brainviz.store.reader.Store`, call these helpers, and draw. Nothing here imports
+streamlit.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import BrainVizDataError
+from .paths import DEFAULT_STORE, PROJECT_ROOT
+
+ENV_STORE = "BRAINVIZ_STORE"
+BUILD_COMMANDS = ("python -m precompute all", "make demo")
+SIMULATED_LABEL = "SIMULATED"
+
+#: vertices-table ROI columns -> user-facing class name (outline choices).
+ROI_CLASS_COLUMNS: dict[str, str] = {
+    "early visual (prf-visualrois)": "roi_prf",
+    "faces (floc-faces)": "roi_faces",
+    "places (floc-places)": "roi_places",
+    "bodies (floc-bodies)": "roi_bodies",
+    "words (floc-words)": "roi_words",
+    "streams": "roi_streams",
+}
+#: ROI groups of the per-ROI bars: name -> vertices column.
+ROI_GROUP_COLUMNS: dict[str, str] = {
+    "early visual": "roi_prf",
+    "faces": "roi_faces",
+    "bodies": "roi_bodies",
+    "places": "roi_places",
+    "words": "roi_words",
+}
+HEMIS = ("lh", "rh")
+
+
+# --------------------------------------------------------------------------- store location
+def store_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$BRAINVIZ_STORE`` if set, else ``data/brainviz.duckdb`` in the project."""
+    env = os.environ if env is None else env
+    p = env.get(ENV_STORE)
+    return Path(p).expanduser() if p else DEFAULT_STORE
+
+
+def store_stamp(path: str | Path) -> tuple:
+    """(inode, size, mtime) of the store file — part of cache keys, so a rebuilt store is reopened."""
+    try:
+        st = os.stat(path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return (0, 0, 0)
+
+
+def open_store(path: str | Path, stamp: tuple = ()):
+    """Open the store read-only (raises BrainVizDataError with the rebuild command).
+
+    ``stamp`` (:func:`store_stamp`) is unused here; it is part of the cache key when the
+    pages wrap this function in ``st.cache_resource``, so a rebuilt store is reopened.
+    """
+    from .store.reader import Store
+
+    return Store(path)
+
+
+def banner(store) -> tuple[str, str]:
+    """(kind, markdown) of the data banner every page shows: 'warning' for simulated data."""
+    if store.simulated:
+        return "warning", ("**SIMULATED data** — the demo brain: real NSD images and real anatomy, "
+                           "but simulated fMRI responses with planted regions. Not real brain data.")
+    return "info", "**REAL data** — responses from the dataset(s) listed on the Home page."
+
+
+def missing_store_message(path: str | Path) -> str:
+    """Markdown shown instead of an error when no store exists."""
+    return (
+        f"No BrainViz store at `{path}` yet. Build it once (about 10-20 minutes on 2 CPU cores; "
+        "it simulates the demo brain from the real NSD images, extracts features, trains the "
+        "encoders and runs every analysis):\n\n"
+        f"```bash\n{BUILD_COMMANDS[0]}\n# or\n{BUILD_COMMANDS[1]}\n```\n\n"
+        f"To open a store elsewhere, set `{ENV_STORE}=/path/to/brainviz.duckdb` before `streamlit run app.py`."
+    )
+
+
+# --------------------------------------------------------------------------- overview
+def data_label(store) -> str:
+    """'SIMULATED' or 'REAL' for banners."""
+    return SIMULATED_LABEL if store.simulated else "REAL"
+
+
+def overview(store) -> dict:
+    """Facts for the home page: datasets, subjects, backbones, models, headline metrics."""
+    summ = store.summary()
+    ds = store.datasets()
+    subj = store.subjects()
+    models = store.models()
+    backbones = sorted({b for b in models.get("backbone", pd.Series(dtype=object)).dropna()} | set(store.backbones()))
+    roi = store.roi_metrics()
+    headline = pd.DataFrame()
+    if not roi.empty:
+        allr = roi[roi["roi"] == "all"]
+        if allr.empty:
+            allr = roi
+        headline = (allr.groupby("model_id")
+                    .agg(median_r=("median_r", "mean"), median_nna=("median_nna", "mean"), subjects=("subject", "nunique"))
+                    .reset_index())
+        kinds = models.set_index("model_id")["kind"] if not models.empty else pd.Series(dtype=object)
+        headline.insert(1, "kind", headline["model_id"].map(kinds))
+    ret = store.retrieval()
+    if not ret.empty and not headline.empty:
+        rr = ret.groupby("model_id").agg(top1=("top1", "mean"), top5=("top5", "mean")).reset_index()
+        headline = headline.merge(rr, on="model_id", how="left")
+    return {"summary": summ, "datasets": ds, "subjects": subj, "models": models, "backbones": backbones,
+            "headline": headline, "simulated": store.simulated}
+
+
+def model_options(store, kinds: Sequence[str] | None = None, need_clusters: bool = False) -> list[str]:
+    """Model ids (optionally of some kinds / with clusters), UE multi first."""
+    m = store.models()
+    if m.empty:
+        return []
+    if kinds:
+        m = m[m["kind"].isin(kinds)]
+    ids = list(m["model_id"])
+    if need_clusters:
+        ids = [i for i in ids if store.cluster_scopes(i)]
+    order = {"ue_multi": 0, "ue_single": 1, "ue_transfer": 2, "ridge": 3}
+    kind = dict(zip(m["model_id"], m["kind"]))
+    return sorted(ids, key=lambda i: (order.get(kind.get(i), 9), i))
+
+
+# --------------------------------------------------------------------------- vertices and maps
+def to_fsaverage5(values, vertices: pd.DataFrame, categorical: bool = False) -> dict[str, np.ndarray]:
+    """(V,) subject values -> {hemi: (10242,)} (NaN where no vertex)."""
+    from .brainplot import vertex_values_to_fsaverage5
+
+    return vertex_values_to_fsaverage5(values, vertices, categorical=categorical)
+
+
+def label_map(vertices: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+    """ROI names of a vertices column on fsaverage5: {hemi: (10242,) object, None = no ROI}."""
+    out = {}
+    idx = vertices["fsaverage5_index"].to_numpy()
+    for h in HEMIS:
+        arr = np.full(10242, None, dtype=object)
+        m = (vertices["hemi"].to_numpy() == h) & (idx >= 0)
+        vals = vertices.loc[m, column].to_numpy(dtype=object) if column in vertices else np.full(m.sum(), None)
+        arr[idx[m]] = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in vals]
+        out[h] = arr
+    return out
+
+
+def roi_groups(vertices: pd.DataFrame, include_planted_food: bool = True) -> dict[str, np.ndarray]:
+    """{group: (V,) bool}: early visual, faces, bodies, places, words (from the ROI columns);
+    'food' from a food ROI when one exists, else (demo brain only) from the planted food region."""
+    out = {}
+    for name, col in ROI_GROUP_COLUMNS.items():
+        if col in vertices:
+            m = vertices[col].notna().to_numpy()
+            if m.any():
+                out[name] = m
+    for col in ROI_CLASS_COLUMNS.values():
+        if col in vertices:
+            m = vertices[col].astype(str).str.contains("food", case=False, na=False).to_numpy()
+            if m.any():
+                out["food"] = m
+                break
+    if "food" not in out and include_planted_food and "planted_region" in vertices:
+        m = (vertices["planted_region"] == "food").to_numpy()
+        if m.any():
+            out["food (planted)"] = m
+    return out
+
+
+def roi_names(vertices: pd.DataFrame) -> list[str]:
+    """Every ROI name present in the vertices table (all classes), sorted."""
+    names = set()
+    for col in ROI_CLASS_COLUMNS.values():
+        if col in vertices:
+            names |= set(vertices[col].dropna().astype(str))
+    return sorted(names)
+
+
+def roi_mask(vertices: pd.DataFrame, rois: Sequence[str]) -> np.ndarray:
+    """(V,) bool: vertex in any of ``rois`` (ROI names of any class, or group names)."""
+    m = np.zeros(len(vertices), bool)
+    groups = roi_groups(vertices)
+    for r in rois:
+        if r in groups:
+            m |= groups[r]
+            continue
+        for col in ROI_CLASS_COLUMNS.values():
+            if col in vertices:
+                m |= (vertices[col] == r).to_numpy()
+    return m
+
+
+def planted_codes(vertices: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]] | None:
+    """(V,) float codes of the demo brain's planted regions (NaN = none) and {code: name}; None for real data."""
+    if "planted_region" not in vertices or vertices["planted_region"].isna().all():
+        return None
+    names = sorted(vertices["planted_region"].dropna().unique())
+    code = {n: i for i, n in enumerate(names)}
+    vals = np.array([code.get(v, np.nan) if isinstance(v, str) else np.nan for v in vertices["planted_region"]], float)
+    return vals, {i: n for n, i in code.items()}
+
+
+def recovery_table(clusters: np.ndarray, vertices: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
+    """Crosstab planted region x cluster (vertex counts) and the adjusted Rand index."""
+    if "planted_region" not in vertices:
+        return pd.DataFrame(), None
+    lab = np.asarray(clusters)
+    pl = vertices["planted_region"]
+    ok = (lab >= 0) & pl.notna().to_numpy()
+    if ok.sum() < 2:
+        return pd.DataFrame(), None
+    tab = pd.crosstab(pl[ok].rename("planted region"), pd.Series(lab[ok], name="cluster"))
+    try:
+        from .clusters import cluster_recovery
+
+        ari = cluster_recovery(lab, pl.to_numpy())
+    except Exception:
+        from sklearn.metrics import adjusted_rand_score
+
+        ari = float(adjusted_rand_score(pl[ok].astype(str), lab[ok]))
+    return tab, ari
+
+
+# --------------------------------------------------------------------------- images
+@lru_cache(maxsize=4096)
+def thumbnail(path: str, size: int = 256):
+    """A PIL RGB thumbnail of an image file, or a gray placeholder naming the problem."""
+    from PIL import Image, ImageDraw
+
+    p = Path(path)
+    if not p.is_absolute() and not p.is_file():
+        p = PROJECT_ROOT / p
+    try:
+        with Image.open(p) as im:
+            im.draft("RGB", (size, size))
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            return im
+    except Exception:
+        im = Image.new("RGB", (size, size), (200, 200, 200))
+        ImageDraw.Draw(im).text((8, size // 2 - 6), "image missing", fill=(90, 90, 90))
+        return im
+
+
+def image_paths(store, keys: Sequence[str]) -> dict[str, str]:
+    """{key: path} for keys known to the store (unknown keys are left out)."""
+    df = store.images()
+    paths = dict(zip(df["image_key"], df["path"]))
+    return {k: paths[k] for k in keys if k in paths}
+
+
+def tag_caption(key: str, tags: pd.DataFrame, max_tags: int = 3, threshold: float = 0.5) -> str:
+    """'nsd-00013 · faces, people' from the image's category scores."""
+    if tags is None or key not in tags.index:
+        return key
+    row = tags.loc[key]
+    cats = [c for c in tags.columns if c != "tags" and pd.notna(row[c]) and float(row[c]) > threshold]
+    cats = sorted(cats, key=lambda c: -float(row[c]))[:max_tags]
+    return f"{key} · {', '.join(cats)}" if cats else key
+
+
+def main_category(keys: Sequence[str], tags: pd.DataFrame) -> list[str]:
+    """The highest-scoring category of each image ('other' when none > 0.3 or untagged)."""
+    out = []
+    cols = [c for c in (tags.columns if tags is not None else []) if c != "tags"]
+    for k in keys:
+        if tags is None or k not in tags.index or not cols:
+            out.append("other")
+            continue
+        row = tags.loc[k, cols].astype(float)
+        out.append(str(row.idxmax()) if row.max() > 0.3 else "other")
+    return out
+
+
+# --------------------------------------------------------------------------- RDMs
+def rdm_order(rdm: np.ndarray, keys: Sequence[str], how: str, tags: pd.DataFrame | None = None,
+              categories: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Row order of an RDM and the category of each row in that order.
+
+    how: 'category' (grouped by main category, stable), 'clustering' (scipy average-linkage
+    hierarchical clustering, dendrogram leaves order) or 'stored'.
+    """
+    n = len(keys)
+    cats = list(categories) if categories is not None else main_category(keys, tags)
+    if how == "category":
+        order = np.array(sorted(range(n), key=lambda i: (cats[i], i)))
+    elif how == "clustering" and n > 2:
+        from scipy.cluster.hierarchy import leaves_list, linkage
+        from scipy.spatial.distance import squareform
+
+        d = np.asarray(rdm, np.float64)
+        d = (d + d.T) / 2
+        np.fill_diagonal(d, 0)
+        d = np.clip(d, 0, None)
+        order = leaves_list(linkage(squareform(d, checks=False), method="average", optimal_ordering=n <= 300))
+    else:
+        order = np.arange(n)
+    return order, [cats[i] for i in order]
+
+
+def rdm_choices(rdms: pd.DataFrame) -> pd.DataFrame:
+    """The stored RDM list with a readable 'source_label' ('measured', 'predicted', 'layer: x')."""
+    df = rdms.copy()
+    df["source_label"] = df["source"].str.replace(":", ": ", n=1, regex=False)
+    return df
+
+
+def k92_rdm_ids(store) -> list[str]:
+    """Ids of stored RDMs over the 92-image (k92) set, human/IT ones first."""
+    df = store.list_rdms()
+    out = []
+    for _, r in df.iterrows():
+        rid = str(r["rdm_id"])
+        if "k92" in rid.lower() or (r.get("roi") and "IT" in str(r.get("roi"))) or int(r["n"]) == 92:
+            try:
+                _, keys = store.rdm(rid)
+            except BrainVizDataError:
+                continue
+            if keys and all(str(k).startswith("k92-") for k in keys):
+                out.append(rid)
+    return sorted(out, key=lambda i: (0 if ("human" in i.lower() or "it" in i.lower().split("|")) else 1, i))
+
+
+# --------------------------------------------------------------------------- decoding
+def decoding_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per subject x ROI set: n, top-1, top-5, mean rank."""
+    if df.empty:
+        return df
+    g = df.groupby(["subject", "roi_set"])
+    return g.agg(n=("rank", "size"), top1=("rank", lambda r: float((r <= 1).mean())),
+                 top5=("rank", lambda r: float((r <= 5).mean())), mean_rank=("rank", "mean")).reset_index()
+
+
+def transfer_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and SD of median r over seeds per subject x method x n_train."""
+    if df.empty:
+        return df
+    return (df.groupby(["subject", "method", "n_train"])["median_r"].agg(["mean", "std", "count"])
+            .reset_index().rename(columns={"mean": "median_r", "std": "sd", "count": "n_seeds"}))
+
+
+# --------------------------------------------------------------------------- PNG export
+def safe_render_png(values_by_hemi, **kwargs) -> tuple[bytes | None, str | None]:
+    """:func:`brainviz.brainplot.render_png` that never raises: (png, None) or (None, message)."""
+    try:
+        from .brainplot import render_png
+
+        return render_png(values_by_hemi, **kwargs), None
+    except Exception as exc:  # off-screen GL missing, out of memory, ...
+        return None, (f"The high-resolution render failed ({exc}). The interactive figure's camera button "
+                      "(top right of the plot) saves a PNG of the current view instead.")

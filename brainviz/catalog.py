@@ -1,0 +1,68 @@
+"""The images and responses of a dataset, indexed by image key, for the pipeline.
+
+An image key is ``f"{dataset}-{id:05d}"`` (``nsd-02951``, ``vim1-00012``), the
+same key whatever subject saw the image, so subjects who saw the same image
+share its features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data.algonauts import AlgonautsDataset, AlgonautsSubject, parse_image_name
+
+
+def image_key(path: str | Path) -> str:
+    """``train-0001_nsd-02951.png`` -> ``nsd-02951``."""
+    info = parse_image_name(path)
+    return f"{info['dataset']}-{int(info['id']):05d}"
+
+
+@dataclass(frozen=True)
+class SubjectImages:
+    """Row order of a subject's responses as image keys.
+
+    Attributes
+    ----------
+    subject : ``subjNN``
+    train_keys, test_keys : image keys in the row order of the train / test responses.
+    source : the stimulus dataset (``nsd``, ``vim1``, ...).
+    """
+
+    subject: str
+    train_keys: list[str]
+    test_keys: list[str]
+    source: str
+
+
+def subject_images(subject: AlgonautsSubject) -> SubjectImages:
+    """Image keys of one subject (train and test rows)."""
+    train = [image_key(p) for p in subject.train_images]
+    test = [image_key(p) for p in subject.test_images]
+    source = parse_image_name(subject.train_images[0])["dataset"] if train else "unknown"
+    return SubjectImages(subject.name, train, test, str(source))
+
+
+def image_catalog(dataset: AlgonautsDataset) -> pd.DataFrame:
+    """Every distinct image of the dataset: columns image_key, dataset, id, path.
+
+    One row per key (the first file found is used as the path), sorted by key.
+    """
+    rows = {}
+    for s in dataset.subjects.values():
+        for p in s.train_images + s.test_images:
+            k = image_key(p)
+            if k not in rows:
+                info = parse_image_name(p)
+                rows[k] = {"image_key": k, "dataset": info["dataset"], "id": int(info["id"]), "path": str(p)}
+    return pd.DataFrame(sorted(rows.values(), key=lambda r: r["image_key"]),
+                        columns=["image_key", "dataset", "id", "path"])
+
+
+def rows_for(keys: list[str], all_keys: list[str]) -> np.ndarray:
+    """Row indices of ``keys`` inside ``all_keys`` (e.g. a FeatureSet's key order)."""
+    index = {k: i for i, k in enumerate(all_keys)}
+    return np.array([index[k] for k in keys], dtype=np.int64)

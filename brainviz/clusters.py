@@ -1,0 +1,294 @@
+"""Explore the brain through voxel embeddings (report 004, section 5).
+
+* :func:`kmeans_clusters` / :func:`joint_kmeans` / :func:`sub_clusters`: k-means
+  on a subject's voxel embeddings, on several subjects' embeddings
+  concatenated (functionally consistent clusters across brains), or inside an
+  ROI (e.g. PPA -> indoor vs outdoor scene sub-regions).
+* :func:`embedding_map`: a 2-D UMAP map of the embeddings.
+* :func:`top_images`: per cluster, the images with the highest mean response
+  over the cluster's vertices (measured or predicted responses).
+* :func:`describe_cluster`: "faces 9/10" by tag enrichment of those images.
+* :func:`cluster_recovery` (ARI against planted regions) and
+  :func:`top_image_precision` validate the above on the demo brain.
+
+Normalization: embeddings are L2-normalized per vertex by default
+(``normalize="l2"``), so k-means and UMAP compare embedding *directions*
+(cosine geometry). The norm of a voxel embedding mostly reflects how strongly
+the vertex responds (its gain / SNR), not what it responds to, and vertices of
+one functional region in different brains differ in gain. ``"standardize"``
+(z-score each embedding dimension over vertices) and ``None`` are available.
+
+Cluster labels are 0..k-1 ordered by cluster size (0 = largest; ties by first
+vertex), so they are stable across runs and comparable across k. Everything is
+deterministic given ``seed``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import BrainVizDataError
+
+NORMALIZATIONS = ("l2", "standardize", None)
+
+
+def _matrix(field: str, x: np.ndarray) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise BrainVizDataError(field, f"expected a non-empty 2-D array, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise BrainVizDataError(field, f"expected numbers, got dtype {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise BrainVizDataError(field, "contains NaN or infinite values")
+    return a
+
+
+def normalize_embeddings(embeddings: np.ndarray, normalize: str | None = "l2") -> np.ndarray:
+    """(V, E) -> (V, E) float32: 'l2' unit-norm rows, 'standardize' z-scored columns, None unchanged."""
+    x = _matrix("embeddings", embeddings)
+    if normalize == "l2":
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(norm > 0, norm, 1)
+    if normalize == "standardize":
+        sd = x.std(axis=0, keepdims=True)
+        return (x - x.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
+    if normalize is None:
+        return x
+    raise BrainVizDataError("normalize", f"got {normalize!r}, expected one of {NORMALIZATIONS}")
+
+
+def _relabel_by_size(labels: np.ndarray, k: int) -> np.ndarray:
+    """Rename clusters 0..k-1 by decreasing size, ties by first vertex."""
+    sizes = np.bincount(labels, minlength=k)
+    first = np.array([np.argmax(labels == c) if sizes[c] else len(labels) for c in range(k)])
+    order = np.lexsort((first, -sizes))  # new label i = old cluster order[i]
+    new = np.empty(k, np.int32)
+    new[order] = np.arange(k, dtype=np.int32)
+    return new[labels]
+
+
+def kmeans_clusters(embeddings: np.ndarray, k: int, seed: int = 0, *, normalize: str | None = "l2",
+                    n_init: int = 10) -> np.ndarray:
+    """k-means (scikit-learn, ``n_init`` restarts) on (V, E) voxel embeddings -> (V,) int32 labels 0..k-1."""
+    from sklearn.cluster import KMeans
+
+    x = normalize_embeddings(embeddings, normalize)
+    if not 1 <= k <= len(x):
+        raise BrainVizDataError("k", f"need 1 <= k <= {len(x)} vertices, got {k}")
+    km = KMeans(n_clusters=int(k), n_init=n_init, random_state=seed).fit(x)
+    return _relabel_by_size(km.labels_.astype(np.int64), int(k))
+
+
+def kmeans_sweep(embeddings: np.ndarray, ks: Sequence[int], seed: int = 0, *,
+                 normalize: str | None = "l2") -> dict[int, np.ndarray]:
+    """{k: (V,) labels} for several k (same seed for each)."""
+    return {int(k): kmeans_clusters(embeddings, int(k), seed, normalize=normalize) for k in ks}
+
+
+def _split(stacked: np.ndarray, sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
+    out, start = {}, 0
+    for s, n in sizes.items():
+        out[s] = stacked[start:start + n]
+        start += n
+    return out
+
+
+def joint_kmeans(embeddings: Mapping[str, np.ndarray], k: int, seed: int = 0, *,
+                 normalize: str | None = "l2") -> dict[str, np.ndarray]:
+    """k-means over several subjects' embeddings concatenated.
+
+    ``embeddings``: subject -> (V_s, E). Returns subject -> (V_s,) labels in
+    one shared label space (normalization is applied to the concatenation).
+    """
+    sizes = {s: len(e) for s, e in embeddings.items()}
+    labels = kmeans_clusters(np.concatenate([_matrix(f"embeddings[{s}]", e) for s, e in embeddings.items()]),
+                             k, seed, normalize=normalize)
+    return _split(labels, sizes)
+
+
+def sub_clusters(embeddings: np.ndarray, mask: np.ndarray, k: int = 2, seed: int = 0, *,
+                 normalize: str | None = "l2") -> np.ndarray:
+    """k-means inside a region: (V, E) embeddings, (V,) bool mask -> (V,) labels, -1 outside the mask."""
+    m = np.asarray(mask, bool)
+    x = _matrix("embeddings", embeddings)
+    if m.shape != (len(x),):
+        raise BrainVizDataError("mask", f"expected shape ({len(x)},), got {m.shape}")
+    out = np.full(len(x), -1, np.int32)
+    out[m] = kmeans_clusters(x[m], k, seed, normalize=normalize)
+    return out
+
+
+def embedding_map(embeddings: np.ndarray, seed: int = 0, *, method: str = "umap", normalize: str | None = "l2",
+                  n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+    """(V, E) embeddings -> (V, 2) float32 map with UMAP (``method="pca"`` only if asked).
+
+    UMAP runs single-threaded with ``random_state=seed``, so the map is
+    reproducible. umap-learn is imported here (its first import compiles with numba).
+    """
+    x = normalize_embeddings(embeddings, normalize)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        if min(x.shape) < 2:
+            raise BrainVizDataError("embeddings", f"PCA map needs at least 2 vertices and 2 dimensions, got {x.shape}")
+        return PCA(n_components=2, svd_solver="full", random_state=seed).fit_transform(x).astype(np.float32)
+    if method != "umap":
+        raise BrainVizDataError("method", f"got {method!r}, expected 'umap' or 'pca'")
+    if len(x) < 4:
+        raise BrainVizDataError("embeddings", f"UMAP needs at least 4 vertices, got {len(x)}")
+    import umap  # lazy: numba compilation on first import
+
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist,
+                        random_state=seed, n_jobs=1)
+    return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def joint_embedding_map(embeddings: Mapping[str, np.ndarray], seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
+    """One map over several subjects (subject -> (V_s, E)) -> subject -> (V_s, 2)."""
+    sizes = {s: len(e) for s, e in embeddings.items()}
+    xy = embedding_map(np.concatenate([_matrix(f"embeddings[{s}]", e) for s, e in embeddings.items()]), seed, **kwargs)
+    return _split(xy, sizes)
+
+
+def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mean response of each cluster's vertices per image.
+
+    responses (n_images, V), labels (V,) with -1 = unclustered. Returns
+    (clusters (c,) sorted label values, means (n_images, c)). With
+    ``zscore`` each vertex is z-scored over the images first, so that every
+    vertex weighs the same whatever its response scale.
+    """
+    r = _matrix("responses", responses)
+    lab = np.asarray(labels)
+    if lab.shape != (r.shape[1],):
+        raise BrainVizDataError("labels", f"expected shape ({r.shape[1]},) to match responses {r.shape}, got {lab.shape}")
+    if zscore:
+        sd = r.std(axis=0, keepdims=True)
+        r = (r - r.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
+    clusters = np.unique(lab[lab >= 0])
+    onehot = (lab[:, None] == clusters[None, :]).astype(np.float32)
+    return clusters, (r @ onehot) / onehot.sum(axis=0)
+
+
+def top_images(responses: np.ndarray, labels: np.ndarray, k_top: int = 10, *,
+               keys: Sequence[str] | None = None, zscore: bool = True) -> pd.DataFrame:
+    """Per cluster, the ``k_top`` images with the highest mean response over its vertices.
+
+    responses (n_images, V): measured responses of a subject's images, or an
+    encoder's predictions on all images; labels (V,), -1 = not clustered;
+    keys: (n_images,) image keys. Returns a DataFrame with columns cluster,
+    rank (1 = highest), image_index (row of ``responses``), image_key (None
+    without ``keys``), score (the mean response), ordered by cluster, rank.
+    Ties are broken by the lower image index.
+    """
+    clusters, means = cluster_means(responses, labels, zscore=zscore)
+    if keys is not None and len(keys) != means.shape[0]:
+        raise BrainVizDataError("keys", f"{len(keys)} keys but {means.shape[0]} images")
+    n_top = min(int(k_top), means.shape[0])
+    rows = []
+    for j, c in enumerate(clusters):
+        order = np.argsort(-means[:, j], kind="stable")[:n_top]
+        for rank, i in enumerate(order, start=1):
+            rows.append((int(c), rank, int(i), None if keys is None else str(keys[i]), float(means[i, j])))
+    return pd.DataFrame(rows, columns=["cluster", "rank", "image_index", "image_key", "score"])
+
+
+def _positives(tag_scores: pd.DataFrame, keys: Sequence[str], threshold: float, field: str) -> pd.DataFrame:
+    missing = [k for k in keys if k not in tag_scores.index]
+    if missing:
+        raise BrainVizDataError(field, f"no tag scores for images {missing[:5]}")
+    cats = [c for c in tag_scores.columns if pd.api.types.is_numeric_dtype(tag_scores[c])]
+    return tag_scores.loc[list(keys), cats].fillna(0) > threshold
+
+
+def describe_cluster(top_image_keys: Sequence[str], tag_scores: pd.DataFrame,
+                     background: Sequence[str] | None = None, *, threshold: float = 0.5) -> tuple[str, dict]:
+    """Describe a cluster by the tag category most enriched among its top images.
+
+    An image "has" a category when its score is > ``threshold``. For each
+    category: ``count`` of top images that have it out of ``n``, ``frac`` =
+    count / n, ``base_rate`` = fraction of ``background`` images (default: all
+    images in ``tag_scores``) that have it, ``ratio`` = frac / base_rate and
+    ``p_value`` = one-sided binomial P(X >= count | n, base_rate). The chosen
+    category is the one with frac > base_rate and the smallest p-value (ties:
+    larger count, then name). Returns (description, enrichment) with
+    description like ``"faces 9/10"`` (``"no enriched category"`` if none)
+    and enrichment = {category: {count, n, frac, base_rate, ratio, p_value}}.
+    """
+    from scipy.stats import binom
+
+    keys = [str(k) for k in top_image_keys]
+    if not keys:
+        raise BrainVizDataError("top_image_keys", "no images to describe")
+    bg = list(tag_scores.index) if background is None else [str(k) for k in background]
+    top = _positives(tag_scores, keys, threshold, "top_image_keys")
+    base = _positives(tag_scores, bg, threshold, "background").mean(axis=0)
+    n = len(keys)
+    enrichment, best = {}, None
+    for cat in top.columns:
+        count, rate = int(top[cat].sum()), float(base[cat])
+        frac = count / n
+        p = float(binom.sf(count - 1, n, rate)) if count else 1.0
+        enrichment[cat] = {"count": count, "n": n, "frac": frac, "base_rate": rate,
+                           "ratio": frac / max(rate, 1.0 / len(bg)), "p_value": p}
+        if count and frac > rate:
+            key = (p, -count, cat)
+            if best is None or key < best[0]:
+                best = (key, cat)
+    if best is None:
+        return "no enriched category", enrichment
+    cat = best[1]
+    return f"{cat} {enrichment[cat]['count']}/{n}", enrichment
+
+
+def describe_top_images(top: pd.DataFrame, tag_scores: pd.DataFrame, *, background: Sequence[str] | None = None,
+                        n_vertices: Mapping[int, int] | None = None, threshold: float = 0.5) -> pd.DataFrame:
+    """:func:`describe_cluster` for every cluster of a :func:`top_images` frame (with image_key).
+
+    Returns columns cluster, n_vertices (from ``n_vertices``, else NaN),
+    description, enrichment (dict) -- ready for StoreWriter.add_cluster_descriptions.
+    """
+    rows = []
+    for c, grp in top.sort_values(["cluster", "rank"]).groupby("cluster", sort=True):
+        desc, enr = describe_cluster(grp["image_key"].tolist(), tag_scores, background, threshold=threshold)
+        rows.append({"cluster": int(c), "n_vertices": None if n_vertices is None else int(n_vertices[int(c)]),
+                     "description": desc, "enrichment": enr})
+    return pd.DataFrame(rows, columns=["cluster", "n_vertices", "description", "enrichment"])
+
+
+def cluster_recovery(labels: np.ndarray, planted: Sequence | np.ndarray) -> float:
+    """Adjusted Rand index between cluster ``labels`` (V,) and ``planted`` regions (V,).
+
+    Vertices without a planted region (None, NaN, "", -1) or without a cluster
+    (label < 0) are ignored. Planted values may be names or integer codes.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    lab = np.asarray(labels)
+    pl = pd.Series(list(planted) if not isinstance(planted, np.ndarray) else planted)
+    if lab.shape != (len(pl),):
+        raise BrainVizDataError("planted", f"expected {lab.shape[0] if lab.ndim == 1 else lab.shape} values, got {len(pl)}")
+    known = ~pl.isna().to_numpy() & ~pl.astype(str).isin(["", "-1", "None"]).to_numpy() & (lab >= 0)
+    if known.sum() < 2:
+        raise BrainVizDataError("planted", "fewer than 2 vertices have both a planted region and a cluster")
+    return float(adjusted_rand_score(pl[known].astype(str).to_numpy(), lab[known]))
+
+
+def top_image_precision(top_keys: Mapping[int, Sequence[str]] | Sequence[str], tag_scores: pd.DataFrame,
+                        category: str, *, threshold: float = 0.5) -> dict[int, float] | float:
+    """Fraction of top images whose ``category`` score is > ``threshold``.
+
+    ``top_keys``: one list of image keys (returns a float) or cluster -> list
+    (returns cluster -> float; take the max to score "is there a faces cluster").
+    """
+    if category not in tag_scores.columns:
+        raise BrainVizDataError("category", f"{category!r} is not a tag column ({list(tag_scores.columns)})")
+    if isinstance(top_keys, Mapping):
+        return {c: top_image_precision(keys, tag_scores, category, threshold=threshold) for c, keys in top_keys.items()}
+    keys = [str(k) for k in top_keys]
+    if not keys:
+        raise BrainVizDataError("top_keys", "no images")
+    return float(_positives(tag_scores[[category]], keys, threshold, "top_keys")[category].mean())

@@ -1,0 +1,264 @@
+"""fMRI -> image-embedding decoding, retrieval, and voting across ROI sets (report 003).
+
+A :class:`RidgeDecoder` maps the responses of one ROI set (n_images, V_set) to
+the backbone's image embedding (n_images, D). Decoded embeddings identify the
+seen image among candidates by cosine similarity (:func:`retrieve`). Decoders
+trained on the three ROI sets of report 003 (``brainviz.data.algonauts.ROI_SETS``)
+are combined by :func:`vote`, which replaces the report's CLIP voting (choosing
+the most self-consistent reconstruction) with a retrieval-level ensemble.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import RidgeCV
+from sklearn.preprocessing import StandardScaler
+
+from .errors import BrainVizDataError
+
+VOTE_METHODS = ("zscore", "rank")
+
+
+def _matrix(x, where: str, n_rows: int | None = None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise BrainVizDataError(where, f"expected a 2-D array, got shape {a.shape}")
+    if n_rows is not None and a.shape[0] != n_rows:
+        raise BrainVizDataError(where, f"expected {n_rows} rows, got {a.shape[0]}")
+    if not np.all(np.isfinite(a)):
+        raise BrainVizDataError(where, "contains NaN or infinite values")
+    return a
+
+
+class RidgeDecoder(BaseEstimator, RegressorMixin):
+    """Ridge regression from ROI responses to image embeddings.
+
+    Responses are z-scored per voxel (train statistics); one ridge penalty,
+    shared by all embedding dimensions, is chosen from ``alphas`` by efficient
+    leave-one-out (``sklearn.linear_model.RidgeCV``, SVD/eigen GCV); the
+    intercept absorbs the embedding mean.
+
+    Parameters
+    ----------
+    alphas : penalties tried (scaled for z-scored inputs: the useful range
+        grows with the number of voxels).
+    alpha_per_target : choose a penalty per embedding dimension instead.
+
+    Attributes (after fit)
+    ----------------------
+    alpha_ : float or (D,) array, the chosen penalty(ies).
+    n_features_in_ : V_set; n_outputs_ : D.
+    """
+
+    def __init__(self, alphas=tuple(np.logspace(0, 6, 13)), alpha_per_target: bool = False):
+        self.alphas = alphas
+        self.alpha_per_target = alpha_per_target
+
+    def fit(self, responses, embeddings):
+        """Fit on training images.
+
+        Parameters
+        ----------
+        responses : (n_train, V_set) fMRI responses of one ROI set
+        embeddings : (n_train, D) the backbone's image embeddings of the same images
+        """
+        x = _matrix(responses, "responses")
+        y = _matrix(embeddings, "embeddings", x.shape[0])
+        if x.shape[0] < 3:
+            raise BrainVizDataError("responses", f"need at least 3 training images, got {x.shape[0]}")
+        self.scaler_ = StandardScaler().fit(x)
+        self.model_ = RidgeCV(alphas=np.asarray(self.alphas, dtype=float),
+                              alpha_per_target=self.alpha_per_target).fit(self.scaler_.transform(x), y)
+        self.alpha_ = self.model_.alpha_
+        self.n_features_in_ = x.shape[1]
+        self.n_outputs_ = y.shape[1]
+        return self
+
+    def predict(self, responses) -> np.ndarray:
+        """(n, V_set) responses -> (n, D) predicted embeddings (float64)."""
+        x = _matrix(responses, "responses")
+        if x.shape[1] != self.n_features_in_:
+            raise BrainVizDataError("responses", f"expected {self.n_features_in_} voxels, got {x.shape[1]}")
+        return self.model_.predict(self.scaler_.transform(x))
+
+
+def cosine_similarity_matrix(a, b) -> np.ndarray:
+    """(n_a, D), (n_b, D) -> (n_a, n_b) cosine similarities (0 for zero vectors)."""
+    a = _matrix(a, "a")
+    b = _matrix(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise BrainVizDataError("embeddings", f"dimension mismatch: {a.shape[1]} vs {b.shape[1]}")
+    na = np.linalg.norm(a, axis=1, keepdims=True)
+    nb = np.linalg.norm(b, axis=1, keepdims=True)
+    return (a / np.where(na > 0, na, 1.0)) @ (b / np.where(nb > 0, nb, 1.0)).T
+
+
+@dataclass
+class Retrieval:
+    """Result of :func:`retrieve`.
+
+    similarity : (n_queries, n_candidates) cosine similarity (or a vote score)
+    top_k : (n_queries, k) candidate indices, best first (ties -> lower index)
+    """
+
+    similarity: np.ndarray
+    top_k: np.ndarray
+
+    def ranks(self, true_index) -> np.ndarray:
+        """(n_queries,) 1-based rank of each query's true candidate (1 = retrieved
+        first); ties counted pessimistically (all tied candidates rank ahead)."""
+        return retrieval_ranks(self.similarity, true_index)
+
+
+def _top_k(sim: np.ndarray, k: int) -> np.ndarray:
+    k = int(min(k, sim.shape[1]))
+    idx = np.argsort(-sim, axis=1, kind="stable")
+    return idx[:, :k]
+
+
+def retrieve(pred_embeddings, candidate_embeddings, k: int = 5) -> Retrieval:
+    """Identify images by cosine similarity of decoded and candidate embeddings.
+
+    Parameters
+    ----------
+    pred_embeddings : (n_queries, D) decoded embeddings
+    candidate_embeddings : (n_candidates, D) true embeddings of the candidate images
+    k : number of top candidates returned
+
+    Returns
+    -------
+    Retrieval (similarity (n_queries, n_candidates), top_k (n_queries, k))
+    """
+    sim = cosine_similarity_matrix(pred_embeddings, candidate_embeddings)
+    return Retrieval(similarity=sim, top_k=_top_k(sim, k))
+
+
+def retrieval_ranks(similarity, true_index) -> np.ndarray:
+    """(n_queries,) 1-based rank of the true candidate in each row of
+    ``similarity`` (n_queries, n_candidates); ``true_index`` (n_queries,) ints."""
+    s = np.asarray(similarity, dtype=np.float64)
+    t = np.asarray(true_index, dtype=np.int64)
+    if s.ndim != 2 or t.shape != (s.shape[0],):
+        raise BrainVizDataError("true_index", f"need one index per query row ({s.shape[0]}), got {t.shape}")
+    if t.min(initial=0) < 0 or t.max(initial=0) >= s.shape[1]:
+        raise BrainVizDataError("true_index", f"indices must be in [0, {s.shape[1]})")
+    true_sim = s[np.arange(len(t)), t]
+    return (s >= true_sim[:, None]).sum(axis=1).astype(np.int64)  # >= counts the true one itself
+
+
+def vote(similarities: Sequence[np.ndarray], method: str = "zscore", weights=None) -> np.ndarray:
+    """Combine the retrieval scores of several decoders (e.g. one per ROI set).
+
+    Parameters
+    ----------
+    similarities : list of (n_queries, n_candidates) score matrices over the
+        same queries and candidates
+    method :
+        ``"zscore"``: z-score each query row of each matrix across candidates
+        (so decoders with different similarity scales count equally), then
+        average -- a soft vote that keeps confidence information.
+        ``"rank"``: Borda count -- each decoder gives every candidate its rank
+        within the query row (ties averaged, higher similarity = more points),
+        points are averaged; robust to one decoder's outlying scores.
+    weights : optional (n_models,) non-negative weights (e.g. validation top-1).
+
+    Returns
+    -------
+    (n_queries, n_candidates) combined score; higher = more likely. Feed it to
+    :func:`retrieval_ranks` / :func:`decoding_metrics`.
+    """
+    if method not in VOTE_METHODS:
+        raise BrainVizDataError("method", f"unknown vote method {method!r}; use one of {VOTE_METHODS}")
+    mats = [np.asarray(s, dtype=np.float64) for s in similarities]
+    if not mats:
+        raise BrainVizDataError("similarities", "need at least one similarity matrix")
+    if any(m.ndim != 2 or m.shape != mats[0].shape for m in mats):
+        raise BrainVizDataError("similarities", f"all matrices must share one 2-D shape, got {[m.shape for m in mats]}")
+    w = np.ones(len(mats)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(mats),) or np.any(w < 0) or w.sum() <= 0:
+        raise BrainVizDataError("weights", "need one non-negative weight per matrix, not all zero")
+    out = np.zeros_like(mats[0])
+    for m, wi in zip(mats, w):
+        if method == "zscore":
+            sd = m.std(axis=1, keepdims=True)
+            score = (m - m.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+        else:
+            score = stats.rankdata(m, axis=1)
+        out += wi * score
+    return out / w.sum()
+
+
+def decoding_metrics(similarity, true_index, pred_embeddings=None, true_embeddings=None) -> dict:
+    """Retrieval metrics of one decoder (or vote).
+
+    Parameters
+    ----------
+    similarity : (n_queries, n_candidates) scores
+    true_index : (n_queries,) index of each query's true candidate
+    pred_embeddings, true_embeddings : optional (n_queries, D) decoded and true
+        embeddings, for the mean cosine similarity
+
+    Returns
+    -------
+    dict: ``top1``, ``top5`` (fractions), ``mean_rank``, ``median_rank``
+    (1-based), ``chance_top1`` (1 / n_candidates), ``chance_mean_rank``
+    ((n_candidates + 1) / 2), ``n_queries``, ``n_candidates`` and, when
+    embeddings are given, ``cosine_to_true`` (mean over queries).
+    """
+    ranks = retrieval_ranks(similarity, true_index)
+    n_c = np.asarray(similarity).shape[1]
+    out = {
+        "top1": float(np.mean(ranks <= 1)), "top5": float(np.mean(ranks <= 5)),
+        "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks)),
+        "chance_top1": 1.0 / n_c, "chance_mean_rank": (n_c + 1) / 2.0,
+        "n_queries": int(len(ranks)), "n_candidates": int(n_c),
+    }
+    if pred_embeddings is not None and true_embeddings is not None:
+        p = _matrix(pred_embeddings, "pred_embeddings")
+        t = _matrix(true_embeddings, "true_embeddings", p.shape[0])
+        out["cosine_to_true"] = float(np.mean(np.diag(cosine_similarity_matrix(p, t))))
+    return out
+
+
+def decode_roi_sets(train_responses: Mapping[str, np.ndarray], train_embeddings,
+                    test_responses: Mapping[str, np.ndarray], test_embeddings,
+                    vote_method: str = "zscore", alphas=None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Train one decoder per ROI set, retrieve the test images among themselves,
+    and vote.
+
+    Parameters
+    ----------
+    train_responses : {set name: (n_train, V_set)}
+    train_embeddings : (n_train, D)
+    test_responses : {set name: (n_test, V_set)} (same keys)
+    test_embeddings : (n_test, D); the candidates are the test images, the
+        true candidate of query q is q.
+    vote_method : see :func:`vote`
+    alphas : penalties for :class:`RidgeDecoder` (default its own)
+
+    Returns
+    -------
+    metrics : DataFrame, one row per set plus ``"vote"``, columns ``model`` and
+        the keys of :func:`decoding_metrics` (``cosine_to_true`` is NaN for the vote).
+    similarities : {set name or "vote": (n_test, n_test) scores}
+    """
+    if set(train_responses) != set(test_responses) or not train_responses:
+        raise BrainVizDataError("test_responses", "train and test need the same, non-empty ROI sets")
+    y_tr = _matrix(train_embeddings, "train_embeddings")
+    y_te = _matrix(test_embeddings, "test_embeddings")
+    truth = np.arange(y_te.shape[0])
+    rows, sims = [], {}
+    for name in train_responses:
+        dec = RidgeDecoder() if alphas is None else RidgeDecoder(alphas=alphas)
+        dec.fit(train_responses[name], y_tr)
+        pred = dec.predict(test_responses[name])
+        sims[name] = retrieve(pred, y_te).similarity
+        rows.append({"model": name, **decoding_metrics(sims[name], truth, pred, y_te)})
+    sims["vote"] = vote([sims[n] for n in train_responses], method=vote_method)
+    rows.append({"model": "vote", **decoding_metrics(sims["vote"], truth), "cosine_to_true": np.nan})
+    return pd.DataFrame(rows), sims

@@ -1,0 +1,653 @@
+"""Universal Brain Encoder estimator (report 004): single-subject, joint and transfer training.
+
+The network is :class:`~brainviz.encoders.universal_module.UniversalEncoderModule`
+(see its docstring for the architecture and shapes). This module wraps it in a
+scikit-learn-style estimator:
+
+>>> ue = UniversalEncoder(n_epochs=4, seed=0)
+>>> ue.fit({"subj01": (X1, Y1), "subj05": (X5, Y5)})      # joint, different images / voxel counts
+>>> Yhat = ue.predict(X_test, "subj01")                    # (n_images, n_voxels)
+>>> ue.transfer("subj02", X2, Y2)                          # new subject: only its embeddings learn
+>>> ue.save("ue.pt"); ue2 = UniversalEncoder.load("ue.pt")
+
+Inputs: ``X`` is a FeatureSet-like object (``.layers`` (n_images, L, P, C_in),
+float16 memmap allowed) or a 4-D array of that shape; ``Y`` is (n_images,
+n_voxels) float responses. The backbone is frozen: features come from the cache.
+
+Training (report 004 sec. 3.2): batches of ``batch_images`` images of one
+subject, each with a random subset of ``batch_voxels`` of that subject's
+voxels (the same subset for all images of the batch); an epoch visits every
+(training image, voxel) pair of every subject exactly once. Loss
+``alpha * MSE + (1 - alpha) * (1 - cos)`` with the cosine across the sampled
+voxels of each image. Adam, ``lr`` for shared weights (1e-3 as the report).
+Deviation for the CPU budget: the voxel embeddings use a larger ``embed_lr``
+because on the small demo each embedding sees only tens of updates (Adam's
+step is about ``lr`` per coordinate regardless of the gradient's scale).
+
+Determinism: the parameter init comes from ``seed``; the batch schedule of
+epoch ``k`` from ``(seed, k)``; new subjects' embeddings from ``(seed, name)``.
+So a run resumed from a checkpoint gives exactly the same model as an
+uninterrupted one.
+
+Distributed: when ``torch.distributed.is_initialized()``, the network is
+wrapped in ``DistributedDataParallel`` and every rank follows the same global
+batch schedule but processes only its shard of each batch's images
+(``images[rank::world_size]``); gradients are averaged by DDP. Validation runs
+identically on every rank; checkpoints are written by rank 0 only.
+
+Not built: the report's LoRA adaptation of the backbone's attention
+out-projection (needs the backbone in the training loop, i.e. a GPU and no
+feature cache); the backbone here is frozen.
+"""
+from __future__ import annotations
+
+import copy
+import time
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_path
+from ..errors import BrainVizDataError
+from ._inputs import as_layers, as_responses
+from .universal_module import UniversalEncoderModule, layer_channel_stats, ue_loss
+
+__all__ = ["UniversalConfig", "UniversalEncoder", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "brainviz.universal_encoder/1"
+
+
+@dataclass
+class UniversalConfig:
+    """Hyper-parameters of the Universal Encoder (defaults: the fast CPU configuration).
+
+    Architecture: ``embed_dim`` E (256, as the report), ``proj_dim`` C (per-layer
+    projected channels), ``mlp_hidden`` H (default C), ``embed_init_std``.
+    Training: ``n_epochs``, ``batch_images`` (32, as the report), ``batch_voxels``
+    (report: 5000), ``lr`` (shared weights, 1e-3 as the report), ``embed_lr``
+    (voxel embeddings), ``loss_alpha`` (MSE weight in the loss), ``weight_decay``.
+    Transfer: ``transfer_epochs``, ``transfer_lr`` (embeddings only).
+    Validation / early stopping: ``val_fraction`` of each subject's training
+    images held out (0 = none), ``patience`` epochs without improvement of the
+    validation score (mean over subjects of the median voxel Pearson r) before
+    stopping (None = never stop early); the best epoch's weights are kept.
+    Runtime: ``seed``, ``device`` (None = cuda if available else cpu),
+    ``progress`` (tqdm bars), ``predict_batch_images``, ``predict_batch_voxels``.
+    """
+
+    embed_dim: int = 256
+    proj_dim: int = 32
+    mlp_hidden: int | None = None
+    embed_init_std: float = 0.02
+    n_epochs: int = 6
+    batch_images: int = 32
+    batch_voxels: int = 2000
+    lr: float = 1e-3
+    embed_lr: float = 1e-2
+    loss_alpha: float = 0.5
+    weight_decay: float = 0.0
+    transfer_epochs: int = 6
+    transfer_lr: float = 1e-2
+    val_fraction: float = 0.0
+    patience: int | None = None
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+    predict_batch_images: int = 64
+    predict_batch_voxels: int = 4096
+
+    @classmethod
+    def report(cls, **overrides) -> "UniversalConfig":
+        """The report's GPU-scale settings (5000 voxels per image, one lr 1e-3)."""
+        base = dict(proj_dim=128, batch_voxels=5000, embed_lr=1e-3, transfer_lr=1e-3,
+                    n_epochs=50, transfer_epochs=50, loss_alpha=0.5)
+        base.update(overrides)
+        return cls(**base)
+
+    def validate(self) -> None:
+        checks = {
+            "embed_dim": self.embed_dim >= 1, "proj_dim": self.proj_dim >= 1,
+            "mlp_hidden": self.mlp_hidden is None or self.mlp_hidden >= 1,
+            "n_epochs": self.n_epochs >= 0, "batch_images": self.batch_images >= 1,
+            "batch_voxels": self.batch_voxels >= 1, "lr": self.lr > 0, "embed_lr": self.embed_lr > 0,
+            "loss_alpha": 0.0 <= self.loss_alpha <= 1.0, "weight_decay": self.weight_decay >= 0,
+            "transfer_epochs": self.transfer_epochs >= 0, "transfer_lr": self.transfer_lr > 0,
+            "val_fraction": 0.0 <= self.val_fraction < 1.0,
+            "patience": self.patience is None or self.patience >= 1,
+            "embed_init_std": self.embed_init_std > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise BrainVizDataError(f"config.{name}", f"invalid value {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "UniversalConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _dist_info() -> tuple[int, int]:
+    """(rank, world_size); (0, 1) when torch.distributed is not initialized."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _name_seed(seed: int, name: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
+
+
+@dataclass
+class _Subject:
+    """One subject's training data on the host (tensors, not copied per batch)."""
+
+    name: str
+    X: torch.Tensor          # (n, L, P, C_in) float16/float32
+    Y: torch.Tensor          # (n, V) float32
+    train_idx: np.ndarray    # image rows used for training
+    val_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.Y.shape[1])
+
+
+def _to_tensor(layers) -> torch.Tensor:
+    arr = np.asarray(layers)
+    if arr.dtype not in (np.float16, np.float32):
+        arr = arr.astype(np.float32)
+    return torch.from_numpy(np.array(arr, copy=True))
+
+
+class UniversalEncoder:
+    """Scikit-learn-style estimator around :class:`UniversalEncoderModule`.
+
+    Parameters
+    ----------
+    config : a :class:`UniversalConfig` (default: the CPU defaults).
+    **overrides : any config field, e.g. ``UniversalEncoder(n_epochs=2, seed=1)``.
+
+    Attributes (after fit)
+    ----------------------
+    module_ : the torch network.
+    history_ : list of per-epoch dicts (epoch, loss, val_score, seconds, pairs_per_s).
+    transfer_history_ : {subject: list of per-epoch dicts} for transferred subjects.
+    """
+
+    def __init__(self, config: UniversalConfig | None = None, **overrides):
+        cfg = copy.deepcopy(config) if config is not None else UniversalConfig()
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise TypeError(f"UniversalEncoder got an unknown parameter {k!r}")
+            setattr(cfg, k, v)
+        cfg.validate()
+        self.config = cfg
+        self.module_: UniversalEncoderModule | None = None
+        self.history_: list[dict] = []
+        self.transfer_history_: dict[str, list[dict]] = {}
+        self._opt_state: dict | None = None
+        self._epochs_done = 0
+        self._best: dict | None = None
+        self._subject_order: list[str] = []
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        if self.config.device:
+            return torch.device(self.config.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @property
+    def subjects(self) -> dict[str, int]:
+        """{subject: n_voxels} of every subject with embeddings (trained or transferred)."""
+        self._check_fitted()
+        return {k: int(v.shape[0]) for k, v in self.module_.embeddings.items()}
+
+    def _check_fitted(self) -> None:
+        if self.module_ is None:
+            raise BrainVizDataError("UniversalEncoder", "is not fitted; call fit() or load() first")
+
+    def _check_subject(self, subject: str) -> None:
+        self._check_fitted()
+        if subject not in self.module_.embeddings:
+            raise BrainVizDataError("subject", f"unknown subject {subject!r}; known: {sorted(self.module_.embeddings)}")
+
+    # ------------------------------------------------------------------ data
+    def _check_layers(self, X, name: str) -> tuple[Any, tuple[int, int, int]]:
+        layers, _ = as_layers(X, name)
+        shape = tuple(int(s) for s in layers.shape[1:])
+        if self.module_ is not None:
+            expect = (self.module_.n_layers, self.module_.n_patches, self.module_.in_channels)
+            if shape != expect:
+                raise BrainVizDataError(name, f"features have (L, P, C) = {shape}, the model expects {expect}")
+        return layers, shape
+
+    def _prepare(self, data: Mapping[str, tuple], validation: Mapping[str, tuple] | None,
+                 val_fraction: float, seed_key: str) -> tuple[list[_Subject], tuple[int, int, int]]:
+        if not isinstance(data, Mapping) or not data:
+            raise BrainVizDataError("data", "expected a non-empty {subject: (X_layers, Y)} mapping")
+        subjects: list[_Subject] = []
+        shape = None
+        for name, pair in data.items():
+            if not isinstance(name, str) or not name:
+                raise BrainVizDataError("data", f"subject names must be non-empty strings, got {name!r}")
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise BrainVizDataError(f"data[{name!r}]", "expected a pair (X_layers, Y)")
+            layers, shp = self._check_layers(pair[0], f"data[{name!r}].X")
+            if shape is not None and shp != shape:
+                raise BrainVizDataError(f"data[{name!r}].X", f"(L, P, C) = {shp} differs from other subjects' {shape}")
+            shape = shp
+            n = int(layers.shape[0])
+            Y = as_responses(pair[1], n, f"data[{name!r}].Y")
+            X = _to_tensor(layers)
+            Yt = torch.from_numpy(Y)
+            if validation is not None and name in validation:
+                vl, _ = self._check_layers(validation[name][0], f"validation[{name!r}].X")
+                vY = as_responses(validation[name][1], int(vl.shape[0]), f"validation[{name!r}].Y")
+                if vY.shape[1] != Y.shape[1]:
+                    raise BrainVizDataError(f"validation[{name!r}].Y", f"has {vY.shape[1]} voxels, training has {Y.shape[1]}")
+                X = torch.cat([X, _to_tensor(vl).to(X.dtype)])
+                Yt = torch.cat([Yt, torch.from_numpy(vY)])
+                train_idx = np.arange(n)
+                val_idx = np.arange(n, n + vY.shape[0])
+            elif validation is None and val_fraction > 0:
+                rng = np.random.default_rng([self.config.seed, zlib.crc32(f"{seed_key}:{name}".encode())])
+                perm = rng.permutation(n)
+                n_val = int(round(val_fraction * n))
+                if n_val < 2 or n - n_val < 2:
+                    raise BrainVizDataError(f"data[{name!r}]", f"{n} images are too few for val_fraction={val_fraction}")
+                val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            else:
+                train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
+            if len(train_idx) < 1:
+                raise BrainVizDataError(f"data[{name!r}]", "has no training images")
+            subjects.append(_Subject(name, X, Yt, train_idx, val_idx))
+        if validation is not None:
+            extra = set(validation) - set(data)
+            if extra:
+                raise BrainVizDataError("validation", f"subjects {sorted(extra)} are not in the training data")
+        return subjects, shape
+
+    # ------------------------------------------------------------------ schedule
+    def _schedule(self, subjects: list[_Subject], rng: np.random.Generator, world: int) -> list[tuple]:
+        """Global list of steps (subject index, image rows, voxel indices), same on every rank."""
+        units = []
+        B, Bv = self.config.batch_images, self.config.batch_voxels
+        for si, sd in enumerate(subjects):
+            perm = sd.train_idx[rng.permutation(len(sd.train_idx))]
+            n_batches = max(1, int(np.ceil(len(perm) / B)))
+            batches = np.array_split(perm, n_batches)
+            if world > 1:  # every rank needs >= 1 image per batch
+                while len(batches) > 1 and len(batches[-1]) < world:
+                    batches = batches[:-2] + [np.concatenate(batches[-2:])]
+                if len(batches[0]) < world:
+                    raise BrainVizDataError(sd.name, f"{len(perm)} training images cannot be shared by {world} ranks")
+            n_chunks = max(1, int(np.ceil(sd.n_voxels / Bv)))
+            for b in batches:
+                units.append((si, np.sort(b), n_chunks))
+        order = rng.permutation(len(units))
+        steps = []
+        for u in order:
+            si, imgs, n_chunks = units[u]
+            vperm = rng.permutation(subjects[si].n_voxels)
+            for chunk in np.array_split(vperm, n_chunks):
+                steps.append((si, imgs, np.sort(chunk)))
+        return steps
+
+    # ------------------------------------------------------------------ training loop
+    def _run_epochs(self, subjects: list[_Subject], optimizer: torch.optim.Optimizer, start_epoch: int,
+                    n_epochs: int, rng_key: tuple, desc: str, history: list[dict],
+                    checkpoint_path: str | Path | None = None, track_best: bool = True) -> None:
+        cfg = self.config
+        dev = self.device
+        rank, world = _dist_info()
+        module = self.module_
+        net: torch.nn.Module = module
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            net = DDP(module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                      find_unused_parameters=True)
+        has_val = any(len(s.val_idx) for s in subjects)
+        since_best = 0
+        if track_best and self._best is not None and has_val:
+            since_best = start_epoch - self._best["epoch"]
+        for epoch in range(start_epoch, n_epochs):
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([cfg.seed, *rng_key, epoch])
+            steps = self._schedule(subjects, rng, world)
+            module.train()
+            total, n_pairs = 0.0, 0
+            bar = tqdm(steps, desc=f"{desc} epoch {epoch + 1}/{n_epochs}", leave=False,
+                       disable=not cfg.progress or rank != 0)
+            for si, imgs, vox in bar:
+                sd = subjects[si]
+                local = imgs[rank::world]
+                x = sd.X[local].to(dev, torch.float32)
+                vt = torch.from_numpy(vox).to(dev)
+                y = sd.Y[local][:, vt.cpu()].to(dev)
+                pred = net(x, sd.name, vt)
+                loss = ue_loss(pred, y, cfg.loss_alpha)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(local)
+                n_pairs += len(local) * len(vox)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            secs = time.perf_counter() - t0
+            n_rows = sum(len(i[rank::world]) for _, i, _ in steps)
+            rec = {"epoch": epoch + 1, "loss": total / max(1, n_rows),  # mean batch loss, weighted by images
+                   "seconds": secs, "pairs_per_s": n_pairs * world / max(secs, 1e-9)}
+            if has_val:
+                rec["val_score"] = self._val_score(subjects)
+                if track_best:
+                    if self._best is None or rec["val_score"] > self._best["score"]:
+                        self._best = {"score": rec["val_score"], "epoch": epoch + 1,
+                                      "state": {k: v.detach().clone() for k, v in module.state_dict().items()}}
+                        since_best = 0
+                    else:
+                        since_best += 1
+            history.append(rec)
+            if track_best:
+                self._epochs_done = epoch + 1
+                self._opt_state = optimizer.state_dict()
+                if checkpoint_path is not None and rank == 0:
+                    self.save(checkpoint_path)
+            if has_val and cfg.patience is not None and since_best >= cfg.patience:
+                break
+        if track_best and has_val and self._best is not None:
+            module.load_state_dict(self._best["state"])
+
+    @torch.no_grad()
+    def _val_score(self, subjects: list[_Subject]) -> float:
+        from ..metrics import pearson_per_vertex
+
+        scores = []
+        for sd in subjects:
+            if len(sd.val_idx) < 2:
+                continue
+            pred = self._predict_tensor(sd.X[sd.val_idx], sd.name)
+            r = pearson_per_vertex(sd.Y[sd.val_idx].numpy(), pred)
+            scores.append(float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0)
+        return float(np.mean(scores)) if scores else float("nan")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        emb = [self.module_.embeddings[name] for name in self._subject_order]
+        return torch.optim.Adam([
+            {"params": self.module_.shared_parameters(), "lr": cfg.lr},
+            {"params": emb, "lr": cfg.embed_lr},
+        ], weight_decay=cfg.weight_decay)
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, data: Mapping[str, tuple], validation: Mapping[str, tuple] | None = None,
+            resume_from: str | Path | None = None, checkpoint_path: str | Path | None = None
+            ) -> "UniversalEncoder":
+        """Train from scratch (or resume) on one or several subjects jointly.
+
+        Parameters
+        ----------
+        data : {subject: (X_layers, Y)} with X_layers (n_images, L, P, C_in)
+            (FeatureSet-like or array) and Y (n_images, n_voxels). Subjects may
+            have different images and different voxel counts; L, P, C_in must agree.
+        validation : optional {subject: (X_layers, Y)} held-out images for
+            early stopping (overrides ``config.val_fraction``).
+        resume_from : a checkpoint written by :meth:`save` (or by ``checkpoint_path``)
+            of a run on the same subjects; training continues from its epoch up
+            to ``config.n_epochs`` with its optimizer state.
+        checkpoint_path : written atomically after every epoch (resumable).
+
+        Returns
+        -------
+        self
+        """
+        cfg = self.config
+        if resume_from is not None:
+            ck = self._read_checkpoint(resume_from)
+            if ck.get("optimizer") is None:
+                raise BrainVizDataError(resume_from, "holds no optimizer state; cannot resume training from it")
+            # keep the caller's run settings (n_epochs, progress, ...), but the architecture of the checkpoint
+            arch = ("embed_dim", "proj_dim", "mlp_hidden", "embed_init_std")
+            saved = UniversalConfig.from_dict(ck["config"])
+            for k in arch:
+                if getattr(saved, k) != getattr(cfg, k):
+                    raise BrainVizDataError(resume_from, f"config.{k}={getattr(saved, k)!r} differs from this estimator's {getattr(cfg, k)!r}")
+            self._restore(ck)
+            order = list(ck["subject_order"])
+            if sorted(order) != sorted(data):
+                raise BrainVizDataError("data", f"subjects {sorted(data)} differ from the checkpoint's {sorted(order)}")
+            data = {k: data[k] for k in order}
+            subjects, _ = self._prepare(data, validation, cfg.val_fraction, "fit")
+            for sd in subjects:
+                if sd.n_voxels != self.module_.embeddings[sd.name].shape[0]:
+                    raise BrainVizDataError(f"data[{sd.name!r}].Y", f"has {sd.n_voxels} voxels, the checkpoint has "
+                                            f"{self.module_.embeddings[sd.name].shape[0]}")
+            optimizer = self._make_optimizer()
+            optimizer.load_state_dict(ck["optimizer"])
+            start = int(ck["epoch"])
+        else:
+            self.module_ = None
+            self.history_, self.transfer_history_, self._best = [], {}, None
+            subjects, (L, P, Cin) = self._prepare(data, validation, cfg.val_fraction, "fit")
+            torch.manual_seed(cfg.seed)
+            module = UniversalEncoderModule(L, P, Cin, proj_dim=cfg.proj_dim, embed_dim=cfg.embed_dim,
+                                            mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std)
+            mean, std = layer_channel_stats(sd.X[torch.from_numpy(sd.train_idx[i:i + 256])]
+                                            for sd in subjects for i in range(0, len(sd.train_idx), 256))
+            module.in_mean.copy_(mean)
+            module.in_std.copy_(std)
+            for sd in subjects:
+                g = torch.Generator().manual_seed(_name_seed(cfg.seed, sd.name))
+                module.add_subject(sd.name, sd.n_voxels, generator=g)
+            self.module_ = module.to(self.device)
+            self._subject_order = [sd.name for sd in subjects]
+            optimizer = self._make_optimizer()
+            start = 0
+            self._epochs_done = 0
+        self._run_epochs(subjects, optimizer, start, cfg.n_epochs, (0,), "fit", self.history_,
+                         checkpoint_path=checkpoint_path)
+        self._opt_state = optimizer.state_dict()
+        return self
+
+    def transfer(self, subject: str, X: Any, Y: Any, n_epochs: int | None = None, lr: float | None = None,
+                 validation: tuple | None = None) -> "UniversalEncoder":
+        """Add a new subject and learn ONLY its voxel embeddings (report 004 sec. 4.3).
+
+        Every shared weight and every other subject's embeddings stay frozen
+        (bitwise unchanged). Parameters: ``X`` (n_images, L, P, C_in) features,
+        ``Y`` (n_images, n_voxels) responses of the new subject; ``n_epochs``
+        and ``lr`` default to ``config.transfer_epochs`` / ``config.transfer_lr``;
+        ``validation`` an optional (X_val, Y_val) pair for early stopping with
+        ``config.patience`` (the best epoch's embeddings are kept).
+        """
+        self._check_fitted()
+        cfg = self.config
+        if not isinstance(subject, str) or not subject:
+            raise BrainVizDataError("subject", f"must be a non-empty string, got {subject!r}")
+        if subject in self.module_.embeddings:
+            raise BrainVizDataError("subject", f"{subject!r} already exists; call remove_subject first")
+        n_epochs = cfg.transfer_epochs if n_epochs is None else int(n_epochs)
+        lr = cfg.transfer_lr if lr is None else float(lr)
+        val = {subject: validation} if validation is not None else None
+        subjects, _ = self._prepare({subject: (X, Y)}, val, 0.0, "transfer")
+        sd = subjects[0]
+        g = torch.Generator().manual_seed(_name_seed(cfg.seed, subject))
+        self.module_.add_subject(subject, sd.n_voxels, generator=g)
+        emb = self.module_.embeddings[subject]
+        flags = {n: p.requires_grad for n, p in self.module_.named_parameters()}
+        try:
+            for n, p in self.module_.named_parameters():
+                p.requires_grad_(p is emb)
+            optimizer = torch.optim.Adam([emb], lr=lr)
+            hist: list[dict] = []
+            best = None
+            since = 0
+            for epoch in range(n_epochs):  # epoch by epoch so that early stopping keeps the best embedding
+                self._run_epochs(subjects, optimizer, epoch, epoch + 1, (1, zlib.crc32(subject.encode())),
+                                 f"transfer {subject}", hist, track_best=False)
+                if len(sd.val_idx):
+                    score = hist[-1]["val_score"]
+                    if best is None or score > best[0]:
+                        best, since = (score, emb.detach().clone()), 0
+                    else:
+                        since += 1
+                        if cfg.patience is not None and since >= cfg.patience:
+                            break
+            if best is not None:
+                with torch.no_grad():
+                    emb.copy_(best[1])
+        except BaseException:
+            del self.module_.embeddings[subject]
+            raise
+        finally:
+            for n, p in self.module_.named_parameters():
+                p.requires_grad_(flags.get(n, True))
+        self.transfer_history_[subject] = hist
+        return self
+
+    def remove_subject(self, subject: str) -> None:
+        """Drop a subject's embeddings (e.g. between points of a transfer curve)."""
+        self._check_subject(subject)
+        if subject in self._subject_order:
+            raise BrainVizDataError("subject", f"{subject!r} was trained by fit(); only transferred subjects can be removed")
+        del self.module_.embeddings[subject]
+        self.transfer_history_.pop(subject, None)
+
+    @torch.no_grad()
+    def _predict_tensor(self, X: torch.Tensor, subject: str) -> np.ndarray:
+        cfg = self.config
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        n = X.shape[0]
+        V = module.embeddings[subject].shape[0]
+        out = np.empty((n, V), dtype=np.float32)
+        dev = self.device
+        for i in range(0, n, cfg.predict_batch_images):
+            x = X[i:i + cfg.predict_batch_images].to(dev, torch.float32)
+            for j in range(0, V, cfg.predict_batch_voxels):
+                vox = torch.arange(j, min(V, j + cfg.predict_batch_voxels), device=dev)
+                out[i:i + x.shape[0], j:j + len(vox)] = module(x, subject, vox).float().cpu().numpy()
+        module.train(was_training)
+        return out
+
+    def predict(self, X: Any, subject: str) -> np.ndarray:
+        """Predicted responses (n_images, n_voxels) float32 of ``subject`` to images with features X."""
+        self._check_subject(subject)
+        layers, _ = self._check_layers(X, "X")
+        out = np.empty((int(layers.shape[0]), self.subjects[subject]), dtype=np.float32)
+        step = 512
+        for i in range(0, layers.shape[0], step):  # bounded memory for memmaps
+            out[i:i + step] = self._predict_tensor(_to_tensor(layers[i:i + step]), subject)
+        return out
+
+    def score(self, X: Any, Y: Any, subject: str) -> np.ndarray:
+        """Per-voxel Pearson r (n_voxels,) of the predictions of ``subject`` against Y."""
+        from ..metrics import pearson_per_vertex
+
+        pred = self.predict(X, subject)
+        Yc = as_responses(Y, pred.shape[0], "Y")
+        if Yc.shape[1] != pred.shape[1]:
+            raise BrainVizDataError("Y", f"has {Yc.shape[1]} voxels, subject {subject!r} has {pred.shape[1]}")
+        return pearson_per_vertex(Yc, pred)
+
+    def voxel_embeddings(self, subject: str) -> np.ndarray:
+        """The learned voxel embeddings (n_voxels, E) float32 of ``subject``."""
+        self._check_subject(subject)
+        return self.module_.embeddings[subject].detach().cpu().numpy().astype(np.float32)
+
+    def spatial_attention(self, X: Any, subject: str, voxels=None) -> np.ndarray:
+        """Spatial attention maps (n_images, n_sel_voxels, L, P) (each sums to 1 over P)."""
+        self._check_subject(subject)
+        layers, _ = self._check_layers(X, "X")
+        vt = None if voxels is None else torch.as_tensor(np.asarray(voxels), dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            x = _to_tensor(layers).to(self.device, torch.float32)
+            _, attn, _ = self.module_(x, subject, vt, return_attention=True)
+        return attn.cpu().numpy()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint (config, weights, subjects, optimizer state, epoch, history) atomically."""
+        self._check_fitted()
+        m = self.module_
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "shape": [m.n_layers, m.n_patches, m.in_channels],
+            "subjects": {k: int(v.shape[0]) for k, v in m.embeddings.items()},
+            "subject_order": list(self._subject_order),
+            "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+            "optimizer": self._opt_state,
+            "epoch": int(self._epochs_done),
+            "history": list(self.history_),
+            "transfer_history": dict(self.transfer_history_),
+            "best": None if self._best is None else {
+                "score": float(self._best["score"]), "epoch": int(self._best["epoch"]),
+                "state": {k: v.detach().cpu() for k, v in self._best["state"].items()}},
+        }
+        with atomic_path(path, suffix=".pt") as tmp:
+            torch.save(payload, tmp)
+
+    @staticmethod
+    def _read_checkpoint(path: str | Path) -> dict:
+        path = Path(path)
+        if not path.is_file():
+            raise BrainVizDataError(path, "checkpoint file is missing")
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise BrainVizDataError(path, f"not a readable checkpoint ({exc})") from None
+        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+            raise BrainVizDataError(path, f"not a {CHECKPOINT_FORMAT} checkpoint")
+        return ck
+
+    def _restore(self, ck: dict) -> None:
+        cfg = UniversalConfig.from_dict(ck["config"])
+        L, P, Cin = ck["shape"]
+        module = UniversalEncoderModule(L, P, Cin, proj_dim=cfg.proj_dim, embed_dim=cfg.embed_dim,
+                                        mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std)
+        for name, n in ck["subjects"].items():
+            module.add_subject(name, int(n))
+        module.load_state_dict(ck["state_dict"])
+        self.module_ = module.to(self.device)
+        self._subject_order = list(ck["subject_order"])
+        self._epochs_done = int(ck["epoch"])
+        self._opt_state = ck.get("optimizer")
+        self.history_ = list(ck.get("history") or [])
+        self.transfer_history_ = dict(ck.get("transfer_history") or {})
+        best = ck.get("best")
+        self._best = None if best is None else {
+            "score": best["score"], "epoch": best["epoch"],
+            "state": {k: v.to(self.device) for k, v in best["state"].items()}}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "UniversalEncoder":
+        """Load a checkpoint written by :meth:`save` (config and all subjects included)."""
+        ck = cls._read_checkpoint(path)
+        cfg = UniversalConfig.from_dict(ck["config"])
+        cfg.device = device
+        est = cls(cfg)
+        try:
+            est._restore(ck)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise BrainVizDataError(path, f"inconsistent checkpoint ({exc})") from None
+        return est
+
+    def __repr__(self) -> str:
+        c = self.config
+        subj = "unfitted" if self.module_ is None else f"subjects={self.subjects}"
+        return (f"UniversalEncoder(E={c.embed_dim}, C={c.proj_dim}, n_epochs={c.n_epochs}, "
+                f"batch={c.batch_images}x{c.batch_voxels}, {subj})")

@@ -1,0 +1,222 @@
+"""On-disk feature cache: computed once, opened memory-mapped.
+
+One cache entry is a folder ``<cache_dir>/<backbone>__<weights>__n<N>__<hash>/``::
+
+    layers.npy   (N, L, P, C) float16
+    pooled.npy   (N, D) float32
+    meta.json    format version, backbone, weights_id, keys, layer_names, channels,
+                 grid, shapes, image-set hash, sha256 and size of both .npy files
+
+The folder name is keyed by the backbone, the weights identity, the feature
+code version and a hash of the image set (keys in row order + each file's size
+and mtime, or its content with ``image_hash="content"``). The folder is built
+in a temporary sibling and renamed into place (``brainviz.atomic.atomic_dir``),
+so an interrupted run never leaves a half-written entry under the final name.
+Opening checks meta, shapes, dtypes and file sizes (``verify="quick"``) or also
+the sha256 of both files (``verify="full"``); a damaged entry is recomputed
+(``on_corrupt="recompute"``, with a warning) or reported
+(``on_corrupt="raise"`` -> BrainVizDataError).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..atomic import atomic_dir
+from ..errors import BrainVizDataError
+from .featureset import FeatureSet
+from .weights import weights_identity
+
+#: Bump when preprocessing or layer choice changes: old cache entries are then ignored.
+FEATURES_VERSION = 1
+LAYERS_FILE, POOLED_FILE, META_FILE = "layers.npy", "pooled.npy", "meta.json"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+
+
+def image_set_hash(image_keys: Sequence[str], image_paths: Sequence[str | Path], mode: str = "stat") -> str:
+    """Hex sha256 identifying an ordered image set.
+
+    ``mode="stat"``: keys + file sizes + mtimes (fast; any touch of a file
+    invalidates). ``mode="content"``: keys + sha256 of each file's bytes.
+    """
+    if len(image_keys) != len(image_paths):
+        raise BrainVizDataError("image_paths", f"{len(image_keys)} keys but {len(image_paths)} paths")
+    if mode not in ("stat", "content"):
+        raise ValueError(f"image_hash must be 'stat' or 'content', not {mode!r}")
+    h = hashlib.sha256(f"images-v1:{mode}\n".encode())
+    for key, path in zip(image_keys, image_paths):
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise BrainVizDataError(path, "image file not found") from exc
+        if mode == "stat":
+            token = f"{st.st_size}:{st.st_mtime_ns}"
+        else:
+            token = hashlib.sha256(path.read_bytes()).hexdigest()
+        h.update(f"{key}\t{token}\n".encode())
+    return h.hexdigest()
+
+
+def cache_entry_dir(cache_dir: str | Path, backbone_name: str, weights_id: str, n_images: int, set_hash: str) -> Path:
+    """Folder of the cache entry for these identities."""
+    name = f"{_slug(backbone_name)}__{_slug(weights_id)}__v{FEATURES_VERSION}__n{n_images}__{set_hash[:16]}"
+    return Path(cache_dir) / name
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_entry(entry: Path, keys: Sequence[str], set_hash: str, verify: str) -> FeatureSet:
+    """Open a cache entry memory-mapped; raise BrainVizDataError if anything is off."""
+    meta_path = entry / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise BrainVizDataError(meta_path, "cache metadata missing") from exc
+    except (OSError, ValueError) as exc:
+        raise BrainVizDataError(meta_path, f"unreadable cache metadata ({exc})") from exc
+    if meta.get("format") != FEATURES_VERSION or meta.get("image_set_hash") != set_hash:
+        raise BrainVizDataError(meta_path, "cache metadata does not match this image set / version")
+    if list(meta.get("keys", [])) != list(keys):
+        raise BrainVizDataError(meta_path, "cached image keys differ from the requested keys")
+    arrays = {}
+    for fname, dtype in ((LAYERS_FILE, np.float16), (POOLED_FILE, np.float32)):
+        path = entry / fname
+        info = meta["files"][fname]
+        if not path.is_file():
+            raise BrainVizDataError(path, "cache file missing")
+        if path.stat().st_size != info["bytes"]:
+            raise BrainVizDataError(path, f"cache file has {path.stat().st_size} bytes, expected {info['bytes']} (truncated?)")
+        if verify == "full" and _sha256_file(path) != info["sha256"]:
+            raise BrainVizDataError(path, "cache file checksum mismatch (corrupt)")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BrainVizDataError(path, f"unreadable cache file ({exc})") from exc
+        if arr.dtype != dtype or list(arr.shape) != list(info["shape"]):
+            raise BrainVizDataError(path, f"cache array is {arr.dtype}{arr.shape}, expected {np.dtype(dtype)}{tuple(info['shape'])}")
+        arrays[fname] = arr
+    pooled = arrays[POOLED_FILE]
+    if verify in ("quick", "full") and not np.isfinite(pooled).all():
+        raise BrainVizDataError(entry / POOLED_FILE, "cache contains non-finite values (corrupt)")
+    return FeatureSet(
+        keys=tuple(keys), layers=arrays[LAYERS_FILE], pooled=pooled, layer_names=meta["layer_names"],
+        channels=meta["channels"], backbone=meta["backbone"], weights_id=meta["weights_id"], grid=tuple(meta["grid"]),
+    )
+
+
+def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size: int, progress: bool) -> None:
+    from .extract import extract_into
+
+    n = len(keys)
+    with atomic_dir(entry) as tmp:
+        layers = np.lib.format.open_memmap(
+            tmp / LAYERS_FILE, mode="w+", dtype=np.float16,
+            shape=(n, backbone.n_layers, backbone.n_patches, backbone.n_channels),
+        )
+        pooled = np.lib.format.open_memmap(tmp / POOLED_FILE, mode="w+", dtype=np.float32, shape=(n, backbone.pooled_dim))
+        if n:
+            extract_into(backbone, paths, layers, pooled, batch_size=batch_size, progress=progress)
+        shapes = {LAYERS_FILE: list(layers.shape), POOLED_FILE: list(pooled.shape)}
+        layers.flush()
+        pooled.flush()
+        del layers, pooled
+        files = {}
+        for fname in (LAYERS_FILE, POOLED_FILE):
+            p = tmp / fname
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+            files[fname] = {"shape": shapes[fname], "bytes": p.stat().st_size, "sha256": _sha256_file(p)}
+        meta = {
+            "format": FEATURES_VERSION,
+            "backbone": backbone.name,
+            "weights_id": backbone.weights_id,
+            "weights_note": backbone.weights_note,
+            "random_weights": bool(backbone.random_weights),
+            "layer_names": list(backbone.layer_names),
+            "channels": list(backbone.channels),
+            "grid": list(backbone.grid),
+            "image_size": backbone.image_size,
+            "image_set_hash": set_hash,
+            "n_images": n,
+            "keys": list(keys),
+            "files": files,
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+
+
+def cached_features(
+    backbone_name: str,
+    image_keys: Sequence[str],
+    image_paths: Sequence[str | Path],
+    cache_dir: str | Path,
+    weights: str | Path | None = None,
+    batch_size: int = 32,
+    *,
+    device=None,
+    seed: int = 0,
+    progress: bool = True,
+    image_hash: str = "stat",
+    verify: str = "quick",
+    on_corrupt: str = "recompute",
+) -> FeatureSet:
+    """Features of the images, from the on-disk cache (computed and stored on first use).
+
+    Parameters
+    ----------
+    backbone_name, weights, seed, device
+        As for :func:`get_backbone`; the backbone is only loaded on a cache miss.
+    image_keys : sequence of str
+        Unique image keys (e.g. ``"nsd-02951"``), the row order of the result.
+    image_paths : sequence of path
+        The image file of each key.
+    cache_dir : path
+        Folder holding cache entries (e.g. ``brainviz.paths.DEFAULT_CACHE_DIR / "features"``).
+    image_hash : {"stat", "content"}
+        How files enter the cache key (see :func:`image_set_hash`).
+    verify : {"quick", "full", "none"}
+        Checks on opening an existing entry (see module docstring).
+    on_corrupt : {"recompute", "raise"}
+
+    Returns
+    -------
+    FeatureSet
+        ``layers`` (N, L, P, C) float16 and ``pooled`` (N, D) float32, read-only memmaps.
+    """
+    keys = [str(k) for k in image_keys]
+    paths = [Path(p) for p in image_paths]
+    if len(set(keys)) != len(keys):
+        raise BrainVizDataError("image_keys", "image keys are not unique")
+    if verify not in ("quick", "full", "none") or on_corrupt not in ("recompute", "raise"):
+        raise ValueError("verify must be quick/full/none and on_corrupt recompute/raise")
+    set_hash = image_set_hash(keys, paths, image_hash)
+    wid = weights_identity(backbone_name, weights, seed)
+    entry = cache_entry_dir(cache_dir, backbone_name, wid, len(keys), set_hash)
+    if entry.exists():
+        try:
+            return _open_entry(entry, keys, set_hash, verify)
+        except BrainVizDataError as exc:
+            if on_corrupt == "raise":
+                raise
+            warnings.warn(f"feature cache entry is damaged, recomputing: {exc}", RuntimeWarning, stacklevel=2)
+    from .registry import get_backbone
+
+    backbone = get_backbone(backbone_name, device=device, weights=weights, seed=seed)
+    _compute_entry(entry, backbone, keys, paths, set_hash, batch_size, progress)
+    return _open_entry(entry, keys, set_hash, verify)

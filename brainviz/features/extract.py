@@ -1,0 +1,140 @@
+"""Run a backbone over many images (batched, with progress) or one live image (fast path)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import BrainVizDataError
+from .base import Backbone
+from .featureset import FeatureSet
+
+ImageLike = Image.Image | str | Path
+
+
+class _ImageDataset(Dataset):
+    """Preprocessed images: item i -> (3, S, S) float32 tensor."""
+
+    def __init__(self, images: Sequence[ImageLike], backbone: Backbone):
+        self.images = images
+        self.pre = backbone.preprocessor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.pre(self.images[i])
+
+
+def _default_keys(images: Sequence[ImageLike]) -> list[str]:
+    return [str(im) if isinstance(im, (str, Path)) else f"image-{i:05d}" for i, im in enumerate(images)]
+
+
+def extract_into(
+    backbone: Backbone,
+    images: Sequence[ImageLike],
+    layers_out: np.ndarray,
+    pooled_out: np.ndarray,
+    batch_size: int = 32,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> None:
+    """Fill ``layers_out`` (n, L, P, C) and ``pooled_out`` (n, D) in place (e.g. open memmaps)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    loader = DataLoader(
+        _ImageDataset(images, backbone), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        pin_memory=backbone.device.type == "cuda",
+    )
+    row = 0
+    with tqdm(total=len(images), desc=f"features {backbone.name}", unit="img", disable=not progress) as bar:
+        for batch in loader:
+            layers, pooled = backbone.forward(batch)
+            b = batch.shape[0]
+            layers_out[row : row + b] = layers.cpu().numpy().astype(layers_out.dtype, copy=False)
+            pooled_out[row : row + b] = pooled.cpu().numpy().astype(pooled_out.dtype, copy=False)
+            row += b
+            bar.update(b)
+
+
+def extract_features(
+    backbone: Backbone | str,
+    images: Sequence[ImageLike],
+    batch_size: int = 32,
+    progress: bool = True,
+    keys: Sequence[str] | None = None,
+    num_workers: int = 0,
+) -> FeatureSet:
+    """Features of ``images`` (PIL images or paths), computed in batches, held in memory.
+
+    Parameters
+    ----------
+    backbone : Backbone or str
+        A backbone or a registry name (loaded with :func:`get_backbone`).
+    images : sequence of PIL.Image or path
+    keys : sequence of str, optional
+        Row keys; default: the path string, or ``image-00000`` ... for PIL images.
+
+    Returns
+    -------
+    FeatureSet
+        layers (n, L, P, C) float16, pooled (n, D) float32.
+    """
+    if isinstance(backbone, str):
+        from .registry import get_backbone
+
+        backbone = get_backbone(backbone)
+    images = list(images)
+    keys = _default_keys(images) if keys is None else [str(k) for k in keys]
+    if len(keys) != len(images):
+        raise BrainVizDataError("keys", f"{len(keys)} keys for {len(images)} images")
+    n = len(images)
+    layers = np.zeros((n, backbone.n_layers, backbone.n_patches, backbone.n_channels), dtype=np.float16)
+    pooled = np.zeros((n, backbone.pooled_dim), dtype=np.float32)
+    if n:
+        extract_into(backbone, images, layers, pooled, batch_size, progress, num_workers)
+    return FeatureSet(
+        keys=tuple(keys), layers=layers, pooled=pooled, layer_names=backbone.layer_names,
+        channels=backbone.channels, backbone=backbone.name, weights_id=backbone.weights_id, grid=backbone.grid,
+    )
+
+
+def features_for_pil(
+    backbone: Backbone | str,
+    images: Image.Image | Sequence[Image.Image],
+    keys: Sequence[str] | None = None,
+) -> FeatureSet:
+    """Fast path for live prediction: no cache, no DataLoader, no progress bar.
+
+    ``images`` is one PIL image or a short list. Layers are rounded to float16
+    exactly like cached features, so live and precomputed predictions agree.
+
+    Returns
+    -------
+    FeatureSet
+        layers (B, L, P, C) float16, pooled (B, D) float32, keys ``image-00000``... by default.
+    """
+    if isinstance(backbone, str):
+        from .registry import get_backbone
+
+        backbone = get_backbone(backbone)
+    if isinstance(images, (Image.Image, str, Path)):
+        images = [images]
+    images = list(images)
+    keys = [f"image-{i:05d}" for i in range(len(images))] if keys is None else [str(k) for k in keys]
+    if len(keys) != len(images):
+        raise BrainVizDataError("keys", f"{len(keys)} keys for {len(images)} images")
+    batch = backbone.preprocess_batch(images)
+    layers, pooled = backbone.forward(batch)
+    return FeatureSet(
+        keys=tuple(keys),
+        layers=layers.cpu().numpy().astype(np.float16),
+        pooled=pooled.cpu().numpy().astype(np.float32),
+        layer_names=backbone.layer_names, channels=backbone.channels, backbone=backbone.name,
+        weights_id=backbone.weights_id, grid=backbone.grid,
+    )

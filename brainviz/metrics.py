@@ -1,0 +1,341 @@
+"""Evaluation metrics for voxel-wise encoders (pure numpy functions).
+
+Conventions: responses are ``(n_images, n_vertices)`` arrays, one row per
+image, one column per vertex ("vertex" and "voxel" mean the same thing).
+Every function checks its input and raises
+:class:`~brainviz.errors.BrainVizDataError` naming the argument at fault.
+
+Functions
+---------
+pearson_per_vertex(y_true, y_pred)        -> (n_vertices,) r over images
+noise_ceiling_from_repeats(repeats, ...)  -> (n_vertices,) noise ceiling in percent
+noise_normalized_accuracy(r, nc_percent)  -> float, Algonauts 2023 score in percent
+retrieval_ranks(measured, predicted)      -> (n_images,) rank of the true image (1 = best)
+retrieval_summary(ranks)                  -> dict(mean_rank, top1, top5, n)
+roi_summary(values, labels)               -> DataFrame roi, n, median, p25, p75
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import BrainVizDataError
+
+__all__ = [
+    "pearson_per_vertex",
+    "noise_ceiling_from_repeats",
+    "noise_normalized_accuracy",
+    "retrieval_ranks",
+    "retrieval_summary",
+    "roi_summary",
+]
+
+
+def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise BrainVizDataError(name, f"not a numeric array ({exc})") from None
+    if arr.ndim != ndim:
+        raise BrainVizDataError(name, f"expected a {ndim}-D array, got shape {arr.shape}")
+    return arr
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if not np.isfinite(arr).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise BrainVizDataError(name, f"contains NaN or infinite values (first at index {bad})")
+
+
+def _zscore_rows_or_cols(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Center and scale to unit norm along ``axis``; returns (normalized, is_constant)."""
+    xc = x - x.mean(axis=axis, keepdims=True)
+    norm = np.sqrt((xc * xc).sum(axis=axis, keepdims=True))
+    scale = np.abs(x).max(axis=axis, keepdims=True)
+    # a column is "constant" when its spread is at rounding level of its magnitude
+    const = norm <= 1e-12 * np.maximum(scale, 1e-300) * np.sqrt(x.shape[axis])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xn = np.where(const, np.nan, xc / np.where(const, 1.0, norm))
+    return xn, np.squeeze(const, axis=axis)
+
+
+# --------------------------------------------------------------------------- correlation
+
+def pearson_per_vertex(y_true, y_pred) -> np.ndarray:
+    """Pearson correlation between measured and predicted responses, per vertex.
+
+    Parameters
+    ----------
+    y_true : (n_images, n_vertices) measured responses.
+    y_pred : (n_images, n_vertices) predicted responses, same shape.
+
+    Returns
+    -------
+    r : (n_vertices,) float64. ``r[v]`` correlates column ``v`` of both arrays
+        over images. A vertex whose measured or predicted column is constant
+        (zero variance) has an undefined correlation and gets ``NaN`` (never a
+        silent 0); :func:`noise_normalized_accuracy` counts such NaNs as r = 0.
+    """
+    yt = _as_float_array(y_true, "y_true", 2)
+    yp = _as_float_array(y_pred, "y_pred", 2)
+    if yt.shape != yp.shape:
+        raise BrainVizDataError("y_pred", f"shape {yp.shape} differs from y_true shape {yt.shape}")
+    if yt.shape[0] < 2:
+        raise BrainVizDataError("y_true", f"needs at least 2 images to correlate, got {yt.shape[0]}")
+    _check_finite(yt, "y_true")
+    _check_finite(yp, "y_pred")
+    tn, _ = _zscore_rows_or_cols(yt, axis=0)
+    pn, _ = _zscore_rows_or_cols(yp, axis=0)
+    r = (tn * pn).sum(axis=0)
+    return np.clip(r, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- noise ceiling
+
+def noise_ceiling_from_repeats(repeats, n_avg: float | None = None, method: str = "general") -> np.ndarray:
+    """Noise ceiling (percent) of each vertex from repeated presentations (NSD ncsnr).
+
+    Parameters
+    ----------
+    repeats : (n_images, n_repeats, n_vertices) single-trial responses, every
+        image shown ``n_repeats >= 2`` times (no NaNs).
+    n_avg : number of trials averaged in the responses that will be predicted
+        (default ``n_repeats``: the Algonauts responses average all repeats).
+        May be fractional, e.g. the Algonauts ``1 / ((A/3 + B/2 + C/1) / (A+B+C))``.
+    method : how the signal variance is estimated.
+
+        * ``"general"`` (default; valid for any scaling of the data):
+          ``signal_var = max(var_images(mean_repeats) - noise_var / n_repeats, 0)``
+          (the variance of repeat means, ddof=1, contains the signal variance
+          plus the noise variance divided by the number of averaged repeats).
+        * ``"nsd"``: the NSD data paper formula for responses z-scored per
+          session (total variance 1): ``signal_var = max(1 - noise_var, 0)``.
+
+    Returns
+    -------
+    nc : (n_vertices,) float64 percent in [0, 100).
+
+    Notes
+    -----
+    ``noise_var = mean over images of var(repeats, ddof=1)``,
+    ``ncsnr = sqrt(signal_var) / sqrt(noise_var)``,
+    ``NC = 100 * ncsnr**2 / (ncsnr**2 + 1 / n_avg)`` (Allen et al. 2022;
+    Algonauts 2023). A vertex with zero noise variance and positive signal gets
+    100; one with neither gets 0.
+    """
+    rep = _as_float_array(repeats, "repeats", 3)
+    n_img, n_rep, _ = rep.shape
+    if n_rep < 2:
+        raise BrainVizDataError("repeats", f"needs at least 2 repeats per image, got {n_rep}")
+    if n_img < 2:
+        raise BrainVizDataError("repeats", f"needs at least 2 images, got {n_img}")
+    _check_finite(rep, "repeats")
+    if method not in ("general", "nsd"):
+        raise BrainVizDataError("method", f"must be 'general' or 'nsd', got {method!r}")
+    if n_avg is None:
+        n_avg = float(n_rep)
+    if not np.isfinite(n_avg) or n_avg <= 0:
+        raise BrainVizDataError("n_avg", f"must be a positive number, got {n_avg}")
+
+    noise_var = rep.var(axis=1, ddof=1).mean(axis=0)
+    if method == "general":
+        signal_var = rep.mean(axis=1).var(axis=0, ddof=1) - noise_var / n_rep
+    else:
+        signal_var = 1.0 - noise_var
+    signal_var = np.maximum(signal_var, 0.0)
+    # NC = 100 * s / (s + noise/n_avg), identical to the ncsnr form but safe at noise_var = 0
+    denom = signal_var + noise_var / n_avg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nc = np.where(denom > 0, 100.0 * signal_var / np.where(denom > 0, denom, 1.0), 0.0)
+    return nc
+
+
+def noise_normalized_accuracy(r, nc_percent, clip_negative: bool = True, clip_max: bool = True) -> float:
+    """Median noise-normalized encoding accuracy (percent), as Algonauts 2023 scored.
+
+    ``acc_v = 100 * r_v**2 / (NC_v / 100)`` and the score is the median over
+    vertices.
+
+    Choices (documented, tested):
+
+    * ``clip_negative=True``: negative correlations are set to 0 before
+      squaring (as the Algonauts 2023 challenge code does), so an
+      anti-correlated prediction never scores as well as a correlated one.
+      NaN correlations (constant columns) also count as 0.
+    * ``clip_max=True``: per-vertex values above 100 % (r**2 > NC, possible with
+      a noisy NC estimate) are set to 100, as the challenge code does.
+    * Vertices with ``NC <= 0`` (or NaN) are excluded (the challenge code
+      instead divides by 1e-14, which scores them 0 or 100 at random).
+
+    Parameters
+    ----------
+    r : (n_vertices,) Pearson correlations.
+    nc_percent : (n_vertices,) noise ceilings in percent (0-100).
+
+    Returns
+    -------
+    float : the median, in percent; NaN when no vertex has NC > 0.
+    """
+    rr = _as_float_array(r, "r", 1)
+    nc = _as_float_array(nc_percent, "nc_percent", 1)
+    if rr.shape != nc.shape:
+        raise BrainVizDataError("nc_percent", f"has {nc.shape[0]} vertices but r has {rr.shape[0]}")
+    rr = np.where(np.isnan(rr), 0.0, rr)
+    if clip_negative:
+        rr = np.maximum(rr, 0.0)
+    keep = np.isfinite(nc) & (nc > 0)
+    if not keep.any():
+        return float("nan")
+    acc = 100.0 * rr[keep] ** 2 / (nc[keep] / 100.0)
+    if clip_max:
+        acc = np.minimum(acc, 100.0)
+    return float(np.median(acc))
+
+
+# --------------------------------------------------------------------------- retrieval
+
+def retrieval_ranks(measured, predicted, ties: str = "average") -> np.ndarray:
+    """Rank of the true image when retrieving it from a measured response pattern.
+
+    For each measured pattern ``i`` (row of ``measured``), the ``n`` predicted
+    patterns are sorted by their Pearson correlation with it (across vertices);
+    the rank of the prediction of image ``i`` itself is returned (1 = best).
+
+    Parameters
+    ----------
+    measured : (n_images, n_vertices) measured responses (the queries).
+    predicted : (n_images, n_vertices) predicted responses, row ``i`` for the
+        same image as ``measured[i]``.
+    ties : how candidates whose correlation equals the true one are counted.
+
+        * ``"average"`` (default): ``rank = 1 + #better + #tied / 2``, the
+          expected rank under a random tie break (an uninformative constant
+          predictor scores the chance level ``(n + 1) / 2``).
+        * ``"pessimistic"``: ``1 + #better + #tied`` (all ties rank before).
+        * ``"optimistic"``: ``1 + #better``.
+
+        A pattern with zero variance has undefined correlations; they are
+        treated as lower than any defined correlation and equal to each other.
+
+    Returns
+    -------
+    ranks : (n_images,) float64 in [1, n].
+    """
+    m = _as_float_array(measured, "measured", 2)
+    p = _as_float_array(predicted, "predicted", 2)
+    if m.shape != p.shape:
+        raise BrainVizDataError("predicted", f"shape {p.shape} differs from measured shape {m.shape}")
+    if m.shape[1] < 2:
+        raise BrainVizDataError("measured", f"needs at least 2 vertices to correlate patterns, got {m.shape[1]}")
+    if ties not in ("average", "pessimistic", "optimistic"):
+        raise BrainVizDataError("ties", f"must be 'average', 'pessimistic' or 'optimistic', got {ties!r}")
+    _check_finite(m, "measured")
+    _check_finite(p, "predicted")
+    mn, _ = _zscore_rows_or_cols(m, axis=1)
+    pn, _ = _zscore_rows_or_cols(p, axis=1)
+    corr = mn @ pn.T  # (n, n): corr[i, j] = corr(measured_i, predicted_j)
+    corr = np.where(np.isnan(corr), -np.inf, corr)
+    true = np.diag(corr)[:, None]
+    n = corr.shape[0]
+    better = (corr > true).sum(axis=1)
+    tied = (corr == true).sum(axis=1) - 1  # minus the true image itself
+    if ties == "average":
+        ranks = 1.0 + better + tied / 2.0
+    elif ties == "pessimistic":
+        ranks = 1.0 + better + tied
+    else:
+        ranks = 1.0 + better
+    assert ranks.shape == (n,)
+    return ranks.astype(np.float64)
+
+
+def retrieval_summary(ranks) -> dict:
+    """Summarize retrieval ranks.
+
+    Parameters
+    ----------
+    ranks : (n_images,) ranks from :func:`retrieval_ranks` (1 = best).
+
+    Returns
+    -------
+    dict with ``mean_rank`` (float), ``top1`` and ``top5`` (percent of queries
+    whose true image ranked ``<= 1`` / ``<= 5``, 0-100, as in report 004
+    Fig. 4b) and ``n`` (number of queries, which is also the chance scale:
+    random ranking gives ``mean_rank = (n + 1) / 2``).
+    """
+    rk = _as_float_array(ranks, "ranks", 1)
+    if rk.size == 0:
+        raise BrainVizDataError("ranks", "is empty")
+    _check_finite(rk, "ranks")
+    if (rk < 1).any():
+        raise BrainVizDataError("ranks", "ranks start at 1; found values below 1")
+    return {
+        "mean_rank": float(rk.mean()),
+        "top1": float(100.0 * np.mean(rk <= 1)),
+        "top5": float(100.0 * np.mean(rk <= 5)),
+        "n": int(rk.size),
+    }
+
+
+# --------------------------------------------------------------------------- ROI summary
+
+def roi_summary(values, labels, exclude: Sequence[str] = ("Unknown", "")) -> pd.DataFrame:
+    """Median and quartiles of a per-vertex value within each ROI.
+
+    Parameters
+    ----------
+    values : (n_vertices,) per-vertex values (e.g. Pearson r). NaNs are ignored.
+    labels : either a (n_vertices,) array of ROI names (one label per vertex;
+        ``None`` and names in ``exclude`` are skipped), or a mapping
+        ``{roi_name: (n_vertices,) bool mask or int index array}`` for
+        overlapping ROIs.
+    exclude : label names to skip.
+
+    Returns
+    -------
+    DataFrame with columns ``roi, n, median, p25, p75`` (one row per ROI, in
+    first-seen / mapping order). ``n`` counts non-NaN values; the statistics are
+    NaN for an ROI with none.
+    """
+    vals = _as_float_array(values, "values", 1)
+    nv = vals.shape[0]
+    groups: list[tuple[str, np.ndarray]] = []
+    if isinstance(labels, Mapping):
+        for name, sel in labels.items():
+            sel = np.asarray(sel)
+            if sel.dtype == bool:
+                if sel.shape != (nv,):
+                    raise BrainVizDataError(f"labels[{name!r}]", f"mask has shape {sel.shape}, expected ({nv},)")
+                idx = np.flatnonzero(sel)
+            else:
+                idx = sel.astype(np.int64).ravel()
+                if idx.size and (idx.min() < 0 or idx.max() >= nv):
+                    raise BrainVizDataError(f"labels[{name!r}]", f"indices out of range for {nv} vertices")
+            if str(name) not in exclude:
+                groups.append((str(name), idx))
+    else:
+        lab = np.asarray(labels, dtype=object)
+        if lab.shape != (nv,):
+            raise BrainVizDataError("labels", f"has shape {lab.shape}, expected ({nv},) like values")
+        seen: dict[str, list[int]] = {}
+        for i, name in enumerate(lab):
+            if name is None or (isinstance(name, float) and np.isnan(name)):
+                continue
+            key = str(name)
+            if key in exclude:
+                continue
+            seen.setdefault(key, []).append(i)
+        groups = [(k, np.asarray(v, dtype=np.int64)) for k, v in seen.items()]
+
+    rows = []
+    for name, idx in groups:
+        v = vals[idx]
+        v = v[~np.isnan(v)]
+        if v.size:
+            p25, med, p75 = np.percentile(v, [25, 50, 75])
+        else:
+            p25 = med = p75 = float("nan")
+        rows.append({"roi": name, "n": int(v.size), "median": float(med), "p25": float(p25), "p75": float(p75)})
+    return pd.DataFrame(rows, columns=["roi", "n", "median", "p25", "p75"])

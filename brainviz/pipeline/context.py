@@ -1,0 +1,157 @@
+"""Pipeline configuration and the shared, lazily loaded inputs of every stage."""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..catalog import SubjectImages, image_catalog, subject_images
+from ..data.algonauts import HEMIS, AlgonautsDataset, load_dataset
+from ..errors import BrainVizDataError
+from ..paths import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a precompute run depends on (saved into the store's provenance).
+
+    ``transfer_sizes``: numbers of new-subject training images for the transfer
+    curve (0 = all). ``quick``: tiny settings for tests and smoke runs.
+    """
+
+    dataset: Path
+    store: Path = DEFAULT_STORE
+    work_dir: Path = DEFAULT_OUTPUT_DIR / "work"
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    data_root: Path | None = None
+    backbone: str = "efficientnet-lite0"
+    weights: str | None = None
+    seed: int = 0
+    ue_overrides: dict = field(default_factory=dict)
+    transfer_subject: str | None = None
+    transfer_sizes: tuple[int, ...] = (25, 50, 100, 200, 0)
+    cluster_ks: tuple[int, ...] = (4, 6, 8, 10, 12)
+    n_perm: int = 200
+    quick: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+class Context:
+    """Inputs shared by the stages, loaded once and on demand.
+
+    Attributes
+    ----------
+    config : PipelineConfig
+    dataset : the validated Algonauts-layout dataset
+    images : {subject: SubjectImages} row order of each subject's responses as image keys
+    catalog : DataFrame of every distinct image (image_key, dataset, id, path)
+    timings : {stage: seconds}
+    """
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.dataset: AlgonautsDataset = load_dataset(config.dataset, validate=True)
+        self.images: dict[str, SubjectImages] = {n: subject_images(s) for n, s in self.dataset.subjects.items()}
+        self.catalog: pd.DataFrame = image_catalog(self.dataset)
+        self.timings: dict[str, float] = {}
+        self.work = Path(config.work_dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+
+    # ---- subjects
+    @property
+    def subject_names(self) -> list[str]:
+        return list(self.dataset.subjects)
+
+    def source(self, subject: str) -> str:
+        return self.images[subject].source
+
+    @property
+    def main_source(self) -> str:
+        """The stimulus dataset most subjects share (``nsd`` for the demo brain)."""
+        sources = [self.source(s) for s in self.subject_names]
+        return max(set(sources), key=sources.count)
+
+    @property
+    def main_subjects(self) -> list[str]:
+        """Subjects of the main stimulus dataset (they share test images)."""
+        return [s for s in self.subject_names if self.source(s) == self.main_source]
+
+    @property
+    def transfer_subject(self) -> str | None:
+        """The subject held out of pre-training for the transfer curve (default: the first)."""
+        if self.config.transfer_subject:
+            if self.config.transfer_subject not in self.dataset.subjects:
+                raise BrainVizDataError("--transfer-subject", f"{self.config.transfer_subject!r} is not a subject of {self.dataset.path}")
+            return self.config.transfer_subject
+        return self.main_subjects[0] if len(self.subject_names) > 1 else None
+
+    def responses(self, subject: str, split: str) -> np.ndarray:
+        """(n_images, V) float32 responses of ``subject`` (lh then rh)."""
+        return self.dataset.subjects[subject].responses(split)
+
+    def has_test(self, subject: str) -> bool:
+        return self.dataset.subjects[subject].has_responses("test")
+
+    # ---- features
+    @cached_property
+    def features(self):
+        """FeatureSet of every catalog image (memory-mapped, cached on disk)."""
+        from ..features import cached_features
+
+        with self.timed("features"):
+            return cached_features(self.config.backbone, self.catalog.image_key.tolist(),
+                                   self.catalog.path.tolist(), Path(self.config.cache_dir) / "features",
+                                   weights=self.config.weights, seed=self.config.seed,
+                                   progress=self.config.progress)
+
+    def layers(self, keys: list[str]) -> np.ndarray:
+        """(n, L, P, C) float32 features of ``keys`` (in that order)."""
+        fs = self.features
+        return np.asarray(fs.layers[fs.indices(keys)], dtype=np.float32)
+
+    def feature_subset(self, keys: list[str]):
+        return self.features.subset(keys)
+
+    # ---- tags and ground truth
+    @cached_property
+    def tags(self) -> pd.DataFrame:
+        """Category scores of every catalog image (NaN where the image set has no tags)."""
+        from ..data.images import CATEGORIES, load_nsd_shared1000
+
+        frames = []
+        if (self.catalog.dataset == "nsd").any():
+            try:
+                frames.append(load_nsd_shared1000(self.config.data_root, expected=None).scores)
+            except BrainVizDataError:
+                pass  # real NSD images outside shared1000 have no tags here
+        scores = pd.concat(frames) if frames else pd.DataFrame(columns=[*CATEGORIES, "tags"])
+        scores = scores[~scores.index.duplicated()]
+        return scores.reindex(self.catalog.image_key)
+
+    def planted_regions(self, subject: str) -> np.ndarray | None:
+        """(V,) planted region name per vertex (demo brain ground truth), None for real data."""
+        gt = self.dataset.ground_truth_dir
+        if gt is None or not (gt / subject).is_dir():
+            return None
+        names = json.loads((gt / subject / "regions.json").read_text())
+        codes = np.concatenate([np.load(gt / subject / f"{h}_region.npy") for h in HEMIS])
+        return np.array([names[str(int(c))] for c in codes], dtype=object)
+
+    # ---- bookkeeping
+    @contextmanager
+    def timed(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0

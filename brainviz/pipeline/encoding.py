@@ -1,0 +1,253 @@
+"""Train the encoders and evaluate them on held-out test images.
+
+Models (ids are stable, so the store and the app can refer to them):
+
+* ``ridge-<subj>``       RidgeEncoder per subject (per-vertex alpha by CV)
+* ``ue_single-<subj>``   Universal Encoder trained on one subject
+* ``ue_multi``           Universal Encoder trained jointly on every subject
+* ``ue_pretrain-<subj>`` Universal Encoder trained on every subject except ``<subj>``
+* ``ue_transfer-<subj>`` ``ue_pretrain`` + ``<subj>``'s voxel embeddings only (all its images)
+
+Outputs in the work folder: ``models/`` (checkpoints), ``predictions/<model>/<subj>.npy``
+((n_test, V) float32, test-image order), ``results/encoders.csv`` (one row per
+model x subject), ``results/roi_metrics.csv``, ``results/vertex_metrics.npz``,
+``results/transfer_curve.csv``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_path, save_npy
+from ..data.algonauts import ROI_CLASSES, ROI_GROUPS
+from ..encoders.ridge import RidgeEncoder
+from ..encoders.universal import UniversalConfig, UniversalEncoder
+from ..metrics import (noise_ceiling_from_repeats, pearson_per_vertex, retrieval_ranks, retrieval_summary,
+                       roi_summary)
+from .context import Context
+
+QUICK_UE = dict(n_epochs=2, transfer_epochs=2, batch_voxels=500, proj_dim=16, embed_dim=32)
+
+
+def ue_config(ctx: Context, **extra) -> UniversalConfig:
+    """The Universal Encoder configuration of this run (CPU defaults + overrides)."""
+    over = dict(QUICK_UE) if ctx.config.quick else {}
+    over.update(ctx.config.ue_overrides)
+    over.update(extra)
+    return UniversalConfig(seed=ctx.config.seed, progress=ctx.config.progress, **over)
+
+
+def _models_dir(ctx: Context) -> Path:
+    d = ctx.work / "models"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _ue_data(ctx: Context, subjects: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {s: (ctx.layers(ctx.images[s].train_keys), ctx.responses(s, "train")) for s in subjects}
+
+
+def _save_registry(ctx: Context, registry: dict) -> None:
+    with atomic_path(ctx.work / "models" / "registry.json", ".json") as tmp:
+        tmp.write_text(json.dumps(registry, indent=1))
+
+
+def load_registry(ctx: Context) -> dict:
+    """{model_id: {kind, subjects, checkpoint, config, train_seconds}} written by :func:`train`."""
+    p = ctx.work / "models" / "registry.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def train(ctx: Context) -> dict:
+    """Train ridge, UE-single, UE-multi, UE-pretrain and UE-transfer models; return the registry."""
+    mdir = _models_dir(ctx)
+    registry: dict = {}
+    subjects = ctx.subject_names
+    ctx.features  # noqa: B018  (compute / open the feature cache first, timed separately)
+    with ctx.timed("train"):
+        for s in tqdm(subjects, desc="ridge", disable=not ctx.config.progress):
+            t0 = time.perf_counter()
+            model = RidgeEncoder(seed=ctx.config.seed, alphas=np.logspace(-1, 6, 8) if ctx.config.quick else np.logspace(-1, 6, 15))
+            model.fit(ctx.feature_subset(ctx.images[s].train_keys), ctx.responses(s, "train"))
+            path = mdir / f"ridge-{s}.joblib"
+            with atomic_path(path, ".joblib") as tmp:
+                joblib.dump(model, tmp)
+            registry[f"ridge-{s}"] = dict(kind="ridge", subjects=[s], checkpoint=str(path),
+                                          config={"alphas": model.alphas.tolist(), "cv": model.cv,
+                                                  "spatial_grid": model.spatial_grid},
+                                          train_seconds=time.perf_counter() - t0)
+
+        cfg = ue_config(ctx)
+
+        def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder:
+            t0 = time.perf_counter()
+            enc = UniversalEncoder(cfg).fit(_ue_data(ctx, subs))
+            path = mdir / f"{model_id}.pt"
+            enc.save(path)
+            registry[model_id] = dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
+                                      train_seconds=time.perf_counter() - t0)
+            return enc
+
+        for s in ctx.main_subjects:
+            fit_ue(f"ue_single-{s}", "ue_single", [s])
+        if len(subjects) > 1:
+            fit_ue("ue_multi", "ue_multi", subjects)
+        new = ctx.transfer_subject
+        if new is not None:
+            pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", [s for s in subjects if s != new])
+            t0 = time.perf_counter()
+            X, Y = _ue_data(ctx, [new])[new]
+            pre.transfer(new, X, Y)
+            path = mdir / f"ue_transfer-{new}.pt"
+            pre.save(path)
+            registry[f"ue_transfer-{new}"] = dict(kind="ue_transfer", subjects=[new], checkpoint=str(path),
+                                                 config=cfg.to_dict(), pretrained_on=[s for s in subjects if s != new],
+                                                 train_seconds=time.perf_counter() - t0)
+    _save_registry(ctx, registry)
+    return registry
+
+
+def load_model(entry: dict):
+    """Load a registry entry's model (RidgeEncoder or UniversalEncoder)."""
+    if entry["kind"] == "ridge":
+        return joblib.load(entry["checkpoint"])
+    return UniversalEncoder.load(entry["checkpoint"])
+
+
+def predict(model, ctx: Context, subject: str, keys: list[str]) -> np.ndarray:
+    """(n, V) predictions of ``model`` for ``subject`` on images ``keys``."""
+    if isinstance(model, RidgeEncoder):
+        return model.predict(ctx.feature_subset(keys)).astype(np.float32)
+    return model.predict(ctx.layers(keys), subject).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def noise_ceiling(ctx: Context, subject: str) -> np.ndarray | None:
+    """(V,) noise ceiling in percent from the subject's test (else train) repetitions, or None."""
+    sub = ctx.dataset.subjects[subject]
+    for split in ("test", "train"):
+        if sub.has_repeats(split):
+            return noise_ceiling_from_repeats(sub.repeats(split))
+    return None
+
+
+def vertex_scores(y_true: np.ndarray, y_pred: np.ndarray, nc_percent: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per-vertex r, noise ceiling (fraction) and noise-normalized accuracy r^2/NC (negative r counts as 0)."""
+    r = pearson_per_vertex(y_true, y_pred)
+    out = {"r": r}
+    if nc_percent is not None:
+        nc = np.asarray(nc_percent, dtype=np.float64) / 100.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            nna = np.where(nc > 0, np.clip(np.nan_to_num(r), 0, None) ** 2 / nc, np.nan)
+        out.update(nc=nc, nna=np.clip(nna, 0, 1))
+    return out
+
+
+def roi_labels(ctx: Context, subject: str) -> dict[str, np.ndarray]:
+    """{ROI or group name: (V,) bool} used for per-ROI summaries (only non-empty ones)."""
+    sub = ctx.dataset.subjects[subject]
+    out = {"all": np.ones(sum(sub.n_vertices.values()), bool)}
+    for group in ROI_GROUPS:
+        m = sub.roi_mask(group)
+        if m.any():
+            out[group] = m
+    for cls in ("prf-visualrois", "floc-faces", "floc-places", "floc-bodies", "floc-words"):
+        if cls in sub.roi_classes:
+            for name in ROI_CLASSES[cls].values():
+                if name != "Unknown":
+                    m = sub.roi_mask(name)
+                    if m.any():
+                        out[name] = m
+    return out
+
+
+def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
+    """Predict every model's test images, score them, and write the results tables."""
+    registry = registry or load_registry(ctx)
+    rows, roi_rows, vm = [], [], {}
+    res_dir = ctx.work / "results"
+    with ctx.timed("evaluate"):
+        for model_id, entry in tqdm(registry.items(), desc="evaluate", disable=not ctx.config.progress):
+            model = load_model(entry)
+            for s in entry["subjects"]:
+                if not ctx.has_test(s):
+                    continue
+                keys = ctx.images[s].test_keys
+                y = ctx.responses(s, "test")
+                pred = predict(model, ctx, s, keys)
+                save_npy(ctx.work / "predictions" / model_id / f"{s}.npy", pred)
+                nc = noise_ceiling(ctx, s)
+                sc = vertex_scores(y, pred, nc)
+                vm[f"{model_id}|{s}"] = sc
+                ranks = retrieval_ranks(y, pred)
+                ret = retrieval_summary(ranks)
+                r = sc["r"]
+                rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
+                                 n_test=len(keys), median_r=float(np.nanmedian(r)),
+                                 p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
+                                 nna=float(np.nanmedian(sc["nna"]) * 100) if "nna" in sc else np.nan,
+                                 mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
+                                 train_seconds=entry.get("train_seconds", np.nan)))
+                for roi, mask in roi_labels(ctx, s).items():
+                    rr = r[mask]
+                    roi_rows.append(dict(model_id=model_id, subject=s, roi=roi, median_r=float(np.nanmedian(rr)),
+                                         p25=float(np.nanpercentile(rr, 25)), p75=float(np.nanpercentile(rr, 75)),
+                                         median_nna=float(np.nanmedian(sc["nna"][mask])) if "nna" in sc else np.nan,
+                                         n=int(mask.sum())))
+    table = pd.DataFrame(rows)
+    _write_csv(res_dir / "encoders.csv", table)
+    _write_csv(res_dir / "roi_metrics.csv", pd.DataFrame(roi_rows))
+    with atomic_path(res_dir / "vertex_metrics.npz", ".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{f"{k}|{m}": v for k, d in vm.items() for m, v in d.items()})
+    return table
+
+
+def transfer_curve(ctx: Context) -> pd.DataFrame:
+    """Median test r of the held-out subject vs number of its training images.
+
+    ``ue_transfer``: the pre-trained Universal Encoder (other subjects only) with
+    only the new subject's voxel embeddings learned; ``ridge``: a ridge model
+    trained from scratch on the same images. Same random subsets for both.
+    """
+    new = ctx.transfer_subject
+    registry = load_registry(ctx)
+    pre_id = f"ue_pretrain-{new}"
+    if new is None or pre_id not in registry or not ctx.has_test(new):
+        return pd.DataFrame()
+    keys = ctx.images[new].train_keys
+    Y = ctx.responses(new, "train")
+    test_keys = ctx.images[new].test_keys
+    y_test = ctx.responses(new, "test")
+    X_test = ctx.layers(test_keys)
+    rng = np.random.default_rng(ctx.config.seed)
+    rows = []
+    sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
+    with ctx.timed("transfer_curve"):
+        for n in tqdm(sorted(set(sizes)), desc="transfer curve", disable=not ctx.config.progress):
+            idx = np.sort(rng.choice(len(keys), n, replace=False))
+            sub_keys = [keys[i] for i in idx]
+            enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
+            enc.config.progress = False
+            enc.transfer(new, ctx.layers(sub_keys), Y[idx])
+            r_ue = pearson_per_vertex(y_test, enc.predict(X_test, new))
+            ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
+            r_ridge = pearson_per_vertex(y_test, ridge.predict(ctx.feature_subset(test_keys)))
+            for method, r in (("ue_transfer", r_ue), ("ridge", r_ridge)):
+                rows.append(dict(subject=new, n_train=int(n), method=method, median_r=float(np.nanmedian(r)),
+                                 seed=ctx.config.seed))
+    table = pd.DataFrame(rows)
+    _write_csv(ctx.work / "results" / "transfer_curve.csv", table)
+    return table
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path, ".csv") as tmp:
+        df.to_csv(tmp, index=False)

@@ -1,0 +1,104 @@
+"""Write every result of a precompute run into one DuckDB store (temp file, renamed into place)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..paths import PROJECT_ROOT
+from ..store.writer import StoreWriter
+from . import analyses
+from .context import Context
+from .encoding import load_registry
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_inputs(ctx: Context, w: StoreWriter) -> None:
+    """Dataset, subjects, vertices (with ROI labels and planted regions), images, splits, tags, features."""
+    ds = ctx.dataset
+    first = next(iter(ds.subjects.values()))
+    dataset_id = ds.path.name
+    name = ds.manifest.get("name", dataset_id)
+    w.add_dataset(dataset_id, name + (" (SIMULATED)" if ds.simulated else ""), ds.path, simulated=ds.simulated,
+                  surface=first.surface, manifest=ds.manifest or None)
+    for s, sub in ds.subjects.items():
+        imgs = ctx.images[s]
+        w.add_subject(s, dataset_id, imgs.source, n_train=len(imgs.train_keys), n_test=len(imgs.test_keys),
+                      n_lh=sub.n_vertices["lh"], n_rh=sub.n_vertices["rh"])
+        w.add_vertices(s, sub.vertex_table(), planted_region=ctx.planted_regions(s))
+        w.add_image_splits(s, "train", imgs.train_keys)
+        if imgs.test_keys:
+            w.add_image_splits(s, "test", imgs.test_keys)
+    w.add_images(ctx.catalog.image_key.tolist(), ctx.catalog.path.tolist(), dataset_id=dataset_id)
+    tags = ctx.tags
+    cats = [c for c in tags.columns if c != "tags"]
+    known = tags[cats].notna().any(axis=1)
+    if known.any():
+        w.add_image_tags(tags.loc[known, cats], tags=tags.loc[known, "tags"].to_dict() if "tags" in tags else None)
+    fs = ctx.features
+    w.add_image_features(ctx.config.backbone, list(fs.keys), np.asarray(fs.pooled, np.float32))
+
+
+def write_encoders(ctx: Context, w: StoreWriter) -> dict:
+    """Models, per-vertex and per-ROI metrics, retrieval, test predictions, transfer curve."""
+    registry = load_registry(ctx)
+    res = ctx.work / "results"
+    for model_id, e in registry.items():
+        w.add_model(model_id, e["kind"], e["subjects"], backbone=ctx.config.backbone, config=e["config"],
+                    checkpoint_path=e["checkpoint"],
+                    provenance={"seed": ctx.config.seed, "train_seconds": e.get("train_seconds"),
+                                "pretrained_on": e.get("pretrained_on"), "git_commit": _git_commit(),
+                                "dataset": str(ctx.dataset.path), "simulated": ctx.dataset.simulated})
+    if not (res / "encoders.csv").exists():
+        return {}
+    table = pd.read_csv(res / "encoders.csv")
+    vm = np.load(res / "vertex_metrics.npz")
+    for row in table.itertuples():
+        key = f"{row.model_id}|{row.subject}"
+        w.add_vertex_metrics(row.model_id, row.subject, vm[f"{key}|r"],
+                             nc=vm[f"{key}|nc"] if f"{key}|nc" in vm else None,
+                             nna=vm[f"{key}|nna"] if f"{key}|nna" in vm else None)
+        w.add_retrieval(row.model_id, row.subject, n_candidates=int(row.n_test), mean_rank=float(row.mean_rank),
+                        top1=float(row.top1), top5=float(row.top5))
+        pred = ctx.work / "predictions" / row.model_id / f"{row.subject}.npy"
+        if pred.exists():
+            w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, np.load(pred))
+    w.write_table("roi_metrics", pd.read_csv(res / "roi_metrics.csv"))
+    if (res / "transfer_curve.csv").exists():
+        tc = pd.read_csv(res / "transfer_curve.csv")
+        if len(tc):
+            w.write_table("transfer_curve", tc)
+    return {r.model_id + "|" + r.subject: {"median_r": round(r.median_r, 3), "nna": round(r.nna, 1),
+                                           "top1": round(r.top1, 3)} for r in table.itertuples()}
+
+
+def build_store(ctx: Context) -> dict:
+    """Run the analyses and write the store; returns the headline numbers."""
+    headline: dict = {}
+    with StoreWriter(ctx.config.store) as w:
+        with ctx.timed("store: inputs"):
+            write_inputs(ctx, w)
+            headline["encoders"] = write_encoders(ctx, w)
+        headline["clusters"] = analyses.write_clusters(ctx, w)
+        headline["rdms"] = analyses.write_rdms(ctx, w)
+        k92 = analyses.write_k92(ctx, w)
+        pair_rows = k92.pop("_pair_rows", [])
+        headline["k92"] = k92
+        headline["pair_model"] = analyses.write_pair_model(ctx, w, pair_rows)
+        headline["decoding"] = analyses.write_decoding(ctx, w)
+        w.set_meta(simulated=ctx.dataset.simulated, dataset=str(ctx.dataset.path), backbone=ctx.config.backbone,
+                   brainviz_version=__version__, git_commit=_git_commit() or "",
+                   config=ctx.config.to_dict(), headline=json.loads(json.dumps(headline, default=float)),
+                   timings={k: round(v, 1) for k, v in ctx.timings.items()})
+    return headline

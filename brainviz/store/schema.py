@@ -1,0 +1,278 @@
+"""The versioned schema of the BrainViz DuckDB store (one file, written by ``precompute``).
+
+Bump :data:`SCHEMA_VERSION` whenever a table or column changes meaning, is
+added or removed; :class:`brainviz.store.reader.Store` refuses any other
+version and tells the user to rebuild with ``python -m precompute all``.
+
+Conventions
+-----------
+* ``subject``: ``"subj01"`` ... ``"subj05"``.
+* ``vertex``: 0..n-1 over one subject's challenge-space vertices, left
+  hemisphere first, then right (the column order of every response matrix).
+* ``image_key``: ``f"{dataset}-{id:05d}"``, e.g. ``"nsd-02951"`` (see docs/ARCHITECTURE.md).
+* ``model_id``: free string, unique per trained encoder (``models`` table).
+* ``scope`` (clusters): a subject (``"subj01"``: k-means over that subject's
+  voxel embeddings), ``"joint"`` (k-means over all subjects' embeddings
+  concatenated), or either followed by ``":<ROI>"`` (e.g. ``"joint:PPA"``:
+  sub-clusters inside that ROI; only the ROI's vertices have rows).
+* JSON columns hold ``json.dumps`` text; ROI columns hold the ROI name, NULL
+  where the vertex is in no ROI of that class ("Unknown" in the release).
+
+Array storage
+-------------
+* ``voxel_embeddings.embedding`` is ``FLOAT[E]`` and ``image_features.pooled``
+  is ``FLOAT[D]`` (fixed-size DuckDB arrays, written from Arrow
+  FixedSizeList arrays, read back bit-exact). The size is fixed when the
+  table is first written; a store holds ONE E (all Universal-Encoder models
+  of a run share the embedding size) and ONE D (one pooled-feature size; a
+  second backbone of another size is rejected). The sizes are recorded in
+  ``meta`` as ``dim:voxel_embeddings`` and ``dim:image_features``.
+* ``predictions.values`` is a variable ``FLOAT[]`` list with one row per
+  (model, subject, image): subjects differ in V, and the app reads a few
+  images at a time. ``values[j]`` is the predicted response of ``vertex`` j.
+* ``rdms.values`` is the condensed upper triangle (``scipy.spatial.distance.squareform``
+  order: row-major, i < j), length n(n-1)/2, of the (n, n) RDM whose rows
+  follow ``rdms.image_keys``.
+
+Tables
+------
+meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
+voxel_embeddings, embedding_maps, clusters, cluster_top_images,
+cluster_descriptions, vertex_metrics, roi_metrics, retrieval, predictions,
+rdms, extreme_pairs, rsa, k92_rsa, pair_model, decoding, transfer_curve,
+image_features. Each :class:`Table` in :data:`TABLES` documents its meaning
+and columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Version of this schema; stored in ``meta`` under ``schema_version``.
+SCHEMA_VERSION = 1
+
+#: ROI class of the Algonauts release -> column of ``vertices``.
+ROI_COLUMNS: dict[str, str] = {
+    "prf-visualrois": "roi_prf",
+    "floc-faces": "roi_faces",
+    "floc-bodies": "roi_bodies",
+    "floc-places": "roi_places",
+    "floc-words": "roi_words",
+    "streams": "roi_streams",
+}
+
+#: Tag categories (columns of ``image_tags``), as in docs/ARCHITECTURE.md.
+TAG_CATEGORIES = ("faces", "bodies", "animals", "food", "words", "vehicles", "places",
+                  "indoor", "outdoor", "people")
+
+MODEL_KINDS = ("ridge", "ue_single", "ue_multi", "ue_transfer")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: name, DuckDB type (``{dim}`` for a fixed array size), meaning."""
+
+    name: str
+    type: str
+    doc: str
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the store.
+
+    ``array_column`` names the ``FLOAT[{dim}]`` column whose size is fixed when
+    the table is first written (the table is then created lazily).
+    """
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    array_column: str | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.not_null]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def ddl(self, dim: int | None = None) -> str:
+        """``CREATE TABLE`` statement; ``dim`` is required for tables with an array column."""
+        if self.array_column is not None and dim is None:
+            raise ValueError(f"table {self.name} needs the size of {self.array_column}")
+        cols = []
+        for c in self.columns:
+            typ = c.type.format(dim=dim) if "{dim}" in c.type else c.type
+            cols.append(f'"{c.name}" {typ}{" NOT NULL" if c.not_null else ""}')
+        if self.primary_key:
+            cols.append("PRIMARY KEY (" + ", ".join(f'"{k}"' for k in self.primary_key) + ")")
+        return f'CREATE TABLE "{self.name}" (\n  ' + ",\n  ".join(cols) + "\n)"
+
+
+def _c(name: str, type_: str, doc: str, not_null: bool = True) -> Column:
+    return Column(name, type_, doc, not_null)
+
+
+def _opt(name: str, type_: str, doc: str) -> Column:
+    return Column(name, type_, doc, False)
+
+
+_MODEL = _c("model_id", "VARCHAR", "the encoder (models.model_id)")
+_SUBJ = _c("subject", "VARCHAR", "subject, e.g. subj01")
+_VERTEX = _c("vertex", "INTEGER", "vertex 0..V-1 of the subject (lh first)")
+_SCOPE = _c("scope", "VARCHAR", "'subj01' | 'joint' | '<subject|joint>:<ROI>' (see module docstring)")
+_K = _c("k", "INTEGER", "number of k-means clusters")
+_CLUSTER = _c("cluster", "INTEGER", "cluster label 0..k-1 (0 = largest cluster)")
+_NC = ("nc_lower", "nc_upper")
+
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("meta", "Key/value facts about the store: schema_version, created_at (ISO time), "
+          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes.",
+          (_c("key", "VARCHAR", "fact name"), _c("value", "VARCHAR", "fact value as text")),
+          primary_key=("key",)),
+    Table("datasets", "Input dataset folders the store was built from.",
+          (_c("dataset_id", "VARCHAR", "short id, e.g. 'demo_brain'"),
+           _c("name", "VARCHAR", "human-readable name"),
+           _c("path", "VARCHAR", "folder it was read from"),
+           _c("simulated", "BOOLEAN", "true for the simulated demo brain"),
+           _c("surface", "VARCHAR", "'fsaverage' or 'fsaverage5'"),
+           _opt("manifest", "JSON", "the dataset's manifest.json, if any")),
+          primary_key=("dataset_id",)),
+    Table("subjects", "One row per subject.",
+          (_SUBJ, _c("dataset_id", "VARCHAR", "datasets.dataset_id"),
+           _c("source", "VARCHAR", "image source dataset: 'nsd' or 'vim1'"),
+           _c("n_train", "INTEGER", "training images"), _c("n_test", "INTEGER", "test images"),
+           _c("n_lh", "INTEGER", "lh challenge-space vertices"), _c("n_rh", "INTEGER", "rh vertices")),
+          primary_key=("subject",)),
+    Table("vertices", "One row per challenge-space vertex of each subject (AlgonautsSubject.vertex_table()).",
+          (_SUBJ, _VERTEX, _c("hemi", "VARCHAR", "'lh' or 'rh'"),
+           _c("hemi_index", "INTEGER", "challenge-space index within the hemisphere"),
+           _c("surface_index", "INTEGER", "vertex on the subject's surface (fsaverage or fsaverage5)"),
+           _c("fsaverage5_index", "INTEGER", "the same vertex on fsaverage5, -1 if not an fsaverage5 vertex"),
+           *[_opt(col, "VARCHAR", f"ROI name in class {cls}, NULL if none") for cls, col in ROI_COLUMNS.items()],
+           _opt("planted_region", "VARCHAR", "demo brain ground-truth region name; NULL for real data"))),
+    Table("images", "Every image the store refers to.",
+          (_c("image_key", "VARCHAR", "global image key, e.g. nsd-02951"),
+           _c("dataset", "VARCHAR", "'nsd' | 'vim1' | 'k92'"),
+           _opt("dataset_id", "VARCHAR", "datasets.dataset_id it was read from (NULL for k92)"),
+           _c("path", "VARCHAR", "image file path")),
+          primary_key=("image_key",)),
+    Table("image_splits", "Which images a subject saw, in which split, at which response row.",
+          (_SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
+           _c("split", "VARCHAR", "'train' or 'test'"),
+           _c("row", "INTEGER", "row of this image in the subject's (n_split, V) response matrix"))),
+    Table("image_tags", "Category scores in [0, 1] per image (brainviz.data.images.hed_category_scores).",
+          (_c("image_key", "VARCHAR", "images.image_key"),
+           *[_opt(t, "FLOAT", f"score of category '{t}' in [0, 1]") for t in TAG_CATEGORIES],
+           _opt("tags", "VARCHAR", "free-text tags / caption")),
+          primary_key=("image_key",)),
+    Table("models", "Trained encoders.",
+          (_MODEL, _c("kind", "VARCHAR", "'ridge' | 'ue_single' | 'ue_multi' | 'ue_transfer'"),
+           _c("subjects", "VARCHAR[]", "subjects it was trained on"),
+           _opt("backbone", "VARCHAR", "image backbone name"),
+           _opt("config", "JSON", "hyper-parameters"),
+           _opt("checkpoint_path", "VARCHAR", "saved weights, if any"),
+           _opt("created_at", "TIMESTAMP", "training end time (UTC)"),
+           _opt("provenance", "JSON", "seed, data versions, git commit, timings ...")),
+          primary_key=("model_id",)),
+    Table("voxel_embeddings", "Learned voxel embeddings of Universal-Encoder models, one row per vertex.",
+          (_MODEL, _SUBJ, _VERTEX, _c("embedding", "FLOAT[{dim}]", "the (E,) embedding")),
+          array_column="embedding"),
+    Table("embedding_maps", "2-D UMAP map of a model's voxel embeddings (fitted jointly over the "
+          "subjects listed for that model).",
+          (_MODEL, _SUBJ, _VERTEX, _c("x", "FLOAT", "map x"), _c("y", "FLOAT", "map y"))),
+    Table("clusters", "k-means cluster of each vertex.",
+          (_MODEL, _SCOPE, _K, _SUBJ, _VERTEX, _CLUSTER)),
+    Table("cluster_top_images", "Images with the highest mean response over a cluster's vertices, "
+          "per subject: measured responses of the subject's own images or the encoder's "
+          "predictions on all images.",
+          (_MODEL, _SCOPE, _K, _CLUSTER, _SUBJ,
+           _c("source", "VARCHAR", "'measured' or 'predicted'"),
+           _c("rank", "INTEGER", "1 = highest"),
+           _c("image_key", "VARCHAR", "images.image_key"),
+           _c("score", "FLOAT", "mean (z-scored) response over the cluster's vertices"))),
+    Table("cluster_descriptions", "Tag-enrichment description of each cluster's top images.",
+          (_MODEL, _SCOPE, _K, _CLUSTER,
+           _c("n_vertices", "INTEGER", "vertices in the cluster (all subjects of the scope)"),
+           _c("description", "VARCHAR", "e.g. 'faces 9/10'"),
+           _opt("source", "VARCHAR", "which top images were described: 'measured' or 'predicted'"),
+           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
+    Table("vertex_metrics", "Per-vertex test accuracy of a model.",
+          (_MODEL, _SUBJ, _VERTEX,
+           _c("r", "FLOAT", "Pearson r between predicted and measured test responses"),
+           _opt("nc", "FLOAT", "noise ceiling (fraction of explainable variance, 0..1)"),
+           _opt("nna", "FLOAT", "noise-normalized accuracy r^2 / nc"))),
+    Table("roi_metrics", "Per-ROI summary of vertex_metrics.",
+          (_MODEL, _SUBJ, _c("roi", "VARCHAR", "ROI name, group or 'all'"),
+           _c("median_r", "FLOAT", "median r"), _opt("p25", "FLOAT", "25th percentile of r"),
+           _opt("p75", "FLOAT", "75th percentile of r"), _opt("median_nna", "FLOAT", "median nna"),
+           _c("n", "INTEGER", "vertices"))),
+    Table("retrieval", "Image identification from predicted responses (test set).",
+          (_MODEL, _SUBJ, _c("n_candidates", "INTEGER", "candidate images"),
+           _c("mean_rank", "FLOAT", "mean rank of the true image (1 = best)"),
+           _c("top1", "FLOAT", "fraction ranked first"), _c("top5", "FLOAT", "fraction in top 5"))),
+    Table("predictions", "Predicted responses, one row per (model, subject, image).",
+          (_MODEL, _SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
+           _c("values", "FLOAT[]", "(V,) predicted response per vertex"))),
+    Table("rdms", "Representational dissimilarity matrices, condensed.",
+          (_c("rdm_id", "VARCHAR", "unique id"),
+           _opt("subject", "VARCHAR", "subject, NULL for model / layer RDMs"),
+           _opt("roi", "VARCHAR", "ROI or ROI group, NULL for layers"),
+           _c("metric", "VARCHAR", "'correlation' (1 - Pearson) or 'euclidean'"),
+           _c("source", "VARCHAR", "'measured' | 'predicted' | 'layer:<name>' | 'model:<name>'"),
+           _c("n", "INTEGER", "images"),
+           _c("image_keys", "VARCHAR[]", "(n,) row order"),
+           _c("values", "FLOAT[]", "(n(n-1)/2,) condensed upper triangle")),
+          primary_key=("rdm_id",)),
+    Table("extreme_pairs", "Most similar / dissimilar image pairs of an RDM.",
+          (_c("rdm_id", "VARCHAR", "rdms.rdm_id"),
+           _c("kind", "VARCHAR", "'most_similar' or 'most_dissimilar'"),
+           _c("rank", "INTEGER", "1 = most extreme"),
+           _c("image_a", "VARCHAR", "image key"), _c("image_b", "VARCHAR", "image key"),
+           _c("value", "FLOAT", "dissimilarity"))),
+    Table("rsa", "RSA between two stored RDMs.",
+          (_c("rdm_a", "VARCHAR", "rdms.rdm_id"), _c("rdm_b", "VARCHAR", "rdms.rdm_id"),
+           _c("method", "VARCHAR", "'spearman' or 'kendall_tau_a'"),
+           _c("value", "FLOAT", "correlation"), _opt("p_value", "FLOAT", "permutation p"),
+           _opt(_NC[0], "FLOAT", "noise ceiling lower bound"), _opt(_NC[1], "FLOAT", "upper bound"))),
+    Table("k92_rsa", "RSA of each model against the 92-image human-IT RDMs.",
+          (_c("model", "VARCHAR", "model / layer name"),
+           _c("method", "VARCHAR", "'spearman' or 'kendall_tau_a'"),
+           _c("value", "FLOAT", "mean correlation with the human-IT RDMs"),
+           _opt("p_value", "FLOAT", "permutation p"),
+           _opt(_NC[0], "FLOAT", "noise ceiling lower bound"), _opt(_NC[1], "FLOAT", "upper bound"))),
+    Table("pair_model", "Pair-dissimilarity model accuracy (split by image).",
+          (_c("split", "VARCHAR", "'train' / 'test' ..."), _c("metric", "VARCHAR", "metric name"),
+           _c("value", "FLOAT", "model score"), _opt("baseline", "FLOAT", "baseline score"))),
+    Table("decoding", "fMRI -> image-embedding decoding: rank of each test image among candidates.",
+          (_SUBJ, _c("roi_set", "VARCHAR", "'set1' | 'set2' | 'set3' | 'vote'"),
+           _c("image_key", "VARCHAR", "the true image"),
+           _c("rank", "INTEGER", "rank of the true image (1 = best)"),
+           _c("top_keys", "VARCHAR[]", "best candidate image keys, best first"),
+           _opt("cosine", "FLOAT", "cosine of decoded and true embedding"))),
+    Table("transfer_curve", "Transfer learning: accuracy vs number of new-subject training images.",
+          (_SUBJ, _c("n_train", "INTEGER", "training images used"),
+           _c("method", "VARCHAR", "'ue_transfer' | 'ridge' ..."),
+           _c("median_r", "FLOAT", "median test r"), _c("seed", "INTEGER", "subsample seed"))),
+    Table("image_features", "Pooled backbone embedding of each image.",
+          (_c("backbone", "VARCHAR", "backbone name"), _c("image_key", "VARCHAR", "images.image_key"),
+           _c("pooled", "FLOAT[{dim}]", "(D,) pooled features")),
+          array_column="pooled"),
+)}
+
+
+def dim_key(table: str) -> str:
+    """``meta`` key recording the array size of ``table``."""
+    return f"dim:{table}"
+
+
+def create_statements() -> list[str]:
+    """DDL for every table without an array column (those are created on first write)."""
+    return [t.ddl() for t in TABLES.values() if t.array_column is None]

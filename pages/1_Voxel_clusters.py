@@ -1,0 +1,226 @@
+"""Voxel clusters: k-means clusters of learned voxel embeddings on the 3-D brain, their top images,
+the linked 2-D embedding map, and (demo brain) planted vs recovered regions."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from brainviz import app_support as S
+from brainviz import brainplot as B
+from brainviz.errors import BrainVizDataError
+
+st.set_page_config(page_title="Voxel clusters · BrainViz", page_icon="🧠", layout="wide")
+open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+path = S.store_path()
+if not path.is_file():
+    st.info(S.missing_store_message(path))
+    st.stop()
+try:
+    store = open_store(str(path), S.store_stamp(path))
+except BrainVizDataError as exc:
+    st.error(f"The store could not be opened: {exc}")
+    st.stop()
+
+st.title("Voxel clusters")
+kind, text = S.banner(store)
+getattr(st, kind)(text)
+
+models = S.model_options(store, need_clusters=True)
+if not models:
+    st.info("This store has no voxel clusters (they come from a Universal-Encoder model). "
+            f"Rebuild with `{S.BUILD_COMMANDS[0]}`.")
+    st.stop()
+
+# ------------------------------------------------------------------ controls
+with st.sidebar:
+    st.header("Clusters")
+    model_id = st.selectbox("Model", models, help="Universal-Encoder model whose voxel embeddings were clustered")
+    scopes = store.cluster_scopes(model_id)
+    default_scope = scopes.index("joint") if "joint" in scopes else 0
+    scope = st.selectbox("Clustered over", scopes, index=default_scope,
+                         format_func=lambda s: "all subjects (joint)" if s == "joint" else
+                         (f"{s.split(':')[0]} · inside {s.split(':', 1)[1]}" if ":" in s else s),
+                         help="'joint': k-means over all subjects' embeddings together, so a cluster means the "
+                              "same thing in every brain.")
+    ks = store.available_k(model_id, scope)
+    k = st.select_slider("k (number of clusters)", ks, value=8 if 8 in ks else ks[len(ks) // 2]) if len(ks) > 1 \
+        else ks[0]
+    clus_all = store.clusters(model_id, scope, k)
+    scope_subjects = sorted(clus_all["subject"].unique())
+    subject = st.selectbox("Brain shown", scope_subjects)
+    st.header("Display")
+    surface = st.radio("Surface", B.SURFACES, horizontal=True,
+                       format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
+    hemi_choice = st.radio("Hemispheres", ["both", "lh", "rh"], horizontal=True)
+    hemis = B.HEMIS if hemi_choice == "both" else (hemi_choice,)
+    view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW),
+                        disabled=surface == "flat")
+    outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=2)
+
+vertices = store.vertices(subject)
+labels = store.cluster_labels(model_id, scope, k, subject)
+descs = store.cluster_descriptions(model_id, scope, k)
+desc_of = dict(zip(descs["cluster"], descs["description"])) if not descs.empty else {}
+nvert_of = dict(zip(descs["cluster"], descs["n_vertices"])) if not descs.empty else {}
+clusters_present = sorted(int(c) for c in np.unique(labels[labels >= 0]))
+names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
+colors = B.category_colors(list(range(k)))
+
+with st.sidebar:
+    roi_filter = st.multiselect("Show only vertices in ROIs", list(S.roi_groups(vertices)) + S.roi_names(vertices),
+                                help="Gray out every vertex outside these ROIs (empty = show all)")
+
+# cluster picked from the 2-D map (applied before the selectbox is drawn)
+umap_state = st.session_state.get("umap_select")
+if umap_state is not None:
+    pts = (umap_state.get("selection") or {}).get("points") or []
+    sig = tuple((p.get("curve_number"), p.get("point_index")) for p in pts[:3])
+    if pts and sig != st.session_state.get("_umap_applied"):
+        cd = pts[0].get("customdata")
+        picked = int(cd[0] if isinstance(cd, (list, tuple)) else cd) if cd is not None else None
+        if picked is not None and picked in clusters_present:
+            st.session_state["cluster_pick"] = picked
+        st.session_state["_umap_applied"] = sig
+
+if st.session_state.get("cluster_pick") not in clusters_present:
+    st.session_state["cluster_pick"] = clusters_present[0] if clusters_present else 0
+
+# ------------------------------------------------------------------ brain + selection
+vals = labels.astype(float)
+vals[labels < 0] = np.nan
+if roi_filter:
+    vals[~S.roi_mask(vertices, roi_filter)] = np.nan
+maps = S.to_fsaverage5(vals, vertices, categorical=True)
+outlines = label_positions = None
+if outline_name != "none":
+    outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name])
+    label_positions = B.roi_label_positions(outlines, surface)
+
+left, right = st.columns([3, 2])
+with left:
+    title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
+    fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
+                         category_names=names, category_colors=colors, outlines=outlines, labels=label_positions,
+                         view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
+    st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
+    st.caption("Gray: vertices without data (outside the challenge space or filtered out), shaded by sulcal depth. "
+               "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
+with right:
+    cl = st.selectbox("Cluster", clusters_present, key="cluster_pick", format_func=lambda c: names.get(c, str(c)))
+    n_here = int((labels == cl).sum())
+    st.markdown(f"**Cluster {cl}** — {desc_of.get(cl, 'no description')}  \n"
+                f"{n_here} vertices in {subject}" + (f", {int(nvert_of[cl])} in the whole scope" if cl in nvert_of
+                                                      and pd.notna(nvert_of[cl]) else ""))
+    if not descs.empty:
+        enr = descs.loc[descs["cluster"] == cl, "enrichment"]
+        if len(enr) and isinstance(enr.iloc[0], dict) and enr.iloc[0]:
+            e = pd.DataFrame(enr.iloc[0]).T.reset_index(names="category")
+            keep = [c for c in ("category", "count", "n", "frac", "base_rate", "ratio", "p_value") if c in e]
+            sort_col = "ratio" if "ratio" in e else keep[-1]
+            st.dataframe(e[keep].sort_values(sort_col, ascending=False).head(6), hide_index=True)
+    # ROI make-up of the cluster
+    groups = S.roi_groups(vertices)
+    if groups:
+        comp = {g: int((m & (labels == cl)).sum()) for g, m in groups.items()}
+        comp = {g: v for g, v in comp.items() if v}
+        if comp:
+            st.caption("Vertices of this cluster inside ROI groups: " +
+                       ", ".join(f"{g} {v}" for g, v in sorted(comp.items(), key=lambda x: -x[1])))
+
+# ------------------------------------------------------------------ top images
+st.subheader(f"Top images of cluster {cl}")
+tags = store.image_tags()
+top = store.cluster_top_images(model_id, scope, k, subject=subject, cluster=cl)
+if top.empty:
+    st.write("No top images stored for this cluster.")
+else:
+    cols = st.columns(2)
+    for col, source, blurb in ((cols[0], "measured", "measured responses of images this subject saw"),
+                               (cols[1], "predicted", "the encoder's predictions for all images")):
+        sub = top[top["source"] == source].sort_values("rank").head(8)
+        with col:
+            st.markdown(f"**{source.capitalize()}** — {blurb}" + (" (SIMULATED)" if store.simulated and
+                                                                   source == "measured" else ""))
+            if sub.empty:
+                st.caption("none stored")
+                continue
+            grid = st.columns(4)
+            for i, (_, r) in enumerate(sub.iterrows()):
+                grid[i % 4].image(S.thumbnail(str(r["path"])),
+                                  caption=f"#{int(r['rank'])} {S.tag_caption(r['image_key'], tags)} ({r['score']:.2f})")
+
+# ------------------------------------------------------------------ 2-D map
+st.subheader("Embedding map")
+emb = store.embedding_map(model_id)
+if emb.empty:
+    st.write("No 2-D map stored for this model.")
+else:
+    show_all = st.toggle("All subjects of the scope", value=False)
+    emb = emb[emb["subject"].isin(scope_subjects if show_all else [subject])]
+    lab_frames = []
+    for s in emb["subject"].unique():
+        lab_frames.append(pd.DataFrame({"subject": s, "vertex": np.arange(store.n_vertices(s)),
+                                        "cluster": store.cluster_labels(model_id, scope, k, s)}))
+    emb = emb.merge(pd.concat(lab_frames), on=["subject", "vertex"], how="left")
+    emb = emb[emb["cluster"] >= 0]
+    mfig = go.Figure()
+    for c in sorted(emb["cluster"].unique()):
+        d = emb[emb["cluster"] == c]
+        mfig.add_trace(go.Scattergl(
+            x=d["x"], y=d["y"], mode="markers", name=names.get(int(c), str(c)),
+            customdata=np.c_[d["cluster"].to_numpy(), d["vertex"].to_numpy()],
+            text=d["subject"], hovertemplate="%{text} vertex %{customdata[1]}<br>cluster %{customdata[0]}<extra></extra>",
+            marker=dict(size=4 if int(c) == cl else 3, color=colors[int(c)], opacity=1.0 if int(c) == cl else 0.35)))
+    mfig.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(visible=False),
+                       yaxis=dict(visible=False, scaleanchor="x"), legend=dict(itemsizing="constant"),
+                       plot_bgcolor="white")
+    st.plotly_chart(mfig, key="umap_select", on_select="rerun", selection_mode="points", theme=None)
+    st.caption("Each dot is a vertex, placed by the similarity of its learned embedding (UMAP). "
+               "Click a dot to select its cluster.")
+
+# ------------------------------------------------------------------ planted vs recovered
+planted = S.planted_codes(vertices)
+if planted is not None:
+    st.subheader("Planted vs recovered (demo brain ground truth)")
+    st.caption("The SIMULATED demo brain has regions planted on purpose. Training never saw them; here they are "
+               "compared with the clusters the pipeline found.")
+    pvals, pnames = planted
+    if roi_filter:
+        pvals = pvals.copy()
+        pvals[~S.roi_mask(vertices, roi_filter)] = np.nan
+    c1, c2 = st.columns(2)
+    with c1:
+        pf = B.brain_figure(S.to_fsaverage5(pvals, vertices, categorical=True), surface=surface, hemis=hemis,
+                            categorical=True, title="planted regions", category_names=pnames,
+                            view=None if surface == "flat" else view, colorbar_title="planted", height=420,
+                            hover_name="region")
+        st.plotly_chart(pf, key="planted", theme=None)
+    with c2:
+        rf = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title="recovered clusters",
+                            category_names=names, category_colors=colors, view=None if surface == "flat" else view,
+                            colorbar_title="cluster", height=420)
+        st.plotly_chart(rf, key="recovered", theme=None)
+    tab, ari = S.recovery_table(labels, vertices)
+    if ari is not None:
+        st.metric("Adjusted Rand index (planted vs clusters)", f"{ari:.2f}",
+                  help="1 = clusters match planted regions exactly; 0 = chance")
+        st.dataframe(tab, key="recovery_table")
+
+# ------------------------------------------------------------------ download
+st.subheader("Download")
+sig = ("clusters", model_id, scope, k, subject, surface, hemis, outline_name, tuple(roi_filter))
+if st.button("Render high-resolution PNG of the brain", key="png_btn"):
+    with st.spinner("Rendering off-screen…"):
+        png, err = S.safe_render_png(maps, surface=surface, hemis=hemis, categorical=True, title=title,
+                                     category_names=names, category_colors=colors, outlines=outlines,
+                                     colorbar_title="cluster")
+    st.session_state["png"] = (sig, png, err)
+got = st.session_state.get("png")
+if got and got[0] == sig:
+    if got[2]:
+        st.error(got[2])
+    else:
+        st.download_button("Download PNG", got[1], file_name=f"brainviz_clusters_{model_id}_{scope}_k{k}_{subject}.png"
+                           .replace(":", "-"), mime="image/png", key="png_dl")

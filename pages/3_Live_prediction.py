@@ -1,0 +1,236 @@
+"""Live prediction: an image (upload, example or camera) -> predicted activation on the 3-D brain,
+per-ROI bars, the closest known images, and a side-by-side comparison with a difference map."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from brainviz import app_support as S
+from brainviz import brainplot as B
+from brainviz import live as L
+from brainviz.errors import BrainVizDataError
+
+st.set_page_config(page_title="Live prediction · BrainViz", page_icon="🧠", layout="wide")
+open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+path = S.store_path()
+if not path.is_file():
+    st.info(S.missing_store_message(path))
+    st.stop()
+try:
+    store = open_store(str(path), S.store_stamp(path))
+except BrainVizDataError as exc:
+    st.error(f"The store could not be opened: {exc}")
+    st.stop()
+
+st.title("Live prediction")
+kind, text = S.banner(store)
+getattr(st, kind)(text)
+st.caption("Show the model an image; it predicts how each vertex of the visual cortex would respond"
+           + (" (the model was trained on SIMULATED responses)." if store.simulated else "."))
+
+
+@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
+def load_predictor(store_file: str, stamp: tuple, model_id: str) -> L.LivePredictor:
+    return L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
+
+
+@st.cache_resource(show_spinner="Reading stored predictions…", max_entries=8)
+def prediction_bank(store_file: str, stamp: tuple, model_id: str, subject: str):
+    st_ = open_store(store_file, stamp)
+    keys = st_.prediction_keys(model_id, subject)
+    return keys, (st_.predictions(model_id, subject, keys) if keys else np.zeros((0, 0), np.float32))
+
+
+model_id = L.pick_live_model(store.models())
+if model_id is None:
+    st.info("Live prediction needs a Universal-Encoder model with a saved checkpoint; this store has none. "
+            f"Rebuild with `{S.BUILD_COMMANDS[0]}`.")
+    st.stop()
+stamp = S.store_stamp(path)
+try:
+    predictor = load_predictor(str(path), stamp, model_id)
+except BrainVizDataError as exc:
+    st.error(f"The live model could not be loaded: {exc}")
+    st.stop()
+except Exception as exc:  # torch / weights problems: explain, no traceback
+    st.error(f"The live model could not be loaded ({type(exc).__name__}: {exc}).")
+    st.stop()
+
+store_subjects = set(store.subjects()["subject"])
+subjects = [s for s in predictor.subjects if s in store_subjects] or list(predictor.subjects)
+images = store.images()
+examples = images[images["dataset"] != "k92"]["image_key"].tolist() or images["image_key"].tolist()
+tags = store.image_tags()
+
+with st.sidebar:
+    st.header("Prediction")
+    subject = st.selectbox("Subject", subjects)
+    surface = st.radio("Surface", B.SURFACES, horizontal=True, format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
+    view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
+    st.caption(f"Model `{model_id}` · backbone `{predictor.backbone.name}` · device **{predictor.device}**")
+
+
+def image_input(slot: str, label: str):
+    """Returns (bytes, name) from the chosen source, or (None, None)."""
+    src = st.radio(f"{label}: source", ["Example", "Upload", "Camera"], horizontal=True, key=f"src_{slot}")
+    if src == "Upload":
+        up = st.file_uploader(f"{label}: image file", type=L.UPLOAD_TYPES, key=f"up_{slot}",
+                              help="PNG, JPEG, GIF, WebP, BMP or TIFF, up to 25 MB")
+        return (up.getvalue(), up.name) if up is not None else (None, None)
+    if src == "Camera":
+        cam = st.camera_input(f"{label}: take a photo", key=f"cam_{slot}")
+        return (cam.getvalue(), "camera.jpg") if cam is not None else (None, None)
+    if not examples:
+        st.write("No example images in the store.")
+        return None, None
+    key = st.selectbox(f"{label}: example image", examples, key=f"ex_{slot}",
+                       index=min(len(examples) - 1, 0 if slot == "a" else 1),
+                       format_func=lambda k: S.tag_caption(k, tags))
+    p = Path(str(images.set_index("image_key").loc[key, "path"]))
+    try:
+        return p.read_bytes(), key
+    except OSError as exc:
+        st.error(f"Example image {key} cannot be read ({exc}).")
+        return None, None
+
+
+def run_prediction(data: bytes, name: str):
+    """Validate + predict (memoized per session by content hash). Returns (image, LiveResult, decode_ms)."""
+    h = hashlib.sha1(data).hexdigest()
+    memo = st.session_state.setdefault("_live_memo", {})
+    if h in memo:
+        return memo[h]
+    t0 = time.perf_counter()
+    img = L.validate_image(data, name=name)
+    t1 = time.perf_counter()
+    res = predictor.predict(img)
+    out = (img, res, (t1 - t0) * 1e3)
+    memo.clear() if len(memo) > 8 else None
+    memo[h] = out
+    return out
+
+
+vertices = store.vertices(subject)
+col_in, col_brain = st.columns([1, 2])
+with col_in:
+    data_a, name_a = image_input("a", "Image")
+result_a = None
+if data_a is not None:
+    try:
+        t_start = time.perf_counter()
+        img_a, res_a, dec_ms = run_prediction(data_a, name_a)
+        result_a = res_a
+    except L.ImageValidationError as exc:
+        col_in.error(f"This image cannot be used: {exc.problem}")
+    except BrainVizDataError as exc:
+        col_in.error(str(exc))
+
+if result_a is not None:
+    pred = result_a.predictions[subject]
+    if len(pred) != len(vertices):
+        st.error(f"The model predicts {len(pred)} vertices for {subject}, the store has {len(vertices)}; "
+                 "the store and the checkpoint do not belong together — rebuild the store.")
+        st.stop()
+    lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
+    t_map = time.perf_counter()
+    maps_a = S.to_fsaverage5(pred, vertices)
+    fig = B.brain_figure(maps_a, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                         title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
+                                                                   if store.simulated else ""),
+                         view=None if surface == "flat" else view, colorbar_title="predicted (z)",
+                         hover_name="predicted")
+    map_ms = (time.perf_counter() - t_map) * 1e3
+    with col_in:
+        st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
+                                f"{img_a.info['brainviz_source']['size'][0]}×{img_a.info['brainviz_source']['size'][1]}")
+        for note in img_a.info.get("brainviz_notes", []):
+            st.caption(f"ℹ️ {note}")
+        t = result_a.timings_ms
+        total = dec_ms + t["total"] + map_ms
+        st.markdown(f"**Latency** {total:.0f} ms on **{result_a.device}**  \n"
+                    f"decode {dec_ms:.0f} · backbone {t['features']:.0f} · encoder {t['encoder']:.0f} · "
+                    f"brain map {map_ms:.0f} ms")
+    with col_brain:
+        st.plotly_chart(fig, key="live_brain", theme=None, config={"displaylogo": False})
+
+    # ---- per-ROI bars
+    st.subheader("Predicted response per ROI group")
+    groups = S.roi_groups(vertices)
+    if not groups:
+        st.write("This store has no ROI labels.")
+    else:
+        means = {s: L.roi_means(result_a.predictions[s], S.roi_groups(store.vertices(s))) for s in [subject]}
+        m = means[subject]
+        bar = go.Figure(go.Bar(x=list(m), y=list(m.values()),
+                               marker_color=["#c0392b" if v > 0 else "#2e6fb7" for v in m.values()],
+                               text=[f"{v:+.2f}" for v in m.values()], textposition="outside"))
+        bar.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="mean predicted (z)",
+                          plot_bgcolor="white")
+        st.plotly_chart(bar, key="roi_bars", theme=None)
+        if "food (planted)" in m:
+            st.caption("'food (planted)' uses the demo brain's planted food region (SIMULATED ground truth); "
+                       "real Algonauts data has no food ROI.")
+
+    # ---- closest known images
+    st.subheader("Closest known images (by predicted pattern)")
+    keys, bank = prediction_bank(str(path), stamp, model_id, subject)
+    if len(keys) == 0:
+        st.write("No stored predictions to compare with.")
+    else:
+        near = L.nearest_images(pred, bank, keys, k=6)
+        paths = S.image_paths(store, [k for k, _ in near])
+        cols = st.columns(6)
+        for c, (k, r) in zip(cols, near):
+            c.image(S.thumbnail(paths.get(k, "")), caption=f"{S.tag_caption(k, tags)} · r={r:.2f}")
+
+    # ---- compare two images
+    st.subheader("Compare two images")
+    if st.toggle("Compare with a second image", key="compare"):
+        cb_in, cb_out = st.columns([1, 3])
+        with cb_in:
+            data_b, name_b = image_input("b", "Second image")
+        if data_b is not None:
+            try:
+                img_b, res_b, _ = run_prediction(data_b, name_b)
+            except L.ImageValidationError as exc:
+                cb_in.error(f"This image cannot be used: {exc.problem}")
+                res_b = None
+            if res_b is not None:
+                pb = res_b.predictions[subject]
+                cb_in.image(img_b, caption=name_b)
+                maps_b = S.to_fsaverage5(pb, vertices)
+                diff = S.to_fsaverage5(pred - pb, vertices)
+                dl = float(np.nanpercentile(np.abs(pred - pb), 99)) or 1.0
+                with cb_out:
+                    c1, c2 = st.columns(2)
+                    kw = dict(surface=surface, view=None if surface == "flat" else view, height=380, cmap="RdBu_r")
+                    c1.plotly_chart(B.brain_figure(maps_a, title=f"A: {name_a}", vmin=-lim, vmax=lim, **kw),
+                                    key="cmp_a", theme=None)
+                    c2.plotly_chart(B.brain_figure(maps_b, title=f"B: {name_b}", vmin=-lim, vmax=lim, **kw),
+                                    key="cmp_b", theme=None)
+                    st.plotly_chart(B.brain_figure(diff, title="difference A − B", vmin=-dl, vmax=dl,
+                                                   colorbar_title="A − B", **{**kw, "cmap": "PuOr_r"}),
+                                    key="cmp_diff", theme=None)
+
+    # ---- download
+    sig = ("live", hashlib.sha1(data_a).hexdigest(), subject, surface)
+    if st.button("Render high-resolution PNG of the map", key="png_btn"):
+        with st.spinner("Rendering off-screen…"):
+            png, err = S.safe_render_png(maps_a, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                                         title=f"predicted response to {name_a} · {subject}",
+                                         colorbar_title="predicted (z)")
+        st.session_state["png"] = (sig, png, err)
+    got = st.session_state.get("png")
+    if got and got[0] == sig:
+        if got[2]:
+            st.error(got[2])
+        else:
+            st.download_button("Download PNG", got[1], file_name=f"brainviz_live_{subject}.png", mime="image/png",
+                               key="png_dl")
+elif data_a is None:
+    col_brain.info("Pick an example, upload an image or take a photo to see the predicted activation.")

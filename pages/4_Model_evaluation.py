@@ -1,0 +1,173 @@
+"""Model evaluation: accuracy maps on the brain (r, noise ceiling, noise-normalized accuracy), per-ROI
+tables, retrieval, single vs multi subject, transfer curve."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from brainviz import app_support as S
+from brainviz import brainplot as B
+from brainviz.errors import BrainVizDataError
+
+st.set_page_config(page_title="Model evaluation · BrainViz", page_icon="🧠", layout="wide")
+open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+path = S.store_path()
+if not path.is_file():
+    st.info(S.missing_store_message(path))
+    st.stop()
+try:
+    store = open_store(str(path), S.store_stamp(path))
+except BrainVizDataError as exc:
+    st.error(f"The store could not be opened: {exc}")
+    st.stop()
+
+st.title("Model evaluation")
+kind, text = S.banner(store)
+getattr(st, kind)(text)
+
+models = store.models()
+if models.empty:
+    st.info(f"No trained models in this store. Rebuild with `{S.BUILD_COMMANDS[0]}`.")
+    st.stop()
+METRICS = {"r": ("Pearson r (test set)", "RdBu_r", True),
+           "nc": ("noise ceiling (fraction of explainable variance)", "viridis", False),
+           "nna": ("noise-normalized accuracy r² / nc", "magma", False)}
+
+with st.sidebar:
+    st.header("Accuracy map")
+    model_id = st.selectbox("Model", S.model_options(store))
+    row = models[models["model_id"] == model_id].iloc[0]
+    subjects = list(row["subjects"]) if row["subjects"] is not None else []
+    subjects = [s for s in subjects if not store.vertex_metrics(model_id, s).empty] or subjects
+    subject = st.selectbox("Subject", subjects)
+    metric = st.radio("Map", list(METRICS), horizontal=True, format_func=lambda m: {"r": "r", "nc": "noise ceiling",
+                                                                                  "nna": "normalized"}[m])
+    surface = st.radio("Surface", B.SURFACES, horizontal=True, format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
+    view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
+    thr = st.slider("Hide |value| below", 0.0, 0.5, 0.0, 0.01)
+    outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=0)
+
+# ------------------------------------------------------------------ map
+vm = store.vertex_metrics(model_id, subject) if subject else pd.DataFrame()
+title = desc = None
+if vm.empty or metric not in vm or vm[metric].isna().all():
+    st.info(f"No per-vertex {metric} stored for {model_id} / {subject}.")
+else:
+    vertices = store.vertices(subject)
+    vals = np.full(len(vertices), np.nan)
+    vals[vm["vertex"].to_numpy()] = vm[metric].to_numpy(dtype=float)
+    desc, cmap, sym = METRICS[metric]
+    maps = S.to_fsaverage5(vals, vertices)
+    outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
+    lo, hi = B.color_limits(maps, symmetric=sym)
+    if not sym:
+        lo = 0.0
+    title = f"{model_id} · {subject} · {desc}" + (" · SIMULATED" if store.simulated else "")
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        st.plotly_chart(B.brain_figure(maps, surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
+                                       title=title, colorbar_title=metric, outlines=outlines,
+                                       view=None if surface == "flat" else view, hover_name=metric),
+                        key="acc_brain", theme=None, config={"displaylogo": False})
+    with c2:
+        v = vm[metric].dropna()
+        st.metric(f"median {metric}", f"{v.median():.3f}")
+        st.metric("vertices", f"{len(v)}")
+        if metric == "r" and "nc" in vm and vm["nc"].notna().any():
+            st.metric("median noise ceiling", f"{vm['nc'].median():.2f}")
+        hist = go.Figure(go.Histogram(x=v, nbinsx=40, marker_color="#3b6fb6"))
+        hist.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=metric, plot_bgcolor="white")
+        st.plotly_chart(hist, key="acc_hist", theme=None)
+
+    sig = ("eval", model_id, subject, metric, surface, thr, outline_name)
+    if st.button("Render high-resolution PNG of the map", key="png_btn"):
+        with st.spinner("Rendering off-screen…"):
+            png, err = S.safe_render_png(maps, surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
+                                         title=title, colorbar_title=metric, outlines=outlines)
+        st.session_state["png"] = (sig, png, err)
+    got = st.session_state.get("png")
+    if got and got[0] == sig:
+        if got[2]:
+            st.error(got[2])
+        else:
+            st.download_button("Download PNG", got[1], file_name=f"brainviz_{metric}_{model_id}_{subject}.png",
+                               mime="image/png", key="png_dl")
+
+# ------------------------------------------------------------------ ROI table
+st.subheader("Per-ROI accuracy")
+roi = store.roi_metrics()
+if roi.empty:
+    st.write("No per-ROI results stored.")
+else:
+    mine = roi[(roi["model_id"] == model_id) & (roi["subject"] == subject)]
+    st.dataframe(mine.drop(columns=["model_id", "subject"]), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("median_r", "p25", "p75", "median_nna")})
+    st.markdown("**All models, median r per ROI** (mean over subjects)")
+    piv = roi.pivot_table(index="roi", columns="model_id", values="median_r", aggfunc="mean")
+    fig = go.Figure()
+    for m in piv.columns:
+        fig.add_trace(go.Bar(x=piv.index, y=piv[m], name=m))
+    fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="median r",
+                      plot_bgcolor="white")
+    st.plotly_chart(fig, key="roi_models", theme=None)
+
+# ------------------------------------------------------------------ retrieval
+st.subheader("Image identification (retrieval)")
+ret = store.retrieval()
+if ret.empty:
+    st.write("No retrieval results stored.")
+else:
+    st.caption("For each test image, the measured response is compared with the predicted responses of all test "
+               "images; rank 1 = the right image is the best match. Chance top-1 = 1 / candidates.")
+    st.dataframe(ret, hide_index=True, column_config={
+        "mean_rank": st.column_config.NumberColumn(format="%.2f"),
+        "top1": st.column_config.NumberColumn("top-1", format="%.2f"),
+        "top5": st.column_config.NumberColumn("top-5", format="%.2f")})
+
+# ------------------------------------------------------------------ single vs multi
+st.subheader("Single-subject vs multi-subject models")
+if roi.empty:
+    st.write("No per-ROI results stored.")
+else:
+    kinds = dict(zip(models["model_id"], models["kind"]))
+    allr = roi[roi["roi"] == "all"].copy()
+    if allr.empty:
+        st.write("No whole-brain ('all') rows in the ROI table.")
+    else:
+        allr["kind"] = allr["model_id"].map(kinds)
+        fig = go.Figure()
+        for kd, d in allr.groupby("kind"):
+            fig.add_trace(go.Bar(x=d["subject"], y=d["median_r"], name=kd,
+                                 error_y=dict(type="data", symmetric=False, array=(d["p75"] - d["median_r"]).abs(),
+                                              arrayminus=(d["median_r"] - d["p25"]).abs())
+                                 if d["p25"].notna().all() and d["p75"].notna().all() else None))
+        fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
+                          yaxis_title="median r (all vertices)", plot_bgcolor="white")
+        st.plotly_chart(fig, key="single_multi", theme=None)
+        st.caption("Error bars: 25th–75th percentile over vertices. ridge = per-subject ridge regression; "
+                   "ue_single / ue_multi = Universal Encoder trained on one / all subjects.")
+
+# ------------------------------------------------------------------ transfer curve
+st.subheader("Transfer to a new subject")
+tc = S.transfer_summary(store.transfer_curve())
+if tc.empty:
+    st.write("No transfer curve stored.")
+else:
+    st.caption("Accuracy on a held-out subject as a function of how many of its own images were used: the "
+               "Universal Encoder only learns the new subject's voxel embeddings.")
+    fig = go.Figure()
+    for (s, m), d in tc.groupby(["subject", "method"]):
+        fig.add_trace(go.Scatter(x=d["n_train"], y=d["median_r"], mode="lines+markers", name=f"{s} · {m}",
+                                 error_y=dict(type="data", array=d["sd"].fillna(0))))
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="training images of the new subject",
+                      yaxis_title="median test r", plot_bgcolor="white")
+    fig.update_xaxes(type="log")
+    st.plotly_chart(fig, key="transfer", theme=None)
+
+pm = store.pair_model()
+if not pm.empty:
+    st.subheader("Pair-dissimilarity model")
+    st.dataframe(pm, hide_index=True)

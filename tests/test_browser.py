@@ -1,0 +1,195 @@
+"""Browser test: every page rendered by a real Streamlit server in headless Chromium.
+
+Starts ``streamlit run app.py`` on 127.0.0.1 (free port) with BRAINVIZ_STORE pointing at
+the synthetic store, opens each page in headless Chromium (selenium, /usr/bin/chromium +
+/usr/bin/chromedriver), saves a screenshot per page (to $BRAINVIZ_SCREENSHOTS or a temp
+dir), asserts that the page shows no exception and that the 3-D brain canvas is not blank
+(pixel variance and colored pixels inside the figure area), then stops the server by PID.
+
+Skipped with a reason when chromium / chromedriver / selenium are missing.
+Run: ``pytest -m browser tests/test_browser.py``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("BRAINVIZ_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("BRAINVIZ_CHROMEDRIVER", "/usr/bin/chromedriver")
+#: (url path, screenshot name, has a 3-D brain)
+PAGES = [
+    ("", "home", False),
+    ("Voxel_clusters", "voxel_clusters", True),
+    ("RDM_explorer", "rdm_explorer", False),
+    ("Live_prediction", "live_prediction", True),
+    ("Model_evaluation", "model_evaluation", True),
+    ("Decoding", "decoding", False),
+]
+
+
+def _missing() -> str | None:
+    for p, what in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromedriver")):
+        if not (Path(p).is_file() or shutil.which(p)):
+            return f"{what} not found at {p} (apt-get install -y chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(app_store):
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    port = _free_port()
+    env = dict(os.environ, BRAINVIZ_STORE=str(app_store), PYTHONPATH=str(ROOT))
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"streamlit exited early:\n{log.read()[-3000:]}")
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not become healthy in 90 s")
+        yield url
+    finally:
+        # stop only the server we started: its process group, by PID
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def driver(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="brainviz-chrome-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", "--window-size=1500,2600",
+                 f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(60)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shot_dir():
+    d = Path(os.environ.get("BRAINVIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="brainviz-shots-"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _wait_rendered(drv, timeout: float = 90) -> None:
+    """Until the app stopped running and its spinners are gone."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    time.sleep(1.5)
+    while time.time() < deadline:
+        running = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        spinners = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stSpinner"]')
+        app = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stApp"]')
+        if app and not running and not spinners:
+            time.sleep(1.0)
+            if not drv.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'):
+                return
+        time.sleep(0.5)
+    raise AssertionError("page did not finish running")
+
+
+def _brain_pixels(drv):
+    """RGB array of the first plotly figure that holds a 3-D scene (None if there is none)."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    for plot in drv.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"):
+        if plot.find_elements(By.CSS_SELECTOR, ".gl-container canvas, canvas"):
+            if not plot.find_elements(By.CSS_SELECTOR, ".gl-container"):
+                continue
+            drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+            time.sleep(2.0)  # WebGL draw
+            return np.asarray(Image.open(io.BytesIO(plot.screenshot_as_png)).convert("RGB"))
+    return None
+
+
+@pytest.mark.parametrize("page,name,has_brain", PAGES, ids=[p[1] for p in PAGES])
+def test_page_renders(driver, server, shot_dir, page, name, has_brain):
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/{page}")
+    _wait_rendered(driver)
+    if has_brain:  # wait for the WebGL scene to exist
+        deadline = time.time() + 60
+        while time.time() < deadline and not driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gl-container"):
+            time.sleep(0.5)
+        time.sleep(2.0)
+    driver.save_screenshot(str(shot_dir / f"{name}.png"))
+    exc = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not exc, f"{name}: exception shown: {exc[0].text[:500]}"
+    body = driver.find_element(By.CSS_SELECTOR, '[data-testid="stApp"]').text
+    assert "Traceback" not in body
+    if name != "home" and name != "rdm_explorer":
+        assert "SIMULATED" in body, f"{name}: simulated data not labelled"
+    if has_brain:
+        px = _brain_pixels(driver)
+        assert px is not None, f"{name}: no 3-D brain figure found"
+        Image = __import__("PIL.Image", fromlist=["Image"])
+        Image.fromarray(px).save(shot_dir / f"{name}_brain.png")
+        h, w, _ = px.shape
+        inner = px[h // 8: h - h // 8, w // 8: w - w // 8].astype(float)
+        assert inner.std() > 12, f"{name}: brain canvas looks blank (pixel std {inner.std():.1f})"
+        sat = inner.max(-1) - inner.min(-1)
+        assert (sat > 60).mean() > 0.01, f"{name}: no colored vertices visible in the brain canvas"
+        gray = (sat < 15) & (inner.mean(-1) > 60) & (inner.mean(-1) < 235)
+        assert gray.mean() > 0.01, f"{name}: no shaded gray surface visible"

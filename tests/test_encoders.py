@@ -1,0 +1,257 @@
+"""Ridge and Universal Brain Encoder: recovery, gradients, transfer, checkpoints, determinism."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from brainviz.encoders.ridge import RidgeEncoder, ridge_features
+from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
+from brainviz.encoders.universal_module import UniversalEncoderModule, ue_loss
+from brainviz.errors import BrainVizDataError
+from brainviz.metrics import pearson_per_vertex
+
+torch.set_num_threads(2)
+
+L, P, C_IN = 3, 49, 12
+TINY = dict(embed_dim=32, proj_dim=8, batch_images=16, batch_voxels=64, lr=3e-3, embed_lr=3e-2,
+            transfer_lr=3e-2, progress=False)
+
+
+class FakeFeatureSet:
+    """The FeatureSet interface the encoders read: layers (n, L, P, C) float16 + true channels."""
+
+    def __init__(self, layers: np.ndarray, channels):
+        self.layers = layers.astype(np.float16)
+        self.channels = list(channels)
+
+
+def planted(n_images: int, n_voxels: int, seed: int, feat_seed: int = 7, noise: float = 0.3):
+    """Features with spatial structure and responses that are a linear function of them.
+
+    Each voxel reads a random channel combination of one layer, averaged over a
+    3x3 neighbourhood of patches (a receptive field) of the 7x7 grid.
+    Returns X (n, L, P, C_IN) float32 and Y (n, V) float32.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_images, L, P, C_IN)).astype(np.float32)
+    vr = np.random.default_rng(feat_seed + n_voxels)
+    Y = np.zeros((n_images, n_voxels), np.float32)
+    grid = np.arange(P).reshape(7, 7)
+    for v in range(n_voxels):
+        r0, c0 = vr.integers(0, 5, 2)
+        patches = grid[r0:r0 + 3, c0:c0 + 3].ravel()
+        layer = vr.integers(0, L)
+        w = vr.standard_normal(C_IN)
+        Y[:, v] = X[:, layer, patches, :].mean(axis=1) @ w
+    Y = (Y - Y.mean(0)) / Y.std(0)
+    Y += noise * rng.standard_normal(Y.shape).astype(np.float32)
+    return X, Y
+
+
+# --------------------------------------------------------------------------- ridge
+
+def test_ridge_features_pooling_matches_torch():
+    rng = np.random.default_rng(0)
+    layers = rng.standard_normal((5, 2, 49, 6)).astype(np.float32)
+    fs = FakeFeatureSet(layers, [4, 6])
+    F = ridge_features(fs, spatial_grid=2)
+    assert F.shape == (5, 4 * 4 + 4 * 6)
+    grid = torch.from_numpy(layers.astype(np.float16).astype(np.float32)).reshape(5, 2, 7, 7, 6)
+    ref = []
+    for l, c in enumerate([4, 6]):
+        pooled = torch.nn.functional.adaptive_avg_pool2d(grid[:, l].permute(0, 3, 1, 2)[:, :c], 2)  # (n, c, 2, 2)
+        ref.append(pooled.permute(0, 2, 3, 1).reshape(5, -1))  # cell-major, channel-minor
+    np.testing.assert_allclose(F, torch.cat(ref, 1).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(BrainVizDataError, match="channels"):
+        ridge_features(FakeFeatureSet(layers, [4, 7]))
+
+
+def test_ridge_recovers_planted_linear_mapping():
+    rng = np.random.default_rng(0)
+    n, d, v = 400, 40, 50
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    W = rng.standard_normal((d, v)).astype(np.float32)
+    Y = X @ W + 0.5 * np.sqrt(d) * rng.standard_normal((n, v)).astype(np.float32)
+    model = RidgeEncoder(cv=5).fit(X[:300], Y[:300])
+    r = model.score(X[300:], Y[300:])
+    assert r.shape == (v,) and np.median(r) > 0.8
+    assert model.best_alphas_.shape == (v,)
+    assert model.predict(X[300:]).shape == (100, v)
+
+
+def test_ridge_on_layer_features():
+    X, Y = planted(300, 40, seed=1)
+    fs_tr, fs_te = FakeFeatureSet(X[:240], [C_IN] * L), FakeFeatureSet(X[240:], [C_IN] * L)
+    model = RidgeEncoder(spatial_grid=2).fit(fs_tr, Y[:240])
+    assert np.median(model.score(fs_te, Y[240:])) > 0.5
+    with pytest.raises(BrainVizDataError, match="Y"):
+        RidgeEncoder().fit(fs_tr, Y[:10])
+
+
+# --------------------------------------------------------------------------- universal: module
+
+def test_gradients_reach_every_part():
+    torch.manual_seed(0)
+    m = UniversalEncoderModule(L, P, C_IN, proj_dim=8, embed_dim=16)
+    m.add_subject("a", 30)
+    m.add_subject("b", 20)
+    x = torch.randn(4, L, P, C_IN)
+    pred = m(x, "a", torch.arange(0, 30, 2))
+    assert pred.shape == (4, 15)
+    ue_loss(pred, torch.randn(4, 15), alpha=0.5).backward()
+    expected = {"proj_weight", "proj_bias", "key_weight", "pos_embed", "query.weight", "query.bias",
+                "mlp_w1", "mlp_b1", "mlp_w2", "mlp_b2", "feature_embed", "out_bias", "embeddings.a"}
+    names = {n for n, _ in m.named_parameters()}
+    assert expected | {"embeddings.b"} == names
+    for name, p in m.named_parameters():
+        if name == "embeddings.b":
+            assert p.grad is None  # another subject's embeddings are untouched
+            continue
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    # only the sampled voxels' embeddings get a gradient
+    g = m.embeddings["a"].grad
+    assert (g[1::2].abs().sum(1) == 0).all() and (g[0::2].abs().sum(1) > 0).all()
+
+
+def test_attention_shapes_and_normalization():
+    m = UniversalEncoderModule(L, P, C_IN, proj_dim=8, embed_dim=16)
+    m.add_subject("a", 5)
+    y, attn, w = m(torch.randn(2, L, P, C_IN), "a", return_attention=True)
+    assert y.shape == (2, 5) and attn.shape == (2, 5, L, P) and w.shape == (5, L * 8)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(2, 5, L))
+    torch.testing.assert_close(w.sum(-1), torch.ones(5))
+
+
+def test_loss_is_affine_mse_cosine():
+    pred = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    target = torch.tensor([[0.0, 1.0], [2.0, 2.0]])
+    mse = (1 + 1 + 1 + 1) / 4
+    cos = (0.0 + 1.0) / 2  # orthogonal, then parallel
+    assert ue_loss(pred, target, 1.0).item() == pytest.approx(mse)
+    assert ue_loss(pred, target, 0.0).item() == pytest.approx(1 - cos)
+    assert ue_loss(pred, target, 0.3).item() == pytest.approx(0.3 * mse + 0.7 * (1 - cos))
+
+
+# --------------------------------------------------------------------------- universal: estimator
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = planted(260, 96, seed=3)
+    return {"train": (X[:200], Y[:200]), "test": (X[200:], Y[200:])}
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    return UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": data["train"]})
+
+
+def test_training_beats_initial_loss_and_shuffled_control(data, trained):
+    Xtr, Ytr = data["train"]
+    Xte, Yte = data["test"]
+    init = UniversalEncoder(n_epochs=0, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
+
+    def heldout_loss(model):
+        pred = torch.from_numpy(model.predict(Xte, "s1"))
+        return ue_loss(pred, torch.from_numpy(Yte), TINY.get("loss_alpha", 0.5)).item()
+
+    assert heldout_loss(trained) < 0.7 * heldout_loss(init)
+    assert trained.history_[-1]["loss"] < trained.history_[0]["loss"]
+    perm = np.random.default_rng(0).permutation(len(Ytr))
+    shuffled = UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": (Xtr, Ytr[perm])})
+    r = np.median(trained.score(Xte, Yte, "s1"))
+    r_shuffled = np.median(shuffled.score(Xte, Yte, "s1"))
+    assert r > 0.5 and r > r_shuffled + 0.3, (r, r_shuffled)
+
+
+def test_same_seed_same_predictions_and_save_load(tmp_path, data, trained):
+    Xtr, Ytr = data["train"]
+    Xte, _ = data["test"]
+    again = UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
+    np.testing.assert_array_equal(again.predict(Xte, "s1"), trained.predict(Xte, "s1"))
+    other = UniversalEncoder(n_epochs=2, seed=1, **TINY).fit({"s1": (Xtr, Ytr)})
+    assert not np.array_equal(other.predict(Xte, "s1"), trained.predict(Xte, "s1"))
+
+    path = tmp_path / "ue.pt"
+    trained.save(path)
+    loaded = UniversalEncoder.load(path)
+    np.testing.assert_array_equal(loaded.predict(Xte, "s1"), trained.predict(Xte, "s1"))
+    np.testing.assert_array_equal(loaded.voxel_embeddings("s1"), trained.voxel_embeddings("s1"))
+    assert loaded.config == trained.config
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BrainVizDataError, match="bad.pt"):
+        UniversalEncoder.load(tmp_path / "bad.pt")
+
+
+def test_resume_equals_uninterrupted(tmp_path, data):
+    Xtr, Ytr = data["train"]
+    Xte, _ = data["test"]
+    straight = UniversalEncoder(n_epochs=3, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
+    ck = tmp_path / "ck.pt"
+    UniversalEncoder(n_epochs=2, seed=0, **TINY).fit({"s1": (Xtr, Ytr)}, checkpoint_path=ck)
+    resumed = UniversalEncoder(n_epochs=3, seed=0, **TINY).fit({"s1": (Xtr, Ytr)}, resume_from=ck)
+    np.testing.assert_array_equal(resumed.predict(Xte, "s1"), straight.predict(Xte, "s1"))
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
+    with pytest.raises(BrainVizDataError, match="subjects"):
+        UniversalEncoder(n_epochs=3, seed=0, **TINY).fit({"other": (Xtr, Ytr)}, resume_from=ck)
+
+
+def test_transfer_learns_only_new_embeddings(data, trained):
+    Xtr, Ytr = data["train"]
+    Xte, Yte = data["test"]
+    model = copy.deepcopy(trained)  # work on a copy of the shared fixture
+    before = {k: v.detach().clone() for k, v in model.module_.state_dict().items()}
+    # the new subject sees the same kind of voxels (same planted population) on other images
+    X2, Y2 = planted(160, 96, seed=11)
+    model.transfer("s2", X2[:120], Y2[:120], n_epochs=0)
+    init_emb = model.voxel_embeddings("s2").copy()
+    model.remove_subject("s2")
+    model.transfer("s2", X2[:120], Y2[:120], n_epochs=15)
+    after = model.module_.state_dict()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), f"{k} changed during transfer"
+    assert not np.array_equal(model.voxel_embeddings("s2"), init_emb)
+    assert model.voxel_embeddings("s2").shape == (96, 32)
+    r = np.median(model.score(X2[120:], Y2[120:], "s2"))
+    assert r > 0.4, r
+    assert all(p.requires_grad for p in model.module_.parameters())  # flags restored
+    with pytest.raises(BrainVizDataError, match="already exists"):
+        model.transfer("s2", X2, Y2)
+    with pytest.raises(BrainVizDataError, match="only transferred"):
+        model.remove_subject("s1")
+
+
+def test_joint_multi_subject_different_images_and_voxels(tmp_path):
+    Xa, Ya = planted(120, 64, seed=21)
+    Xb, Yb = planted(90, 40, seed=22)  # another "dataset": other images, other voxel count
+    fa = FakeFeatureSet(Xa, [C_IN] * L)
+    ue = UniversalEncoder(n_epochs=2, seed=0, val_fraction=0.2, patience=1, **TINY)
+    ue.fit({"nsd1": (fa, Ya), "vim1": (Xb, Yb)})
+    assert ue.subjects == {"nsd1": 64, "vim1": 40}
+    assert ue.predict(Xb[:7], "vim1").shape == (7, 40)
+    assert ue.predict(fa, "nsd1").shape == (120, 64)
+    assert ue.voxel_embeddings("vim1").shape == (40, 32)
+    assert all("val_score" in h for h in ue.history_)
+    assert ue.spatial_attention(Xb[:2], "vim1", voxels=[0, 3]).shape == (2, 2, L, P)
+    with pytest.raises(BrainVizDataError, match="unknown subject"):
+        ue.predict(Xb, "subj09")
+    with pytest.raises(BrainVizDataError, match="expects"):
+        ue.predict(Xb[:, :, :, :5], "vim1")
+    with pytest.raises(BrainVizDataError, match="rows"):
+        UniversalEncoder(**TINY).fit({"a": (Xa, Ya[:10])})
+
+
+def test_config_defaults_and_overrides():
+    cfg = UniversalConfig()
+    assert cfg.embed_dim == 256 and cfg.batch_images == 32 and cfg.lr == 1e-3
+    ue = UniversalEncoder(proj_dim=16, seed=3)
+    assert ue.config.proj_dim == 16 and ue.config.seed == 3
+    assert UniversalConfig.report().batch_voxels == 5000
+    with pytest.raises(TypeError):
+        UniversalEncoder(not_a_field=1)
+    with pytest.raises(BrainVizDataError, match="loss_alpha"):
+        UniversalEncoder(loss_alpha=2.0)

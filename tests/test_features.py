@@ -1,0 +1,334 @@
+"""Tests for brainviz.features: backbones, preprocessing, extraction, the on-disk cache."""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from brainviz.errors import BrainVizDataError
+from brainviz.features import (
+    FeatureSet,
+    available_backbones,
+    cached_features,
+    extract_features,
+    features_for_pil,
+    get_backbone,
+    load_image,
+    to_rgb,
+)
+from brainviz.features.base import Backbone
+from brainviz.features.cache import LAYERS_FILE, META_FILE, POOLED_FILE
+from brainviz.features.openclip import evenly_spaced_blocks, import_open_clip
+
+
+def _rng_image(seed: int, size=(40, 40), mode="RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB").convert(mode)
+
+
+@pytest.fixture(scope="module")
+def effnet() -> Backbone:
+    return get_backbone("efficientnet-lite0", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def vit() -> Backbone:
+    return get_backbone("open_clip:ViT-B-32", device="cpu")
+
+
+@pytest.fixture()
+def image_files(tmp_path) -> tuple[list[str], list[Path]]:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    keys, paths = [], []
+    for i in range(5):
+        p = folder / f"img{i}.png"
+        _rng_image(i, size=(48 + i, 40)).save(p)
+        keys.append(f"nsd-{i + 1:05d}")
+        paths.append(p)
+    return keys, paths
+
+
+# ---- registry ------------------------------------------------------------------
+def test_registry_names_and_errors():
+    names = available_backbones()
+    assert names[0] == "efficientnet-lite0" and "open_clip:ViT-B-32" in names
+    with pytest.raises(BrainVizDataError):
+        get_backbone("resnet-imaginary", device="cpu")
+    with pytest.raises(BrainVizDataError):
+        get_backbone("open_clip:NotAModel-1", device="cpu")
+    with pytest.raises(BrainVizDataError):
+        get_backbone("efficientnet-lite0", device="cpu", weights="/nonexistent/weights.pth")
+
+
+def test_backbones_are_loaded_once(effnet):
+    assert get_backbone("efficientnet-lite0", device="cpu") is effnet
+    assert not effnet.model.training
+    assert all(not p.requires_grad for p in effnet.model.parameters())
+
+
+def test_evenly_spaced_blocks():
+    assert evenly_spaced_blocks(12, 4) == [2, 5, 8, 11]
+    assert evenly_spaced_blocks(24, 4) == [5, 11, 17, 23]
+    assert evenly_spaced_blocks(3, 4) == [0, 1, 2]
+
+
+# ---- efficientnet-lite0 --------------------------------------------------------
+def test_efficientnet_shapes_and_padding(effnet):
+    assert effnet.weights_id.startswith("imagenet:") and not effnet.random_weights
+    assert "ImageNet" in effnet.weights_note
+    assert effnet.layer_names == ("block2_s4", "block4_s8", "block10_s16", "block15_s32")
+    assert effnet.channels == (24, 40, 112, 320)
+    assert (effnet.n_patches, effnet.n_channels, effnet.pooled_dim, effnet.image_size) == (49, 320, 1280, 224)
+    batch = effnet.preprocess_batch([_rng_image(i) for i in range(3)])
+    assert batch.shape == (3, 3, 224, 224) and batch.dtype == torch.float32
+    layers, pooled = effnet.forward(batch)
+    assert layers.shape == (3, 4, 49, 320) and layers.dtype == torch.float32
+    assert pooled.shape == (3, 1280) and pooled.dtype == torch.float32
+    assert torch.isfinite(layers).all() and torch.isfinite(pooled).all()
+    for i, c in enumerate(effnet.channels):
+        assert torch.count_nonzero(layers[:, i, :, c:]) == 0
+        assert torch.count_nonzero(layers[:, i, :, :c]) > 0
+    again, pooled2 = effnet.forward(batch)
+    assert torch.equal(again, layers) and torch.equal(pooled2, pooled)
+
+
+def test_efficientnet_weights_are_pretrained(effnet):
+    from brainviz.features.efficientnet import default_weights_file
+
+    shipped = torch.load(default_weights_file("lite0"), map_location="cpu", weights_only=True)
+    got = effnet.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in shipped.items())
+
+
+# ---- open_clip ViT-B-32 -------------------------------------------------------
+def test_open_clip_random_weights(vit):
+    assert vit.random_weights and vit.weights_id == "random-seed0"
+    assert "RANDOM" in vit.weights_note
+    assert vit.layer_names == ("resblock2", "resblock5", "resblock8", "resblock11")
+    assert vit.grid == (7, 7) and vit.channels == (768,) * 4 and vit.pooled_dim == 512
+    layers, pooled = vit.forward(vit.preprocess_batch([_rng_image(0), _rng_image(1, mode="L")]))
+    assert layers.shape == (2, 4, 49, 768) and pooled.shape == (2, 512)
+    assert torch.allclose(pooled.norm(dim=1), torch.ones(2), atol=1e-5)
+    # the hooks give exactly open_clip's own intermediate patch tokens
+    x = vit.preprocess_batch([_rng_image(0), _rng_image(1, mode="L")])
+    with torch.inference_mode():
+        ref = vit.model.forward_intermediates(x, indices=[2, 5, 8, 11], output_fmt="NLC")
+    for i, t in enumerate(ref["image_intermediates"]):
+        torch.testing.assert_close(layers[:, i], t)
+
+
+def test_open_clip_state_dict_round_trip(tmp_path, vit):
+    open_clip = import_open_clip()
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    # the seeded random init of the registry is reproducible
+    ref_sd = vit.model.state_dict()
+    assert all(torch.equal(v, ref_sd[k]) for k, v in model.visual.state_dict().items())
+    with torch.no_grad():  # make the saved weights differ from the random init
+        model.visual.conv1.weight.add_(0.05 * torch.randn_like(model.visual.conv1.weight))
+    path = tmp_path / "vit_b32_test.pt"
+    torch.save(model.state_dict(), path)
+    loaded = get_backbone("open_clip:ViT-B-32", device="cpu", weights=path)
+    assert not loaded.random_weights and loaded.weights_id.startswith("sha256:")
+    want = model.visual.state_dict()
+    got = loaded.model.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    x = loaded.preprocess_batch([_rng_image(5), _rng_image(6, size=(90, 30))])
+    layers, pooled = loaded.forward(x)
+    with torch.inference_mode():
+        ref = model.encode_image(x, normalize=True)
+        inter = model.visual.forward_intermediates(x, indices=[2, 5, 8, 11], output_fmt="NLC")
+    torch.testing.assert_close(pooled, ref)
+    torch.testing.assert_close(layers[:, 3], inter["image_intermediates"][3])
+    rand_layers, _ = vit.forward(x)
+    assert not torch.allclose(rand_layers, layers)
+
+
+# ---- preprocessing -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _rng_image(0, (40, 40), "L"),
+        lambda: _rng_image(0, (40, 40), "1"),
+        lambda: _rng_image(0, (40, 40), "RGBA"),
+        lambda: _rng_image(0, (40, 40), "LA"),
+        lambda: _rng_image(0, (40, 40), "CMYK"),
+        lambda: _rng_image(0, (40, 40), "P"),
+        lambda: Image.fromarray((np.arange(30 * 20, dtype=np.uint16) * 100).reshape(20, 30)),  # 16-bit
+        lambda: Image.fromarray(np.linspace(0, 1, 200, dtype=np.float32).reshape(10, 20)),  # 'F'
+        lambda: _rng_image(1, (1, 1)),
+        lambda: _rng_image(2, (3, 517)),
+        lambda: _rng_image(3, (999, 37)),
+    ],
+)
+def test_preprocess_any_mode_and_size(effnet, make):
+    img = make()
+    x = effnet.preprocess(img)
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32 and torch.isfinite(x).all()
+
+
+def test_transparent_and_gray_inputs(effnet):
+    clear = Image.new("RGBA", (30, 50), (255, 0, 0, 0))
+    assert to_rgb(clear).getpixel((0, 0)) == (128, 128, 128)
+    gray = _rng_image(4, (64, 64), "L")
+    np.testing.assert_array_equal(effnet.preprocess(gray).numpy(), effnet.preprocess(gray.convert("RGB")).numpy())
+    sixteen = Image.fromarray(np.full((8, 8), 65535, np.uint16))
+    assert to_rgb(sixteen).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_bad_image_files(tmp_path, effnet):
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"definitely not a png")
+    with pytest.raises(BrainVizDataError):
+        load_image(bad)
+    with pytest.raises(BrainVizDataError):
+        extract_features(effnet, [tmp_path / "missing.png"], progress=False)
+
+
+# ---- extraction ----------------------------------------------------------------
+def test_extract_features_and_live_fast_path(effnet, image_files):
+    keys, paths = image_files
+    fs = extract_features(effnet, paths, batch_size=2, progress=False, keys=keys)
+    assert isinstance(fs, FeatureSet) and fs.keys == tuple(keys)
+    assert fs.layers.shape == (5, 4, 49, 320) and fs.layers.dtype == np.float16
+    assert fs.pooled.shape == (5, 1280) and fs.pooled.dtype == np.float32
+    live = features_for_pil(effnet, Image.open(paths[3]))
+    assert live.layers.shape == (1, 4, 49, 320) and live.layers.dtype == np.float16
+    np.testing.assert_allclose(live.pooled[0], fs.pooled[3], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(live.layers[0].astype(np.float32), fs.layers[3].astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
+def test_featureset_subset_and_spatial_pool(effnet, image_files):
+    keys, paths = image_files
+    fs = extract_features(effnet, paths, progress=False, keys=keys)
+    sub = fs.subset([keys[4], keys[0]])
+    np.testing.assert_array_equal(sub.layers[0], fs.layers[4])
+    np.testing.assert_array_equal(sub.pooled[1], fs.pooled[0])
+    with pytest.raises(BrainVizDataError):
+        fs.subset(["nsd-99999"])
+    sp = fs.spatial_pool(grid=2)
+    assert sp.shape == (5, 4 * sum(fs.channels)) and sp.dtype == np.float32
+    # first block = layer 0, top-left cell (rows 0..3, cols 0..3 of the 7x7 grid)
+    grid = fs.layers[:, 0, :, :24].astype(np.float32).reshape(5, 7, 7, 24)
+    np.testing.assert_allclose(sp[:, :24], grid[:, 0:4, 0:4].mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    assert fs.spatial_pool(grid=1, layers=["block15_s32"]).shape == (5, 320)
+    with pytest.raises(BrainVizDataError):
+        FeatureSet(keys=("a", "a"), layers=np.zeros((2, 1, 4, 3), np.float16), pooled=np.zeros((2, 5), np.float32),
+                   layer_names=("l0",), channels=(3,), backbone="x")
+
+
+# ---- cache ---------------------------------------------------------------------
+def _fail_forward(*_a, **_k):
+    raise AssertionError("forward must not run on a cache hit")
+
+
+def _entries(cache_dir: Path) -> list[Path]:
+    return sorted(p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def test_cache_round_trip_no_recompute(tmp_path, image_files, effnet, monkeypatch):
+    keys, paths = image_files
+    cache = tmp_path / "cache"
+    first = cached_features("efficientnet-lite0", keys, paths, cache, batch_size=2, device="cpu", progress=False)
+    assert isinstance(first.layers, np.memmap) and isinstance(first.pooled, np.memmap)
+    assert first.layers.shape == (5, 4, 49, 320) and first.layers.dtype == np.float16
+    assert first.channels == effnet.channels and first.keys == tuple(keys)
+    direct = extract_features(effnet, paths, batch_size=2, progress=False, keys=keys)
+    np.testing.assert_array_equal(np.asarray(first.layers), direct.layers)
+    monkeypatch.setattr(type(effnet), "forward", _fail_forward)
+    monkeypatch.setattr("brainviz.features.registry.get_backbone", _fail_forward)
+    second = cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False, verify="full")
+    np.testing.assert_array_equal(np.asarray(second.layers), np.asarray(first.layers))
+    np.testing.assert_array_equal(np.asarray(second.pooled), np.asarray(first.pooled))
+    assert len(_entries(cache)) == 1
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cache_key_changes_with_images(tmp_path, image_files):
+    keys, paths = image_files
+    cache = tmp_path / "cache"
+    a = cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False)
+    pooled_a = np.array(a.pooled)
+    _rng_image(99, size=(48, 40)).save(paths[2])  # same name, new content
+    os.utime(paths[2], ns=(1, 1))  # a different mtime
+    b = cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False)
+    assert len(_entries(cache)) == 2
+    assert not np.allclose(np.asarray(b.pooled[2]), pooled_a[2])
+    np.testing.assert_allclose(np.asarray(b.pooled[0]), pooled_a[0], rtol=1e-5, atol=1e-5)
+    cached_features("efficientnet-lite0", keys[::-1], paths[::-1], cache, device="cpu", progress=False)
+    assert len(_entries(cache)) == 3
+    cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False, image_hash="content")
+    assert len(_entries(cache)) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "meta", "flip"])
+def test_corrupt_cache_is_detected(tmp_path, image_files, damage):
+    keys, paths = image_files
+    cache = tmp_path / "cache"
+    good = cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False)
+    want = np.array(good.pooled)
+    del good
+    (entry,) = _entries(cache)
+    verify = "quick"
+    if damage == "truncate":
+        data = (entry / LAYERS_FILE).read_bytes()
+        (entry / LAYERS_FILE).write_bytes(data[: len(data) // 2])
+    elif damage == "meta":
+        (entry / META_FILE).write_text("{ not json")
+    else:  # same size, different bytes: only the full checksum sees it
+        raw = bytearray((entry / POOLED_FILE).read_bytes())
+        raw[-8:] = b"\x00\x00\x80\x3f" * 2
+        (entry / POOLED_FILE).write_bytes(bytes(raw))
+        verify = "full"
+    with pytest.raises(BrainVizDataError):
+        cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False,
+                        verify=verify, on_corrupt="raise")
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        fixed = cached_features("efficientnet-lite0", keys, paths, cache, device="cpu", progress=False, verify=verify)
+    np.testing.assert_allclose(np.asarray(fixed.pooled), want, rtol=1e-5, atol=1e-5)
+    json.loads((entry / META_FILE).read_text())
+
+
+def test_interrupted_run_leaves_no_entry(tmp_path, image_files, effnet, monkeypatch):
+    keys, paths = image_files
+    cache = tmp_path / "cache"
+    real_forward = type(effnet).forward
+    calls = {"n": 0}
+
+    def flaky(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interrupt")
+        return real_forward(self, batch)
+
+    monkeypatch.setattr(type(effnet), "forward", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        cached_features("efficientnet-lite0", keys, paths, cache, batch_size=2, device="cpu", progress=False)
+    assert not list(cache.iterdir())
+    monkeypatch.setattr(type(effnet), "forward", real_forward)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean miss, not a "damaged" recompute
+        fs = cached_features("efficientnet-lite0", keys, paths, cache, batch_size=2, device="cpu", progress=False)
+    assert fs.layers.shape[0] == 5
+
+
+def test_cache_input_errors(tmp_path, image_files):
+    keys, paths = image_files
+    with pytest.raises(BrainVizDataError):
+        cached_features("efficientnet-lite0", keys[:3], paths, tmp_path / "c", device="cpu", progress=False)
+    with pytest.raises(BrainVizDataError):
+        cached_features("efficientnet-lite0", [keys[0]] * 5, paths, tmp_path / "c", device="cpu", progress=False)
+    with pytest.raises(BrainVizDataError):
+        cached_features("efficientnet-lite0", keys, paths[:4] + [tmp_path / "gone.png"], tmp_path / "c",
+                        device="cpu", progress=False)

@@ -1,0 +1,166 @@
+"""Metrics against hand-worked examples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainviz.errors import BrainVizDataError
+from brainviz.metrics import (
+    noise_ceiling_from_repeats,
+    noise_normalized_accuracy,
+    pearson_per_vertex,
+    retrieval_ranks,
+    retrieval_summary,
+    roi_summary,
+)
+
+
+# --------------------------------------------------------------------------- Pearson
+
+def test_pearson_hand_worked():
+    # column 0: true [1,2,3], pred [1,2,4]: deviations [-1,0,1] and [-4/3,-1/3,5/3]
+    #   cov sum = 3, ss_true = 2, ss_pred = 14/3  ->  r = 3 / sqrt(28/3)
+    # column 1: perfectly anti-correlated -> -1
+    # column 2: constant prediction -> NaN (documented)
+    y_true = np.array([[1, 1, 1], [2, 2, 5], [3, 3, 2]], dtype=np.float32)
+    y_pred = np.array([[1, 3, 7], [2, 2, 7], [4, 1, 7]], dtype=np.float32)
+    r = pearson_per_vertex(y_true, y_pred)
+    assert r.shape == (3,)
+    assert r[0] == pytest.approx(3 / math.sqrt(28 / 3), abs=1e-12)
+    assert r[1] == pytest.approx(-1.0, abs=1e-12)
+    assert np.isnan(r[2])
+
+
+def test_pearson_constant_true_column_is_nan_and_matches_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((50, 4)), rng.standard_normal((50, 4))
+    a[:, 3] = 2.5
+    r = pearson_per_vertex(a, b)
+    for v in range(3):
+        assert r[v] == pytest.approx(np.corrcoef(a[:, v], b[:, v])[0, 1], abs=1e-12)
+    assert np.isnan(r[3])
+
+
+def test_pearson_bad_input():
+    with pytest.raises(BrainVizDataError, match="y_pred"):
+        pearson_per_vertex(np.zeros((5, 3)), np.zeros((5, 2)))
+    with pytest.raises(BrainVizDataError, match="y_true"):
+        pearson_per_vertex(np.zeros(5), np.zeros(5))
+    bad = np.ones((4, 2))
+    bad[1, 1] = np.nan
+    with pytest.raises(BrainVizDataError, match="NaN"):
+        pearson_per_vertex(bad, np.ones((4, 2)))
+
+
+# --------------------------------------------------------------------------- noise ceiling
+
+def test_noise_ceiling_general_hand_worked():
+    # image 1 repeats [1, 3] (var 2), image 2 [5, 5] (var 0) -> noise var 1
+    # repeat means [2, 5], var (ddof=1) 4.5; signal = 4.5 - 1/2 = 4; ncsnr^2 = 4
+    # NC = 100 * 4 / (4 + 1/2) = 88.888...
+    rep = np.array([[[1.0], [3.0]], [[5.0], [5.0]]])
+    nc = noise_ceiling_from_repeats(rep)
+    assert nc.shape == (1,)
+    assert nc[0] == pytest.approx(100 * 4 / 4.5)
+    # averaging a single trial: NC = 100 * 4 / (4 + 1) = 80
+    assert noise_ceiling_from_repeats(rep, n_avg=1)[0] == pytest.approx(80.0)
+
+
+def test_noise_ceiling_nsd_formula_hand_worked():
+    # repeats [0, 1] and [2, 3]: noise var 0.5 -> NSD (z-scored) signal var 1 - 0.5 = 0.5
+    # ncsnr^2 = 1; with n_avg = 3: NC = 100 * 1 / (1 + 1/3) = 75
+    rep = np.array([[[0.0], [1.0]], [[2.0], [3.0]]])
+    assert noise_ceiling_from_repeats(rep, n_avg=3, method="nsd")[0] == pytest.approx(75.0)
+    # general formula on the same data: means [0.5, 2.5] var 2, signal 2 - 0.5/2 = 1.75
+    assert noise_ceiling_from_repeats(rep, n_avg=3)[0] == pytest.approx(100 * 1.75 / (1.75 + 0.5 / 3))
+
+
+def test_noise_ceiling_edge_cases_and_simulation():
+    rng = np.random.default_rng(1)
+    n, k = 4000, 3
+    signal = rng.standard_normal((n, 1, 2))
+    rep = signal + rng.standard_normal((n, k, 2))  # signal var 1, noise var 1
+    nc = noise_ceiling_from_repeats(rep)
+    assert nc == pytest.approx([75.0, 75.0], abs=2.0)  # 100 * 1 / (1 + 1/3)
+    # pure noise -> signal clipped at 0 -> NC 0; noise-free signal -> 100
+    assert noise_ceiling_from_repeats(rng.standard_normal((n, k, 1)))[0] < 3.0
+    assert noise_ceiling_from_repeats(np.repeat(signal[:, :, :1], k, axis=1))[0] == pytest.approx(100.0)
+    with pytest.raises(BrainVizDataError, match="repeats"):
+        noise_ceiling_from_repeats(np.zeros((5, 1, 3)))
+    with pytest.raises(BrainVizDataError, match="method"):
+        noise_ceiling_from_repeats(rep, method="other")
+
+
+# --------------------------------------------------------------------------- noise-normalized accuracy
+
+def test_noise_normalized_accuracy_hand_worked():
+    r = np.array([0.5, -0.3, 0.2, np.nan, 0.9])
+    nc = np.array([50.0, 40.0, 0.0, 20.0, 60.0])
+    # vertex 2 excluded (NC = 0); per vertex: 100*.25/.5 = 50; negative r -> 0; NaN r -> 0;
+    # 100*.81/.6 = 135 -> clipped to 100.  median([50, 0, 0, 100]) = 25
+    assert noise_normalized_accuracy(r, nc) == pytest.approx(25.0)
+    # keeping negative r: vertex 1 -> 100*.09/.4 = 22.5; median([50, 22.5, 0, 100]) = 36.25
+    assert noise_normalized_accuracy(r, nc, clip_negative=False) == pytest.approx(36.25)
+    # without the 100 % clip the median is unchanged here
+    assert noise_normalized_accuracy(r, nc, clip_max=False) == pytest.approx(25.0)
+    assert math.isnan(noise_normalized_accuracy([0.5], [0.0]))
+    with pytest.raises(BrainVizDataError, match="nc_percent"):
+        noise_normalized_accuracy([0.1, 0.2], [10.0])
+
+
+# --------------------------------------------------------------------------- retrieval
+
+MEASURED = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [1, 3, 2, 4]], dtype=float)
+# predicted 0 and 1 are identical (a tie); predicted 2 is the reverse
+PREDICTED = np.array([[1, 2, 3, 4], [1, 2, 3, 4], [4, 3, 2, 1]], dtype=float)
+
+
+def test_retrieval_ranks_with_ties():
+    # corr(m0, p) = [1, 1, -1]: true p0 ties with p1            -> avg 1.5, pess 2, opt 1
+    # corr(m1, p) = [-1, -1, 1]: p2 better, p0 ties with true p1 -> avg 2.5, pess 3, opt 2
+    # corr(m2, p) = [.8, .8, -.8]: true p2 below both            -> 3 in every mode
+    np.testing.assert_allclose(retrieval_ranks(MEASURED, PREDICTED), [1.5, 2.5, 3.0])
+    np.testing.assert_allclose(retrieval_ranks(MEASURED, PREDICTED, ties="pessimistic"), [2, 3, 3])
+    np.testing.assert_allclose(retrieval_ranks(MEASURED, PREDICTED, ties="optimistic"), [1, 2, 3])
+
+
+def test_retrieval_perfect_and_constant():
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((20, 30))
+    np.testing.assert_array_equal(retrieval_ranks(m, m + 0.01 * rng.standard_normal(m.shape)), np.ones(20))
+    # a constant predictor ties everywhere: chance level (n + 1) / 2 with average ties
+    const = np.tile(np.arange(30.0), (20, 1))
+    np.testing.assert_allclose(retrieval_ranks(m, const), np.full(20, 10.5))
+    with pytest.raises(BrainVizDataError, match="ties"):
+        retrieval_ranks(m, m, ties="random")
+
+
+def test_retrieval_summary():
+    s = retrieval_summary(np.array([1, 1.5, 3, 6, 2]))
+    assert s == {"mean_rank": pytest.approx(2.7), "top1": pytest.approx(20.0), "top5": pytest.approx(80.0), "n": 5}
+    with pytest.raises(BrainVizDataError):
+        retrieval_summary(np.array([0.0, 1.0]))
+
+
+# --------------------------------------------------------------------------- ROI summary
+
+def test_roi_summary_labels_and_masks():
+    values = np.array([1.0, 2.0, 3.0, 4.0, np.nan, 10.0])
+    labels = np.array(["A", "A", "B", "A", "B", "Unknown"], dtype=object)
+    df = roi_summary(values, labels)
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == ["roi", "n", "median", "p25", "p75"]
+    a = df.set_index("roi").loc["A"]
+    assert (a["n"], a["median"], a["p25"], a["p75"]) == (3, 2.0, 1.5, 3.0)
+    b = df.set_index("roi").loc["B"]
+    assert (b["n"], b["median"]) == (1, 3.0)
+    assert "Unknown" not in set(df["roi"])
+    # overlapping ROIs as masks / index arrays
+    df2 = roi_summary(values, {"all": np.ones(6, bool), "first": np.array([0, 1])})
+    assert df2.set_index("roi").loc["all", "n"] == 5
+    assert df2.set_index("roi").loc["first", "median"] == 1.5
+    with pytest.raises(BrainVizDataError, match="labels"):
+        roi_summary(values, labels[:3])
