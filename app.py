@@ -13,108 +13,122 @@ from brainviz.errors import BrainVizDataError
 st.set_page_config(page_title="BrainViz", page_icon="🧠", layout="wide")
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
 
-st.title("🧠 BrainViz")
-st.caption("How does the human visual cortex respond to natural images? Explore voxel clusters on a 3-D brain, "
-           "representational geometry, encoding-model accuracy and live predictions for your own images.")
 
-path = S.store_path()
-if not path.is_file():
-    st.info(S.missing_store_message(path))
-    st.markdown("The app reads one precomputed file and never trains anything itself. "
-                "After the build, reload this page.")
-    st.stop()
-try:
-    store = open_store(str(path), S.store_stamp(path))
-    ov = S.overview(store)
-except BrainVizDataError as exc:
-    st.error(f"The store could not be opened: {exc}")
-    st.code(S.BUILD_COMMANDS[0], language="bash")
-    st.stop()
+def nav() -> None:
+    """Sidebar links to every page (Streamlit's own page list is switched off in .streamlit/config.toml)."""
+    with st.sidebar:
+        for target, label, icon in S.NAV:
+            st.page_link(target, label=label, icon=icon)
+        st.divider()
 
-kind, text = S.banner(store)
-getattr(st, kind)(text)
-with st.sidebar:
-    st.markdown(f"**Data:** {S.data_label(store)}")
-    st.caption(f"Store: `{path}`  \nBuilt {ov['summary'].get('created_at') or '?'} · "
-               f"schema v{ov['summary']['schema_version']}")
 
-# ------------------------------------------------------------------ what is loaded
-st.header("What is loaded")
-subj = ov["subjects"]
-models = ov["models"]
-c = st.columns(5)
-ds_names = ", ".join(ov["datasets"]["name"].astype(str)) if not ov["datasets"].empty else "—"
-c[0].metric("Dataset", ov["datasets"]["dataset_id"].iloc[0] if not ov["datasets"].empty else "—",
-            help=ds_names)
-c[1].metric("Data", S.data_label(store))
-c[2].metric("Subjects", len(subj))
-c[3].metric("Backbone", ov["backbones"][0] if ov["backbones"] else "—",
-            help=", ".join(ov["backbones"]) or None)
-c[4].metric("Models", len(models))
+def home() -> None:
+    """The home page."""
+    st.title("BrainViz")
+    st.caption("How does the human visual cortex respond to natural images? Explore voxel clusters on a 3-D brain, "
+               "representational geometry, encoding-model accuracy and live predictions for your own images.")
 
-left, right = st.columns([1, 1])
-with left:
-    st.subheader("Subjects")
-    if subj.empty:
-        st.write("No subjects in this store.")
+    path = S.store_path()
+    if not path.is_file():
+        st.info(S.missing_store_message(path))
+        st.markdown("The app reads one precomputed file and never trains anything itself. "
+                    "After the build, reload this page.")
+        st.stop()
+    try:
+        store = open_store(str(path), S.store_stamp(path))
+        ov = S.overview(store)
+    except BrainVizDataError as exc:
+        st.error(f"The store could not be opened: {exc}")
+        st.code(S.BUILD_COMMANDS[0], language="bash")
+        st.stop()
+
+    kind, text = S.banner(store)
+    getattr(st, kind)(text)
+    with st.sidebar:
+        st.markdown(f"**Data:** {S.data_label(store)}")
+        st.caption(f"Store: `{path}`  \nBuilt {ov['summary'].get('created_at') or '?'} · "
+                   f"schema v{ov['summary']['schema_version']}")
+
+    # ------------------------------------------------------------------ what is loaded
+    st.header("What is loaded")
+    subj = ov["subjects"]
+    models = ov["models"]
+    c = st.columns(4)
+    ds_names = ", ".join(ov["datasets"]["name"].astype(str)) if not ov["datasets"].empty else "—"
+    c[0].metric("Dataset", ov["datasets"]["dataset_id"].iloc[0] if not ov["datasets"].empty else "—",
+                help=ds_names)
+    c[1].metric("Data", S.data_label(store))
+    c[2].metric("Subjects", len(subj))
+    c[3].metric("Models", len(models))
+    st.markdown("**Image backbone:** " + (", ".join(f"`{b}`" for b in ov["backbones"]) or "—"))
+
+    left, right = st.columns([1, 1])
+    with left:
+        st.subheader("Subjects")
+        if subj.empty:
+            st.write("No subjects in this store.")
+        else:
+            show = subj.copy()
+            show["vertices"] = show["n_lh"] + show["n_rh"]
+            st.dataframe(show[["subject", "source", "n_train", "n_test", "vertices"]], hide_index=True)
+    with right:
+        st.subheader("Models")
+        if models.empty:
+            st.write("No trained models in this store.")
+        else:
+            m = models[["model_id", "kind", "subjects", "backbone"]].copy()
+            m["subjects"] = m["subjects"].map(lambda v: ", ".join(v) if v is not None else "")
+            st.dataframe(m, hide_index=True)
+
+    st.subheader("Headline results")
+    hl = ov["headline"]
+    if hl.empty:
+        st.write("No evaluation results in this store.")
     else:
-        show = subj.copy()
-        show["vertices"] = show["n_lh"] + show["n_rh"]
-        st.dataframe(show[["subject", "source", "n_train", "n_test", "vertices"]], hide_index=True)
-with right:
-    st.subheader("Models")
-    if models.empty:
-        st.write("No trained models in this store.")
-    else:
-        m = models[["model_id", "kind", "subjects", "backbone"]].copy()
-        m["subjects"] = m["subjects"].map(lambda v: ", ".join(v) if v is not None else "")
-        st.dataframe(m, hide_index=True)
+        st.caption("Test-set accuracy averaged over subjects: median Pearson r over all vertices, median "
+                   "noise-normalized accuracy (r² / noise ceiling), and image identification from predicted "
+                   "responses (top-1 / top-5 among the test images)."
+                   + (" Values come from SIMULATED responses." if store.simulated else ""))
+        st.dataframe(hl, hide_index=True,
+                     column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),
+                                    "median_nna": st.column_config.NumberColumn("median NNA", format="%.3f"),
+                                    "top1": st.column_config.NumberColumn("top-1", format="percent"),
+                                    "top5": st.column_config.NumberColumn("top-5", format="percent")})
 
-st.subheader("Headline results")
-hl = ov["headline"]
-if hl.empty:
-    st.write("No evaluation results in this store.")
-else:
-    st.caption("Test-set accuracy averaged over subjects: median Pearson r over all vertices, median "
-               "noise-normalized accuracy (r² / noise ceiling), and image identification from predicted "
-               "responses (top-1 / top-5 among the test images)."
-               + (" Values come from SIMULATED responses." if store.simulated else ""))
-    st.dataframe(hl, hide_index=True,
-                 column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),
-                                "median_nna": st.column_config.NumberColumn("median NNA", format="%.3f"),
-                                "top1": st.column_config.NumberColumn("top-1", format="%.2f"),
-                                "top5": st.column_config.NumberColumn("top-5", format="%.2f")})
+    # ------------------------------------------------------------------ guided tour
+    st.header("Guided tour (for a class demo, ~15 minutes)")
+    tour = [
+        ("pages/1_Voxel_clusters.py", "1 · Voxel clusters",
+         "Start with the joint model and k = 8. Each color is a group of vertices the encoder learned to treat alike. "
+         "Pick a cluster: its top images tell you what it likes (faces? scenes? food?). On the demo brain, compare "
+         "with the planted regions: did the method find what was hidden?"),
+        ("pages/3_Live_prediction.py", "2 · Live prediction",
+         "Ask a student for a photo (or use the camera). Where does the model predict activity? Try a face, then a "
+         "house, and look at the difference map."),
+        ("pages/2_RDM_explorer.py", "3 · Representational geometry",
+         "An RDM shows which images the brain treats as similar. Order by category to see blocks; look at the most "
+         "similar and most different pairs. The 92-image section uses REAL human IT data."),
+        ("pages/4_Model_evaluation.py", "4 · How good is the model?",
+         "Accuracy maps: where can the model predict the brain, and how close is it to the noise ceiling? "
+         "Does training on many subjects help a new one (transfer curve)?"),
+        ("pages/5_Decoding.py", "5 · Decoding",
+         "Reverse the direction: from a brain response, which image was seen? Compare ROI sets and their vote."),
+    ]
+    for page, label, text in tour:
+        cols = st.columns([1, 3])
+        with cols[0]:
+            st.page_link(page, label=label)
+        cols[1].markdown(text)
+    with st.expander("Notes for teachers"):
+        st.markdown(
+            "- A **vertex** is a point of the cortical surface (fsaverage5 mesh); the Algonauts data gives one fMRI "
+            "response per vertex of the visual cortex. Gray surface = no data there.\n"
+            "- **Encoders** predict each vertex's response from an image network's features; **r** is the correlation "
+            "of predicted and measured responses on held-out images; the **noise ceiling** is the best r any model "
+            "could get given the measurement noise.\n"
+            "- The **demo brain** is simulated: its category regions were planted on purpose, so the app can show "
+            "whether the analysis recovers them. Say so when you present it.")
 
-# ------------------------------------------------------------------ guided tour
-st.header("Guided tour (for a class demo, ~15 minutes)")
-tour = [
-    ("pages/1_Voxel_clusters.py", "1 · Voxel clusters",
-     "Start with the joint model and k = 8. Each color is a group of vertices the encoder learned to treat alike. "
-     "Pick a cluster: its top images tell you what it likes (faces? scenes? food?). On the demo brain, compare "
-     "with the planted regions: did the method find what was hidden?"),
-    ("pages/3_Live_prediction.py", "2 · Live prediction",
-     "Ask a student for a photo (or use the camera). Where does the model predict activity? Try a face, then a "
-     "house, and look at the difference map."),
-    ("pages/2_RDM_explorer.py", "3 · Representational geometry",
-     "An RDM shows which images the brain treats as similar. Order by category to see blocks; look at the most "
-     "similar and most different pairs. The 92-image section uses REAL human IT data."),
-    ("pages/4_Model_evaluation.py", "4 · How good is the model?",
-     "Accuracy maps: where can the model predict the brain, and how close is it to the noise ceiling? "
-     "Does training on many subjects help a new one (transfer curve)?"),
-    ("pages/5_Decoding.py", "5 · Decoding",
-     "Reverse the direction: from a brain response, which image was seen? Compare ROI sets and their vote."),
-]
-for page, label, text in tour:
-    cols = st.columns([1, 3])
-    with cols[0]:
-        st.page_link(page, label=label)
-    cols[1].markdown(text)
-with st.expander("Notes for teachers"):
-    st.markdown(
-        "- A **vertex** is a point of the cortical surface (fsaverage5 mesh); the Algonauts data gives one fMRI "
-        "response per vertex of the visual cortex. Gray surface = no data there.\n"
-        "- **Encoders** predict each vertex's response from an image network's features; **r** is the correlation "
-        "of predicted and measured responses on held-out images; the **noise ceiling** is the best r any model "
-        "could get given the measurement noise.\n"
-        "- The **demo brain** is simulated: its category regions were planted on purpose, so the app can show "
-        "whether the analysis recovers them. Say so when you present it.")
+
+nav()
+home()

@@ -40,6 +40,15 @@ ROI_GROUP_COLUMNS: dict[str, str] = {
     "words": "roi_words",
 }
 HEMIS = ("lh", "rh")
+#: The app's pages for the sidebar: (script relative to app.py, label, Material icon).
+NAV = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Voxel_clusters.py", "Voxel clusters", ":material/scatter_plot:"),
+    ("pages/2_RDM_explorer.py", "RDM explorer", ":material/grid_on:"),
+    ("pages/3_Live_prediction.py", "Live prediction", ":material/photo_camera:"),
+    ("pages/4_Model_evaluation.py", "Model evaluation", ":material/insights:"),
+    ("pages/5_Decoding.py", "Decoding", ":material/image_search:"),
+)
 
 
 # --------------------------------------------------------------------------- store location
@@ -113,12 +122,26 @@ def overview(store) -> dict:
                     .reset_index())
         kinds = models.set_index("model_id")["kind"] if not models.empty else pd.Series(dtype=object)
         headline.insert(1, "kind", headline["model_id"].map(kinds))
-    ret = store.retrieval()
+    ret = retrieval_fractions(store.retrieval())
     if not ret.empty and not headline.empty:
         rr = ret.groupby("model_id").agg(top1=("top1", "mean"), top5=("top5", "mean")).reset_index()
         headline = headline.merge(rr, on="model_id", how="left")
     return {"summary": summ, "datasets": ds, "subjects": subj, "models": models, "backbones": backbones,
             "headline": headline, "simulated": store.simulated}
+
+
+def retrieval_fractions(df: pd.DataFrame) -> pd.DataFrame:
+    """top1 / top5 as fractions in [0, 1] (stores written as percent, 0-100, are converted)."""
+    df = df.copy()
+    for c in ("top1", "top5"):
+        if c in df and len(df) and df[c].max() > 1.0:
+            df[c] = df[c] / 100.0
+    return df
+
+
+def model_family(model_id: str) -> str:
+    """'ue_single-subj01' -> 'ue_single' (the model id before the subject suffix)."""
+    return str(model_id).split("-", 1)[0]
 
 
 def model_options(store, kinds: Sequence[str] | None = None, need_clusters: bool = False) -> list[str]:
@@ -200,6 +223,18 @@ def roi_mask(vertices: pd.DataFrame, rois: Sequence[str]) -> np.ndarray:
             if col in vertices:
                 m |= (vertices[col] == r).to_numpy()
     return m
+
+
+#: Fixed colors of the demo brain's planted regions (same meaning -> same color on every map).
+PLANTED_COLORS = {
+    "early": "#4c78a8", "faces": "#e45756", "bodies": "#f58518", "places-indoor": "#54a24b",
+    "places-outdoor": "#9ad18b", "food": "#9d755d", "words": "#b279a2", "mixed": "#c9c9c9",
+}
+
+
+def planted_colors(names: Mapping[int, str]) -> dict[int, str]:
+    """{code: color} for :func:`planted_codes` names (unknown names get no fixed color)."""
+    return {c: PLANTED_COLORS[n] for c, n in names.items() if n in PLANTED_COLORS}
 
 
 def planted_codes(vertices: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]] | None:
@@ -310,11 +345,43 @@ def rdm_order(rdm: np.ndarray, keys: Sequence[str], how: str, tags: pd.DataFrame
     return order, [cats[i] for i in order]
 
 
+def source_label(source: str) -> str:
+    """'layer:block2_s4' -> 'layer: block2_s4' (idempotent)."""
+    kind, sep, rest = str(source).partition(":")
+    return f"{kind}: {rest.strip()}" if sep else kind
+
+
 def rdm_choices(rdms: pd.DataFrame) -> pd.DataFrame:
     """The stored RDM list with a readable 'source_label' ('measured', 'predicted', 'layer: x')."""
     df = rdms.copy()
-    df["source_label"] = df["source"].str.replace(":", ": ", n=1, regex=False)
+    df["source_label"] = df["source"].map(source_label)
     return df
+
+
+def rdm_labels(rdms: pd.DataFrame) -> dict[str, str]:
+    """{rdm_id: 'measured · faces · subj01'} readable names for legends and tables."""
+    out = {}
+    for _, r in rdms.iterrows():
+        parts = [source_label(r["source"])]
+        parts += [str(r[c]) for c in ("roi", "subject") if c in r and r[c] is not None and r[c] == r[c]]
+        parts.append(str(r["metric"]))
+        out[str(r["rdm_id"])] = " · ".join(parts)
+    return out
+
+
+#: extreme_pairs.kind -> heading (the schema's names and brainviz.rdm.extreme_pairs' names).
+PAIR_KINDS = {
+    "most_similar": "Most similar pairs", "lowest": "Most similar pairs",
+    "most_dissimilar": "Most dissimilar pairs", "largest": "Most dissimilar pairs",
+    "closest_to_1": "Pairs closest to 1 (uncorrelated patterns)",
+}
+
+
+def pair_kinds(kinds) -> list[tuple[str, str]]:
+    """[(kind, heading)] of the stored extreme-pair kinds, similar first, then dissimilar, then others."""
+    order = list(PAIR_KINDS)
+    ks = sorted(set(kinds), key=lambda k: (order.index(k) if k in order else len(order), k))
+    return [(k, PAIR_KINDS.get(k, k.replace("_", " ").capitalize())) for k in ks]
 
 
 def k92_rdm_ids(store) -> list[str]:

@@ -29,13 +29,13 @@ _NILEARN_PART = {"lh": "left", "rh": "right"}
 
 #: Camera presets (Plotly scene eye / up vectors; the scene uses aspectmode="data").
 VIEWS: dict[str, dict] = {
-    "posterior-ventral": {"eye": (0.0, -1.05, -0.8), "up": (0, 0, 1)},
+    "posterior-ventral": {"eye": (0.0, -1.0, -0.9), "up": (0, 0, 1), "center": (0.0, 0.05, 0.1)},
     "ventral-lateral (left)": {"eye": (-1.15, -0.9, -0.9), "up": (0, 0, 1)},
     "ventral-lateral (right)": {"eye": (1.15, -0.9, -0.9), "up": (0, 0, 1)},
-    "posterior": {"eye": (0.0, -2.1, 0.25), "up": (0, 0, 1)},
-    "ventral": {"eye": (0.0, -0.25, -2.1), "up": (0, 1, 0)},
-    "lateral (left)": {"eye": (-2.1, -0.3, 0.2), "up": (0, 0, 1)},
-    "lateral (right)": {"eye": (2.1, -0.3, 0.2), "up": (0, 0, 1)},
+    "posterior": {"eye": (0.0, -1.3, -0.35), "up": (0, 0, 1)},
+    "ventral": {"eye": (0.0, -0.2, -1.5), "up": (0, -1, 0)},  # occipital pole up, L on the left
+    "lateral (left)": {"eye": (-1.5, -0.3, 0.1), "up": (0, 0, 1)},
+    "lateral (right)": {"eye": (1.5, -0.3, 0.1), "up": (0, 0, 1)},
     "top": {"eye": (0.0, -0.05, 0.85), "up": (0, 1, 0)},
 }
 #: Default camera: from behind and below, both occipital poles and the ventral (fusiform,
@@ -234,6 +234,13 @@ def category_colors(categories: Sequence, category_colors: Mapping | None = None
     return out
 
 
+def fade_color(color: str, amount: float = 0.65, to: str = "#d9d9d9") -> str:
+    """Blend ``#rrggbb`` toward ``to`` (used to de-emphasize unselected categories)."""
+    a, b = _hex_to_rgb(color), _hex_to_rgb(to)
+    c = (1 - amount) * a + amount * b
+    return "#%02x%02x%02x" % tuple(int(round(255 * x)) for x in c)
+
+
 def _hex_to_rgb(h: str) -> np.ndarray:
     h = h.lstrip("#")
     return np.array([int(h[i:i + 2], 16) for i in (0, 2, 4)], np.float64) / 255.0
@@ -424,22 +431,25 @@ def brain_figure(
     meshes = load_meshes(surface)
     rgb, info = vertex_rgb(values_by_hemi, hemis=hemis, cmap=cmap, vmin=vmin, vmax=vmax, categorical=categorical,
                            category_colors_=category_colors, threshold=threshold)
-    fig = go.Figure()
+    traces = []
     names = dict(category_names or {})
     for h in hemis:
         c = coords[h]
         f = meshes[h][1]
         v = _as_hemi_array(values_by_hemi.get(h), h)
+        idx = np.arange(N_FSAVERAGE5, dtype=np.int32)
         if categorical:
-            txt = np.array([names.get(int(x), str(int(x))) if np.isfinite(x) else "—" for x in v], dtype=object)
-            hover = f"{h} vertex %{{customdata}}<br>%{{text}}<extra></extra>"
+            codes = np.unique(v[np.isfinite(v)])
+            txt = np.full(N_FSAVERAGE5, "—", dtype=object)
+            for cval in codes:
+                txt[v == cval] = str(names.get(int(cval), int(cval)) if float(cval).is_integer() else cval)
+            extra = dict(customdata=idx, text=txt, hovertemplate=f"{h} vertex %{{customdata}}<br>%{{text}}<extra></extra>")
         else:
-            txt = np.where(np.isfinite(v), np.char.mod("%.3g", np.nan_to_num(v)), "no value")
-            hover = f"{h} vertex %{{customdata}}<br>{hover_name}: %{{text}}<extra></extra>"
-        fig.add_trace(go.Mesh3d(
+            extra = dict(customdata=np.c_[idx, v.astype(np.float32)],
+                         hovertemplate=f"{h} vertex %{{customdata[0]}}<br>{hover_name}: %{{customdata[1]:.3g}}<extra></extra>")
+        traces.append(go.Mesh3d(
             x=c[:, 0], y=c[:, 1], z=c[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2],
-            vertexcolor=_to_hex(rgb[h]).tolist(), customdata=np.arange(N_FSAVERAGE5, dtype=np.int32),
-            text=txt.tolist(), hovertemplate=hover, name=h, showscale=False, flatshading=False,
+            vertexcolor=_to_hex(rgb[h]).astype(object), **extra, name=h, showscale=False, flatshading=False,
             lighting=(dict(ambient=0.55, diffuse=0.6, specular=0.08, roughness=0.7, fresnel=0.1) if surface != "flat"
                       else dict(ambient=1.0, diffuse=0.0, specular=0.0)),
             lightposition=dict(x=0, y=-100000, z=-50000) if surface != "flat" else dict(x=0, y=0, z=100000),
@@ -449,7 +459,7 @@ def brain_figure(
         segs = np.concatenate(segs) if segs else np.zeros((0, 2, 3))
         if len(segs):
             x, y, z = _segments_to_lines(segs)
-            fig.add_trace(go.Scatter3d(x=x, y=y, z=z, mode="lines", line=dict(color="black", width=3),
+            traces.append(go.Scatter3d(x=x, y=y, z=z, mode="lines", line=dict(color="black", width=3),
                                        hoverinfo="skip", showlegend=False, name="outlines"))
     # hemisphere letters above each hemisphere, for orientation in any view
     hx, hy, hz, ht = [], [], [], []
@@ -461,16 +471,16 @@ def brain_figure(
         else:
             hx.append(float(c[:, 0].min() - 10 if h == "lh" else c[:, 0].max() + 10))
             hy.append(float(c[:, 1].min() + 25)); hz.append(float(c[:, 2].mean()))
-    fig.add_trace(go.Scatter3d(x=hx, y=hy, z=hz, mode="text", text=ht, hoverinfo="skip", showlegend=False,
+    traces.append(go.Scatter3d(x=hx, y=hy, z=hz, mode="text", text=ht, hoverinfo="skip", showlegend=False,
                                textfont=dict(size=16, color="#333"), name="hemispheres"))
     if categorical:
         for cat, col in info["colors"].items():
-            fig.add_trace(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers",
+            traces.append(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers",
                                        marker=dict(size=8, color=col, symbol="square"), hoverinfo="skip",
                                        name=str(names.get(cat, cat)), showlegend=True))
     else:
         anchor = np.concatenate([coords[h] for h in hemis]).mean(0)
-        fig.add_trace(go.Scatter3d(
+        traces.append(go.Scatter3d(
             x=[anchor[0]], y=[anchor[1]], z=[anchor[2]], mode="markers", hoverinfo="skip", showlegend=False,
             marker=dict(size=0.1, opacity=0, color=[info["vmin"]], cmin=info["vmin"], cmax=info["vmax"],
                         colorscale=_plotly_colorscale(cmap), showscale=True,
@@ -483,7 +493,7 @@ def brain_figure(
                 p = coords[h][int(vi)]
                 xs.append(p[0]); ys.append(p[1]); zs.append(p[2]); ts.append(str(text))
         if ts:
-            fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="text", text=ts, hoverinfo="skip", showlegend=False,
+            traces.append(go.Scatter3d(x=xs, y=ys, z=zs, mode="text", text=ts, hoverinfo="skip", showlegend=False,
                                        textfont=dict(size=11, color="black")))
     if view is None:
         view = "top" if surface == "flat" else DEFAULT_VIEW
@@ -496,19 +506,20 @@ def brain_figure(
         aspect = dict(aspectmode="manual", aspectratio=dict(x=float(r[0]), y=float(r[1]), z=0.05))
     else:
         aspect = dict(aspectmode="data")
-    fig.update_layout(
+    layout = dict(
         title=dict(text=title, x=0.01, font=dict(size=15)) if title else None,
         height=height, margin=dict(l=0, r=0, t=36 if title else 4, b=0),
         paper_bgcolor="white",
         scene=dict(xaxis=axis, yaxis=axis, zaxis=axis, **aspect,
                    camera=dict(eye=dict(zip("xyz", cam["eye"])), up=dict(zip("xyz", cam["up"])),
+                               center=dict(zip("xyz", cam.get("center", (0, 0, 0)))),
                                projection=dict(type="perspective")),
                    dragmode="orbit" if surface != "flat" else "pan"),
         legend=dict(itemsizing="constant", x=1.0, y=0.95, bgcolor="rgba(255,255,255,0.7)",
                     title=dict(text=colorbar_title)) if categorical else None,
         uirevision=f"{surface}-{view}-{','.join(hemis)}",
     )
-    return fig
+    return go.Figure(data=traces, layout={k: v for k, v in layout.items() if v is not None})
 
 
 def roi_label_positions(roi_by_hemi: Mapping[str, np.ndarray], surface: str = "inflated") -> dict[str, dict[str, int]]:
@@ -556,6 +567,10 @@ def render_png(
     title, composed with matplotlib. Raises ``RuntimeError`` with a readable message when
     off-screen rendering is not available.
     """
+    import os
+
+    if not os.environ.get("DISPLAY"):  # headless server: render with EGL, no X connection attempt
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
     try:
         import pyvista as pv
     except Exception as e:  # pragma: no cover

@@ -227,17 +227,22 @@ class LivePredictor:
     backbone : backbone name the model was trained on (``models.backbone``).
     device : None (cuda if available else cpu), 'cpu' or 'cuda'.
     model_id : label for display.
+    cpu_threads : torch intra-op threads for a prediction on CPU (default 1: for one image,
+        extra threads cost more than they gain, and on a busy 2-core server they are ~10x
+        slower; None leaves torch's setting).
 
     Loading takes seconds (backbone weights + checkpoint); keep one per process
     (:func:`get_live_predictor`). :meth:`predict` is thread-safe.
     """
 
-    def __init__(self, checkpoint: str | Path, backbone: str, device: str | None = None, model_id: str = ""):
+    def __init__(self, checkpoint: str | Path, backbone: str, device: str | None = None, model_id: str = "",
+                 cpu_threads: int | None = 1):
         from .encoders.universal import UniversalEncoder
         from .features.base import resolve_device
         from .features.registry import get_backbone
 
         self.model_id = model_id
+        self.cpu_threads = cpu_threads
         self.device = resolve_device(device)
         self.backbone = get_backbone(backbone, device=self.device)
         self.encoder = UniversalEncoder.load(checkpoint, device=str(self.device))
@@ -274,13 +279,15 @@ class LivePredictor:
         """FeatureSet of one image or a short list (backbone forward)."""
         from .features.extract import features_for_pil
 
-        return features_for_pil(self.backbone, images)
+        return features_for_pil(self.backbone, images, num_threads=self.cpu_threads)
 
     def predict(self, image: Image.Image | Sequence[Image.Image], subjects: Sequence[str] | None = None) -> LiveResult:
         """Predicted responses of ``subjects`` (default all) to one PIL image.
 
         With a list of images, each subject's array is (n_images, V) instead of (V,).
         """
+        from .features.base import torch_threads
+
         single = isinstance(image, Image.Image)
         subjects = list(self.subjects if subjects is None else subjects)
         unknown = [s for s in subjects if s not in self.subjects]
@@ -295,9 +302,10 @@ class LivePredictor:
                 torch.cuda.synchronize()
             t1 = time.perf_counter()
             out = {}
-            for s in subjects:
-                p = self.encoder.predict(fs, s)
-                out[s] = p[0] if single else p
+            with torch_threads(self.cpu_threads if self.device.type == "cpu" else None):
+                for s in subjects:
+                    p = self.encoder.predict(fs, s)
+                    out[s] = p[0] if single else p
             t2 = time.perf_counter()
         return LiveResult(out, {"features": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
                           str(self.device))

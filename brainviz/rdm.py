@@ -70,6 +70,9 @@ class _Standardizer:
     def __init__(self, responses, metric: str, block: int, dtype):
         self.x, self.metric, self.dtype = responses, metric, np.dtype(dtype)
         n, p = _check_responses(responses)
+        in_dtype = np.dtype(getattr(responses, "dtype", np.float64))
+        # float32/float16 inputs lose nothing when centred in float32; float64 ones are centred in float64
+        self.in_float32 = in_dtype.kind == "f" and in_dtype.itemsize <= 4
         if metric == "euclidean":
             total = np.zeros(p)
             for i0 in range(0, n, block):
@@ -77,6 +80,8 @@ class _Standardizer:
             self.col_mean = total / n
 
     def __call__(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.dtype == np.float32 and self.in_float32:
+            return self._float32(i0, i1)
         x = _rows(self.x, i0, i1)
         if self.metric == "correlation":
             x = x - x.mean(axis=1, keepdims=True)
@@ -87,6 +92,25 @@ class _Standardizer:
             return (x / norm).astype(self.dtype), None
         x = x - self.col_mean
         return x.astype(self.dtype), np.einsum("ij,ij->i", x, x).astype(self.dtype)
+
+    def _float32(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float32 inputs: the same result from one float32 buffer updated in place (means and norms
+        still accumulated in float64); no float64 copy of the block, ~1.4x faster end to end
+        (bench/bench_rdm.py)."""
+        x = np.array(self.x[i0:i1], dtype=np.float32)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            raise BrainVizDataError("responses", f"row {i0 + int(np.nonzero(~finite)[0][0])} contains NaN or infinite values")
+        if self.metric == "correlation":
+            x -= x.mean(axis=1, dtype=np.float64, keepdims=True).astype(np.float32)
+            norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+            if np.any(norm == 0):
+                bad = i0 + int(np.nonzero(norm == 0)[0][0])
+                raise BrainVizDataError("responses", f"row {bad} is constant; 1 - Pearson is undefined")
+            x *= (1.0 / norm).astype(np.float32)[:, None]
+            return x, None
+        x -= self.col_mean.astype(np.float32)
+        return x, np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
 
 
 def iter_rdm_blocks(responses, metric: str = "correlation", block: int = 2048,

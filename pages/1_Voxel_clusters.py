@@ -13,6 +13,10 @@ from brainviz.errors import BrainVizDataError
 
 st.set_page_config(page_title="Voxel clusters · BrainViz", page_icon="🧠", layout="wide")
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+with st.sidebar:
+    for target, label, icon in S.NAV:
+        st.page_link(target, label=label, icon=icon)
+    st.divider()
 path = S.store_path()
 if not path.is_file():
     st.info(S.missing_store_message(path))
@@ -49,15 +53,20 @@ with st.sidebar:
         else ks[0]
     clus_all = store.clusters(model_id, scope, k)
     scope_subjects = sorted(clus_all["subject"].unique())
+    if not scope_subjects:
+        st.info(f"No clustered vertices stored for {model_id} / {scope} / k={k}.")
+        st.stop()
     subject = st.selectbox("Brain shown", scope_subjects)
     st.header("Display")
-    surface = st.radio("Surface", B.SURFACES, horizontal=True,
+    surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
                        format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
-    hemi_choice = st.radio("Hemispheres", ["both", "lh", "rh"], horizontal=True)
+    hemi_choice = st.radio("Hemispheres", ["both", "lh", "rh"], horizontal=True, key="hemis")
     hemis = B.HEMIS if hemi_choice == "both" else (hemi_choice,)
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW),
                         disabled=surface == "flat")
     outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=2)
+    highlight = st.toggle("Highlight the selected cluster", value=False,
+                          help="Show the other clusters in pale colors")
 
 vertices = store.vertices(subject)
 labels = store.cluster_labels(model_id, scope, k, subject)
@@ -65,6 +74,9 @@ descs = store.cluster_descriptions(model_id, scope, k)
 desc_of = dict(zip(descs["cluster"], descs["description"])) if not descs.empty else {}
 nvert_of = dict(zip(descs["cluster"], descs["n_vertices"])) if not descs.empty else {}
 clusters_present = sorted(int(c) for c in np.unique(labels[labels >= 0]))
+if not clusters_present:
+    st.info(f"{subject} has no clustered vertices in {scope} (k={k}).")
+    st.stop()
 names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
 colors = B.category_colors(list(range(k)))
 
@@ -98,11 +110,16 @@ if outline_name != "none":
     outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name])
     label_positions = B.roi_label_positions(outlines, surface)
 
+shown_colors = colors
+if highlight:
+    sel = st.session_state.get("cluster_pick")
+    shown_colors = {c: col if c == sel else B.fade_color(col) for c, col in colors.items()}
+
 left, right = st.columns([3, 2])
 with left:
     title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
     fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
-                         category_names=names, category_colors=colors, outlines=outlines, labels=label_positions,
+                         category_names=names, category_colors=shown_colors, outlines=outlines, labels=label_positions,
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
     st.caption("Gray: vertices without data (outside the challenge space or filtered out), shaded by sulcal depth. "
@@ -173,8 +190,9 @@ else:
             customdata=np.c_[d["cluster"].to_numpy(), d["vertex"].to_numpy()],
             text=d["subject"], hovertemplate="%{text} vertex %{customdata[1]}<br>cluster %{customdata[0]}<extra></extra>",
             marker=dict(size=4 if int(c) == cl else 3, color=colors[int(c)], opacity=1.0 if int(c) == cl else 0.35)))
-    mfig.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(visible=False),
-                       yaxis=dict(visible=False, scaleanchor="x"), legend=dict(itemsizing="constant"),
+    mfig.update_layout(height=480, margin=dict(l=0, r=0, t=30, b=0), xaxis=dict(visible=False),
+                       yaxis=dict(visible=False, scaleanchor="x"),
+                       legend=dict(itemsizing="constant", orientation="h", y=-0.02, yanchor="top"),
                        plot_bgcolor="white")
     st.plotly_chart(mfig, key="umap_select", on_select="rerun", selection_mode="points", theme=None)
     st.caption("Each dot is a vertex, placed by the similarity of its learned embedding (UMAP). "
@@ -194,6 +212,7 @@ if planted is not None:
     with c1:
         pf = B.brain_figure(S.to_fsaverage5(pvals, vertices, categorical=True), surface=surface, hemis=hemis,
                             categorical=True, title="planted regions", category_names=pnames,
+                            category_colors=S.planted_colors(pnames),
                             view=None if surface == "flat" else view, colorbar_title="planted", height=420,
                             hover_name="region")
         st.plotly_chart(pf, key="planted", theme=None)
@@ -210,17 +229,23 @@ if planted is not None:
 
 # ------------------------------------------------------------------ download
 st.subheader("Download")
-sig = ("clusters", model_id, scope, k, subject, surface, hemis, outline_name, tuple(roi_filter))
+png_maps = {"clusters": dict(values_by_hemi=maps, categorical=True, title=title, category_names=names,
+                             category_colors=colors, outlines=outlines, colorbar_title="cluster")}
+if planted is not None:
+    png_maps["planted regions"] = dict(values_by_hemi=S.to_fsaverage5(pvals, vertices, categorical=True),
+                                       categorical=True, title=f"planted regions · {subject} · SIMULATED demo brain",
+                                       category_names=pnames, category_colors=S.planted_colors(pnames),
+                                       outlines=outlines, colorbar_title="planted")
+which = st.radio("Map", list(png_maps), horizontal=True, key="png_which") if len(png_maps) > 1 else "clusters"
+sig = ("clusters", which, model_id, scope, k, subject, surface, hemis, outline_name, tuple(roi_filter))
 if st.button("Render high-resolution PNG of the brain", key="png_btn"):
     with st.spinner("Rendering off-screen…"):
-        png, err = S.safe_render_png(maps, surface=surface, hemis=hemis, categorical=True, title=title,
-                                     category_names=names, category_colors=colors, outlines=outlines,
-                                     colorbar_title="cluster")
+        png, err = S.safe_render_png(surface=surface, hemis=hemis, **png_maps[which])
     st.session_state["png"] = (sig, png, err)
 got = st.session_state.get("png")
 if got and got[0] == sig:
     if got[2]:
         st.error(got[2])
     else:
-        st.download_button("Download PNG", got[1], file_name=f"brainviz_clusters_{model_id}_{scope}_k{k}_{subject}.png"
-                           .replace(":", "-"), mime="image/png", key="png_dl")
+        fname = f"brainviz_{which.replace(' ', '_')}_{model_id}_{scope}_k{k}_{subject}.png".replace(":", "-")
+        st.download_button("Download PNG", got[1], file_name=fname, mime="image/png", key="png_dl")

@@ -12,6 +12,10 @@ from brainviz.errors import BrainVizDataError
 
 st.set_page_config(page_title="RDM explorer · BrainViz", page_icon="🧠", layout="wide")
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+with st.sidebar:
+    for target, label, icon in S.NAV:
+        st.page_link(target, label=label, icon=icon)
+    st.divider()
 path = S.store_path()
 if not path.is_file():
     st.info(S.missing_store_message(path))
@@ -34,7 +38,7 @@ all_rdms = S.rdm_choices(store.list_rdms())
 rdms = all_rdms[~all_rdms["rdm_id"].isin(k92_ids)]
 
 
-def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, title: str, categories=None, height=560):
+def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, height=560):
     order, cats = S.rdm_order(rdm, keys, order_how, tags, categories)
     R = rdm[np.ix_(order, order)]
     k = [keys[i] for i in order]
@@ -60,7 +64,7 @@ def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, title: str, catego
         fig.update_xaxes(showticklabels=False)
         fig.update_yaxes(showticklabels=False)
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white")
+    fig.update_layout(height=height, margin=dict(l=90, r=10, t=30, b=90), plot_bgcolor="white")
     return fig
 
 
@@ -81,7 +85,7 @@ else:
         metric = st.selectbox("Metric", metrics, format_func=lambda m: {"correlation": "1 − Pearson r"}.get(m, m))
         cands = pd.concat([sb[(sb["roi"] == roi) & (sb["metric"] == metric)], other[other["metric"] == metric]])
         sources = list(dict.fromkeys(cands["source"]))
-        source = st.selectbox("Source", sources, format_func=lambda s: s.replace(":", ": ", 1)) if sources else None
+        source = st.selectbox("Source", sources, format_func=S.source_label) if sources else None
         order_how = st.radio("Order images by", ["category", "clustering", "stored"], horizontal=True,
                              help="category: grouped by the images' main tag; clustering: hierarchical clustering "
                                   "(average linkage) leaves order")
@@ -95,8 +99,8 @@ else:
         sim = " · SIMULATED" if store.simulated and source in ("measured", "predicted") else ""
         c1, c2 = st.columns([3, 2])
         with c1:
-            st.plotly_chart(heatmap(R, keys, order_how, f"{label} · {source} · {metric}{sim}"), key="rdm_heatmap",
-                            theme=None)
+            st.markdown(f"**{label} · {source} · {metric}{sim}**")
+            st.plotly_chart(heatmap(R, keys, order_how), key="rdm_heatmap", theme=None)
             st.caption(f"{len(keys)} images; RDM id `{rdm_id}`.")
         with c2:
             st.subheader("RSA: this RDM vs others")
@@ -105,18 +109,21 @@ else:
                 st.write("No RSA results stored for this RDM.")
             else:
                 rsa = rsa.copy()
-                rsa["compared with"] = np.where(rsa["rdm_a"] == rdm_id, rsa["rdm_b"], rsa["rdm_a"])
+                names = S.rdm_labels(all_rdms)
+                other_ids = np.where(rsa["rdm_a"] == rdm_id, rsa["rdm_b"], rsa["rdm_a"])
+                rsa["compared with"] = [names.get(i, i) for i in other_ids]
+                rsa = rsa.sort_values("value").reset_index(drop=True)
                 fig = go.Figure()
-                fig.add_trace(go.Bar(x=rsa["compared with"], y=rsa["value"], name="RSA",
+                fig.add_trace(go.Bar(y=rsa["compared with"], x=rsa["value"], orientation="h", name="RSA",
                                      text=[f"p={p:.3g}" if pd.notna(p) else "" for p in rsa["p_value"]],
                                      textposition="outside", marker_color="#3b6fb6"))
-                if rsa["nc_lower"].notna().any():
-                    for i, r in rsa.reset_index(drop=True).iterrows():
-                        if pd.notna(r["nc_lower"]) and pd.notna(r["nc_upper"]):
-                            fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=r["nc_lower"], y1=r["nc_upper"],
-                                          fillcolor="rgba(128,128,128,0.3)", line=dict(width=0))
-                fig.update_layout(height=330, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="RSA correlation",
-                                  plot_bgcolor="white", showlegend=False)
+                for i, r in rsa.iterrows():  # noise ceiling of the brain RDM, per comparison
+                    if pd.notna(r["nc_lower"]) and pd.notna(r["nc_upper"]):
+                        fig.add_shape(type="rect", y0=i - 0.45, y1=i + 0.45, x0=r["nc_lower"], x1=r["nc_upper"],
+                                      fillcolor="rgba(128,128,128,0.35)", line=dict(width=0))
+                fig.update_layout(height=120 + 34 * len(rsa), margin=dict(l=10, r=30, t=10, b=50),
+                                  xaxis_title="RSA correlation", plot_bgcolor="white", showlegend=False)
+                fig.update_yaxes(automargin=True)
                 st.plotly_chart(fig, key="rsa_bar", theme=None)
                 st.caption("Gray band: noise ceiling (lower–upper) of the brain RDM; p: permutation test over images.")
                 st.dataframe(rsa[["compared with", "method", "value", "p_value", "nc_lower", "nc_upper"]],
@@ -128,16 +135,16 @@ else:
             st.write("No extreme pairs stored for this RDM.")
         else:
             paths = S.image_paths(store, list(pairs["image_a"]) + list(pairs["image_b"]))
-            cols = st.columns(2)
-            for col, kind_, title in ((cols[0], "most_similar", "Most similar pairs"),
-                                      (cols[1], "most_dissimilar", "Most dissimilar pairs")):
+            kinds = S.pair_kinds(pairs["kind"].unique())
+            cols = st.columns(len(kinds))
+            for col, (kind_, title) in zip(cols, kinds):
                 with col:
                     st.markdown(f"**{title}**")
                     for _, p in pairs[pairs["kind"] == kind_].sort_values("rank").head(4).iterrows():
-                        a, b, v = st.columns([2, 2, 1])
+                        a, b = st.columns(2)
                         a.image(S.thumbnail(paths.get(p["image_a"], "")), caption=S.tag_caption(p["image_a"], tags))
                         b.image(S.thumbnail(paths.get(p["image_b"], "")), caption=S.tag_caption(p["image_b"], tags))
-                        v.metric("dissimilarity", f"{p['value']:.3f}")
+                        st.markdown(f"dissimilarity **{p['value']:.3f}**")
 
 # ------------------------------------------------------------------ the 92 images, REAL human IT
 st.header("The 92-image set: REAL human IT data")
@@ -155,7 +162,7 @@ else:
             R, keys = store.rdm(kid)
             k92_order = st.radio("Order", ["stored", "clustering"], horizontal=True, key="k92_order",
                                  help="stored = the original order (animate, then inanimate objects)")
-            st.plotly_chart(heatmap(R, keys, k92_order, kid, categories=["" for _ in keys], height=460),
+            st.plotly_chart(heatmap(R, keys, k92_order, categories=["" for _ in keys], height=460),
                             key="k92_heatmap", theme=None)
     with c2:
         if not k92.empty:
@@ -169,7 +176,7 @@ else:
                 lo, hi = float(d["nc_lower"].dropna().iloc[0]), float(d["nc_upper"].dropna().iloc[0])
                 fig.add_hrect(y0=lo, y1=hi, fillcolor="gray", opacity=0.25, line_width=0,
                               annotation_text="noise ceiling", annotation_position="top left")
-            fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+            fig.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=80), plot_bgcolor="white",
                               yaxis_title=f"RSA with human IT ({meth})")
             st.plotly_chart(fig, key="k92_bar", theme=None)
             st.dataframe(d, hide_index=True)

@@ -17,6 +17,10 @@ from brainviz.errors import BrainVizDataError
 
 st.set_page_config(page_title="Live prediction · BrainViz", page_icon="🧠", layout="wide")
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+with st.sidebar:
+    for target, label, icon in S.NAV:
+        st.page_link(target, label=label, icon=icon)
+    st.divider()
 path = S.store_path()
 if not path.is_file():
     st.info(S.missing_store_message(path))
@@ -36,7 +40,11 @@ st.caption("Show the model an image; it predicts how each vertex of the visual c
 
 @st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
 def load_predictor(store_file: str, stamp: tuple, model_id: str) -> L.LivePredictor:
-    return L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
+    predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
+    for surf in B.SURFACES:  # warm the mesh caches so the first map is as fast as the next ones
+        B.load_meshes(surf)
+    B.background_shading()
+    return predictor
 
 
 @st.cache_resource(show_spinner="Reading stored predictions…", max_entries=8)
@@ -70,8 +78,12 @@ tags = store.image_tags()
 with st.sidebar:
     st.header("Prediction")
     subject = st.selectbox("Subject", subjects)
-    surface = st.radio("Surface", B.SURFACES, horizontal=True, format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
+    surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
+                       format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
+    relative = st.toggle("Relative to the average image", value=True, key="relative",
+                         help="Subtract the mean predicted response over the stored test images, so the map shows "
+                              "where this image drives the cortex more (red) or less (blue) than a typical image.")
     st.caption(f"Model `{model_id}` · backbone `{predictor.backbone.name}` · device **{predictor.device}**")
 
 
@@ -99,18 +111,19 @@ def image_input(slot: str, label: str):
         return None, None
 
 
-def run_prediction(data: bytes, name: str):
-    """Validate + predict (memoized per session by content hash). Returns (image, LiveResult, decode_ms)."""
-    h = hashlib.sha1(data).hexdigest()
+def run_prediction(data: bytes, name: str, subject: str):
+    """Validate + predict ``subject`` (memoized per session by content hash). Returns (image, LiveResult, decode_ms)."""
+    h = (hashlib.sha1(data).hexdigest(), subject)
     memo = st.session_state.setdefault("_live_memo", {})
     if h in memo:
         return memo[h]
     t0 = time.perf_counter()
     img = L.validate_image(data, name=name)
     t1 = time.perf_counter()
-    res = predictor.predict(img)
+    res = predictor.predict(img, [subject])
     out = (img, res, (t1 - t0) * 1e3)
-    memo.clear() if len(memo) > 8 else None
+    if len(memo) > 8:
+        memo.clear()
     memo[h] = out
     return out
 
@@ -123,7 +136,7 @@ result_a = None
 if data_a is not None:
     try:
         t_start = time.perf_counter()
-        img_a, res_a, dec_ms = run_prediction(data_a, name_a)
+        img_a, res_a, dec_ms = run_prediction(data_a, name_a, subject)
         result_a = res_a
     except L.ImageValidationError as exc:
         col_in.error(f"This image cannot be used: {exc.problem}")
@@ -136,14 +149,17 @@ if result_a is not None:
         st.error(f"The model predicts {len(pred)} vertices for {subject}, the store has {len(vertices)}; "
                  "the store and the checkpoint do not belong together — rebuild the store.")
         st.stop()
+    keys, bank = prediction_bank(str(path), stamp, model_id, subject)
+    baseline = bank.mean(0) if relative and len(keys) and bank.shape[1] == len(pred) else 0.0
+    pred = pred - baseline
+    what = "vs. average image" if np.ndim(baseline) else "predicted (z)"
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
     t_map = time.perf_counter()
     maps_a = S.to_fsaverage5(pred, vertices)
     fig = B.brain_figure(maps_a, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
                          title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
                                                                    if store.simulated else ""),
-                         view=None if surface == "flat" else view, colorbar_title="predicted (z)",
-                         hover_name="predicted")
+                         view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
     map_ms = (time.perf_counter() - t_map) * 1e3
     with col_in:
         st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
@@ -164,12 +180,11 @@ if result_a is not None:
     if not groups:
         st.write("This store has no ROI labels.")
     else:
-        means = {s: L.roi_means(result_a.predictions[s], S.roi_groups(store.vertices(s))) for s in [subject]}
-        m = means[subject]
+        m = L.roi_means(pred, groups)
         bar = go.Figure(go.Bar(x=list(m), y=list(m.values()),
                                marker_color=["#c0392b" if v > 0 else "#2e6fb7" for v in m.values()],
                                text=[f"{v:+.2f}" for v in m.values()], textposition="outside"))
-        bar.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="mean predicted (z)",
+        bar.update_layout(height=300, margin=dict(l=60, r=20, t=30, b=80), yaxis_title=f"mean {what}",
                           plot_bgcolor="white")
         st.plotly_chart(bar, key="roi_bars", theme=None)
         if "food (planted)" in m:
@@ -178,15 +193,17 @@ if result_a is not None:
 
     # ---- closest known images
     st.subheader("Closest known images (by predicted pattern)")
-    keys, bank = prediction_bank(str(path), stamp, model_id, subject)
     if len(keys) == 0:
         st.write("No stored predictions to compare with.")
     else:
-        near = L.nearest_images(pred, bank, keys, k=6)
+        near = L.nearest_images(pred, bank - baseline, keys, k=6)
         paths = S.image_paths(store, [k for k, _ in near])
         cols = st.columns(6)
         for c, (k, r) in zip(cols, near):
             c.image(S.thumbnail(paths.get(k, "")), caption=f"{S.tag_caption(k, tags)} · r={r:.2f}")
+
+    png_maps = {"image A": dict(values_by_hemi=maps_a, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                                title=f"predicted response to {name_a} · {subject}", colorbar_title=what)}
 
     # ---- compare two images
     st.subheader("Compare two images")
@@ -196,12 +213,12 @@ if result_a is not None:
             data_b, name_b = image_input("b", "Second image")
         if data_b is not None:
             try:
-                img_b, res_b, _ = run_prediction(data_b, name_b)
+                img_b, res_b, _ = run_prediction(data_b, name_b, subject)
             except L.ImageValidationError as exc:
                 cb_in.error(f"This image cannot be used: {exc.problem}")
                 res_b = None
             if res_b is not None:
-                pb = res_b.predictions[subject]
+                pb = res_b.predictions[subject] - baseline
                 cb_in.image(img_b, caption=name_b)
                 maps_b = S.to_fsaverage5(pb, vertices)
                 diff = S.to_fsaverage5(pred - pb, vertices)
@@ -216,21 +233,26 @@ if result_a is not None:
                     st.plotly_chart(B.brain_figure(diff, title="difference A − B", vmin=-dl, vmax=dl,
                                                    colorbar_title="A − B", **{**kw, "cmap": "PuOr_r"}),
                                     key="cmp_diff", theme=None)
+                png_maps["image B"] = dict(values_by_hemi=maps_b, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                                           title=f"predicted response to {name_b} · {subject}",
+                                           colorbar_title=what)
+                png_maps["difference A − B"] = dict(values_by_hemi=diff, cmap="PuOr_r", vmin=-dl, vmax=dl,
+                                                    title=f"{name_a} − {name_b} · {subject}", colorbar_title="A − B")
 
     # ---- download
-    sig = ("live", hashlib.sha1(data_a).hexdigest(), subject, surface)
+    st.subheader("Download")
+    which = st.radio("Map", list(png_maps), horizontal=True, key="png_which") if len(png_maps) > 1 else "image A"
+    sig = ("live", which, str(png_maps[which]["title"]), hashlib.sha1(data_a).hexdigest(), subject, surface)
     if st.button("Render high-resolution PNG of the map", key="png_btn"):
         with st.spinner("Rendering off-screen…"):
-            png, err = S.safe_render_png(maps_a, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
-                                         title=f"predicted response to {name_a} · {subject}",
-                                         colorbar_title="predicted (z)")
+            png, err = S.safe_render_png(surface=surface, **png_maps[which])
         st.session_state["png"] = (sig, png, err)
     got = st.session_state.get("png")
     if got and got[0] == sig:
         if got[2]:
             st.error(got[2])
         else:
-            st.download_button("Download PNG", got[1], file_name=f"brainviz_live_{subject}.png", mime="image/png",
-                               key="png_dl")
+            st.download_button("Download PNG", got[1], file_name=f"brainviz_live_{which.split()[0]}_{subject}.png",
+                               mime="image/png", key="png_dl")
 elif data_a is None:
     col_brain.info("Pick an example, upload an image or take a photo to see the predicted activation.")

@@ -13,6 +13,10 @@ from brainviz.errors import BrainVizDataError
 
 st.set_page_config(page_title="Model evaluation · BrainViz", page_icon="🧠", layout="wide")
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+with st.sidebar:
+    for target, label, icon in S.NAV:
+        st.page_link(target, label=label, icon=icon)
+    st.divider()
 path = S.store_path()
 if not path.is_file():
     st.info(S.missing_store_message(path))
@@ -44,7 +48,8 @@ with st.sidebar:
     subject = st.selectbox("Subject", subjects)
     metric = st.radio("Map", list(METRICS), horizontal=True, format_func=lambda m: {"r": "r", "nc": "noise ceiling",
                                                                                   "nna": "normalized"}[m])
-    surface = st.radio("Surface", B.SURFACES, horizontal=True, format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
+    surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
+                       format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
     thr = st.slider("Hide |value| below", 0.0, 0.5, 0.0, 0.01)
     outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=0)
@@ -61,6 +66,8 @@ else:
     desc, cmap, sym = METRICS[metric]
     maps = S.to_fsaverage5(vals, vertices)
     outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
+    if sym and np.nanpercentile(vals, 1) >= -0.05:  # r essentially all positive: sequential scale from 0
+        sym, cmap = False, "inferno"
     lo, hi = B.color_limits(maps, symmetric=sym)
     if not sym:
         lo = 0.0
@@ -78,7 +85,7 @@ else:
         if metric == "r" and "nc" in vm and vm["nc"].notna().any():
             st.metric("median noise ceiling", f"{vm['nc'].median():.2f}")
         hist = go.Figure(go.Histogram(x=v, nbinsx=40, marker_color="#3b6fb6"))
-        hist.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=metric, plot_bgcolor="white")
+        hist.update_layout(height=220, margin=dict(l=40, r=10, t=10, b=40), xaxis_title=metric, plot_bgcolor="white")
         st.plotly_chart(hist, key="acc_hist", theme=None)
 
     sig = ("eval", model_id, subject, metric, surface, thr, outline_name)
@@ -105,18 +112,23 @@ else:
     st.dataframe(mine.drop(columns=["model_id", "subject"]), hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("median_r", "p25", "p75", "median_nna")})
-    st.markdown("**All models, median r per ROI** (mean over subjects)")
-    piv = roi.pivot_table(index="roi", columns="model_id", values="median_r", aggfunc="mean")
+    st.markdown("**Model families, median r per ROI group** (mean over subjects and models of a family)")
+    fam = roi.assign(family=roi["model_id"].map(S.model_family))
+    groups = [g for g in ["all", *S.ROI_GROUP_COLUMNS] if g in set(fam["roi"])]
+    if st.toggle("Individual ROIs", value=not groups, key="roi_individual"):
+        groups = sorted(set(fam["roi"]) - {"all", *S.ROI_GROUP_COLUMNS})
+    piv = fam[fam["roi"].isin(groups)].pivot_table(index="roi", columns="family", values="median_r", aggfunc="mean")
+    piv = piv.reindex([g for g in groups if g in piv.index])
     fig = go.Figure()
     for m in piv.columns:
         fig.add_trace(go.Bar(x=piv.index, y=piv[m], name=m))
-    fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="median r",
+    fig.update_layout(barmode="group", height=340, margin=dict(l=60, r=20, t=30, b=80), yaxis_title="median r",
                       plot_bgcolor="white")
     st.plotly_chart(fig, key="roi_models", theme=None)
 
 # ------------------------------------------------------------------ retrieval
 st.subheader("Image identification (retrieval)")
-ret = store.retrieval()
+ret = S.retrieval_fractions(store.retrieval())
 if ret.empty:
     st.write("No retrieval results stored.")
 else:
@@ -124,31 +136,32 @@ else:
                "images; rank 1 = the right image is the best match. Chance top-1 = 1 / candidates.")
     st.dataframe(ret, hide_index=True, column_config={
         "mean_rank": st.column_config.NumberColumn(format="%.2f"),
-        "top1": st.column_config.NumberColumn("top-1", format="%.2f"),
-        "top5": st.column_config.NumberColumn("top-5", format="%.2f")})
+        "top1": st.column_config.NumberColumn("top-1", format="percent"),
+        "top5": st.column_config.NumberColumn("top-5", format="percent")})
 
 # ------------------------------------------------------------------ single vs multi
 st.subheader("Single-subject vs multi-subject models")
 if roi.empty:
     st.write("No per-ROI results stored.")
 else:
-    kinds = dict(zip(models["model_id"], models["kind"]))
     allr = roi[roi["roi"] == "all"].copy()
     if allr.empty:
         st.write("No whole-brain ('all') rows in the ROI table.")
     else:
-        allr["kind"] = allr["model_id"].map(kinds)
+        allr["family"] = allr["model_id"].map(S.model_family)
+        allr = allr.groupby(["family", "subject"], as_index=False)[["median_r", "p25", "p75"]].mean()
         fig = go.Figure()
-        for kd, d in allr.groupby("kind"):
+        for kd, d in allr.groupby("family"):
             fig.add_trace(go.Bar(x=d["subject"], y=d["median_r"], name=kd,
                                  error_y=dict(type="data", symmetric=False, array=(d["p75"] - d["median_r"]).abs(),
                                               arrayminus=(d["median_r"] - d["p25"]).abs())
                                  if d["p25"].notna().all() and d["p75"].notna().all() else None))
-        fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
+        fig.update_layout(barmode="group", height=320, margin=dict(l=60, r=20, t=30, b=80),
                           yaxis_title="median r (all vertices)", plot_bgcolor="white")
         st.plotly_chart(fig, key="single_multi", theme=None)
         st.caption("Error bars: 25th–75th percentile over vertices. ridge = per-subject ridge regression; "
-                   "ue_single / ue_multi = Universal Encoder trained on one / all subjects.")
+                   "ue_single / ue_multi = Universal Encoder trained on one / all subjects; ue_pretrain = trained on "
+                   "the other subjects only; ue_transfer = ue_pretrain + the new subject's embeddings.")
 
 # ------------------------------------------------------------------ transfer curve
 st.subheader("Transfer to a new subject")
@@ -162,7 +175,7 @@ else:
     for (s, m), d in tc.groupby(["subject", "method"]):
         fig.add_trace(go.Scatter(x=d["n_train"], y=d["median_r"], mode="lines+markers", name=f"{s} · {m}",
                                  error_y=dict(type="data", array=d["sd"].fillna(0))))
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="training images of the new subject",
+    fig.update_layout(height=340, margin=dict(l=60, r=20, t=30, b=80), xaxis_title="training images of the new subject",
                       yaxis_title="median test r", plot_bgcolor="white")
     fig.update_xaxes(type="log")
     st.plotly_chart(fig, key="transfer", theme=None)

@@ -10,6 +10,10 @@ from brainviz.errors import BrainVizDataError
 
 st.set_page_config(page_title="Decoding · BrainViz", page_icon="🧠", layout="wide")
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+with st.sidebar:
+    for target, label, icon in S.NAV:
+        st.page_link(target, label=label, icon=icon)
+    st.divider()
 path = S.store_path()
 if not path.is_file():
     st.info(S.missing_store_message(path))
@@ -49,8 +53,8 @@ c1, c2 = st.columns([2, 3])
 with c1:
     st.subheader(f"Accuracy · {subject}")
     st.dataframe(summ.drop(columns=["subject"]), hide_index=True, column_config={
-        "top1": st.column_config.NumberColumn("top-1", format="%.2f"),
-        "top5": st.column_config.NumberColumn("top-5", format="%.2f"),
+        "top1": st.column_config.NumberColumn("top-1", format="percent"),
+        "top5": st.column_config.NumberColumn("top-5", format="percent"),
         "mean_rank": st.column_config.NumberColumn("mean rank", format="%.1f")})
     st.caption(f"{len(keys)} held-out images; chance top-1 ≈ 1 / number of candidates."
                + (" Responses are SIMULATED." if store.simulated else ""))
@@ -58,7 +62,7 @@ with c2:
     fig = go.Figure()
     for s in sets:
         fig.add_trace(go.Histogram(x=d[d["roi_set"] == s]["rank"], name=s, opacity=0.7, nbinsx=30))
-    fig.update_layout(barmode="overlay", height=280, margin=dict(l=10, r=10, t=10, b=10),
+    fig.update_layout(barmode="overlay", height=280, margin=dict(l=60, r=20, t=30, b=80),
                       xaxis_title="rank of the true image (1 = best)", yaxis_title="images", plot_bgcolor="white")
     st.plotly_chart(fig, key="rank_hist", theme=None)
 
@@ -80,5 +84,5 @@ with rest:
         st.markdown(f"**{r['roi_set']}** — true image ranked **{int(r['rank'])}**{cos}")
         cols = st.columns(n_show)
         for i, (c, k) in enumerate(zip(cols, top[:n_show])):
-            hit = "✅ " if k == image_key else ""
+            hit = "✓ TRUE · " if k == image_key else ""
             c.image(S.thumbnail(paths.get(k, "")), caption=f"{hit}#{i + 1} {S.tag_caption(k, tags)}")

@@ -184,7 +184,8 @@ def test_page_renders(driver, server, shot_dir, page, name, has_brain):
     if has_brain:
         px = _brain_pixels(driver)
         assert px is not None, f"{name}: no 3-D brain figure found"
-        Image = __import__("PIL.Image", fromlist=["Image"])
+        from PIL import Image
+
         Image.fromarray(px).save(shot_dir / f"{name}_brain.png")
         h, w, _ = px.shape
         inner = px[h // 8: h - h // 8, w // 8: w - w // 8].astype(float)

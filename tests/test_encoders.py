@@ -13,7 +13,16 @@ from brainviz.encoders.universal_module import UniversalEncoderModule, ue_loss
 from brainviz.errors import BrainVizDataError
 from brainviz.metrics import pearson_per_vertex
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """The CPU is shared with other jobs: oversubscribed BLAS threads only spin."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
 
 L, P, C_IN = 3, 49, 12
 TINY = dict(embed_dim=32, proj_dim=8, batch_images=16, batch_voxels=64, lr=3e-3, embed_lr=3e-2,
@@ -31,21 +40,23 @@ class FakeFeatureSet:
 def planted(n_images: int, n_voxels: int, seed: int, feat_seed: int = 7, noise: float = 0.3):
     """Features with spatial structure and responses that are a linear function of them.
 
-    Each voxel reads a random channel combination of one layer, averaged over a
-    3x3 neighbourhood of patches (a receptive field) of the 7x7 grid.
+    Voxel v reads one layer, averaged over a 3x3 neighbourhood of patches of the
+    7x7 grid (its receptive field), along one of 4 channel directions shared by
+    all voxels (times +-1): ``y_v = s_v * d_k . mean_RF(X[:, layer_v])``.
+    The voxel population depends on ``feat_seed`` only, the images on ``seed``.
     Returns X (n, L, P, C_IN) float32 and Y (n, V) float32.
     """
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_images, L, P, C_IN)).astype(np.float32)
-    vr = np.random.default_rng(feat_seed + n_voxels)
+    vr = np.random.default_rng(feat_seed)
+    dirs = vr.standard_normal((4, C_IN)).astype(np.float32)
     Y = np.zeros((n_images, n_voxels), np.float32)
     grid = np.arange(P).reshape(7, 7)
     for v in range(n_voxels):
         r0, c0 = vr.integers(0, 5, 2)
         patches = grid[r0:r0 + 3, c0:c0 + 3].ravel()
-        layer = vr.integers(0, L)
-        w = vr.standard_normal(C_IN)
-        Y[:, v] = X[:, layer, patches, :].mean(axis=1) @ w
+        layer, k, sign = vr.integers(0, L), vr.integers(0, 4), vr.choice([-1.0, 1.0])
+        Y[:, v] = sign * (X[:, layer, patches, :].mean(axis=1) @ dirs[k])
     Y = (Y - Y.mean(0)) / Y.std(0)
     Y += noise * rng.standard_normal(Y.shape).astype(np.float32)
     return X, Y

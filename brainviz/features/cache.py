@@ -121,7 +121,8 @@ def _open_entry(entry: Path, keys: Sequence[str], set_hash: str, verify: str) ->
     )
 
 
-def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size: int, progress: bool) -> None:
+def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size: int, progress: bool,
+                   num_threads: int | None = None) -> None:
     from .extract import extract_into
 
     n = len(keys)
@@ -132,7 +133,8 @@ def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size
         )
         pooled = np.lib.format.open_memmap(tmp / POOLED_FILE, mode="w+", dtype=np.float32, shape=(n, backbone.pooled_dim))
         if n:
-            extract_into(backbone, paths, layers, pooled, batch_size=batch_size, progress=progress)
+            extract_into(backbone, paths, layers, pooled, batch_size=batch_size, progress=progress,
+                         num_threads=num_threads)
         shapes = {LAYERS_FILE: list(layers.shape), POOLED_FILE: list(pooled.shape)}
         layers.flush()
         pooled.flush()
@@ -175,6 +177,7 @@ def cached_features(
     image_hash: str = "stat",
     verify: str = "quick",
     on_corrupt: str = "recompute",
+    num_threads: int | None = None,
 ) -> FeatureSet:
     """Features of the images, from the on-disk cache (computed and stored on first use).
 
@@ -193,6 +196,8 @@ def cached_features(
     verify : {"quick", "full", "none"}
         Checks on opening an existing entry (see module docstring).
     on_corrupt : {"recompute", "raise"}
+    num_threads : int, optional
+        torch CPU threads while computing (None: torch's default).
 
     Returns
     -------
@@ -218,5 +223,5 @@ def cached_features(
     from .registry import get_backbone
 
     backbone = get_backbone(backbone_name, device=device, weights=weights, seed=seed)
-    _compute_entry(entry, backbone, keys, paths, set_hash, batch_size, progress)
+    _compute_entry(entry, backbone, keys, paths, set_hash, batch_size, progress, num_threads)
     return _open_entry(entry, keys, set_hash, verify)

@@ -5,6 +5,12 @@ Layers: the output of the last block at each of the strides 4, 8, 16 and 32
 adaptively average-pooled to a 7 x 7 grid (P = 49). Pooled: the 1280-d
 global average of the head features (the classifier's input).
 
+For speed on CPU the batch norms are folded into the preceding convolutions
+(eval-mode arithmetic, equal up to float rounding), ReLU6 runs in place, the
+stride-1 "same" paddings become the convolutions' own symmetric padding, and
+the network runs in channels-last memory format (about 3x faster than the
+unfused NCHW model at batch 32 on a 2-core CPU).
+
 Normalization follows the TensorFlow EfficientNet-Lite recipe,
 ``(pixel - 127) / 128``; the stem batch-norm statistics of the shipped weights
 match this scaling, not the torchvision ImageNet mean/std.
@@ -17,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import BrainVizDataError
 from .base import Backbone, resolve_device
@@ -51,6 +58,48 @@ def default_weights_file(variant: str) -> Path:
     return Path(cls.get_model_file_path())
 
 
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode batch norm into ``conv`` (in place): y = bn(conv(x)) == conv'(x)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    conv.weight = nn.Parameter((conv.weight * scale.view(-1, 1, 1, 1)).detach(), requires_grad=False)
+    conv.bias = nn.Parameter(bias.detach(), requires_grad=False)
+
+
+def _own_padding(conv: nn.Conv2d) -> None:
+    """Replace a symmetric static 'same' ZeroPad2d of a stride-1 conv by the conv's own padding."""
+    pad = getattr(conv, "static_padding", None)
+    if tuple(conv.stride) == (1, 1) and isinstance(pad, nn.ZeroPad2d):
+        left, right, top, bottom = pad.padding
+        if left == right and top == bottom:
+            conv.padding = (top, left)
+            conv.static_padding = nn.Identity()
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """Fold batch norms, in-place ReLU6, own paddings, channels-last (eval-mode model, in place)."""
+    _fold_bn(model._conv_stem, model._bn0)
+    model._bn0 = nn.Identity()
+    for block in model._blocks:
+        if hasattr(block, "_expand_conv"):
+            _fold_bn(block._expand_conv, block._bn0)
+            block._bn0 = nn.Identity()
+        _fold_bn(block._depthwise_conv, block._bn1)
+        block._bn1 = nn.Identity()
+        _own_padding(block._depthwise_conv)
+        _fold_bn(block._project_conv, block._bn2)
+        block._bn2 = nn.Identity()
+        if isinstance(block._swish, nn.ReLU6):
+            block._swish = nn.ReLU6(inplace=True)
+    _fold_bn(model._conv_head, model._bn1)
+    model._bn1 = nn.Identity()
+    if isinstance(model._swish, nn.ReLU6):
+        model._swish = nn.ReLU6(inplace=True)
+    return model.to(memory_format=torch.channels_last)
+
+
 class EfficientNetLiteBackbone(Backbone):
     """EfficientNet-Lite feature extractor (see module docstring for the layers)."""
 
@@ -81,7 +130,10 @@ class EfficientNetLiteBackbone(Backbone):
         except Exception as exc:
             raise BrainVizDataError(path, f"not a valid {self.name} state dict ({exc})") from exc
         model.eval().requires_grad_(False)
-        self.model = model.to(self.device)
+        self.pooled_dim = int(model._bn1.num_features)
+        self.channels = tuple(int(b._bn2.num_features) for b in model._blocks)  # per block, narrowed below
+        with torch.no_grad():
+            self.model = optimize_for_inference(model).to(self.device)
         self.image_size = int(model.input_image_size)
         self._pre = Preprocessor(self.image_size, MEAN, STD)
 
@@ -92,9 +144,8 @@ class EfficientNetLiteBackbone(Backbone):
             last[stride] = i
         self._taps = [last[s] for s in STRIDES]
         self.layer_names = tuple(f"block{i}_s{s}" for i, s in zip(self._taps, STRIDES))
-        self.channels = tuple(int(model._blocks[i]._bn2.num_features) for i in self._taps)
+        self.channels = tuple(self.channels[i] for i in self._taps)
         self.grid = GRID
-        self.pooled_dim = int(model._bn1.num_features)
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -102,6 +153,7 @@ class EfficientNetLiteBackbone(Backbone):
 
     def _forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         m = self.model
+        x = x.contiguous(memory_format=torch.channels_last)
         x = m._swish(m._bn0(m._conv_stem(x)))
         feats: list[torch.Tensor] = []
         taps = set(self._taps)

@@ -89,6 +89,9 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
             joint = cl.joint_kmeans({s: emb[s] for s in main}, k, seed=ctx.config.seed)
             for s in main:
                 w.add_clusters(EMBEDDING_MODEL, "joint", k, s, joint[s])
+                y, keys = measured[s]
+                w.add_cluster_top_images(EMBEDDING_MODEL, "joint", k, s, "measured",
+                                         cl.top_images(y, joint[s], 10, keys=keys))
                 w.add_cluster_top_images(EMBEDDING_MODEL, "joint", k, s, "predicted",
                                          cl.top_images(preds[s], joint[s], 10, keys=main_keys))
             stacked = np.concatenate([preds[s] for s in main], axis=1)

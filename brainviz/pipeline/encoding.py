@@ -193,7 +193,7 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
                                  n_test=len(keys), median_r=float(np.nanmedian(r)),
                                  p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
                                  nna=float(np.nanmedian(sc["nna"]) * 100) if "nna" in sc else np.nan,
-                                 mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
+                                 mean_rank=ret["mean_rank"], top1_pct=ret["top1"], top5_pct=ret["top5"],
                                  train_seconds=entry.get("train_seconds", np.nan)))
                 for roi, mask in roi_labels(ctx, s).items():
                     rr = r[mask]

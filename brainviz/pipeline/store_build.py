@@ -70,7 +70,7 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
                              nc=vm[f"{key}|nc"] if f"{key}|nc" in vm else None,
                              nna=vm[f"{key}|nna"] if f"{key}|nna" in vm else None)
         w.add_retrieval(row.model_id, row.subject, n_candidates=int(row.n_test), mean_rank=float(row.mean_rank),
-                        top1=float(row.top1), top5=float(row.top5))
+                        top1=float(row.top1_pct) / 100, top5=float(row.top5_pct) / 100)
         pred = ctx.work / "predictions" / row.model_id / f"{row.subject}.npy"
         if pred.exists():
             w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, np.load(pred))
@@ -80,7 +80,7 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
         if len(tc):
             w.write_table("transfer_curve", tc)
     return {r.model_id + "|" + r.subject: {"median_r": round(r.median_r, 3), "nna": round(r.nna, 1),
-                                           "top1": round(r.top1, 3)} for r in table.itertuples()}
+                                           "top1_pct": round(r.top1_pct, 1)} for r in table.itertuples()}
 
 
 def build_store(ctx: Context) -> dict:

@@ -233,7 +233,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           primary_key=("rdm_id",)),
     Table("extreme_pairs", "Most similar / dissimilar image pairs of an RDM.",
           (_c("rdm_id", "VARCHAR", "rdms.rdm_id"),
-           _c("kind", "VARCHAR", "'most_similar' or 'most_dissimilar'"),
+           _c("kind", "VARCHAR", "'lowest' (most similar), 'closest_to_1' (1 - Pearson only: uncorrelated) or 'largest' (most dissimilar)"),
            _c("rank", "INTEGER", "1 = most extreme"),
            _c("image_a", "VARCHAR", "image key"), _c("image_b", "VARCHAR", "image key"),
            _c("value", "FLOAT", "dissimilarity"))),

@@ -1,0 +1,1 @@
+"""BrainViz benchmark suite: ``python -m bench [--quick] [--only NAME]`` (see bench/__main__.py)."""

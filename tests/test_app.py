@@ -1,0 +1,223 @@
+"""Streamlit AppTest of every page on the synthetic store (and without a store).
+
+Each test runs a page script headless, interacts with its main widgets and checks that
+no exception (traceback) is shown and that the expected content is there.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
+from tests.test_live import ACCEPTED_FILES, BAD_FILES
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = str(ROOT / "app.py")
+PAGES = {p.stem: str(p) for p in sorted((ROOT / "pages").glob("*.py"))}
+TIMEOUT = 120
+
+
+def run(at: AppTest) -> AppTest:
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def page(name: str) -> AppTest:
+    """The app (app.py as main script, like `streamlit run app.py`) switched to page ``name``."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.run(timeout=TIMEOUT)
+    at.switch_page(f"pages/{name}.py")
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+@pytest.fixture
+def with_store(app_store, monkeypatch):
+    monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
+    return app_store
+
+
+# --------------------------------------------------------------------------- no store / bad store
+def test_home_without_store_shows_the_build_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINVIZ_STORE", str(tmp_path / "missing.duckdb"))
+    at = run(AppTest.from_file(HOME, default_timeout=TIMEOUT))
+    msg = texts(at)
+    assert "python -m precompute all" in msg and "make demo" in msg
+    assert not at.error
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_pages_without_store_show_the_build_command(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINVIZ_STORE", str(tmp_path / "missing.duckdb"))
+    at = run(page(name))
+    assert "python -m precompute all" in texts(at)
+
+
+def test_home_with_a_broken_store_explains(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.duckdb"
+    bad.write_bytes(b"this is not a duckdb file" * 100)
+    monkeypatch.setenv("BRAINVIZ_STORE", str(bad))
+    at = run(AppTest.from_file(HOME, default_timeout=TIMEOUT))
+    assert at.error and "could not be opened" in at.error[0].value
+    assert "python -m precompute all" in texts(at) + "".join(c.value for c in at.code)
+
+
+# --------------------------------------------------------------------------- home
+def test_home_shows_what_is_loaded(with_store):
+    at = run(AppTest.from_file(HOME, default_timeout=TIMEOUT))
+    assert "SIMULATED" in at.warning[0].value
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Subjects"] == "2" and labels["Data"] == "SIMULATED" and labels["Models"] == "2"
+    assert "efficientnet" in texts(at)  # backbone named
+    assert "Guided tour" in texts(at)
+    assert len(at.dataframe) >= 3  # subjects, models, headline
+
+
+# --------------------------------------------------------------------------- voxel clusters
+def test_clusters_page_widgets(with_store):
+    at = run(page("1_Voxel_clusters"))
+    assert "SIMULATED" in at.warning[0].value
+    assert charts(at) >= 4  # brain, map, planted, recovered
+    assert any("Adjusted Rand" in m.label for m in at.metric)
+    k = at.select_slider[0]
+    k.set_value(3)
+    run(at)
+    assert len(at.selectbox(key="cluster_pick").options) == 3
+    at.selectbox(key="cluster_pick").set_value(1)
+    run(at)
+    assert "**Cluster 1**" in texts(at)
+    assert len(at.image) >= 2  # top images (measured + predicted)
+    at.radio(key="surface").set_value("flat")
+    at.radio(key="hemis").set_value("lh")
+    run(at)
+    outline = next(s for s in at.selectbox if s.label == "ROI outlines")
+    outline.set_value("none")
+    at.multiselect[0].set_value(["faces"])
+    at.toggle[0].set_value(True)
+    run(at)
+    scope = next(s for s in at.selectbox if s.label == "Clustered over")
+    scope.set_value("subj02")
+    run(at)
+    assert next(s for s in at.selectbox if s.label == "Brain shown").value == "subj02"
+
+
+def test_clusters_page_png_download(with_store):
+    at = run(page("1_Voxel_clusters"))
+    at.button(key="png_btn").click()
+    run(at)
+    assert at.get("download_button") or any("render" in e.value for e in at.error)
+    at.radio(key="png_which").set_value("planted regions")
+    at.button(key="png_btn").click()
+    run(at)
+    # either the PNG is offered, or a clear message says why rendering failed
+    assert at.get("download_button") or any("render" in e.value for e in at.error)
+
+
+# --------------------------------------------------------------------------- RDM explorer
+def test_rdm_page_widgets(with_store):
+    at = run(page("2_RDM_explorer"))
+    assert charts(at) >= 3
+    msg = texts(at)
+    assert "REAL" in msg and "Kriegeskorte" in msg
+    order = next(r for r in at.radio if r.label == "Order images by")
+    order.set_value("clustering")
+    run(at)
+    next(s for s in at.selectbox if s.label == "Metric").set_value("euclidean")
+    run(at)
+    next(s for s in at.selectbox if s.label == "Source").set_value("predicted")
+    run(at)
+    next(s for s in at.selectbox if s.label == "ROI (set)").set_value("faces")
+    run(at)
+    assert any(str(m.value).startswith("dissimilarity **") for m in at.markdown)  # extreme pairs with values
+    assert any("RSA" in str(h.value) for h in at.subheader)
+
+
+# --------------------------------------------------------------------------- live prediction
+def test_live_page_example_and_compare(with_store):
+    at = run(page("3_Live_prediction"))
+    msg = texts(at)
+    assert "Latency" in msg and "cpu" in msg.lower()
+    assert charts(at) >= 2  # brain + ROI bars
+    assert any("Closest known images" in str(h.value) for h in at.subheader)
+    at.toggle(key="compare").set_value(True)
+    run(at)
+    assert charts(at) >= 5  # + A, B, difference
+    at.radio(key="png_which").set_value("difference A − B")
+    at.button(key="png_btn").click()
+    run(at)
+    assert at.get("download_button") or any("render" in e.value for e in at.error)
+    next(s for s in at.selectbox if s.label == "Subject").set_value("subj02")
+    at.radio(key="src_a").set_value("Camera")
+    run(at)
+    assert at.camera_input
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_live_page_bad_uploads_show_a_message(with_store, name):
+    data, fragment = BAD_FILES[name]
+    at = run(page("3_Live_prediction"))
+    at.radio(key="src_a").set_value("Upload")
+    run(at)
+    at.file_uploader(key="up_a").set_value((name, data, "image/png"))
+    run(at)
+    assert at.error, "no message for a bad upload"
+    assert "cannot be used" in at.error[0].value and fragment in at.error[0].value
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED_FILES))
+def test_live_page_convertible_uploads_predict(with_store, name):
+    data, fragment = ACCEPTED_FILES[name]
+    at = run(page("3_Live_prediction"))
+    at.radio(key="src_a").set_value("Upload")
+    run(at)
+    at.file_uploader(key="up_a").set_value((name, data, "image/png"))
+    run(at)
+    assert not at.error
+    assert fragment in texts(at)
+    assert "Latency" in texts(at)
+
+
+# --------------------------------------------------------------------------- model evaluation
+def test_evaluation_page_widgets(with_store):
+    at = run(page("4_Model_evaluation"))
+    assert charts(at) >= 4
+    for metric in ("nc", "nna", "r"):
+        next(r for r in at.radio if r.label == "Map").set_value(metric)
+        run(at)
+    at.toggle(key="roi_individual").set_value(True)
+    next(s for s in at.selectbox if s.label == "Model").set_value("ridge-subj01")
+    at.slider[0].set_value(0.1)
+    next(s for s in at.selectbox if s.label == "ROI outlines").set_value("faces (floc-faces)")
+    run(at)
+    assert any("Transfer" in str(h.value) for h in at.subheader)
+    assert any("retrieval" in str(h.value) for h in at.subheader)
+    at.button(key="png_btn").click()
+    run(at)
+    assert at.get("download_button") or any("render" in e.value for e in at.error)
+
+
+# --------------------------------------------------------------------------- decoding
+def test_decoding_page_widgets(with_store):
+    at = run(page("5_Decoding"))
+    msg = texts(at)
+    assert "vote" in msg and "True image" in msg
+    assert len(at.image) >= 2
+    next(s for s in at.selectbox if s.label == "Subject").set_value("subj02")
+    run(at)
+    next(s for s in at.selectbox if s.label == "Held-out image").select_index(1)
+    at.slider[0].set_value(3)
+    run(at)
+    assert "ranked" in texts(at)
