@@ -61,7 +61,7 @@ def test_failed_rerun_keeps_last_good_store(built, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated crash in the middle of the analyses")
 
-    monkeypatch.setattr("brainviz.pipeline.analyses.write_decoding", boom)
+    monkeypatch.setattr("brainviz.pipeline.analyses.write_clusters", boom)
     with pytest.raises(RuntimeError):
         main(["analyze", *args])
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before
