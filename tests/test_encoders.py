@@ -258,7 +258,8 @@ def test_joint_multi_subject_different_images_and_voxels(tmp_path):
 
 def test_config_defaults_and_overrides():
     cfg = UniversalConfig()
-    assert cfg.embed_dim == 256 and cfg.batch_images == 32 and cfg.lr == 1e-3
+    assert cfg.embed_dim == 256 and cfg.batch_images == 16 and cfg.lr == 1e-3
+    assert UniversalConfig.report().batch_images == 32
     ue = UniversalEncoder(proj_dim=16, seed=3)
     assert ue.config.proj_dim == 16 and ue.config.seed == 3
     assert UniversalConfig.report().batch_voxels == 5000
