@@ -181,10 +181,15 @@ def test_training_beats_initial_loss_and_shuffled_control(data, trained):
 def test_same_seed_same_predictions_and_save_load(tmp_path, data, trained):
     Xtr, Ytr = data["train"]
     Xte, _ = data["test"]
+    # Same seed, same thread count -> bitwise identical. (Against the module fixture, trained
+    # before other tests may have changed torch's thread count, only float summation order
+    # differs, so compare within float tolerance; a different seed differs by O(1).)
     again = UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
-    np.testing.assert_array_equal(again.predict(Xte, "s1"), trained.predict(Xte, "s1"))
+    again2 = UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
+    np.testing.assert_array_equal(again.predict(Xte, "s1"), again2.predict(Xte, "s1"))
+    np.testing.assert_allclose(again.predict(Xte, "s1"), trained.predict(Xte, "s1"), rtol=1e-3, atol=1e-4)
     other = UniversalEncoder(n_epochs=2, seed=1, **TINY).fit({"s1": (Xtr, Ytr)})
-    assert not np.array_equal(other.predict(Xte, "s1"), trained.predict(Xte, "s1"))
+    assert np.abs(other.predict(Xte, "s1") - trained.predict(Xte, "s1")).max() > 1e-2
 
     path = tmp_path / "ue.pt"
     trained.save(path)
@@ -267,3 +272,17 @@ def test_config_defaults_and_overrides():
         UniversalEncoder(not_a_field=1)
     with pytest.raises(BrainVizDataError, match="loss_alpha"):
         UniversalEncoder(loss_alpha=2.0)
+
+
+def test_schedule_visits_every_pair_once_per_epoch():
+    Xa, Ya = planted(40, 50, seed=5)
+    for frac, expect in ((1.0, 50), (0.5, 25)):
+        ue = UniversalEncoder(batch_images=16, batch_voxels=20, voxel_fraction=frac, **{k: v for k, v in TINY.items()
+                                                                                        if k not in ("batch_images", "batch_voxels")})
+        subjects, _ = ue._prepare({"a": (Xa, Ya)}, None, 0.0, "fit")
+        steps = ue._schedule(subjects, np.random.default_rng(0), world=1)
+        seen = np.zeros((40, 50), int)
+        for _, imgs, vox in steps:
+            assert len(imgs) <= 16 and len(vox) <= 20
+            seen[np.ix_(imgs, vox)] += 1
+        assert seen.max() == 1 and (seen.sum(1) == expect).all()

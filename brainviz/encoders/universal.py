@@ -73,6 +73,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import BrainVizDataError
+from ..gpu import AMP_CHOICES, COMPILE_CHOICES, select
 from ._inputs import as_layers, as_responses
 from .universal_module import UniversalEncoderModule, layer_channel_stats, ue_loss
 
@@ -99,7 +100,9 @@ class UniversalConfig:
     validation score (mean over subjects of the median voxel Pearson r) before
     stopping (None = never stop early); the best epoch's weights are kept.
     Runtime: ``seed``, ``device`` (None = cuda if available else cpu),
-    ``progress`` (tqdm bars), ``predict_batch_images``, ``predict_batch_voxels``.
+    ``progress`` (tqdm bars), ``predict_batch_images``, ``predict_batch_voxels``,
+    ``amp`` / ``compile`` (:func:`brainviz.gpu.select`: "auto" = bf16 autocast and
+    torch.compile on CUDA, both off on CPU; "off" / "bf16" / "fp16", "off" / "on").
     """
 
     embed_dim: int = 256
@@ -125,6 +128,8 @@ class UniversalConfig:
     progress: bool = True
     predict_batch_images: int = 64
     predict_batch_voxels: int = 4096
+    amp: str = "auto"
+    compile: str = "auto"
 
     @classmethod
     def report(cls, **overrides) -> "UniversalConfig":
@@ -146,6 +151,7 @@ class UniversalConfig:
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "patience": self.patience is None or self.patience >= 1,
             "embed_init_std": self.embed_init_std > 0, "pos_init_std": self.pos_init_std >= 0,
+            "amp": self.amp in AMP_CHOICES, "compile": self.compile in COMPILE_CHOICES,
         }
         for name, ok in checks.items():
             if not ok:
@@ -349,6 +355,9 @@ class UniversalEncoder:
             n_trainable_emb = sum(p.requires_grad for p in module.embeddings.values())
             net = DDP(module, device_ids=[dev.index] if dev.type == "cuda" else None,
                       find_unused_parameters=n_trainable_emb > 1)
+        accel = select(dev, cfg.amp, cfg.compile)  # CPU: float32 eager; CUDA: bf16 autocast + torch.compile
+        accel.apply_global()
+        net = accel.maybe_compile(net)
         has_val = any(len(s.val_idx) for s in subjects)
         since_best = 0
         if track_best and self._best is not None and has_val:
@@ -367,8 +376,9 @@ class UniversalEncoder:
                 x = sd.X[local].to(dev, torch.float32)
                 vt = torch.from_numpy(vox).to(dev)
                 y = sd.Y[local][:, vt.cpu()].to(dev)
-                pred = net(x, sd.name, vt)
-                loss = ue_loss(pred, y, cfg.loss_alpha)
+                with accel.autocast():
+                    pred = net(x, sd.name, vt)
+                loss = ue_loss(pred.float(), y, cfg.loss_alpha)
                 optimizer.zero_grad(set_to_none=True)
                 if world > 1:
                     # DDP averages the ranks' gradients; weighting each rank's mean by its share of
@@ -575,11 +585,14 @@ class UniversalEncoder:
         V = module.embeddings[subject].shape[0]
         out = np.empty((n, V), dtype=np.float32)
         dev = self.device
+        accel = select(dev, cfg.amp, "off")  # bf16 autocast on CUDA; compiled inference not worth its warm-up
         for i in range(0, n, cfg.predict_batch_images):
             x = X[i:i + cfg.predict_batch_images].to(dev, torch.float32)
             for j in range(0, V, cfg.predict_batch_voxels):
                 vox = torch.arange(j, min(V, j + cfg.predict_batch_voxels), device=dev)
-                out[i:i + x.shape[0], j:j + len(vox)] = module(x, subject, vox).float().cpu().numpy()
+                with accel.autocast():
+                    y = module(x, subject, vox)
+                out[i:i + x.shape[0], j:j + len(vox)] = y.float().cpu().numpy()
         module.train(was_training)
         return out
 
