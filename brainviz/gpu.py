@@ -20,7 +20,9 @@ Rules ("auto", the default)
 Overrides: the arguments ``amp`` ("auto" | "off" | "bf16" | "fp16") and
 ``compile`` ("auto" | "off" | "on"), or the environment variables
 ``BRAINVIZ_AMP`` / ``BRAINVIZ_COMPILE`` (same values; the argument wins when it
-is not "auto"). Forcing ``amp="bf16"`` on CPU is allowed (slow on most CPUs).
+is not "auto"). Forcing ``amp="bf16"`` on CPU is allowed (slow on most CPUs);
+``"fp16"`` is meant for inference (training in fp16 would need a GradScaler,
+which the Universal Encoder does not use).
 """
 from __future__ import annotations
 
