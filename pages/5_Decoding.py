@@ -5,24 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_shell import page_store
 from brainviz import app_support as S
-from brainviz.errors import BrainVizDataError
 
 st.set_page_config(page_title="Decoding · BrainViz", page_icon="🧠", layout="wide")
-open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
-with st.sidebar:
-    for target, label, icon in S.NAV:
-        st.page_link(target, label=label, icon=icon)
-    st.divider()
-path = S.store_path()
-if not path.is_file():
-    st.info(S.missing_store_message(path))
-    st.stop()
-try:
-    store = open_store(str(path), S.store_stamp(path))
-except BrainVizDataError as exc:
-    st.error(f"The store could not be opened: {exc}")
-    st.stop()
+store, path = page_store()
 
 st.title("Decoding")
 kind, text = S.banner(store)
