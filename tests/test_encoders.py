@@ -241,6 +241,43 @@ def test_transfer_learns_only_new_embeddings(data, trained):
         model.remove_subject("s1")
 
 
+def test_voxel_terms_cache_matches_and_follows_weight_changes(data, trained):
+    """Serving cache of the image-independent voxel terms: same predictions, never stale."""
+    Xte, _ = data["test"]
+    model = copy.deepcopy(trained)
+    ref = model.predict(Xte, "s1")
+    m = model.module_
+    x = torch.from_numpy(Xte[:5].astype(np.float32))
+    with torch.no_grad():  # the split forward is the forward
+        np.testing.assert_array_equal(m.forward_values(m.project(x), m.voxel_terms(m.embeddings["s1"])).numpy(),
+                                      m(x, "s1").numpy())
+    model.cache_voxel_terms(1)
+    np.testing.assert_array_equal(model.predict(Xte, "s1"), ref)
+    np.testing.assert_array_equal(model.predict(Xte, "s1"), ref)  # served from the cache
+    assert list(model._terms_cache) == ["s1"]
+    with torch.no_grad():  # weights change in place (as an optimizer step does): the entry is recomputed
+        m.embeddings["s1"].mul_(0.5)
+        m.query.weight.add_(0.01)
+    fresh = copy.deepcopy(model)
+    fresh.cache_voxel_terms(0)
+    changed = model.predict(Xte, "s1")
+    np.testing.assert_array_equal(changed, fresh.predict(Xte, "s1"))
+    assert np.abs(changed - ref).max() > 1e-3
+    X2, Y2 = planted(60, 96, seed=11)
+    model.transfer("s2", X2, Y2, n_epochs=0)
+    first = model.predict(Xte, "s2")
+    assert list(model._terms_cache) == ["s2"]  # transfer() cleared the cache
+    model.predict(Xte, "s1")
+    assert list(model._terms_cache) == ["s1"]  # at most 1 subject kept: the least recently used goes
+    model.remove_subject("s2")
+    model.transfer("s2", X2, Y2, n_epochs=2)  # a new embedding tensor under the same name
+    second = model.predict(Xte, "s2")
+    assert np.abs(second - first).max() > 1e-4
+    uncached = copy.deepcopy(model)
+    uncached.cache_voxel_terms(0)
+    np.testing.assert_array_equal(second, uncached.predict(Xte, "s2"))
+
+
 def test_joint_multi_subject_different_images_and_voxels(tmp_path):
     Xa, Ya = planted(120, 64, seed=21)
     Xb, Yb = planted(90, 40, seed=22)  # another "dataset": other images, other voxel count

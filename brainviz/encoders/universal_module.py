@@ -22,17 +22,23 @@ patches and cancels in the softmax, so the key bias is omitted), which costs
 O(B Nv L P C) instead of O(B Nv L P E); and ``Wk^T q = (Wk^T Wq) e + Wk^T bq``
 (likewise for ``pos``), so the E x E query is applied to the small key
 matrices once per batch instead of to every voxel.
+
+The forward pass splits into an image-independent part, :meth:`voxel_terms`
+(``qk``, ``qpos`` and the functional weights ``w``: depend on the voxel
+embeddings and shared weights only), and :meth:`forward_values` (everything
+that touches the image). Serving caches the first per subject
+(:meth:`UniversalEncoder.cache_voxel_terms`), so one live image costs only the second.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["UniversalEncoderModule", "ue_loss"]
+__all__ = ["UniversalEncoderModule", "VoxelTerms", "ue_loss"]
 
 
 class UniversalEncoderModule(nn.Module):
@@ -129,16 +135,35 @@ class UniversalEncoderModule(nn.Module):
 
     def forward_embeddings(self, x: torch.Tensor, e: torch.Tensor, return_attention: bool = False):
         """Same as :meth:`forward` with explicit voxel embeddings ``e`` (Nv, E)."""
-        B, L, P, _ = x.shape
-        C, E, Nv = self.proj_dim, self.embed_dim, e.shape[0]
         f = self.project(x)                                            # (B, L, P, C)
-        scale = 1.0 / math.sqrt(E)
+        return self.forward_values(f, self.voxel_terms(e), return_attention=return_attention)
+
+    def voxel_terms(self, e: torch.Tensor) -> "VoxelTerms":
+        """The image-independent part of the forward pass for voxels with embeddings ``e`` (Nv, E).
+
+        Computed once per batch in training; at inference it can be kept per
+        subject and reused for every image (:meth:`forward_values`).
+        """
+        scale = 1.0 / math.sqrt(self.embed_dim)
+        L, C, Nv = self.n_layers, self.proj_dim, e.shape[0]
         # q = Wq e + bq; q . Wk f = e . (Wq^T Wk) f + bq . Wk f  (fold the E x E query into the keys)
         wq, bq = self.query.weight, self.query.bias                    # (E, E), (E,)
         kq = torch.einsum("lce,ef->lcf", self.key_weight, wq) * scale  # (L, C, E)
         kb = torch.einsum("lce,e->lc", self.key_weight, bq) * scale    # (L, C)
         qk = torch.einsum("ve,lce->lvc", e, kq) + kb[:, None, :]       # (L, Nv, C)
         qpos = e @ ((self.pos_embed @ wq) * scale).T + (self.pos_embed @ bq) * scale  # (Nv, P)
+        w = torch.softmax((e @ self.feature_embed.T) * scale, dim=-1)  # (Nv, L*C)
+        return VoxelTerms(qk, qpos, w.view(Nv, L, C).permute(1, 0, 2))  # w as (L, Nv, C)
+
+    def forward_values(self, f: torch.Tensor, terms: "VoxelTerms", return_attention: bool = False):
+        """Predict from projected features ``f`` (B, L, P, C) (:meth:`project`) and voxel terms.
+
+        Returns y (B, Nv) (and with ``return_attention`` the spatial attention
+        (B, Nv, L, P) and the functional weights (Nv, L*C)).
+        """
+        B, L, P, C = f.shape
+        qk, qpos, w_l = terms
+        Nv = qpos.shape[0]
         f_l = f.permute(1, 0, 2, 3)                                    # (L, B, P, C)
         logits = torch.bmm(qk, f_l.reshape(L, B * P, C).transpose(1, 2))  # (L, Nv, B*P)
         logits = logits.view(L, Nv, B, P) + qpos[None, :, None, :]
@@ -147,12 +172,22 @@ class UniversalEncoderModule(nn.Module):
         s = torch.bmm(a2, f_l.reshape(L * B, P, C)).view(L, B * Nv, C)  # spatially attended
         h = F.gelu(torch.baddbmm(self.mlp_b1[:, None, :], s, self.mlp_w1))  # (L, B*Nv, H)
         m = torch.baddbmm(self.mlp_b2[:, None, :], h, self.mlp_w2)    # (L, B*Nv, C)
-        w = torch.softmax((e @ self.feature_embed.T) * scale, dim=-1)  # (Nv, L*C)
-        w_l = w.view(Nv, L, C).permute(1, 0, 2)                        # (L, Nv, C)
         y = (m.view(L, B, Nv, C) * w_l[:, None]).sum(dim=(0, 3)) + self.out_bias  # (B, Nv)
         if return_attention:
-            return y, attn.permute(2, 1, 0, 3), w
+            return y, attn.permute(2, 1, 0, 3), w_l.permute(1, 0, 2).reshape(Nv, L * C)
         return y
+
+
+class VoxelTerms(NamedTuple):
+    """Image-independent terms of a set of Nv voxels (see :meth:`UniversalEncoderModule.voxel_terms`).
+
+    qk (L, Nv, C): each voxel's query folded into each layer's key projection;
+    qpos (Nv, P): query . positional encoding per patch; w (L, Nv, C): functional attention weights.
+    """
+
+    qk: torch.Tensor
+    qpos: torch.Tensor
+    w: torch.Tensor
 
 
 def ue_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
