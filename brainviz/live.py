@@ -264,25 +264,8 @@ class LivePredictor:
     @classmethod
     def from_store(cls, store, model_id: str | None = None, device: str | None = None) -> "LivePredictor":
         """Build from a :class:`~brainviz.store.reader.Store`: its checkpointed UE model."""
-        models = store.models()
-        if model_id is None:
-            model_id = pick_live_model(models)
-        if model_id is None:
-            raise BrainVizDataError(store.path, "no Universal-Encoder model with a checkpoint in this store; "
-                                                "live prediction needs one (`python -m precompute all` trains it)")
-        row = models[models["model_id"] == model_id]
-        if row.empty:
-            raise BrainVizDataError(store.path, f"model {model_id!r} is not in this store")
-        row = row.iloc[0]
-        if not row.get("checkpoint_path"):
-            raise BrainVizDataError(store.path, f"model {model_id!r} has no checkpoint file")
-        ck = _resolve_checkpoint(row["checkpoint_path"], getattr(store, "path", None))
-        if not ck.is_file():
-            raise BrainVizDataError(ck, f"checkpoint of model {model_id!r} is missing; rebuild with "
-                                        "`python -m precompute all`")
-        if not row.get("backbone"):
-            raise BrainVizDataError(store.path, f"model {model_id!r} does not name its backbone")
-        return cls(ck, row["backbone"], device=device, model_id=model_id)
+        ck, backbone, model_id = live_model_of(store, model_id)
+        return cls(ck, backbone, device=device, model_id=model_id)
 
     def features(self, images: Image.Image | Sequence[Image.Image]):
         """FeatureSet of one image or a short list (backbone forward)."""
@@ -325,23 +308,35 @@ def _cached_predictor(checkpoint: str, mtime_ns: int, backbone: str, device: str
     return LivePredictor(checkpoint, backbone, device=device, model_id=model_id)
 
 
-def get_live_predictor(store, model_id: str | None = None, device: str | None = None) -> LivePredictor:
-    """One :class:`LivePredictor` per (checkpoint file version, backbone, device) per process."""
+def live_model_of(store, model_id: str | None = None) -> tuple[Path, str, str]:
+    """(checkpoint file, backbone name, model id) of the store's live model (default: :func:`pick_live_model`).
+
+    Raises :class:`BrainVizDataError` naming the store and what is missing.
+    """
     models = store.models()
     model_id = model_id or pick_live_model(models)
     if model_id is None:
         raise BrainVizDataError(store.path, "no Universal-Encoder model with a checkpoint in this store; "
                                             "live prediction needs one (`python -m precompute all` trains it)")
     row = models[models["model_id"] == model_id]
-    if row.empty or not row.iloc[0].get("checkpoint_path"):
-        raise BrainVizDataError(store.path, f"model {model_id!r} has no checkpoint in this store")
+    if row.empty:
+        raise BrainVizDataError(store.path, f"model {model_id!r} is not in this store")
     row = row.iloc[0]
-    ck = _resolve_checkpoint(row["checkpoint_path"], store.path)
+    if not row.get("checkpoint_path"):
+        raise BrainVizDataError(store.path, f"model {model_id!r} has no checkpoint file")
+    ck = _resolve_checkpoint(row["checkpoint_path"], getattr(store, "path", None))
     if not ck.is_file():
-        raise BrainVizDataError(ck, f"checkpoint of model {model_id!r} is missing; rebuild with `python -m precompute all`")
+        raise BrainVizDataError(ck, f"checkpoint of model {model_id!r} is missing; rebuild with "
+                                    "`python -m precompute all`")
     if not row.get("backbone"):
         raise BrainVizDataError(store.path, f"model {model_id!r} does not name its backbone")
-    return _cached_predictor(str(ck), ck.stat().st_mtime_ns, row["backbone"], device, model_id)
+    return ck, row["backbone"], model_id
+
+
+def get_live_predictor(store, model_id: str | None = None, device: str | None = None) -> LivePredictor:
+    """One :class:`LivePredictor` per (checkpoint file version, backbone, device) per process."""
+    ck, backbone, model_id = live_model_of(store, model_id)
+    return _cached_predictor(str(ck), ck.stat().st_mtime_ns, backbone, device, model_id)
 
 
 # --------------------------------------------------------------------------- helpers for the page

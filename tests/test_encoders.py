@@ -216,6 +216,31 @@ def test_resume_equals_uninterrupted(tmp_path, data):
         UniversalEncoder(n_epochs=3, seed=0, **TINY).fit({"other": (Xtr, Ytr)}, resume_from=ck)
 
 
+def test_pipeline_training_resumes_after_interruption(tmp_path, data):
+    from brainviz.pipeline.encoding import fit_resumable, partial_checkpoint
+
+    Xte, _ = data["test"]
+    d = {"s1": data["train"]}
+    cfg = UniversalConfig(n_epochs=3, seed=0, **TINY)
+    straight = fit_resumable(cfg, d, tmp_path / "straight.pt")
+    assert not list(tmp_path.glob("*.partial.pt"))  # removed once the model is saved
+    final = tmp_path / "ue.pt"
+    part = partial_checkpoint(cfg, d, final)
+    # an interrupted run: 2 of its 3 epochs finished and checkpointed
+    UniversalEncoder(UniversalConfig(n_epochs=2, seed=0, **TINY)).fit(d, checkpoint_path=part)
+    resumed = fit_resumable(cfg, d, final)
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
+    np.testing.assert_array_equal(resumed.predict(Xte, "s1"), straight.predict(Xte, "s1"))
+    assert final.is_file() and not part.exists()
+    # another run's checkpoint is never picked up: other settings or other data, other name
+    assert partial_checkpoint(UniversalConfig(n_epochs=3, seed=1, **TINY), d, final) != part
+    assert partial_checkpoint(cfg, {"s1": (data["train"][0][:100], data["train"][1][:100])}, final) != part
+    assert partial_checkpoint(UniversalConfig(n_epochs=9, seed=0, **TINY), d, final) == part  # more epochs: resume
+    part.write_bytes(b"not a checkpoint")  # unreadable: start over
+    again = fit_resumable(cfg, d, final)
+    np.testing.assert_array_equal(again.predict(Xte, "s1"), straight.predict(Xte, "s1"))
+
+
 def test_transfer_learns_only_new_embeddings(data, trained):
     Xtr, Ytr = data["train"]
     Xte, Yte = data["test"]

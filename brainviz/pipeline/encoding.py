@@ -15,6 +15,7 @@ model x subject), ``results/roi_metrics.csv``, ``results/vertex_metrics.npz``,
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..atomic import atomic_path, save_npy
 from ..data.algonauts import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalConfig, UniversalEncoder
+from ..errors import BrainVizDataError
 from ..metrics import (noise_ceiling_from_repeats, pearson_per_vertex, retrieval_ranks, retrieval_summary,
                        roi_summary)
 from .context import Context
@@ -87,9 +89,8 @@ def train(ctx: Context) -> dict:
 
         def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder:
             t0 = time.perf_counter()
-            enc = UniversalEncoder(cfg).fit(_ue_data(ctx, subs))
             path = mdir / f"{model_id}.pt"
-            enc.save(path)
+            enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
             registry[model_id] = dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
                                       train_seconds=time.perf_counter() - t0)
             return enc
@@ -111,6 +112,42 @@ def train(ctx: Context) -> dict:
                                                  train_seconds=time.perf_counter() - t0)
     _save_registry(ctx, registry)
     return registry
+
+
+def partial_checkpoint(cfg: UniversalConfig, data: dict, final: Path) -> Path:
+    """Where :func:`fit_resumable` keeps the per-epoch checkpoint of the model bound for ``final``.
+
+    The name carries a fingerprint of the settings and the data shapes (every config field
+    except ``n_epochs`` and the run-time ones, subject names, image and voxel counts), so a
+    checkpoint of a different run is never resumed; ``n_epochs`` may grow between attempts.
+    """
+    runtime = {"n_epochs", "progress", "device", "amp", "compile", "predict_batch_images", "predict_batch_voxels"}
+    key = {k: v for k, v in cfg.to_dict().items() if k not in runtime}
+    key["data"] = {s: [int(np.shape(getattr(X, "layers", X))[0]), int(np.shape(Y)[1])] for s, (X, Y) in data.items()}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return final.with_name(f"{final.stem}.{digest}.partial.pt")
+
+
+def fit_resumable(cfg: UniversalConfig, data: dict, final: Path) -> UniversalEncoder:
+    """Train a Universal Encoder on ``data`` ({subject: (X, Y)}) and save it to ``final``.
+
+    A checkpoint is written after every epoch (:func:`partial_checkpoint`); a run that was
+    interrupted (Ctrl-C, a killed job) continues from its last finished epoch when the same
+    command runs again, and gives the same model as an uninterrupted run. The partial
+    checkpoint is removed once ``final`` is written.
+    """
+    partial = partial_checkpoint(cfg, data, final)
+    enc = UniversalEncoder(cfg)
+    if partial.is_file():
+        try:
+            enc.fit(data, resume_from=partial, checkpoint_path=partial)
+        except BrainVizDataError:  # unreadable / incompatible: start over
+            enc = UniversalEncoder(cfg).fit(data, checkpoint_path=partial)
+    else:
+        enc.fit(data, checkpoint_path=partial)
+    enc.save(final)
+    partial.unlink(missing_ok=True)
+    return enc
 
 
 def load_model(entry: dict):
