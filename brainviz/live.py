@@ -252,10 +252,8 @@ class LivePredictor:
         self.encoder.config.progress = False
         # the per-voxel half of the forward pass does not depend on the image: compute it once per
         # subject, for as many subjects as fit in CACHE_BYTES (every subject of the demo brain)
-        m = self.encoder.module_
-        per_voxel = 4 * (2 * m.n_layers * m.proj_dim + m.n_patches)  # float32 bytes of VoxelTerms
-        largest = max(self.encoder.subjects.values())
-        self.encoder.cache_voxel_terms(max(1, min(len(self.encoder.subjects), CACHE_BYTES // (per_voxel * largest))))
+        largest = max(self.encoder.voxel_terms_nbytes(s) for s in self.encoder.subjects)
+        self.encoder.cache_voxel_terms(max(1, min(len(self.encoder.subjects), CACHE_BYTES // largest)))
         self.subjects: list[str] = list(self.encoder.subjects)
         self._lock = threading.Lock()
         # warm-up: first forward pays for lazy init / kernel selection
@@ -324,7 +322,7 @@ def live_model_of(store, model_id: str | None = None) -> tuple[Path, str, str]:
     row = row.iloc[0]
     if not row.get("checkpoint_path"):
         raise BrainVizDataError(store.path, f"model {model_id!r} has no checkpoint file")
-    ck = _resolve_checkpoint(row["checkpoint_path"], getattr(store, "path", None))
+    ck = _resolve_checkpoint(row["checkpoint_path"], store.path)
     if not ck.is_file():
         raise BrainVizDataError(ck, f"checkpoint of model {model_id!r} is missing; rebuild with "
                                     "`python -m precompute all`")

@@ -165,14 +165,19 @@ def test_live_page_example_and_compare(with_store):
     assert at.camera_input
 
 
-@pytest.mark.parametrize("name", list(BAD_FILES))
-def test_live_page_bad_uploads_show_a_message(with_store, name):
-    data, fragment = BAD_FILES[name]
+def upload_to_live_page(name: str, data: bytes):
+    """The Live prediction page after uploading ``data`` as file ``name``."""
     at = run(page("3_Live_prediction"))
     at.radio(key="src_a").set_value("Upload")
     run(at)
     at.file_uploader(key="up_a").set_value((name, data, "image/png"))
-    run(at)
+    return run(at)
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_live_page_bad_uploads_show_a_message(with_store, name):
+    data, fragment = BAD_FILES[name]
+    at = upload_to_live_page(name, data)
     assert at.error, "no message for a bad upload"
     assert "cannot be used" in at.error[0].value and fragment in at.error[0].value
 
@@ -180,11 +185,7 @@ def test_live_page_bad_uploads_show_a_message(with_store, name):
 @pytest.mark.parametrize("name", list(ACCEPTED_FILES))
 def test_live_page_convertible_uploads_predict(with_store, name):
     data, fragment = ACCEPTED_FILES[name]
-    at = run(page("3_Live_prediction"))
-    at.radio(key="src_a").set_value("Upload")
-    run(at)
-    at.file_uploader(key="up_a").set_value((name, data, "image/png"))
-    run(at)
+    at = upload_to_live_page(name, data)
     assert not at.error
     assert fragment in texts(at)
     assert "Latency" in texts(at)

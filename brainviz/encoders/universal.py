@@ -78,6 +78,7 @@ from ..atomic import atomic_path
 from ..errors import BrainVizDataError
 from ..gpu import AMP_CHOICES, COMPILE_CHOICES, select
 from ._inputs import as_layers, as_responses
+from .distributed import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
 
 __all__ = ["UniversalConfig", "UniversalEncoder", "CHECKPOINT_FORMAT"]
@@ -170,15 +171,6 @@ class UniversalConfig:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-def _dist_info() -> tuple[int, int]:
-    """(rank, world_size); (0, 1) when torch.distributed is not initialized."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
 
 def _name_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
@@ -350,7 +342,8 @@ class UniversalEncoder:
                     checkpoint_path: str | Path | None = None, track_best: bool = True) -> None:
         cfg = self.config
         dev = self.device
-        rank, world = _dist_info()
+        info = dist_info()
+        rank, world = info.rank, info.world_size
         module = self.module_
         net: torch.nn.Module = module
         if world > 1:
@@ -590,19 +583,25 @@ class UniversalEncoder:
         For serving (live prediction of one image at a time): the per-voxel part of
         the forward pass (queries folded into keys, positional and functional
         attention weights) is then computed once per subject instead of per call.
-        Memory per subject: n_voxels x (2 L C + P) floats. A cached entry is
+        Memory per subject: :meth:`voxel_terms_nbytes`. A cached entry is
         recomputed automatically when the weights change (training, transfer, load).
         """
         self._terms_max = max(0, int(max_subjects))
         self._terms_cache = OrderedDict()
         return self
 
+    def voxel_terms_nbytes(self, subject: str) -> int:
+        """Bytes (float32) that :meth:`cache_voxel_terms` keeps for ``subject``: n_voxels x (2 L C + P) x 4."""
+        self._check_subject(subject)
+        m = self.module_
+        return 4 * self.subjects[subject] * (2 * m.n_layers * m.proj_dim + m.n_patches)
+
     def _drop_terms_cache(self) -> None:
         """Forget cached voxel terms (the weights or the subjects are about to change)."""
         if self._terms_cache is not None:
             self._terms_cache.clear()
 
-    def _voxel_chunks(self, subject: str, accel) -> list[tuple[int, int, VoxelTerms]]:
+    def _voxel_chunks(self, subject: str) -> list[tuple[int, int, VoxelTerms]]:
         """[(first voxel, stop, VoxelTerms)] of ``subject`` in chunks of ``predict_batch_voxels``."""
         m = self.module_
         emb = m.embeddings[subject]
@@ -614,7 +613,7 @@ class UniversalEncoder:
             return cache[subject][1]
         V, step = int(emb.shape[0]), self.config.predict_batch_voxels
         chunks = []
-        with torch.no_grad(), accel.autocast():
+        with torch.no_grad(), select(self.device, self.config.amp, "off").autocast():
             for j in range(0, V, step):
                 vox = torch.arange(j, min(V, j + step), device=emb.device)
                 chunks.append((j, min(V, j + step), m.voxel_terms(emb.index_select(0, vox))))
@@ -635,7 +634,7 @@ class UniversalEncoder:
         out = np.empty((n, V), dtype=np.float32)
         dev = self.device
         accel = select(dev, cfg.amp, "off")  # bf16 autocast on CUDA; compiled inference not worth its warm-up
-        chunks = chunks if chunks is not None else self._voxel_chunks(subject, accel)
+        chunks = chunks if chunks is not None else self._voxel_chunks(subject)
         for i in range(0, n, cfg.predict_batch_images):
             x = X[i:i + cfg.predict_batch_images].to(dev, torch.float32)
             with accel.autocast():
@@ -650,7 +649,7 @@ class UniversalEncoder:
         self._check_subject(subject)
         layers, _ = self._check_layers(X, "X")
         out = np.empty((int(layers.shape[0]), self.subjects[subject]), dtype=np.float32)
-        chunks = self._voxel_chunks(subject, select(self.device, self.config.amp, "off"))
+        chunks = self._voxel_chunks(subject)
         step = 512
         for i in range(0, layers.shape[0], step):  # bounded memory for memmaps
             out[i:i + step] = self._predict_tensor(_to_tensor(layers[i:i + step]), subject, chunks)
