@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import app_shell  # noqa: F401  (store errors of any page are shown as one clear message)
 from brainviz import app_support as S
 from brainviz.errors import BrainVizDataError
 
@@ -38,7 +39,7 @@ def home() -> None:
         store = open_store(str(path), S.store_stamp(path))
         ov = S.overview(store)
     except BrainVizDataError as exc:
-        st.error(f"The store could not be opened: {exc}")
+        st.error(S.store_error_message(exc, path), icon=":material/error:")
         st.code(S.BUILD_COMMANDS[0], language="bash")
         st.stop()
 

@@ -1,7 +1,13 @@
 """Streamlit scaffolding shared by every page: sidebar navigation and the read-only store.
 
 Kept outside ``brainviz`` (the library never imports Streamlit). The store is
-opened once per process (``st.cache_resource``) and shared by all pages.
+opened once per process (:func:`brainviz.app_support.open_store`) and shared by all
+pages; it follows a rebuilt file by itself.
+
+Store errors never reach the user as Streamlit's generic "This app has encountered
+an error": opening problems stop the page with one message (:func:`page_store`), and
+a read that fails later in a page (a damaged block, a file replaced by a bad one) is
+shown the same way by :func:`install_store_error_display`.
 """
 from __future__ import annotations
 
@@ -14,6 +20,36 @@ from brainviz.errors import BrainVizDataError
 from brainviz.store.reader import Store
 
 open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
+
+
+def install_store_error_display() -> None:
+    """Show an uncaught BrainVizDataError / DuckDB error of a page as one clear ``st.error``
+    naming the store, instead of Streamlit's generic error box (other errors: unchanged).
+
+    Streamlit (1.67) shows uncaught page exceptions through
+    ``streamlit.error_util.show_uncaught_app_exception``; this wraps it once per process.
+    """
+    import duckdb
+    import streamlit.error_util as eu
+
+    shown = getattr(eu, "show_uncaught_app_exception", None)
+    if shown is None or getattr(shown, "_brainviz", False):
+        return
+
+    def show(ex: BaseException) -> None:
+        if isinstance(ex, (BrainVizDataError, duckdb.Error)):
+            try:
+                st.error(S.store_error_message(ex, S.store_path()), icon=":material/error:")
+                return
+            except Exception:  # pragma: no cover - fall back to Streamlit's own display
+                pass
+        shown(ex)
+
+    show._brainviz = True  # type: ignore[attr-defined]
+    eu.show_uncaught_app_exception = show
+
+
+install_store_error_display()
 
 
 def page_store() -> tuple[Store, Path]:
@@ -29,6 +65,6 @@ def page_store() -> tuple[Store, Path]:
     try:
         store = open_store(str(path), S.store_stamp(path))
     except BrainVizDataError as exc:
-        st.error(f"The store could not be opened: {exc}")
+        st.error(S.store_error_message(exc, path), icon=":material/error:")
         st.stop()
     return store, path

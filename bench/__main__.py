@@ -8,6 +8,7 @@ Options::
     python -m bench --skip precompute live
     python -m bench --out path/to/RESULTS.md
     python -m bench --only rdm --update   # re-run some, keep the others' last results (bench/out/results.json)
+    python -m bench --only ridge --ridge-nsd  # ridge also at NSD size (9,000 x 1,000 x 40,000; ~5-15 min)
 
 Benchmarks (each prints its figures and a ratio against a reference measured in the same run):
 rdm, ridge, ue, features, outofcore, precompute, live (bench/bench_live.py, run as a script when present).
@@ -43,7 +44,8 @@ def run_live(quick: bool, store: Path | None) -> BenchResult:
     if not LIVE_SCRIPT.exists():
         res.notes.append("bench/bench_live.py not present: skipped")
         return res
-    args = [sys.executable, str(LIVE_SCRIPT), "--n", "5" if quick else "30", "--runs", "1"]
+    args = [sys.executable, str(LIVE_SCRIPT), "--n", "5" if quick else "60", "--runs", "1",
+            "--browser", "0" if quick else "10"]
     if quick:
         args.append("--skip-pages")
     if store is not None and store.exists():
@@ -63,9 +65,11 @@ def run_live(quick: bool, store: Path | None) -> BenchResult:
         p50 = float(m.group(1))
         ratio = p50 / float(ref.group(1)) if ref else None
         res.add_summary("live prediction p50 (upload -> brain map)", p50, "bare backbone forward p50", ratio, " ms")
-        res.goals.append(Goal("live prediction p50 < 50 ms on this CPU", p50 < 50, f"(p50 {p50:.1f} ms)"))
+        res.goals.append(Goal("live prediction p50 <= 100 ms on this CPU (upload bytes -> figure serialized)",
+                              p50 <= 100, f"(p50 {p50:.1f} ms)"))
     else:
-        res.goals.append(Goal("live prediction p50 < 50 ms on this CPU", None, "(no p50 in the output)"))
+        res.goals.append(Goal("live prediction p50 <= 100 ms on this CPU (upload bytes -> figure serialized)", None,
+                              "(no p50 in the output)"))
     return res
 
 
@@ -143,7 +147,11 @@ def main(argv=None) -> int:
                     help="keep the last results of the benchmarks not run now (from bench/out/results*.json)")
     ap.add_argument("--out", type=Path, default=None,
                     help="markdown report (default bench/RESULTS.md; quick: bench/out/RESULTS-quick.md)")
+    ap.add_argument("--ridge-nsd", action="store_true",
+                    help="ridge: also fit at NSD size, one subject (9,000 x 1,000 x 40,000, responses memory-mapped)")
     args = ap.parse_args(argv)
+    if args.ridge_nsd:
+        os.environ["BRAINVIZ_BENCH_RIDGE_NSD"] = "1"
     names = [n for n in (args.only or NAMES) if n not in args.skip]
     quick_skipped = []
     if args.quick and args.only is None:  # the smoke run stays under a minute: the slow end-to-end ones opt in

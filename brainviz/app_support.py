@@ -7,7 +7,9 @@ streamlit.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -48,6 +50,7 @@ NAV = (
     ("pages/3_Live_prediction.py", "Live prediction", ":material/photo_camera:"),
     ("pages/4_Model_evaluation.py", "Model evaluation", ":material/insights:"),
     ("pages/5_Decoding.py", "Decoding", ":material/image_search:"),
+    ("pages/6_In_silico_experiment.py", "In-silico experiment", ":material/science:"),
 )
 
 
@@ -68,15 +71,49 @@ def store_stamp(path: str | Path) -> tuple:
         return (0, 0, 0)
 
 
-def open_store(path: str | Path, stamp: tuple = ()):
-    """Open the store read-only (raises BrainVizDataError with the rebuild command).
+_STORES: dict[str, object] = {}
+_STORES_LOCK = threading.Lock()
 
-    ``stamp`` (:func:`store_stamp`) is unused here; it is part of the cache key when the
-    pages wrap this function in ``st.cache_resource``, so a rebuilt store is reopened.
+
+@atexit.register
+def _close_stores() -> None:
+    with _STORES_LOCK:
+        for store in _STORES.values():
+            store.close()
+        _STORES.clear()
+
+
+def open_store(path: str | Path, stamp: tuple = ()):
+    """The process's one read-only :class:`~brainviz.store.reader.Store` of ``path`` (raises
+    BrainVizDataError naming the file, what is wrong and the rebuild command).
+
+    One Store per path, shared by every page and session: it switches to a rebuilt file by
+    itself and closes the replaced one once no page reads it (see the reader's docstring), so
+    wrapping this in ``st.cache_resource`` keyed by ``stamp`` (:func:`store_stamp`) never
+    leaves an old file open. A store that fails to open is not kept: the next call retries.
     """
     from .store.reader import Store
 
-    return Store(path)
+    key = os.path.abspath(path)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = Store(path)
+            _STORES[key] = store
+    store._current()  # noqa: SLF001  (switch to a replaced file now; raises if the new one is bad)
+    return store
+
+
+def store_error_message(exc: BaseException, path: str | Path | None = None) -> str:
+    """One markdown message for a store that cannot be read: the file, what is wrong, the fix."""
+    text = str(exc)
+    where = f"`{path}`" if path else "the store"
+    if isinstance(exc, BrainVizDataError):
+        same = path is not None and exc.path is not None and os.path.abspath(exc.path) == os.path.abspath(path)
+        detail = exc.problem if same else text
+        return f"**The BrainViz store {where} could not be opened:** {detail}"
+    return (f"**The BrainViz store {where} cannot be read** ({type(exc).__name__}: {text.splitlines()[0] if text else ''}). "
+            f"Rebuild it with `{BUILD_COMMANDS[0]}`.")
 
 
 def banner(store) -> tuple[str, str]:

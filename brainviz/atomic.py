@@ -2,17 +2,90 @@
 
 Everything is written to a temporary sibling path first and renamed into place
 with :func:`os.replace`, which is atomic on POSIX file systems.
+
+Temporary names carry the writer's process id (``.<name>.<pid>.<random><suffix>.tmp``):
+a writer killed before it could clean up (SIGKILL, power loss) leaves its temp file
+(and a DuckDB ``.wal`` beside it); the next writer of the same final path removes
+the temp files of processes that no longer run (:func:`sweep_stale_temps`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+#: Temp files of the old naming (no pid) are removed when untouched this long (seconds).
+LEGACY_TEMP_AGE = 3600
+
+
+def temp_prefix(final: str | Path) -> str:
+    """Prefix of this process's temp files for ``final``: ``.<name>.<pid>.``."""
+    return f".{Path(final).name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(final: str | Path) -> list[Path]:
+    """Remove temp files/folders beside ``final`` left by dead writers; return what was removed.
+
+    A name ``.<name>.<pid>.<random>...tmp`` (or ``...tmp.wal``) is removed when process
+    ``pid`` no longer runs; a temp of the old naming without pid when untouched for
+    :data:`LEGACY_TEMP_AGE` seconds. Temp files of live processes are never touched.
+    """
+    final = Path(final)
+    folder = final.parent
+    if not folder.is_dir():
+        return []
+    name = re.escape(final.name)
+    with_pid = re.compile(rf"\.{name}\.(\d+)\.[A-Za-z0-9_]{{8}}.*\.tmp(\.wal)?")
+    legacy = re.compile(rf"\.{name}\.[A-Za-z0-9_]{{8}}.*\.tmp(\.wal)?")
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    prefix = f".{final.name}."
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        m = with_pid.fullmatch(entry.name)
+        if m:
+            if int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+                continue
+        elif legacy.fullmatch(entry.name):
+            try:
+                if time.time() - entry.lstat().st_mtime < LEGACY_TEMP_AGE:
+                    continue
+            except OSError:
+                continue
+        else:
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
 
 
 @contextlib.contextmanager
@@ -24,7 +97,8 @@ def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    sweep_stale_temps(final)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(final), suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     os.unlink(tmp)  # let the writer create it (some libraries refuse existing files)
     tmp_path = Path(tmp)
@@ -47,7 +121,8 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    sweep_stale_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
     try:
         yield tmp
         if final.exists():

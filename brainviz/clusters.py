@@ -8,8 +8,16 @@
 * :func:`top_images`: per cluster, the images with the highest mean response
   over the cluster's vertices (measured or predicted responses).
 * :func:`describe_cluster`: "faces 9/10" by tag enrichment of those images.
-* :func:`cluster_recovery` (ARI against planted regions) and
-  :func:`top_image_precision` validate the above on the demo brain.
+* :func:`reliable_vertices`: which vertices to cluster (noise ceiling at or
+  above a percentile, optionally inside a scope); :data:`UNCLUSTERED` codes say
+  why a vertex was left out.
+* :func:`stability_curve` / :func:`choose_k`: k chosen without ground truth, by
+  the stability of k-means over random subsamples of the clustered vertices.
+* :func:`cluster_recovery` (ARI against planted regions), :func:`recovery_scores`
+  (ARI, coverage, homogeneity, completeness over category regions),
+  :func:`position_score` (do early-visual clusters follow visual-field position?)
+  and :func:`top_image_precision` validate the above on the demo brain
+  (SIMULATION CHECKS: they read the planted ground truth, nothing else does).
 
 Normalization: embeddings are L2-normalized per vertex by default
 (``normalize="l2"``), so k-means and UMAP compare embedding *directions*
@@ -292,3 +300,191 @@ def top_image_precision(top_keys: Mapping[int, Sequence[str]] | Sequence[str], t
     if not keys:
         raise BrainVizDataError("top_keys", "no images")
     return float(_positives(tag_scores[[category]], keys, threshold, "top_keys")[category].mean())
+
+
+# --------------------------------------------------------------------------- which vertices, which k
+
+#: Label codes of vertices that were not clustered, and why.
+UNCLUSTERED = {-1: "below the reliability threshold", -2: "outside the clustering scope"}
+
+
+def reliable_vertices(noise_ceiling: np.ndarray, percentile: float = 75.0,
+                      scope: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Vertices to cluster: noise ceiling >= its ``percentile``-th percentile (over the scope).
+
+    Parameters
+    ----------
+    noise_ceiling : (V,) noise ceiling (any unit; NaN = unknown, never selected).
+        It must come from training data (repeats of training images) or the dataset,
+        never from the test images that score the encoders.
+    percentile : 0..100; 0 keeps every vertex with a finite noise ceiling.
+    scope : optional (V,) bool; vertices outside it are never selected.
+
+    Returns
+    -------
+    (codes (V,) int8: 0 = clustered, -1 below the threshold, -2 outside the scope;
+    threshold: the noise-ceiling value at that percentile).
+    """
+    nc = np.asarray(noise_ceiling, dtype=np.float64)
+    if nc.ndim != 1:
+        raise BrainVizDataError("noise_ceiling", f"expected a 1-D array, got shape {nc.shape}")
+    if not 0 <= percentile < 100:
+        raise BrainVizDataError("percentile", f"expected 0 <= percentile < 100, got {percentile}")
+    inside = np.ones(len(nc), bool) if scope is None else np.asarray(scope, bool)
+    if inside.shape != nc.shape:
+        raise BrainVizDataError("scope", f"expected shape {nc.shape}, got {inside.shape}")
+    ok = inside & np.isfinite(nc)
+    if not ok.any():
+        raise BrainVizDataError("noise_ceiling", "no vertex of the scope has a finite noise ceiling")
+    thr = float(np.percentile(nc[ok], percentile))
+    codes = np.full(len(nc), -2, np.int8)
+    codes[inside] = -1
+    codes[ok & (nc >= thr)] = 0
+    return codes, thr
+
+
+def stability_curve(embeddings: np.ndarray, ks: Sequence[int], seed: int = 0, *, n_boot: int = 10,
+                    fraction: float = 0.8, normalize: str | None = "l2", n_init: int = 3) -> pd.DataFrame:
+    """Stability of k-means for each k, without any ground truth (Lange et al. 2004 style).
+
+    For each of ``n_boot`` rounds two random subsamples of ``fraction`` of the
+    vertices (V, E) are clustered independently; each fit labels every vertex
+    (nearest centroid) and the adjusted Rand index of the two labelings is the
+    round's agreement. Returns a DataFrame with columns k, stability (mean ARI),
+    stability_sd, n_boot. Deterministic given ``seed``.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    x = normalize_embeddings(embeddings, normalize)
+    n = len(x)
+    m = max(2, int(round(fraction * n)))
+    rows = []
+    for k in ks:
+        k = int(k)
+        if not 2 <= k < m:
+            raise BrainVizDataError("k", f"need 2 <= k < {m} (subsample size), got {k}")
+        rng = np.random.default_rng([seed, k])
+        aris = []
+        for b in range(n_boot):
+            labs = []
+            for _ in range(2):
+                idx = rng.choice(n, m, replace=False)
+                km = KMeans(n_clusters=k, n_init=n_init, random_state=int(rng.integers(2**31 - 1))).fit(x[idx])
+                labs.append(km.predict(x))
+            aris.append(adjusted_rand_score(labs[0], labs[1]))
+        rows.append({"k": k, "stability": float(np.mean(aris)), "stability_sd": float(np.std(aris)),
+                     "n_boot": int(n_boot)})
+    return pd.DataFrame(rows)
+
+
+def choose_k(curve: pd.DataFrame, min_stability: float = 0.75) -> int:
+    """The largest k whose mean bootstrap stability is >= ``min_stability``
+    (the most stable k if none is): as many clusters as the data supports reproducibly."""
+    if curve.empty:
+        raise BrainVizDataError("curve", "empty stability curve")
+    ok = curve[curve["stability"] >= min_stability]
+    if len(ok):
+        return int(ok["k"].max())
+    return int(curve.sort_values(["stability", "k"], ascending=[False, True]).iloc[0]["k"])
+
+
+# --------------------------------------------------------------------------- simulation checks (demo brain)
+
+def recovery_scores(labels: np.ndarray, planted: Sequence | np.ndarray,
+                    regions: Sequence[str]) -> dict[str, float]:
+    """How well clusters recover planted category regions (SIMULATION CHECK, demo brain only).
+
+    labels (V,) cluster labels (< 0 = not clustered); planted (V,) region name per vertex;
+    regions: the category regions scored (e.g. faces, bodies, food, words,
+    places-indoor, places-outdoor). Among the vertices of those regions:
+    ``coverage`` = share that was clustered; over the clustered ones ``ari``
+    (adjusted Rand index of clusters vs regions), ``homogeneity`` (each cluster
+    holds one region) and ``completeness`` (each region falls in one cluster);
+    ``n_region`` and ``n_scored`` vertex counts. NaN scores when < 2 vertices are scored.
+    """
+    from sklearn.metrics import adjusted_rand_score, homogeneity_completeness_v_measure
+
+    lab = np.asarray(labels)
+    pl = np.asarray(planted, dtype=object)
+    if lab.shape != pl.shape or lab.ndim != 1:
+        raise BrainVizDataError("planted", f"expected shape {lab.shape}, got {pl.shape}")
+    in_region = np.isin(pl.astype(str), [str(r) for r in regions])
+    scored = in_region & (lab >= 0)
+    out = {"n_region": int(in_region.sum()), "n_scored": int(scored.sum()),
+           "coverage": float(scored.sum() / in_region.sum()) if in_region.any() else float("nan")}
+    if scored.sum() < 2:
+        out.update(ari=float("nan"), homogeneity=float("nan"), completeness=float("nan"))
+        return out
+    truth, pred = pl[scored].astype(str), lab[scored]
+    h, c, _ = homogeneity_completeness_v_measure(truth, pred)
+    out.update(ari=float(adjusted_rand_score(truth, pred)), homogeneity=float(h), completeness=float(c))
+    return out
+
+
+def position_score(labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None,
+                   n_perm: int = 200, seed: int = 0) -> dict[str, float]:
+    """Do clusters follow visual-field position? (SIMULATION CHECK for early visual cortex.)
+
+    labels (V,) (< 0 = not clustered), positions (V, d) e.g. planted pRF centres (x, y),
+    mask (V,) the vertices judged (e.g. planted early visual cortex). Over the judged,
+    clustered vertices with finite positions: ``eta2`` = share of the position variance
+    explained by the clusters (1 - within-cluster / total sum of squares), ``null_eta2`` =
+    its mean under label permutation (what unrelated clusters of the same sizes give),
+    ``p_value`` (permutation), ``n_clusters`` touched and ``n`` vertices.
+    """
+    lab = np.asarray(labels)
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim == 1:
+        pos = pos[:, None]
+    m = np.ones(len(lab), bool) if mask is None else np.asarray(mask, bool)
+    if pos.shape[0] != len(lab) or m.shape != lab.shape:
+        raise BrainVizDataError("positions", f"expected {len(lab)} rows, got {pos.shape} / mask {m.shape}")
+    keep = m & (lab >= 0) & np.isfinite(pos).all(axis=1)
+    if keep.sum() < 3:
+        return {"eta2": float("nan"), "null_eta2": float("nan"), "p_value": float("nan"),
+                "n_clusters": 0, "n": int(keep.sum())}
+    y, g = pos[keep], lab[keep]
+
+    def eta2(groups: np.ndarray) -> float:
+        total = ((y - y.mean(0)) ** 2).sum()
+        within = 0.0
+        for c in np.unique(groups):
+            yc = y[groups == c]
+            within += ((yc - yc.mean(0)) ** 2).sum()
+        return float(1.0 - within / total) if total > 0 else float("nan")
+
+    obs = eta2(g)
+    rng = np.random.default_rng(seed)
+    null = np.array([eta2(rng.permutation(g)) for _ in range(n_perm)])
+    return {"eta2": obs, "null_eta2": float(null.mean()), "p_value": float((1 + (null >= obs).sum()) / (n_perm + 1)),
+            "n_clusters": int(len(np.unique(g))), "n": int(keep.sum())}
+
+
+def cluster_selected(embeddings: Mapping[str, np.ndarray], codes: Mapping[str, np.ndarray], k: int, seed: int = 0,
+                     *, normalize: str | None = "l2") -> dict[str, np.ndarray]:
+    """k-means over the selected vertices (``codes == 0``) of one or several subjects jointly.
+
+    embeddings: subject -> (V_s, E); codes: subject -> (V_s,) from :func:`reliable_vertices`.
+    Returns subject -> (V_s,) int32 labels: 0..k-1 for clustered vertices (one shared
+    label space), the code (< 0, see :data:`UNCLUSTERED`) for the others.
+    """
+    rows, sizes = [], {}
+    for s, e in embeddings.items():
+        c = np.asarray(codes[s])
+        x = _matrix(f"embeddings[{s}]", e)
+        if c.shape != (len(x),):
+            raise BrainVizDataError(f"codes[{s}]", f"expected shape ({len(x)},), got {c.shape}")
+        rows.append(x[c == 0])
+        sizes[s] = int((c == 0).sum())
+    stacked = np.concatenate(rows)
+    if len(stacked) == 0:
+        raise BrainVizDataError("codes", "no vertex was selected for clustering")
+    labels = _split(kmeans_clusters(stacked, k, seed, normalize=normalize), sizes)
+    out = {}
+    for s in embeddings:
+        c = np.asarray(codes[s]).astype(np.int32)
+        full = c.copy()
+        full[c == 0] = labels[s]
+        out[s] = full
+    return out

@@ -5,7 +5,14 @@ the backbone's image embedding (n_images, D). Decoded embeddings identify the
 seen image among candidates by cosine similarity (:func:`retrieve`). Decoders
 trained on the three ROI sets of report 003 (``brainviz.data.algonauts.ROI_SETS``)
 are combined by :func:`vote`, which replaces the report's CLIP voting (choosing
-the most self-consistent reconstruction) with a retrieval-level ensemble.
+the most self-consistent reconstruction) with a retrieval-level ensemble;
+:func:`validated_vote` chooses the vote's weights on held-out queries only
+(cross-fitted), so the combination cannot be worse than the best single set by
+construction of the candidates it chooses from (one-hot weights included).
+
+The other direction, identification through an ENCODER (Kay et al. 2008):
+:func:`identify_by_encoder` correlates a measured response with the encoder's
+predicted response to every candidate image (same candidates, same ranks).
 """
 from __future__ import annotations
 
@@ -22,6 +29,8 @@ from sklearn.preprocessing import StandardScaler
 from .errors import BrainVizDataError
 
 VOTE_METHODS = ("zscore", "rank")
+#: roi-set label of the whole-cortex decoder / identifier
+WHOLE_CORTEX = "whole cortex"
 
 
 def _matrix(x, where: str, n_rows: int | None = None) -> np.ndarray:
@@ -227,7 +236,8 @@ def decoding_metrics(similarity, true_index, pred_embeddings=None, true_embeddin
 
 def decode_roi_sets(train_responses: Mapping[str, np.ndarray], train_embeddings,
                     test_responses: Mapping[str, np.ndarray], test_embeddings,
-                    vote_method: str = "zscore", alphas=None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                    vote_method: str = "zscore", alphas=None, vote_over: Sequence[str] | None = None,
+                    seed: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Train one decoder per ROI set, retrieve the test images among themselves,
     and vote.
 
@@ -240,12 +250,16 @@ def decode_roi_sets(train_responses: Mapping[str, np.ndarray], train_embeddings,
         true candidate of query q is q.
     vote_method : see :func:`vote`
     alphas : penalties for :class:`RidgeDecoder` (default its own)
+    vote_over : the sets that vote (default all; e.g. leave out the whole-cortex decoder)
+    seed : fold assignment of :func:`validated_vote`
 
     Returns
     -------
-    metrics : DataFrame, one row per set plus ``"vote"``, columns ``model`` and
-        the keys of :func:`decoding_metrics` (``cosine_to_true`` is NaN for the vote).
-    similarities : {set name or "vote": (n_test, n_test) scores}
+    metrics : DataFrame, one row per set plus ``"vote"`` (weights chosen on held-out
+        queries, :func:`validated_vote`) and ``"vote (equal weights)"``, columns
+        ``model``, the keys of :func:`decoding_metrics` (``cosine_to_true`` is NaN
+        for the votes) and ``weights`` (dict, the validated vote's mean weights).
+    similarities : {set name, "vote" or "vote (equal weights)": (n_test, n_test) scores}
     """
     if set(train_responses) != set(test_responses) or not train_responses:
         raise BrainVizDataError("test_responses", "train and test need the same, non-empty ROI sets")
@@ -259,6 +273,172 @@ def decode_roi_sets(train_responses: Mapping[str, np.ndarray], train_embeddings,
         pred = dec.predict(test_responses[name])
         sims[name] = retrieve(pred, y_te).similarity
         rows.append({"model": name, **decoding_metrics(sims[name], truth, pred, y_te)})
-    sims["vote"] = vote([sims[n] for n in train_responses], method=vote_method)
-    rows.append({"model": "vote", **decoding_metrics(sims["vote"], truth), "cosine_to_true": np.nan})
+    rows += _vote_rows(sims, truth, vote_over, vote_method, seed)
     return pd.DataFrame(rows), sims
+
+
+def _vote_rows(sims: dict, truth: np.ndarray, vote_over, method: str, seed: int) -> list[dict]:
+    """Add the validated and the equal-weight vote to ``sims`` (in place); their metric rows."""
+    voters = list(vote_over) if vote_over is not None else [n for n in sims]
+    missing = [n for n in voters if n not in sims]
+    if missing or not voters:
+        raise BrainVizDataError("vote_over", f"unknown or empty voters {missing or voters}")
+    rows = []
+    if len(voters) > 1 and len(truth) >= 4:
+        vv = validated_vote({n: sims[n] for n in voters}, truth, method=method, seed=seed)
+        sims["vote"] = vv.score
+        rows.append({"model": "vote", **decoding_metrics(vv.score, truth), "cosine_to_true": np.nan,
+                     "weights": dict(zip(vv.names, np.round(vv.weights.mean(axis=0), 3).tolist()))})
+    sims["vote (equal weights)"] = vote([sims[n] for n in voters], method=method)
+    if "vote" not in sims:  # one voter or < 4 queries: nothing to validate weights on
+        sims["vote"] = sims["vote (equal weights)"]
+        rows.append({"model": "vote", **decoding_metrics(sims["vote"], truth), "cosine_to_true": np.nan,
+                     "weights": {n: round(1 / len(voters), 3) for n in voters}})
+    rows.append({"model": "vote (equal weights)", **decoding_metrics(sims["vote (equal weights)"], truth),
+                 "cosine_to_true": np.nan, "weights": {n: round(1 / len(voters), 3) for n in voters}})
+    return rows
+
+
+def identify_roi_sets(test_responses: Mapping[str, np.ndarray], predicted: Mapping[str, np.ndarray],
+                      vote_method: str = "zscore", vote_over: Sequence[str] | None = None,
+                      seed: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Identification through an encoder, per ROI set, plus the same votes as the decoder.
+
+    Parameters
+    ----------
+    test_responses : {set name: (n_test, V_set)} measured held-out responses
+    predicted : {set name: (n_test, V_set)} the encoder's predictions for the same
+        test images (the candidates; query q's true candidate is q)
+    vote_method, vote_over, seed : as :func:`decode_roi_sets`
+
+    Returns
+    -------
+    metrics, similarities : as :func:`decode_roi_sets` (``cosine_to_true`` NaN)
+    """
+    if set(test_responses) != set(predicted) or not predicted:
+        raise BrainVizDataError("predicted", "measured and predicted need the same, non-empty ROI sets")
+    rows, sims = [], {}
+    truth = None
+    for name in test_responses:
+        sims[name] = identify_by_encoder(test_responses[name], predicted[name])
+        truth = np.arange(sims[name].shape[0])
+        if sims[name].shape[0] != sims[name].shape[1]:
+            raise BrainVizDataError("predicted", "need one prediction per test image (same order)")
+        rows.append({"model": name, **decoding_metrics(sims[name], truth), "cosine_to_true": np.nan})
+    rows += _vote_rows(sims, truth, vote_over, vote_method, seed)
+    return pd.DataFrame(rows), sims
+
+
+# ----------------------------------------------------------------------------------------
+# identification through an encoder (responses are compared in voxel space)
+# ----------------------------------------------------------------------------------------
+def identify_by_encoder(measured, predicted) -> np.ndarray:
+    """Identification scores: Pearson r of each measured response with the encoder's
+    predicted response to each candidate image (Kay et al. 2008).
+
+    Parameters
+    ----------
+    measured : (n_queries, V) measured held-out responses (one ROI set or whole cortex)
+    predicted : (n_candidates, V) encoder predictions for the candidate images, same voxels
+
+    Returns
+    -------
+    (n_queries, n_candidates) float64 correlations; feed to :func:`retrieval_ranks`.
+    Constant rows give 0.
+    """
+    m = _matrix(measured, "measured")
+    p = _matrix(predicted, "predicted")
+    if m.shape[1] != p.shape[1]:
+        raise BrainVizDataError("predicted", f"voxel mismatch: {m.shape[1]} measured vs {p.shape[1]} predicted")
+    if m.shape[1] < 2:
+        raise BrainVizDataError("measured", "need at least 2 voxels to correlate")
+    return cosine_similarity_matrix(m - m.mean(axis=1, keepdims=True), p - p.mean(axis=1, keepdims=True))
+
+
+def _weight_grid(n_models: int, step: float) -> np.ndarray:
+    """All non-negative weight vectors on the simplex with the given step (one-hots included)."""
+    k = int(round(1 / step))
+    out = []
+
+    def rec(prefix, left, slots):
+        if slots == 1:
+            out.append(prefix + [left])
+            return
+        for i in range(left + 1):
+            rec(prefix + [i], left - i, slots - 1)
+
+    rec([], k, n_models)
+    return np.asarray(out, dtype=np.float64) / k
+
+
+@dataclass
+class ValidatedVote:
+    """Result of :func:`validated_vote`.
+
+    score : (n_queries, n_candidates) combined score; query q's row uses weights
+        chosen WITHOUT query q
+    fold : (n_queries,) fold index of each query
+    weights : (n_folds, n_models) weights chosen for each fold (rows sum to 1)
+    names : the models' names, column order of ``weights``
+    """
+
+    score: np.ndarray
+    fold: np.ndarray
+    weights: np.ndarray
+    names: list[str]
+
+
+def validated_vote(similarities: Mapping[str, np.ndarray], true_index, n_folds: int = 2, method: str = "zscore",
+                   step: float = 0.25, seed: int = 0) -> ValidatedVote:
+    """Vote over models with weights chosen on held-out queries (cross-fitting).
+
+    The queries are split at random into ``n_folds`` folds. For each fold, every
+    weight vector of a simplex grid (step ``step``; includes each single model
+    alone and equal weights) is scored on the OTHER folds' queries by mean
+    rank of the true candidate (ties: higher top-1, then the earlier grid
+    point); the best one is applied to this fold. So the weights never see the
+    queries they are scored on, and since "the best single model alone" is one
+    of the choices, the vote matches it whenever no mix is better on
+    validation data.
+
+    Parameters
+    ----------
+    similarities : {name: (n_queries, n_candidates)} scores over the same queries and candidates
+    true_index : (n_queries,) index of each query's true candidate
+    n_folds : >= 2
+    method : see :func:`vote`
+    step : grid step of the weights (1 / integer)
+    seed : fold assignment
+
+    Returns
+    -------
+    ValidatedVote
+    """
+    names = list(similarities)
+    if not names:
+        raise BrainVizDataError("similarities", "need at least one similarity matrix")
+    mats = [np.asarray(similarities[n], dtype=np.float64) for n in names]
+    truth = np.asarray(true_index, dtype=np.int64)
+    n_q = mats[0].shape[0]
+    if n_folds < 2 or n_folds > n_q:
+        raise BrainVizDataError("n_folds", f"need 2 <= n_folds <= n_queries ({n_q}), got {n_folds}")
+    if not 0 < step <= 1 or abs(1 / step - round(1 / step)) > 1e-9:
+        raise BrainVizDataError("step", f"must be 1 / an integer, got {step}")
+    # per-model standardized scores, so a weighted sum of them is the weighted vote
+    unit = [vote([m], method=method) for m in mats]
+    grid = _weight_grid(len(mats), step)
+    fold = np.random.default_rng(seed).permutation(np.arange(n_q) % n_folds)
+    score = np.zeros_like(mats[0])
+    chosen = np.zeros((n_folds, len(mats)))
+    for f in range(n_folds):
+        val, held = fold != f, fold == f
+        best, best_key = None, None
+        for w in grid:
+            s = sum(wi * u[val] for wi, u in zip(w, unit))
+            r = retrieval_ranks(s, truth[val])
+            key = (r.mean(), -np.mean(r <= 1))
+            if best_key is None or key < best_key:
+                best, best_key = w, key
+        chosen[f] = best
+        score[held] = sum(wi * u[held] for wi, u in zip(best, unit))
+    return ValidatedVote(score=score, fold=fold, weights=chosen, names=names)

@@ -7,20 +7,30 @@ Two parts:
   on. Decisions, in order:
 
   ============================  ==============================================================
-  empty / over ``max_bytes``    rejected ("empty file" / "file is N MB; the limit is ...")
+  empty / over ``max_bytes``    rejected ("empty file" / "the file is 26.1 MB; the limit is 25 MB",
+                                 MB = 1024 x 1024 bytes, as Streamlit's uploader counts)
   not an image / unknown type   rejected ("not an image PIL can read" / "type X not supported";
                                  allowed: PNG, JPEG, GIF, WebP, BMP, TIFF)
   decompression bomb            rejected BEFORE decoding: the header's width x height is
-                                 checked against ``max_pixels`` (default 40 MP) and PIL's
-                                 ``DecompressionBombWarning``/``Error`` are turned into errors
+                                 checked against ``max_pixels`` (40 megapixels) for JPEG, which
+                                 is decoded at a reduced scale (``draft``), and against
+                                 ``max_decode_pixels`` (16 megapixels) for formats decoded at
+                                 full size; PIL's ``DecompressionBombWarning``/``Error`` become
+                                 the same message
   tiny (< ``min_side`` px)      rejected ("too small: 1 x 1 px; at least 16 x 16")
   corrupt / truncated           rejected ("corrupt or truncated ...")
   animated (GIF, WebP, APNG)    ACCEPTED: the first frame is used (a note says so)
   CMYK                          ACCEPTED: converted to RGB (a note says so)
   16-bit (I;16 etc.)            ACCEPTED: scaled to 8 bit, then RGB (a note says so)
   alpha / palette / gray        converted to RGB (transparent pixels on NSD gray)
-  EXIF rotation                 applied (camera photos)
+  EXIF rotation                 applied (camera photos); a note says so, and sizes in messages
+                                 and ``brainviz_source["size"]`` are the rotated (shown) size
   ============================  ==============================================================
+
+  Memory: at most :data:`DECODE_SLOTS` uploads are decoded at a time (the others wait up to
+  :data:`DECODE_WAIT_S` seconds), JPEGs are decoded at the smallest DCT scale that still
+  gives ``max_side`` px, and a large decoded image is box-reduced before any color
+  conversion. Ten simultaneous worst-case uploads stay far below 1 GB (bench/bench_upload_memory.py).
 
   Notes about conversions are returned in ``image.info["brainviz_notes"]`` (list of str).
   Large images are downscaled to at most ``max_side`` px (default 1024) after decoding;
@@ -34,6 +44,7 @@ Two parts:
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 import warnings
@@ -47,10 +58,19 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import BrainVizDataError
 
-#: Largest accepted image (width x height) — checked from the header, before decoding.
+#: Largest accepted image (width x height) — checked from the header, before decoding. JPEGs up to
+#: this size are decoded at a reduced scale (Pillow ``draft``), so they never cost their full size.
 MAX_PIXELS = 40_000_000
-#: Largest accepted upload size in bytes.
-MAX_BYTES = 25 * 1024 * 1024
+#: Largest accepted image of a format decoded at full size (PNG, GIF, WebP, BMP, TIFF).
+MAX_FULL_DECODE_PIXELS = 16_000_000
+#: The MB of every size message and limit: 1024 x 1024 bytes (Streamlit's ``maxUploadSize`` unit).
+MB = 1024 * 1024
+#: Largest accepted upload size in bytes (= ``server.maxUploadSize`` in .streamlit/config.toml).
+MAX_BYTES = 25 * MB
+#: At most this many uploads are decoded at the same time (each may need ~100 MB while decoding).
+DECODE_SLOTS = 2
+#: How long an upload waits for a decode slot before it is turned away as "busy".
+DECODE_WAIT_S = 60.0
 #: Smallest accepted side, px.
 MIN_SIDE = 16
 #: Decoded images are downscaled to at most this side (px).
@@ -77,6 +97,67 @@ def _fail(name: str, problem: str) -> ImageValidationError:
     return ImageValidationError(name, problem)
 
 
+_DECODE_SEMAPHORE = threading.BoundedSemaphore(DECODE_SLOTS)
+#: EXIF orientations that turn the picture by 90 degrees (width and height swap).
+_EXIF_SWAPS = {5, 6, 7, 8}
+_EXIF_TEXT = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: "rotated 90° and mirrored",
+              6: "rotated 90° clockwise", 7: "rotated 90° and mirrored", 8: "rotated 90° counter-clockwise"}
+
+
+def _megapixels(n: float, limit: float | None = None) -> str:
+    """``n`` pixels in megapixels (1 MP = 1,000,000 px); with ``limit``, enough decimals that a value
+    over the limit never reads as equal to it."""
+    mp = n / 1e6
+    for digits in range(1, 7):
+        text = f"{mp:.{digits}f}"
+        if limit is None or float(text) > limit / 1e6:
+            return text
+    return f"{mp:g}"
+
+
+def _mb(n: float, up: bool) -> str:
+    import math
+
+    v = (math.ceil if up else math.floor)(n / MB * 10) / 10
+    return f"{v:g}"
+
+
+def _pixel_message(pixels: float, limit: int, w: int | None = None, h: int | None = None, what: str = "") -> str:
+    size = f"{w} x {h} px = " if w is not None else ""
+    return (f"image is too large: {size}{_megapixels(pixels, limit)} megapixels; the limit is "
+            f"{limit / 1e6:g} megapixels{what} (larger images could exhaust the server's memory; "
+            "the model looks at 224 x 224 px anyway)")
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    """EXIF orientation (1..8) from what the header already holds, without decoding pixels.
+
+    (``PngImageFile.getexif()`` decodes the whole image to look for an eXIf chunk after the
+    pixel data; that is what a 116 KB, 40-megapixel PNG must never trigger.)
+    """
+    try:
+        raw = img.info.get("exif")
+        if raw:
+            exif = Image.Exif()
+            exif.load(raw)
+            value = exif.get(0x0112, 1)
+        elif (img.format or "").upper() in ("TIFF", "MPO", "JPEG"):
+            value = img.getexif().get(0x0112, 1)  # parsed from the header for these formats
+        else:
+            value = 1
+        value = int(value or 1)
+    except Exception:  # malformed EXIF: shown as stored
+        return 1
+    return value if value in _EXIF_TEXT else 1
+
+
+def _format_limit(is_jpeg: bool, fmt: str, max_pixels: int, max_decode_pixels: int) -> tuple[int, str]:
+    """(pixel limit, wording) of a format: JPEG is decoded at a reduced scale, the others in full."""
+    if is_jpeg or max_decode_pixels >= max_pixels:
+        return max_pixels, ""
+    return max_decode_pixels, f" for {fmt} images (JPEG photos may have up to {max_pixels / 1e6:g} megapixels)"
+
+
 def validate_image(
     data: bytes,
     *,
@@ -85,22 +166,27 @@ def validate_image(
     min_side: int = MIN_SIDE,
     max_side: int | None = MAX_SIDE,
     name: str = "uploaded file",
+    max_decode_pixels: int = MAX_FULL_DECODE_PIXELS,
 ) -> Image.Image:
     """Decode untrusted image bytes into an 8-bit RGB PIL image, or raise a clear error.
 
     Parameters
     ----------
     data : the raw file bytes.
-    max_pixels : largest width x height accepted (checked before decoding).
-    max_bytes : largest file size accepted.
+    max_pixels : largest width x height accepted (checked before decoding); JPEG is decoded at
+        a reduced scale, so this is its limit.
+    max_bytes : largest file size accepted (messages in MB of 1024 x 1024 bytes).
     min_side : smallest width / height accepted.
     max_side : the decoded image is downscaled to fit max_side x max_side (None: keep).
     name : file name used in messages.
+    max_decode_pixels : largest width x height of formats decoded at full size (PNG, GIF,
+        WebP, BMP, TIFF); the smaller of this and ``max_pixels`` applies to them.
 
     Returns
     -------
     PIL.Image.Image in mode RGB; ``.info["brainviz_notes"]`` lists conversions made, and
-    ``.info["brainviz_source"]`` = {"format", "mode", "size", "frames"} of the original.
+    ``.info["brainviz_source"]`` = {"format", "mode", "size" (as shown, after EXIF rotation),
+    "stored_size", "exif_orientation", "frames"} of the original.
 
     Raises
     ------
@@ -117,7 +203,7 @@ def validate_image(
     if len(data) == 0:
         raise _fail(name, "the file is empty")
     if len(data) > max_bytes:
-        raise _fail(name, f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        raise _fail(name, f"the file is {_mb(len(data), True)} MB; the limit is {_mb(max_bytes, False)} MB")
     allowed = ", ".join(sorted(set(ALLOWED_FORMATS.values())))
     notes: list[str] = []
     with warnings.catch_warnings():
@@ -125,8 +211,12 @@ def validate_image(
         try:
             img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _fail(name, f"image is too large to decode safely (decompression bomb guard: {exc}); "
-                              f"the limit is {max_pixels / 1e6:.0f} megapixels") from None
+            m = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(m.group(1)) if m else max_pixels + 1
+            is_jpeg = data[:3] == b"\xff\xd8\xff"
+            limit, what = _format_limit(is_jpeg, "PNG" if data[:4] == b"\x89PNG" else "non-JPEG",
+                                        max_pixels, max_decode_pixels)
+            raise _fail(name, _pixel_message(pixels, limit, what=what)) from None
         except UnidentifiedImageError:
             raise _fail(name, f"this is not an image file (or not a type BrainViz reads); upload one of: {allowed}") from None
         except Exception as exc:  # PIL raises many types on garbage headers
@@ -136,46 +226,68 @@ def validate_image(
         if fmt not in ALLOWED_FORMATS:
             raise _fail(name, f"image type {img.format or 'unknown'} is not supported; upload one of: {allowed}")
         w, h = img.size
-        if w * h > max_pixels:
-            raise _fail(name, f"image is {w} x {h} = {w * h / 1e6:.0f} megapixels; the limit is "
-                              f"{max_pixels / 1e6:.0f} megapixels (decompression bomb guard)")
+        orientation = _exif_orientation(img)
+        sw, sh = (h, w) if orientation in _EXIF_SWAPS else (w, h)  # the size the user sees
+        draftable = ALLOWED_FORMATS[fmt] == "JPEG"
+        limit, what = _format_limit(draftable, ALLOWED_FORMATS[fmt], max_pixels, max_decode_pixels)
+        if w * h > limit:
+            raise _fail(name, _pixel_message(w * h, limit, sw, sh, what))
         if w < min_side or h < min_side:
-            raise _fail(name, f"image is too small: {w} x {h} px; it must be at least {min_side} x {min_side} px")
+            raise _fail(name, f"image is too small: {sw} x {sh} px; it must be at least {min_side} x {min_side} px")
         n_frames = int(getattr(img, "n_frames", 1) or 1)
-        source = {"format": ALLOWED_FORMATS[fmt], "mode": img.mode, "size": (w, h), "frames": n_frames}
-        # integrity check of the whole file (PNG CRCs, truncated streams), then a fresh decode
+        source = {"format": ALLOWED_FORMATS[fmt], "mode": img.mode, "size": (sw, sh), "stored_size": (w, h),
+                  "exif_orientation": orientation, "frames": n_frames}
+        if orientation != 1:
+            turned = f"; shown as {sw} x {sh} px (stored as {w} x {h})" if (sw, sh) != (w, h) else ""
+            notes.append(f"camera orientation applied (EXIF orientation {orientation}: {_EXIF_TEXT[orientation]}){turned}")
+        # at most DECODE_SLOTS decodes at once: a burst of large uploads waits instead of adding up
+        if not _DECODE_SEMAPHORE.acquire(timeout=DECODE_WAIT_S):
+            raise _fail(name, "the server is busy decoding other uploads; please try again in a moment")
         try:
-            img.verify()
-        except Exception as exc:
-            raise _fail(name, f"the {source['format']} file is corrupt or truncated ({type(exc).__name__}: {exc})") from None
-        try:
-            img = Image.open(io.BytesIO(data))
-            if n_frames > 1:
-                img.seek(0)
-                notes.append(f"animated {source['format']} with {n_frames} frames: the first frame is used")
-            img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _fail(name, f"image is too large to decode safely ({exc})") from None
-        except Exception as exc:
-            raise _fail(name, f"the {source['format']} file is corrupt or truncated ({type(exc).__name__}: {exc})") from None
-    mode = img.mode
-    if mode == "CMYK":
-        notes.append("CMYK image converted to RGB (colors may differ slightly from print software)")
-    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        notes.append(f"{'16-bit' if mode.startswith('I;16') else 'high bit-depth'} image ({mode}) scaled to 8-bit gray")
-    elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
-        notes.append("transparent pixels shown on gray (the NSD screen background)")
-    try:
-        rgb = to_rgb(img)
-        if rgb is img:
-            rgb = img.copy()
-    except BrainVizDataError as exc:
-        raise _fail(name, exc.problem) from None
-    except Exception as exc:
-        raise _fail(name, f"cannot convert this image to RGB ({type(exc).__name__}: {exc})") from None
-    if max_side and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        notes.append(f"downscaled from {w} x {h} to {rgb.size[0]} x {rgb.size[1]} px")
+            # integrity check of the whole file (PNG CRCs, truncated streams), then a fresh decode
+            try:
+                img.verify()
+            except Exception as exc:
+                raise _fail(name, f"the {source['format']} file is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+            try:
+                img = Image.open(io.BytesIO(data))
+                if n_frames > 1:
+                    img.seek(0)
+                    notes.append(f"animated {source['format']} with {n_frames} frames: the first frame is used")
+                if draftable and max_side:
+                    img.draft(img.mode, (max_side, max_side))  # DCT-scaled decode: 1/2 .. 1/8 of the pixels
+                img.load()
+                if max_side and max(img.size) >= 2 * max_side:
+                    try:  # box-reduce before any conversion: the full-size image is freed at once
+                        img = img.reduce(max(img.size) // max_side)
+                    except (ValueError, NotImplementedError):
+                        pass  # modes reduce() does not handle ("1", "P"): converted at full size
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise _fail(name, f"image is too large to decode safely ({exc})") from None
+            except Exception as exc:
+                raise _fail(name, f"the {source['format']} file is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+            mode = img.mode
+            if mode == "CMYK":
+                notes.append("CMYK image converted to RGB (colors may differ slightly from print software)")
+            elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                notes.append(f"{'16-bit' if mode.startswith('I;16') else 'high bit-depth'} image ({mode}) scaled to 8-bit gray")
+            elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+                notes.append("transparent pixels shown on gray (the NSD screen background)")
+            try:
+                rgb = to_rgb(img)  # applies the EXIF orientation (kept in img.info through draft/reduce)
+                if rgb is img:
+                    rgb = img.copy()
+            except BrainVizDataError as exc:
+                raise _fail(name, exc.problem) from None
+            except Exception as exc:
+                raise _fail(name, f"cannot convert this image to RGB ({type(exc).__name__}: {exc})") from None
+            del img
+            if max_side and max(rgb.size) > max_side:
+                rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            if rgb.size != (sw, sh):
+                notes.append(f"downscaled from {sw} x {sh} to {rgb.size[0]} x {rgb.size[1]} px")
+        finally:
+            _DECODE_SEMAPHORE.release()
     rgb.info = {"brainviz_notes": notes, "brainviz_source": source}
     return rgb
 

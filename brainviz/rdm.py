@@ -569,7 +569,9 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
     DataFrame, one row per model in input order, columns:
     ``model``; ``method``; ``rsa`` (mean over units of rsa(model, unit));
     ``rsa_sem`` (standard error over units); ``rsa_group`` (rsa with the pooled
-    group RDM); ``p_value`` (permutation, one-sided); ``nc_lower``, ``nc_upper``
+    group RDM: mean of ranks / z-scores); ``rsa_mean`` (rsa with the plain mean of
+    the units' RDMs, the "subject-mean RDM"; the Nili bounds do NOT apply to
+    these two group comparisons); ``per_unit`` (list, rsa with each unit); ``p_value`` (permutation, one-sided); ``nc_lower``, ``nc_upper``
     (:func:`rdm_noise_ceiling` of the units, same for every row); ``n_units``.
     """
     _check_method(method)
@@ -584,6 +586,7 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
     units = np.stack([upper_triangle(x) for x in h])
     lower, upper = rdm_noise_ceiling(units, method)
     group = _pool(units, method)
+    plain_mean = units.mean(axis=0)
     rows = []
     for name, model in model_rdms.items():
         m = np.asarray(model, dtype=np.float64)
@@ -595,11 +598,12 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
         rows.append({
             "model": name, "method": method, "rsa": float(per_unit.mean()),
             "rsa_sem": float(per_unit.std(ddof=1) / np.sqrt(len(per_unit))) if len(per_unit) > 1 else np.nan,
-            "rsa_group": _compare_vectors(vm, group, method), "p_value": test.p_value,
+            "rsa_group": _compare_vectors(vm, group, method), "rsa_mean": _compare_vectors(vm, plain_mean, method),
+            "per_unit": per_unit.tolist(), "p_value": test.p_value,
             "nc_lower": lower, "nc_upper": upper, "n_units": len(units),
         })
-    return pd.DataFrame(rows, columns=["model", "method", "rsa", "rsa_sem", "rsa_group", "p_value",
-                                       "nc_lower", "nc_upper", "n_units"])
+    return pd.DataFrame(rows, columns=["model", "method", "rsa", "rsa_sem", "rsa_group", "rsa_mean", "per_unit",
+                                       "p_value", "nc_lower", "nc_upper", "n_units"])
 
 
 def feature_rdms(features, metric: str = "correlation", include_pooled: bool = True,

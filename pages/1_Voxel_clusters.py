@@ -29,15 +29,38 @@ with st.sidebar:
     st.header("Clusters")
     model_id = st.selectbox("Model", models, help="Universal-Encoder model whose voxel embeddings were clustered")
     scopes = store.cluster_scopes(model_id)
-    default_scope = scopes.index("joint") if "joint" in scopes else 0
-    scope = st.selectbox("Clustered over", scopes, index=default_scope,
-                         format_func=lambda s: "all subjects (joint)" if s == "joint" else
-                         (f"{s.split(':')[0]} · inside {s.split(':', 1)[1]}" if ":" in s else s),
-                         help="'joint': k-means over all subjects' embeddings together, so a cluster means the "
-                              "same thing in every brain.")
+    settings = store.cluster_settings(model_id)
+    # a family = one clustering at several reliability thresholds ('joint', 'joint@p50', ...)
+    families = [s for s in scopes if "@p" not in s]
+    default_scope = families.index("joint") if "joint" in families else 0
+    family = st.selectbox("Clustered over", families, index=default_scope,
+                          format_func=lambda s: {"joint": "reliable subjects together (joint)",
+                                                 "joint:non-early": "joint · outside early visual cortex (V1-hV4)"}.get(
+                              s, f"{s.split(':')[0]} · inside {s.split(':', 1)[1]}" if ":" in s else s),
+                          help="'joint': k-means over the embeddings of every subject whose data are reliable "
+                               "(median noise ceiling at least half the best subject's), so a cluster means the "
+                               "same thing in every brain.")
+    scope = family
+    fam = settings[(settings["scope"] == family) | settings["scope"].str.startswith(family + "@p")] \
+        if not settings.empty else settings
+    if len(fam):
+        pct_of = {float(p): sc for sc, p in fam.groupby("scope")["percentile"].first().items()}
+        if len(pct_of) > 1:
+            default_pct = float(fam.loc[fam["scope"] == family, "percentile"].iloc[0]) \
+                if (fam["scope"] == family).any() else sorted(pct_of)[0]
+            pct = st.select_slider("Reliability threshold (noise-ceiling percentile)", sorted(pct_of),
+                                   value=default_pct, format_func=lambda p: f"top {100 - p:g} %",
+                                   help="Only vertices whose noise ceiling (from the repeats of the TRAINING images) "
+                                        "is at or above this percentile of their subject's are clustered; the rest "
+                                        "are drawn gray. Weakly driven vertices otherwise take over the clusters.")
+            scope = pct_of[pct]
     ks = store.available_k(model_id, scope)
-    k = st.select_slider("k (number of clusters)", ks, value=8 if 8 in ks else ks[len(ks) // 2]) if len(ks) > 1 \
-        else ks[0]
+    here = settings[settings["scope"] == scope] if not settings.empty else settings
+    chosen_k = int(here["chosen_k"].iloc[0]) if len(here) else None
+    k_default = chosen_k if chosen_k in ks else (8 if 8 in ks else ks[len(ks) // 2])
+    k = st.select_slider("k (number of clusters)", ks, value=k_default,
+                         help="Default: the k chosen by bootstrap stability (no ground truth), see "
+                              "'How k was chosen' below.") if len(ks) > 1 else ks[0]
     clus_all = store.clusters(model_id, scope, k)
     scope_subjects = sorted(clus_all["subject"].unique())
     if not scope_subjects:
@@ -66,6 +89,18 @@ if not clusters_present:
     st.stop()
 names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
 colors = B.category_colors(list(range(k)))
+# vertices that were not clustered, and why (drawn gray)
+nc_v = store.vertex_reliability(subject) if len(here) else np.full(len(labels), np.nan)
+thr_row = here[here["subject"] == subject] if len(here) else here
+nc_thr = float(thr_row["nc_threshold"].iloc[0]) if len(thr_row) else float("nan")
+BELOW, OUTSIDE = k, k + 1
+reason = np.full(len(labels), -1)
+if np.isfinite(nc_thr):
+    reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
+reason[(labels < 0) & (reason < 0)] = OUTSIDE
+gray_names = {BELOW: f"not clustered: noise ceiling < {nc_thr:.1f} % (below the reliability threshold)",
+              OUTSIDE: "not clustered: outside the clustering scope"}
+gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
     roi_filter = st.multiselect("Show only vertices in ROIs", list(S.roi_groups(vertices)) + S.roi_names(vertices),
@@ -88,7 +123,7 @@ if st.session_state.get("cluster_pick") not in clusters_present:
 
 # ------------------------------------------------------------------ brain + selection
 vals = labels.astype(float)
-vals[labels < 0] = np.nan
+vals[labels < 0] = reason[labels < 0]
 if roi_filter:
     vals[~S.roi_mask(vertices, roi_filter)] = np.nan
 maps = S.to_fsaverage5(vals, vertices, categorical=True)
@@ -101,15 +136,20 @@ shown_colors = colors
 if highlight:
     sel = st.session_state.get("cluster_pick")
     shown_colors = {c: col if c == sel else B.fade_color(col) for c, col in colors.items()}
+shown_colors = {**shown_colors, **gray_colors}
+names_all = {**names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
     title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
     fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
-                         category_names=names, category_colors=shown_colors, outlines=outlines, labels=label_positions,
+                         category_names=names_all, category_colors=shown_colors, outlines=outlines, labels=label_positions,
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
-    st.caption("Gray: vertices without data (outside the challenge space or filtered out), shaded by sulcal depth. "
+    n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
+    st.caption(f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
+               f"threshold ({nc_thr:.1f} % for {subject}); light gray: {n_out} vertices outside the clustering scope. "
+               "Shaded gray: no data (outside the challenge space or filtered out). "
                "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
 with right:
     cl = st.selectbox("Cluster", clusters_present, key="cluster_pick", format_func=lambda c: names.get(c, str(c)))
@@ -154,6 +194,25 @@ else:
             for i, (_, r) in enumerate(sub.iterrows()):
                 grid[i % 4].image(S.thumbnail(str(r["path"])),
                                   caption=f"#{int(r['rank'])} {S.tag_caption(r['image_key'], tags)} ({r['score']:.2f})")
+
+# ------------------------------------------------------------------ how k was chosen
+quality = store.cluster_quality(model_id, scope)
+curve = quality[quality["metric"] == "stability"] if not quality.empty else quality
+if len(curve):
+    st.subheader("How k was chosen")
+    sd = quality[quality["metric"] == "stability_sd"].set_index("k")["value"]
+    kfig = go.Figure(go.Scatter(x=curve["k"], y=curve["value"], mode="lines+markers", name="stability",
+                                error_y=dict(type="data", array=[float(sd.get(kk, 0)) for kk in curve["k"]]),
+                                hovertemplate="k = %{x}<br>stability %{y:.2f}<extra></extra>"))
+    if chosen_k is not None:
+        kfig.add_vline(x=chosen_k, line_dash="dot", annotation_text=f"chosen k = {chosen_k}")
+    kfig.update_layout(height=260, margin=dict(l=0, r=0, t=30, b=0), xaxis_title="k",
+                       yaxis_title="stability (mean ARI)", yaxis_range=[0, 1.02], plot_bgcolor="white")
+    st.plotly_chart(kfig, key="k_curve", theme=None)
+    st.caption("Stability: k-means is run on two random 80 % subsamples of the clustered vertices, each fit labels "
+               "every vertex, and the agreement of the two labelings (adjusted Rand index) is averaged over 10 "
+               "rounds. The chosen k is the largest k whose stability is at least 0.75: as many clusters as the "
+               "embeddings support reproducibly. No ground truth is used.")
 
 # ------------------------------------------------------------------ 2-D map
 st.subheader("Embedding map")
@@ -205,13 +264,40 @@ if planted is not None:
         st.plotly_chart(pf, key="planted", theme=None)
     with c2:
         rf = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title="recovered clusters",
-                            category_names=names, category_colors=colors, view=None if surface == "flat" else view,
+                            category_names=names_all, category_colors={**colors, **gray_colors},
+                            view=None if surface == "flat" else view,
                             colorbar_title="cluster", height=420)
         st.plotly_chart(rf, key="recovered", theme=None)
+    sim = quality[quality["simulation_check"]] if not quality.empty else quality
+    if len(sim):
+        wide = sim.pivot_table(index="k", columns="metric", values="value")
+        row = wide.loc[k] if k in wide.index else None
+        if row is not None:
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric("Category-region ARI", f"{row.get('ari', float('nan')):.2f}",
+                      help="Adjusted Rand index of clusters vs the six planted category regions (faces, bodies, "
+                           "food, words, indoor and outdoor places) among their vertices that were clustered "
+                           f"(all subjects of the scope); 1 = exact, 0 = chance")
+            m2.metric("Coverage", f"{100 * row.get('coverage', float('nan')):.0f} %",
+                      help="Share of the category regions' vertices that passed the reliability threshold")
+            m3.metric("Homogeneity / completeness", f"{row.get('homogeneity', float('nan')):.2f} / "
+                                                    f"{row.get('completeness', float('nan')):.2f}",
+                      help="Homogeneity: each cluster holds one region; completeness: each region is one cluster")
+            m4.metric("Early visual: position explained", f"{row.get('early_eta2', float('nan')):.2f}",
+                      help="Early visual cortex is tuned to visual-field position, not categories: share of the "
+                           "variance of its planted pRF centres explained by the clusters (unrelated clusters of "
+                           f"the same sizes: {row.get('early_null_eta2', float('nan')):.2f})")
+        cols_keep = [c for c in ("ari", "coverage", "homogeneity", "completeness", "early_eta2", "early_null_eta2")
+                     + tuple(c for c in wide.columns if c.startswith("precision:") or c.startswith("ppa")) if c in wide]
+        st.caption("Every k of this scope (SIMULATION CHECK against the planted ground truth; "
+                   "precision:<region> = share of the top-10 images of the cluster holding that region that carry "
+                   "its category tag):")
+        st.dataframe(wide[cols_keep].round(2), key="recovery_scores")
     tab, ari = S.recovery_table(labels, vertices)
-    if ari is not None:
+    if not len(sim) and ari is not None:  # an older store without the per-k recovery scores
         st.metric("Adjusted Rand index (planted vs clusters)", f"{ari:.2f}",
                   help="1 = clusters match planted regions exactly; 0 = chance")
+    if len(tab):
         st.dataframe(tab, key="recovery_table")
 
 # ------------------------------------------------------------------ download
@@ -223,16 +309,19 @@ if planted is not None:
                                        categorical=True, title=f"planted regions · {subject} · SIMULATED demo brain",
                                        category_names=pnames, category_colors=S.planted_colors(pnames),
                                        outlines=outlines, colorbar_title="planted")
-which = st.radio("Map", list(png_maps), horizontal=True, key="png_which") if len(png_maps) > 1 else "clusters"
-sig = ("clusters", which, model_id, scope, k, subject, surface, hemis, outline_name, tuple(roi_filter))
-if st.button("Render high-resolution PNG of the brain", key="png_btn"):
-    with st.spinner("Rendering off-screen…"):
-        png, err = S.safe_render_png(surface=surface, hemis=hemis, **png_maps[which])
-    st.session_state["png"] = (sig, png, err)
-got = st.session_state.get("png")
-if got and got[0] == sig:
-    if got[2]:
-        st.error(got[2])
-    else:
-        fname = f"brainviz_{which.replace(' ', '_')}_{model_id}_{scope}_k{k}_{subject}.png".replace(":", "-")
-        st.download_button("Download PNG", got[1], file_name=fname, mime="image/png", key="png_dl")
+from app_export import map_downloads  # the shared PNG + GIfTI download block
+from brainviz import export as X
+
+surf_data = X.store_surface(store, subject)
+gii_meta = {"brainviz:model": model_id, "brainviz:scope": scope, "brainviz:k": str(k), "brainviz:subject": subject,
+            "brainviz:simulated": str(store.simulated).lower()}
+gifti = {"clusters": X.SurfaceMap.from_vertices(
+    vals, vertices, surf_data, name=title, meta=gii_meta, colors={**colors, **gray_colors},
+    labels={c: (f"cluster {n}" if c < k else n) for c, n in names_all.items()})}
+if planted is not None:
+    gifti["planted regions"] = X.SurfaceMap.from_vertices(
+        pvals, vertices, surf_data, name=f"planted regions · {subject} · SIMULATED demo-brain ground truth",
+        labels=pnames, colors=S.planted_colors(pnames), meta=gii_meta)
+map_downloads({m: {"png": kw, "gifti": gifti.get(m)} for m, kw in png_maps.items()}, surface=surface, hemis=hemis,
+              sig=("clusters", model_id, scope, k, subject, outline_name, tuple(roi_filter)),
+              stem=f"{model_id}_{scope}_k{k}_{subject}".replace(":", "-"), simulated=store.simulated)

@@ -51,7 +51,7 @@ def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, h
         fig.update_xaxes(showticklabels=False)
         fig.update_yaxes(showticklabels=False)
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=height, margin=dict(l=90, r=10, t=30, b=90), plot_bgcolor="white")
+    fig.update_layout(height=height, margin=dict(l=130, r=10, t=30, b=120), plot_bgcolor="white")
     return fig
 
 
@@ -104,17 +104,28 @@ else:
                 fig.add_trace(go.Bar(y=rsa["compared with"], x=rsa["value"], orientation="h", name="RSA",
                                      text=[f"p={p:.3g}" if pd.notna(p) else "" for p in rsa["p_value"]],
                                      textposition="outside", marker_color="#3b6fb6"))
-                for i, r in rsa.iterrows():  # noise ceiling of the brain RDM, per comparison
-                    if pd.notna(r["nc_lower"]) and pd.notna(r["nc_upper"]):
+                own = rsa["compared with"].str.contains("predicted") & (rsa.get("nc_within") is not None)
+                for i, r in rsa.iterrows():
+                    within = r.get("nc_within")
+                    if own.iloc[i] and pd.notna(within):
+                        # subject-specific comparison (the subject's own predicted RDM): within-subject ceiling
+                        fig.add_shape(type="line", y0=i - 0.45, y1=i + 0.45, x0=within, x1=within,
+                                      line=dict(color="#c0392b", width=3))
+                    elif pd.notna(r["nc_lower"]) and pd.notna(r["nc_upper"]):
+                        # one model RDM vs every subject: between-subject (Nili) band
                         fig.add_shape(type="rect", y0=i - 0.45, y1=i + 0.45, x0=r["nc_lower"], x1=r["nc_upper"],
                                       fillcolor="rgba(128,128,128,0.35)", line=dict(width=0))
                 fig.update_layout(height=120 + 34 * len(rsa), margin=dict(l=10, r=30, t=10, b=50),
                                   xaxis_title="RSA correlation", plot_bgcolor="white", showlegend=False)
                 fig.update_yaxes(automargin=True)
                 st.plotly_chart(fig, key="rsa_bar", theme=None)
-                st.caption("Gray band: noise ceiling (lower–upper) of the brain RDM; p: permutation test over images.")
-                st.dataframe(rsa[["compared with", "method", "value", "p_value", "nc_lower", "nc_upper"]],
-                             hide_index=True)
+                st.caption("Gray band: BETWEEN-subject noise ceiling (Nili; lower–upper), for a model RDM that is the "
+                           "same for every subject (a network layer). Red tick: WITHIN-subject ceiling (split-half "
+                           "RDM reliability from this subject's repeats, Spearman-Brown corrected, square root), for "
+                           "the subject's OWN predicted RDM. p: permutation test over images.")
+                cols = [c for c in ["compared with", "method", "value", "p_value", "nc_lower", "nc_upper", "nc_within",
+                                    "reliability_within"] if c in rsa.columns]
+                st.dataframe(rsa[cols], hide_index=True)
 
         st.subheader("Extreme pairs")
         pairs = store.extreme_pairs(rdm_id)
@@ -142,28 +153,106 @@ k92 = store.k92_rsa()
 if k92.empty and not k92_ids:
     st.info("No 92-image results in this store.")
 else:
-    c1, c2 = st.columns([2, 3])
-    with c1:
-        if k92_ids:
-            kid = st.selectbox("RDM", k92_ids)
-            R, keys = store.rdm(kid)
-            k92_order = st.radio("Order", ["stored", "clustering"], horizontal=True, key="k92_order",
-                                 help="stored = the original order (animate, then inanimate objects)")
-            st.plotly_chart(heatmap(R, keys, k92_order, categories=["" for _ in keys], height=460),
-                            key="k92_heatmap", theme=None)
-    with c2:
-        if not k92.empty:
-            methods = sorted(k92["method"].unique())
-            meth = st.selectbox("RSA method", methods, key="k92_method")
-            d = k92[k92["method"] == meth].sort_values("value", ascending=False)
-            fig = go.Figure(go.Bar(x=d["model"], y=d["value"], marker_color="#3b6fb6",
-                                   text=[f"p={p:.3g}" if pd.notna(p) else "" for p in d["p_value"]],
-                                   textposition="outside"))
-            if d["nc_lower"].notna().any():
-                lo, hi = float(d["nc_lower"].dropna().iloc[0]), float(d["nc_upper"].dropna().iloc[0])
-                fig.add_hrect(y0=lo, y1=hi, fillcolor="gray", opacity=0.25, line_width=0,
-                              annotation_text="noise ceiling", annotation_position="top left")
-            fig.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=80), plot_bgcolor="white",
-                              yaxis_title=f"RSA with human IT ({meth})")
-            st.plotly_chart(fig, key="k92_bar", theme=None)
-            st.dataframe(d, hide_index=True)
+    methods = sorted(k92["method"].unique()) if not k92.empty else []
+    meth = st.radio("RSA statistic", methods, horizontal=True, key="k92_method",
+                    format_func=lambda m: {"kendall_tau_a": "Kendall τa", "spearman": "Spearman ρ"}.get(m, m),
+                    index=methods.index("kendall_tau_a") if "kendall_tau_a" in methods else 0) if methods else None
+    d = k92[k92["method"] == meth].copy() if meth else k92
+    if "family" not in d.columns or d["family"].isna().all():  # older store: no depth sweep
+        d["family"] = np.where(d["model"].str.startswith("reference"), "reference", "layer")
+        d["depth"] = np.nan
+    blocks = d[(d["family"] == "block") & d["depth"].notna()].sort_values("depth")
+    refs = d[d["family"] == "reference"].sort_values("value", ascending=False)
+    lo = float(d["nc_lower"].dropna().iloc[0]) if d["nc_lower"].notna().any() else None
+    hi = float(d["nc_upper"].dropna().iloc[0]) if d["nc_upper"].notna().any() else None
+    if not blocks.empty:
+        st.subheader("Which block of the network is most IT-like?")
+        names = [m.split(" ", 1)[-1] for m in blocks["model"]]
+        fig = go.Figure()
+        if lo is not None and hi is not None:
+            fig.add_hrect(y0=lo, y1=hi, fillcolor="gray", opacity=0.22, line_width=0,
+                          annotation_text="noise ceiling (between-subject, Nili)", annotation_position="top left")
+        palette = ["#c0392b", "#8e44ad", "#16a085", "#d35400", "#2c3e50", "#7f8c8d", "#27ae60", "#b7950b",
+                   "#1f618d", "#a04000"]
+        for i, r in enumerate(refs.itertuples()):
+            fig.add_hline(y=r.value, line=dict(color=palette[i % len(palette)], dash="dot", width=1.2),
+                          annotation_text=r.model.replace("reference: ", ""), annotation_position="right",
+                          annotation_font=dict(size=10, color=palette[i % len(palette)]))
+        sem = blocks["rsa_sem"] if "rsa_sem" in blocks else None
+        fig.add_trace(go.Scatter(x=names, y=blocks["value"], mode="lines+markers", name="mean over 4 subjects (± SEM)",
+                                 line=dict(color="#3b6fb6", width=3),
+                                 error_y=dict(type="data", array=sem, visible=sem is not None),
+                                 text=[f"p={p:.3g}" for p in blocks["p_value"]],
+                                 hovertemplate="%{x}: %{y:.3f} (%{text})<extra></extra>"))
+        if "rsa_mean" in blocks and blocks["rsa_mean"].notna().any():
+            fig.add_trace(go.Scatter(x=names, y=blocks["rsa_mean"], mode="lines", name="vs subject-mean RDM",
+                                     line=dict(color="#3b6fb6", dash="dash", width=1.5)))
+        fig.update_layout(height=470, margin=dict(l=60, r=190, t=30, b=110), plot_bgcolor="white",
+                          xaxis_title="network depth (every block, full spatial resolution; 1 − Pearson RDMs)",
+                          yaxis_title=f"RSA with human IT ({meth})", legend=dict(orientation="h", y=1.08))
+        fig.update_xaxes(tickangle=-45)
+        st.plotly_chart(fig, key="k92_depth", theme=None)
+        st.caption("Blue: RSA of each block's RDM with each subject's session-averaged human-IT RDM, mean ± SEM "
+                   "over the 4 subjects (p: image-label permutation test). Gray band: the between-subject noise "
+                   "ceiling of the SAME statistic (lower = each subject vs the others' pooled RDM; upper = vs all "
+                   "subjects' pooled RDM). Dotted lines: reference models (not network blocks). Dashed: against the "
+                   "subject-mean RDM, which is less noisy than one subject, so the band does not apply to it.")
+    if blocks.empty and not d.empty:  # older store: a bar per model
+        st.info("This store predates the all-block depth sweep; rebuild it to see RSA vs network depth.")
+        dd = d.sort_values("value", ascending=False)
+        fig = go.Figure(go.Bar(x=dd["model"], y=dd["value"], marker_color="#3b6fb6"))
+        if lo is not None and hi is not None:
+            fig.add_hrect(y0=lo, y1=hi, fillcolor="gray", opacity=0.25, line_width=0,
+                          annotation_text="noise ceiling", annotation_position="top left")
+        fig.update_layout(height=380, margin=dict(l=60, r=20, t=30, b=80), plot_bgcolor="white",
+                          yaxis_title=f"RSA with human IT ({meth})")
+        st.plotly_chart(fig, key="k92_bar", theme=None)
+    fit = store.k92_fit()
+    if not fit.empty:
+        f = fit[fit["method"] == meth]
+        keep = f[~f["model"].str.startswith("layer: ")].copy()
+        if not keep.empty:
+            st.markdown("**Fitted mix of blocks, scored on held-out images of held-out subjects**")
+            keep["reaches lower ceiling"] = np.where(keep["value"] >= keep["nc_lower"], "yes", "no")
+            st.dataframe(keep[["model", "value", "value_sem", "nc_lower", "nc_upper", "reaches lower ceiling",
+                               "n_folds"]], hide_index=True,
+                         column_config={"value": st.column_config.NumberColumn("held-out RSA", format="%.3f"),
+                                        "value_sem": st.column_config.NumberColumn("SEM (folds)", format="%.3f"),
+                                        "nc_lower": st.column_config.NumberColumn("ceiling lower", format="%.3f"),
+                                        "nc_upper": st.column_config.NumberColumn("ceiling upper", format="%.3f")})
+            w = keep["weights"].dropna()
+            if len(w):
+                top = {k: v for k, v in sorted(w.iloc[0].items(), key=lambda kv: -kv[1]) if v > 0}
+                st.caption("Non-negative weights fitted to the subject-mean RDM on pairs of training images of "
+                           "training subjects (3 image folds x 2 subject folds x 5 repeats); scored only on pairs of "
+                           "held-out images of held-out subjects; the ceiling is computed on the same held-out "
+                           "images. Weights on all data: " + ", ".join(f"{k} {v:.2f}" for k, v in top.items()))
+    if k92_ids:
+        st.subheader("Best block beside human IT (same category order)")
+        cat_tags = store.image_tags()
+        best_id = None
+        if not blocks.empty and "rdm_id" in blocks and blocks["rdm_id"].notna().any():
+            best_id = blocks.sort_values("value", ascending=False)["rdm_id"].iloc[0]
+        human_id = next((i for i in k92_ids if "human" in i.lower()), k92_ids[0])
+        c1, c2 = st.columns(2)
+        with c1:
+            left = st.selectbox("Left", k92_ids, index=k92_ids.index(human_id), key="k92_left")
+        with c2:
+            right = st.selectbox("Right", k92_ids, index=k92_ids.index(best_id) if best_id in k92_ids else 0,
+                                 key="k92_right")
+        for col, rid in zip((c1, c2), (left, right)):
+            R, keys = store.rdm(rid)
+            cats = [str(cat_tags.loc[k, "tags"]) if "tags" in cat_tags.columns and k in cat_tags.index else ""
+                    for k in keys]
+            with col:
+                st.markdown(f"**{rid.replace('k92|', '')}**")
+                st.plotly_chart(heatmap(R, keys, "category", categories=cats, height=470), key=f"k92_hm_{rid}_{col}",
+                                theme=None)
+        st.caption("Both RDMs are shown in the same order: images grouped by category (artificial inanimate, "
+                   "human body part, human face, natural inanimate, non-human body part, non-human face; "
+                   "original order within each).")
+    if not d.empty:
+        with st.expander("Full table (every block, the encoder's 7x7-pooled layers, reference models)"):
+            cols = [c for c in ["model", "family", "value", "rsa_sem", "rsa_mean", "p_value", "nc_lower", "nc_upper"]
+                    if c in d.columns]
+            st.dataframe(d.sort_values(["family", "depth", "value"])[cols], hide_index=True)

@@ -3,6 +3,7 @@ per-ROI bars, the closest known images, and a side-by-side comparison with a dif
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -29,10 +30,39 @@ st.caption("Show the model an image; it predicts how each vertex of the visual c
 @st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
 def load_predictor(store_file: str, stamp: tuple, model_id: str) -> L.LivePredictor:
     predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
-    for surf in B.SURFACES:  # warm the mesh caches so the first map is as fast as the next ones
-        B.load_meshes(surf)
-    B.background_shading()
+    # warm the mesh caches, plotly's lazy imports and the figure scaffold of the default view, so
+    # the first map is as fast as the next ones (cold, the first figure took ~300 ms)
+    empty = {h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}
+    for surf in B.SURFACES:
+        B.map_figure(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
     return predictor
+
+
+#: Benchmark hook (bench/bench_live.py): ``?figure=reference`` draws the main map with the
+#: uncached :func:`brainviz.brainplot.brain_figure` (the code path before the cached figure),
+#: so the browser timing has its reference in the same run.
+REFERENCE_FIGURE = st.query_params.get("figure") == "reference"
+
+
+def map_drawn_marker(token: str) -> None:
+    """Write a hidden marker once the browser has drawn the figure whose ``layout.meta`` is ``token``.
+
+    After the plot, a script waits (animation frames, up to 60 s) until a Plotly figure on the page
+    carries ``token``, lets two more frames paint, then sets ``data-token`` and ``data-t``
+    (``performance.now()``, ms) on ``#brainviz-live-map-drawn`` (created once, hidden). The browser
+    test and bench/bench_live.py read it to time upload -> map on screen. (No '<' in the script:
+    the HTML sanitizer drops a script whose text has '<' before a letter or digit.)
+    """
+    st.html(
+        "<script>(function(){const token=%s, t0=performance.now();"
+        "function mark(){let m=document.getElementById('brainviz-live-map-drawn');"
+        "if(!m){m=document.createElement('div');m.id='brainviz-live-map-drawn';m.style.display='none';"
+        "document.body.appendChild(m);}m.dataset.t=String(performance.now());m.dataset.token=token;}"
+        "function poll(){for(const gd of document.querySelectorAll('.js-plotly-plot')){"
+        "if(gd._fullLayout&&gd._fullLayout.meta===token){requestAnimationFrame(()=>requestAnimationFrame(mark));return;}}"
+        "if(60000>performance.now()-t0)requestAnimationFrame(poll);}poll();})();</script>"
+        % json.dumps(token).replace("<", "\\u003c"),
+        unsafe_allow_javascript=True)
 
 
 @st.cache_resource(show_spinner="Reading stored predictions…", max_entries=8)
@@ -144,10 +174,18 @@ if result_a is not None:
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
     t_map = time.perf_counter()
     maps_a = S.to_fsaverage5(pred, vertices)
-    fig = B.brain_figure(maps_a, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
-                         title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
-                                                                   if store.simulated else ""),
-                         view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
+    # token of what is drawn: the image, and every setting that changes the map
+    token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative),
+                      "reference" if REFERENCE_FIGURE else "cached"])
+    map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                  title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
+                                                            if store.simulated else ""),
+                  view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
+    if REFERENCE_FIGURE:
+        fig = B.brain_figure(maps_a, **map_kw)
+        fig.update_layout(meta=token)
+    else:  # cached mesh scaffold: only the colors, hover values, colour bar and title are new
+        fig = B.map_figure(maps_a, meta=token, **map_kw)
     map_ms = (time.perf_counter() - t_map) * 1e3
     with col_in:
         st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
@@ -161,6 +199,7 @@ if result_a is not None:
                     f"brain map {map_ms:.0f} ms")
     with col_brain:
         st.plotly_chart(fig, key="live_brain", theme=None, config={"displaylogo": False})
+        map_drawn_marker(token)
 
     # ---- per-ROI bars
     st.subheader("Predicted response per ROI group")
@@ -214,12 +253,12 @@ if result_a is not None:
                 with cb_out:
                     c1, c2 = st.columns(2)
                     kw = dict(surface=surface, view=None if surface == "flat" else view, height=380, cmap="RdBu_r")
-                    c1.plotly_chart(B.brain_figure(maps_a, title=f"A: {name_a}", vmin=-lim, vmax=lim, **kw),
+                    c1.plotly_chart(B.map_figure(maps_a, title=f"A: {name_a}", vmin=-lim, vmax=lim, **kw),
                                     key="cmp_a", theme=None)
-                    c2.plotly_chart(B.brain_figure(maps_b, title=f"B: {name_b}", vmin=-lim, vmax=lim, **kw),
+                    c2.plotly_chart(B.map_figure(maps_b, title=f"B: {name_b}", vmin=-lim, vmax=lim, **kw),
                                     key="cmp_b", theme=None)
-                    st.plotly_chart(B.brain_figure(diff, title="difference A − B", vmin=-dl, vmax=dl,
-                                                   colorbar_title="A − B", **{**kw, "cmap": "PuOr_r"}),
+                    st.plotly_chart(B.map_figure(diff, title="difference A − B", vmin=-dl, vmax=dl,
+                                                 colorbar_title="A − B", **{**kw, "cmap": "PuOr_r"}),
                                     key="cmp_diff", theme=None)
                 png_maps["image B"] = dict(values_by_hemi=maps_b, cmap="RdBu_r", vmin=-lim, vmax=lim,
                                            title=f"predicted response to {name_b} · {subject}",
@@ -229,18 +268,19 @@ if result_a is not None:
 
     # ---- download
     st.subheader("Download")
-    which = st.radio("Map", list(png_maps), horizontal=True, key="png_which") if len(png_maps) > 1 else "image A"
-    sig = ("live", which, str(png_maps[which]["title"]), hashlib.sha1(data_a).hexdigest(), subject, surface)
-    if st.button("Render high-resolution PNG of the map", key="png_btn"):
-        with st.spinner("Rendering off-screen…"):
-            png, err = S.safe_render_png(surface=surface, **png_maps[which])
-        st.session_state["png"] = (sig, png, err)
-    got = st.session_state.get("png")
-    if got and got[0] == sig:
-        if got[2]:
-            st.error(got[2])
-        else:
-            st.download_button("Download PNG", got[1], file_name=f"brainviz_live_{which.split()[0]}_{subject}.png",
-                               mime="image/png", key="png_dl")
+    from app_export import map_downloads  # the shared PNG + GIfTI download block
+    from brainviz import export as X
+
+    gii_vals = {"image A": pred}
+    if "image B" in png_maps:  # the comparison ran: pb is the second image's map
+        gii_vals.update({"image B": pb, "difference A − B": pred - pb})
+    surf_data = X.store_surface(store, subject)
+    gii_meta = {"brainviz:model": model_id, "brainviz:subject": subject, "brainviz:map": what,
+                "brainviz:simulated": str(store.simulated).lower()}
+    map_downloads({m: {"png": kw, "gifti": X.SurfaceMap.from_vertices(gii_vals[m], vertices, surf_data, name=kw["title"],
+                                                                      meta=gii_meta) if m in gii_vals else None}
+                   for m, kw in png_maps.items()},
+                  surface=surface, sig=("live", hashlib.sha1(data_a).hexdigest(), subject, relative),
+                  stem=f"live_{subject}", simulated=store.simulated)
 elif data_a is None:
     col_brain.info("Pick an example, upload an image or take a photo to see the predicted activation.")

@@ -75,19 +75,17 @@ else:
         hist.update_layout(height=220, margin=dict(l=40, r=10, t=10, b=40), xaxis_title=metric, plot_bgcolor="white")
         st.plotly_chart(hist, key="acc_hist", theme=None)
 
-    sig = ("eval", model_id, subject, metric, surface, thr, outline_name)
-    if st.button("Render high-resolution PNG of the map", key="png_btn"):
-        with st.spinner("Rendering off-screen…"):
-            png, err = S.safe_render_png(maps, surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
-                                         title=title, colorbar_title=metric, outlines=outlines)
-        st.session_state["png"] = (sig, png, err)
-    got = st.session_state.get("png")
-    if got and got[0] == sig:
-        if got[2]:
-            st.error(got[2])
-        else:
-            st.download_button("Download PNG", got[1], file_name=f"brainviz_{metric}_{model_id}_{subject}.png",
-                               mime="image/png", key="png_dl")
+    from app_export import map_downloads  # the shared PNG + GIfTI download block
+    from brainviz import export as X
+
+    map_downloads({metric: {
+        "png": dict(values_by_hemi=maps, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None, title=title,
+                    colorbar_title=metric, outlines=outlines),
+        "gifti": X.SurfaceMap.from_vertices(vals, vertices, X.store_surface(store, subject), name=title,
+                                            meta={"brainviz:model": model_id, "brainviz:subject": subject,
+                                                  "brainviz:simulated": str(store.simulated).lower()})}},
+        surface=surface, sig=("eval", model_id, subject, metric, thr, outline_name),
+        stem=f"{metric}_{model_id}_{subject}", simulated=store.simulated)
 
 # ------------------------------------------------------------------ ROI table
 st.subheader("Per-ROI accuracy")

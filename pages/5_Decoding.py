@@ -1,7 +1,10 @@
-"""Decoding: from a held-out brain response back to the image — retrieved candidates next to the true
-image, per ROI set and voted across ROI sets."""
+"""Decoding: identify a held-out image from its brain response, in both directions -- the ridge DECODER
+(response -> image embedding) and the ENCODERS (image -> predicted response, compared with the measured
+one) -- per ROI set, whole cortex and a validated vote over ROI sets, among the same candidates."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -14,48 +17,124 @@ store, path = page_store()
 st.title("Decoding")
 kind, text = S.banner(store)
 getattr(st, kind)(text)
-st.caption("A ridge decoder maps a held-out brain response to the backbone's image embedding; the candidate "
-           "images are ranked by cosine similarity to the decoded embedding. ROI sets: set1 = early visual + "
-           "FFA + PPA, set2 = category-selective ROIs, set3 = the streams; 'vote' combines the three.")
+st.caption("Two directions of image identification among the same held-out candidate images. "
+           "**Decoder**: a ridge model maps the brain response to the backbone's image embedding; candidates are "
+           "ranked by cosine similarity to the decoded embedding. **Encoder** (Kay et al. 2008): each candidate "
+           "image's response is PREDICTED by a trained encoder and candidates are ranked by the Pearson r of the "
+           "measured response with each prediction. ROI sets (report 003): set1 = early visual + FFA + PPA, "
+           "set2 = category-selective ROIs, set3 = the streams. 'vote' combines the three sets with weights chosen "
+           "on held-out queries only (each image is scored with weights picked on the other half of the images); "
+           "'vote (equal weights)' is the plain average.")
 
 dec = store.decoding()
 if dec.empty:
     st.info(f"No decoding results in this store. Rebuild with `{S.BUILD_COMMANDS[0]}`.")
     st.stop()
+dec = dec.copy()
+if "approach" not in dec.columns:
+    dec["approach"] = "decoder"
+dec["approach"] = dec["approach"].fillna("decoder")
 tags = store.image_tags()
-SET_ORDER = {"set1": 0, "set2": 1, "set3": 2, "vote": 3}
+SET_ORDER = {"set1": 0, "set2": 1, "set3": 2, "whole cortex": 3, "vote": 4, "vote (equal weights)": 5}
+APPROACH_LABEL = {"decoder": "decoder (ridge, response → embedding)",
+                  "encoder:ue_multi": "encoder: Universal Encoder (multi-subject)",
+                  "encoder:ridge": "encoder: ridge (per subject)"}
+
+
+SHORT = {"decoder": "decoder", "encoder:ue_multi": "encoder: UE", "encoder:ridge": "encoder: ridge"}
+
+
+def approach_label(a: str) -> str:
+    return APPROACH_LABEL.get(a, a)
+
 
 with st.sidebar:
     st.header("Decoding")
     subject = st.selectbox("Subject", sorted(dec["subject"].unique()))
     d = dec[dec["subject"] == subject]
+    approaches = sorted(d["approach"].unique(), key=lambda a: (a != "decoder", a))
     sets = sorted(d["roi_set"].unique(), key=lambda s: (SET_ORDER.get(s, 9), s))
     keys = sorted(d["image_key"].unique())
     image_key = st.selectbox("Held-out image", keys, format_func=lambda k: S.tag_caption(k, tags))
     n_show = st.slider("Candidates shown", 3, 10, 5)
 
-# ------------------------------------------------------------------ summary
-summ = S.decoding_summary(d)
+n_cand = len(keys)
+
+# ------------------------------------------------------------------ summary table: decoder vs encoders
+st.subheader(f"Identification accuracy · {subject}")
+rows = []
+for (a, s), g in d.groupby(["approach", "roi_set"]):
+    r = g["rank"].to_numpy()
+    rows.append({"approach": SHORT.get(a, a), "ROI set": s, "top-1": float((r <= 1).mean()),
+                 "top-5": float((r <= 5).mean()), "mean rank": float(r.mean()), "n": len(r), "_o": SET_ORDER.get(s, 9),
+                 "_a": (a != "decoder", a)})
+summ = pd.DataFrame(rows).sort_values(["_a", "_o"])
+wide = summ.pivot_table(index=["_o", "ROI set"], columns="approach", values=["top-1", "mean rank"], sort=False)
+wide = wide.sort_index(level=0).droplevel(0)
+wide.columns = [f"{b} · {a}" for a, b in wide.columns]
+fmt = {c: ("{:.1%}" if c.endswith("top-1") else "{:.1f}") for c in wide.columns}
+st.dataframe(wide.style.format(fmt), column_config={"ROI set": st.column_config.TextColumn("ROI set")})
+st.caption("decoder = ridge decoder (response → embedding, cosine); encoder: UE = identification through the "
+           "multi-subject Universal Encoder's predictions, encoder: ridge = through the subject's ridge encoder "
+           f"(Pearson r). {n_cand} held-out images, every one a candidate for every query: chance top-1 = {1 / n_cand:.1%}, "
+           f"chance mean rank = {(n_cand + 1) / 2:.1f}. 'top-1' = true image ranked first."
+           + (" Responses are SIMULATED (demo brain)." if store.simulated else ""))
+
+# ------------------------------------------------------------------ rank histograms, same bins for both directions
+st.subheader("Rank of the true image: decoder vs encoder")
+default = [s for s in ("set1", "vote") if s in sets] or sets[:1]
+show_sets = st.multiselect("ROI sets", sets, default=default, key="hist_sets")
+bins = dict(start=0.5, end=n_cand + 0.5, size=max(1, int(np.ceil(n_cand / 40))))
+cols = st.columns(len(approaches))
+for col, a in zip(cols, approaches):
+    fig = go.Figure()
+    for s in show_sets:
+        fig.add_trace(go.Histogram(x=d[(d["approach"] == a) & (d["roi_set"] == s)]["rank"], name=s, opacity=0.65,
+                                   xbins=bins, autobinx=False))
+    fig.update_layout(barmode="overlay", height=300, margin=dict(l=50, r=10, t=40, b=50), title=approach_label(a),
+                      xaxis_title="rank of the true image (1 = best)", yaxis_title="images", plot_bgcolor="white",
+                      legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(range=[0.5, n_cand + 0.5])
+    with col:
+        st.plotly_chart(fig, key=f"rank_hist_{a}", theme=None)
+
+# ------------------------------------------------------------------ vote weights and ROI availability
 c1, c2 = st.columns([2, 3])
 with c1:
-    st.subheader(f"Accuracy · {subject}")
-    st.dataframe(summ.drop(columns=["subject"]), hide_index=True, column_config={
-        "top1": st.column_config.NumberColumn("top-1", format="percent"),
-        "top5": st.column_config.NumberColumn("top-5", format="percent"),
-        "mean_rank": st.column_config.NumberColumn("mean rank", format="%.1f")})
-    st.caption(f"{len(keys)} held-out images; chance top-1 ≈ 1 / number of candidates."
-               + (" Responses are SIMULATED." if store.simulated else ""))
+    st.markdown("**Validated vote: weights over ROI sets**")
+    wts = store.decoding_weights(subject)
+    if wts.empty:
+        st.write("Not stored (older store): the vote here is an equal-weight average.")
+    else:
+        wt = wts.pivot_table(index="roi_set", columns="approach", values="weight")
+        wt.columns = [SHORT.get(c, c) for c in wt.columns]
+        st.dataframe(wt.style.format("{:.2f}"))
+        st.caption("Mean over the two cross-fitting folds; each fold's weights were chosen (by mean rank) on the "
+                   "OTHER fold's images among a grid that includes every single set alone, so the vote can only "
+                   "beat the best set if a mix helps on held-out images.")
 with c2:
-    fig = go.Figure()
-    for s in sets:
-        fig.add_trace(go.Histogram(x=d[d["roi_set"] == s]["rank"], name=s, opacity=0.7, nbinsx=30))
-    fig.update_layout(barmode="overlay", height=280, margin=dict(l=60, r=20, t=30, b=80),
-                      xaxis_title="rank of the true image (1 = best)", yaxis_title="images", plot_bgcolor="white")
-    st.plotly_chart(fig, key="rank_hist", theme=None)
+    st.markdown("**Which ROIs of each set exist in the loaded data**")
+    rois = store.decoding_rois(subject)
+    if rois.empty:
+        st.write("Not stored in this store (rebuild to see it).")
+    else:
+        lines = []
+        n_all = store.n_vertices(subject)
+        for s, g in rois.groupby("roi_set", sort=True):
+            if s != "set2" and int(g["n_vertices"].sum()) >= n_all:  # set2 ROIs overlap (FFA, PPA in set1 too)
+                lines.append(f"- **{s}** covers every vertex of this subject's data: it is the same as whole cortex.")
+            present = [f"{r.roi} ({int(r.n_vertices)})" for r in g.itertuples() if r.n_vertices > 0]
+            absent = [r.roi for r in g.itertuples() if r.n_vertices == 0]
+            lines.append(f"- **{s}**: {', '.join(present) or 'none'}"
+                         + (f" — **absent**: {', '.join(absent)}" if absent else ""))
+        st.markdown("\n".join(lines))
+        st.caption("In parentheses: vertices of that ROI in this subject's data. Absent ROIs contribute nothing "
+                   "to their set's decoder or identifier.")
 
 # ------------------------------------------------------------------ one image
 st.subheader("Retrieved images")
-rows = d[d["image_key"] == image_key].copy()
+approach = st.radio("Direction", approaches, format_func=approach_label, horizontal=True, key="img_approach")
+rows = d[(d["image_key"] == image_key) & (d["approach"] == approach)].copy()
 rows["o"] = rows["roi_set"].map(lambda s: SET_ORDER.get(s, 9))
 rows = rows.sort_values("o")
 all_keys = [image_key] + [k for lst in rows["top_keys"] for k in (list(lst) if lst is not None else [])]
@@ -68,7 +147,7 @@ with rest:
     for _, r in rows.iterrows():
         top = list(r["top_keys"]) if r["top_keys"] is not None else []
         cos = f" · cosine {r['cosine']:.2f}" if r.get("cosine") is not None and r["cosine"] == r["cosine"] else ""
-        st.markdown(f"**{r['roi_set']}** — true image ranked **{int(r['rank'])}**{cos}")
+        st.markdown(f"**{r['roi_set']}** — true image ranked **{int(r['rank'])}** of {n_cand}{cos}")
         cols = st.columns(n_show)
         for i, (c, k) in enumerate(zip(cols, top[:n_show])):
             hit = "✓ TRUE · " if k == image_key else ""

@@ -65,17 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import stages  # noqa: F401  (registers the pipeline subcommands when available)
     stages.add_subcommands(sub)
+    from . import predict  # `predict`: run an image folder / zip through a trained encoder
+
+    predict.add_subcommand(sub)
     return p
 
 
+def _os_error_line(exc: OSError) -> str:
+    """'error: PATH: what happened' from an OSError, without a traceback."""
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = exc.strerror or str(exc)
+    return f"error: {where}: {what}" if where else f"error: {what}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .checks import Terminated, install_sigterm, preflight, restore_sigterm
+
     args = build_parser().parse_args(argv)
+    previous = install_sigterm()
     try:
+        preflight(args)  # --ue, output folders: fail before any work
         return int(args.func(args) or 0)
     except BrainVizDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(_os_error_line(exc), file=sys.stderr)
+        return 2
+    except Terminated:
+        print("terminated (SIGTERM): nothing was half-written (outputs are renamed into place only when "
+              "complete)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted: nothing was half-written (outputs are renamed into place only when complete)",
               file=sys.stderr)
         return 130
+    finally:
+        restore_sigterm(previous)

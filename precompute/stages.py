@@ -9,13 +9,22 @@ from pathlib import Path
 from brainviz.paths import DEFAULT_CACHE_DIR, DEFAULT_DEMO_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE
 
 
+def _ue_overrides(args: argparse.Namespace) -> dict:
+    """``--ue`` as checked by :func:`precompute.checks.parse_ue` (main() checks it before any work)."""
+    from .checks import parse_ue
+
+    over = getattr(args, "ue_overrides", None)
+    return dict(over) if over is not None else parse_ue(args.ue)
+
+
 def _context(args: argparse.Namespace):
     from brainviz.pipeline import Context, PipelineConfig
 
     cfg = PipelineConfig(dataset=args.dataset, store=args.store, work_dir=args.work_dir, cache_dir=args.cache_dir,
                          data_root=args.data_root, backbone=args.backbone, weights=args.weights, seed=args.seed,
                          quick=args.quick, n_perm=args.n_perm,
-                         ue_overrides=json.loads(args.ue) if args.ue else {})
+                         ue_overrides=_ue_overrides(args))
+    cfg.progress = not getattr(args, "quiet", False)  # --quiet: no progress bars
     return Context(cfg)
 
 
@@ -66,15 +75,39 @@ def _all(args) -> int:
     from brainviz.pipeline.encoding import evaluate, train, transfer_curve
     from brainviz.pipeline.store_build import build_store
 
+    from brainviz.progress import Progress, library_bars
+
     t0 = time.perf_counter()
     ctx = _context(args)
-    ctx.features  # noqa: B018
-    train(ctx)
-    evaluate(ctx)
-    transfer_curve(ctx)
-    head = build_store(ctx)
-    print(json.dumps(head, indent=1, default=str))
-    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in ctx.timings.items()))
+    # one overall display (stage i of n, model and subject, elapsed, time left) on stderr; the step
+    # bars nest under it on a terminal; plain lines without carriage returns otherwise; --quiet: none
+    prog = Progress(["features", "train", "evaluate", "transfer curve", "analyze"],
+                    mode="quiet" if args.quiet else "auto", history=ctx.work / "progress_history.json")
+    with prog:
+        ctx.config.progress = library_bars(ctx.config.progress)
+        with prog.stage("features"):
+            fs = ctx.features
+            prog.wrote(f"{fs.n_images} images x {len(fs.layer_names)} layers ({ctx.config.backbone}) "
+                       f"in the feature cache {Path(ctx.config.cache_dir) / 'features'}")
+        with prog.stage("train"):
+            reg = train(ctx)
+            prog.wrote(f"{len(reg)} models in {ctx.work / 'models'}")
+        with prog.stage("evaluate"):
+            table = evaluate(ctx)
+            prog.wrote(f"{len(table)} model x subject rows: {ctx.work / 'results'}/encoders.csv, roi_metrics.csv, "
+                       "vertex_metrics.npz")
+        with prog.stage("transfer curve"):
+            tc = transfer_curve(ctx)
+            prog.wrote(f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
+                       else "nothing (one subject: no transfer)")
+        with prog.stage("analyze"):
+            head = build_store(ctx)
+            size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
+            prog.wrote(f"store {args.store} ({size:.0f} MB)")
+    prog.save_history()
+    if not args.quiet:
+        print("headline: " + json.dumps(head, default=str))
+        print("\n" + prog.summary() + "\n")
     print(f"store written: {args.store} (total {time.perf_counter() - t0:.0f} s)")
     return 0
 
@@ -98,6 +131,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
     common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
     common.add_argument("--quick", action="store_true", help="tiny settings (smoke tests)")
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress display (for scripts); `all` then prints only its last line")
     for name, func, text in (
         ("features", _features, "extract (and cache) multi-layer image features of every image"),
         ("train", _train, "train ridge, UE single, UE multi, UE pretrain + transfer models"),

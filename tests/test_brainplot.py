@@ -121,3 +121,61 @@ def test_render_png_categorical_flat():
     except RuntimeError as exc:
         pytest.skip(f"off-screen rendering unavailable: {exc}")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- fast path (map_figure)
+def _rgb_of_hex(colors) -> np.ndarray:
+    return np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colors])
+
+
+@pytest.mark.parametrize("surface", B.SURFACES)
+def test_map_figure_looks_like_brain_figure(surface):
+    """Same geometry, vertex colors, colour bar and camera as the uncached builder."""
+    vals = _map(value=np.linspace(-1, 1, 3000))
+    kw = dict(surface=surface, title="t", colorbar_title="r", vmin=-1, vmax=1)
+    old, new = B.brain_figure(vals, **kw), B.map_figure(vals, meta="token-1", **kw)
+    old_m = [t for t in old.data if isinstance(t, go.Mesh3d)]
+    new_m = [t for t in new.data if isinstance(t, go.Mesh3d)]
+    assert len(new_m) == 2
+    for a, b in zip(old_m, new_m):
+        np.testing.assert_allclose(np.asarray(b.x), np.asarray(a.x), atol=1e-4)
+        assert np.array_equal(np.asarray(b.i, np.int64), np.asarray(a.i, np.int64))
+        rgb = np.asarray(b.vertexcolor)
+        assert rgb.shape == (N, 3) and rgb.dtype == np.uint8
+        assert np.abs(rgb.astype(int) - _rgb_of_hex(a.vertexcolor)).max() <= 1
+        assert a.lighting == b.lighting
+    gray = np.ptp(np.asarray(new_m[0].vertexcolor).astype(int), axis=1) <= 2
+    assert gray[3000:].all() and (~gray[:3000]).mean() > 0.9  # no value: shaded gray; values: colored
+    cd = np.asarray(new_m[0].customdata)
+    assert cd.shape == (N, 2) and cd[10, 0] == 10 and np.isnan(cd[5000, 1])
+    bars = [t for t in new.data if isinstance(t, go.Scatter3d) and t.marker is not None and t.marker.showscale]
+    assert len(bars) == 1 and (bars[0].marker.cmin, bars[0].marker.cmax) == (-1, 1)
+    assert new.layout.scene.camera == old.layout.scene.camera
+    assert new.layout.uirevision == old.layout.uirevision and new.layout.meta == "token-1"
+    assert new.layout.title.text == "t"
+
+
+def test_map_figure_reuses_the_scaffold_and_draws_outlines():
+    vals = _map(value=np.linspace(0, 1, 3000))
+    B.map_figure(vals, view="ventral")
+    hits = B._map_scaffold.cache_info().hits
+    B.map_figure(_map(value=2.0), view="ventral")
+    assert B._map_scaffold.cache_info().hits == hits + 1
+    rois = {h: np.where(np.arange(N) < 1500, "V1", None).astype(object) for h in B.HEMIS}
+    fig = B.map_figure(vals, outlines=rois, hemis=("lh",))
+    assert sum(isinstance(t, go.Mesh3d) for t in fig.data) == 1
+    lines = [t for t in fig.data if t.name == "outlines"]
+    assert lines and sum(x is None for x in lines[0].x) > 10
+    # near-black colors are kept dark (plotly.js reads channel arrays with max <= 1 as fractions)
+    assert B._rgb_u8(np.array([[1 / 255, 1 / 255, 0.0]])).tolist() == [[2, 2, 2]]
+
+
+def test_map_figure_is_cheaper_to_send():
+    """The figure as st.plotly_chart serializes it: smaller than the uncached builder's."""
+    import plotly.io
+    import plotly.tools
+
+    vals = _map(value=np.linspace(-1, 1, 3000))
+    sizes = [len(plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(f, True), validate=False))
+             for f in (B.brain_figure(vals), B.map_figure(vals))]
+    assert sizes[1] < 0.75 * sizes[0]

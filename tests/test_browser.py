@@ -194,3 +194,49 @@ def test_page_renders(driver, server, shot_dir, page, name, has_brain):
         assert (sat > 60).mean() > 0.01, f"{name}: no colored vertices visible in the brain canvas"
         gray = (sat < 15) & (inner.mean(-1) > 60) & (inner.mean(-1) < 235)
         assert gray.mean() > 0.01, f"{name}: no shaded gray surface visible"
+    if name == "live_prediction":  # the page marks when its map has been drawn (bench/bench_live.py reads it)
+        assert _map_drawn(driver, "") is not None, "live page: no map-drawn marker"
+
+
+def _map_drawn(drv, token_prefix: str, timeout: float = 90):
+    """(token, performance.now() ms) of the Live page's ``#brainviz-live-map-drawn`` marker once its token
+    starts with ``token_prefix``; None on timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = drv.execute_script("const m = document.getElementById('brainviz-live-map-drawn');"
+                                 "return m ? [m.dataset.token || '', parseFloat(m.dataset.t)] : null;")
+        if got and got[0].startswith(token_prefix):
+            return got
+        time.sleep(0.1)
+    return None
+
+
+def test_live_upload_draws_the_map(driver, server, shot_dir):
+    """Upload an image on the Live page: the map of THAT image is drawn (marker token = its hash), not blank."""
+    import hashlib
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/Live_prediction")
+    _wait_rendered(driver)
+    [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label') if e.text.strip() == "Upload"][0].click()
+    deadline = time.time() + 60
+    while time.time() < deadline and not driver.find_elements(By.CSS_SELECTOR, 'input[type="file"]'):
+        time.sleep(0.3)
+    rng = np.random.default_rng(3)
+    img = Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).resize((320, 240), Image.NEAREST)
+    path = shot_dir / "upload.png"
+    img.save(path)
+    token = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+    driver.find_elements(By.CSS_SELECTOR, 'input[type="file"]')[0].send_keys(str(path))
+    assert _map_drawn(driver, token) is not None, "the uploaded image's map was not drawn"
+    _wait_rendered(driver)
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert "upload.png" in driver.find_element(By.CSS_SELECTOR, '[data-testid="stApp"]').text
+    driver.save_screenshot(str(shot_dir / "live_prediction_upload.png"))
+    px = _brain_pixels(driver)
+    assert px is not None
+    inner = px[px.shape[0] // 8: -px.shape[0] // 8, px.shape[1] // 8: -px.shape[1] // 8].astype(float)
+    sat = inner.max(-1) - inner.min(-1)
+    assert inner.std() > 12 and (sat > 60).mean() > 0.01, "live map after upload looks blank"

@@ -139,3 +139,84 @@ def test_embedding_map_umap_deterministic():
     assert C.cluster_recovery(C.kmeans_clusters(xy, 4, seed=0, normalize=None), planted) > 0.9
     joint = C.joint_embedding_map({"a": emb[:50], "b": emb[50:]}, seed=7)
     assert joint["a"].shape == (50, 2) and joint["b"].shape == (len(emb) - 50, 2)
+
+
+# ---- reliable-vertex clustering, k by stability, recovery scores (issue 10) --------------------
+
+def test_reliable_vertices_threshold_and_scope():
+    nc = np.arange(100, dtype=float)
+    nc[5] = np.nan
+    codes, thr = C.reliable_vertices(nc, 75)
+    assert thr == pytest.approx(np.percentile(nc[np.isfinite(nc)], 75))
+    assert (codes[nc >= thr] == 0).all() and (codes[(nc < thr) | np.isnan(nc)] == -1).all()
+    scope = np.zeros(100, bool)
+    scope[50:] = True
+    codes, thr = C.reliable_vertices(nc, 50, scope=scope)
+    assert (codes[:50] == -2).all() and (codes[50:] == np.where(nc[50:] >= 74.5, 0, -1)).all()
+    assert set(C.UNCLUSTERED) == {-1, -2}
+    with pytest.raises(BrainVizDataError, match="percentile"):
+        C.reliable_vertices(nc, 100)
+
+
+def test_cluster_selected_keeps_codes_and_shares_labels():
+    emb, _ = _planted(0)
+    emb2, _ = _planted(1)
+    codes = {"a": np.zeros(len(emb), np.int8), "b": np.zeros(len(emb2), np.int8)}
+    codes["a"][:10] = -1
+    codes["b"][-5:] = -2
+    lab = C.cluster_selected({"a": emb, "b": emb2}, codes, 4, seed=0)
+    assert (lab["a"][:10] == -1).all() and (lab["b"][-5:] == -2).all()
+    assert lab["a"][10:].min() >= 0 and lab["a"].max() < 4
+    # one label space: the same planted cluster gets the same label in both subjects
+    assert lab["a"][60] == lab["b"][60] and lab["a"][130] == lab["b"][130]
+
+
+def test_stability_picks_the_planted_number_of_clusters():
+    """Without ground truth, bootstrap stability is high up to the planted k and drops after it."""
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((5, 8)) * 4
+    x = np.vstack([c + rng.standard_normal((80, 8)) for c in centers])
+    curve = C.stability_curve(x, [2, 3, 4, 5, 6, 8], seed=0, n_boot=6, normalize=None)
+    assert list(curve.columns) == ["k", "stability", "stability_sd", "n_boot"]
+    s = curve.set_index("k")["stability"]
+    assert s[5] > 0.9 and s[8] < s[5]
+    assert C.choose_k(curve, 0.9) == 5
+    # deterministic
+    pd.testing.assert_frame_equal(curve, C.stability_curve(x, [2, 3, 4, 5, 6, 8], seed=0, n_boot=6, normalize=None))
+    # no structure at all: nothing is stable; choose_k falls back to the most stable k
+    noise = rng.standard_normal((300, 8))
+    flat = C.stability_curve(noise, [4, 8], seed=0, n_boot=4, normalize=None)
+    assert flat.stability.max() < 0.9 and C.choose_k(flat, 0.9) in (4, 8)
+
+
+def test_recovery_scores_on_a_hand_made_labelling():
+    planted = np.array(["faces"] * 4 + ["food"] * 4 + ["early"] * 4 + ["mixed"] * 2, dtype=object)
+    regions = ["faces", "food"]
+    perfect = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 2, 2])
+    r = C.recovery_scores(perfect, planted, regions)
+    assert r["ari"] == pytest.approx(1) and r["coverage"] == 1 and r["n_region"] == 8
+    assert r["homogeneity"] == pytest.approx(1) and r["completeness"] == pytest.approx(1)
+    # faces split over two clusters: homogeneous but not complete; two food vertices not clustered
+    split = np.array([0, 0, 3, 3, 1, 1, -1, -1, 2, 2, 2, 2, 2, 2])
+    r = C.recovery_scores(split, planted, regions)
+    assert r["coverage"] == 0.75 and r["n_scored"] == 6
+    assert r["homogeneity"] == pytest.approx(1) and r["completeness"] < 1 and r["ari"] < 1
+    # faces and food merged: complete but not homogeneous, ARI 0
+    merged = np.array([0] * 8 + [1] * 6)
+    r = C.recovery_scores(merged, planted, regions)
+    assert r["ari"] == pytest.approx(0) and r["completeness"] == pytest.approx(1) and r["homogeneity"] == 0
+    # the early / mixed vertices never count
+    assert C.recovery_scores(np.r_[perfect[:8], [5] * 6], planted, regions)["ari"] == pytest.approx(1)
+
+
+def test_position_score_early_visual():
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(-1, 1, (400, 2))
+    by_quadrant = (pos[:, 0] > 0).astype(int) * 2 + (pos[:, 1] > 0).astype(int)
+    good = C.position_score(by_quadrant, pos, n_perm=50)
+    bad = C.position_score(rng.integers(0, 4, 400), pos, n_perm=50)
+    assert good["eta2"] > 0.6 and good["p_value"] < 0.05 and good["n_clusters"] == 4
+    assert bad["eta2"] < 0.1 and bad["eta2"] == pytest.approx(bad["null_eta2"], abs=0.05)
+    mask = np.zeros(400, bool)
+    mask[:100] = True
+    assert C.position_score(by_quadrant, pos, mask, n_perm=10)["n"] == 100

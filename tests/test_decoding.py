@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from brainviz.decoding import (RidgeDecoder, cosine_similarity_matrix, decode_roi_sets, decoding_metrics,
-                               retrieval_ranks, retrieve, vote)
+                               identify_by_encoder, identify_roi_sets, retrieval_ranks, retrieve, validated_vote,
+                               vote)
 from brainviz.errors import BrainVizDataError
 
 
@@ -37,9 +38,10 @@ def test_vote_combines_sets(planted):
     emb, sets, n_tr = planted
     df, sims = decode_roi_sets({k: v[:n_tr] for k, v in sets.items()}, emb[:n_tr],
                                {k: v[n_tr:] for k, v in sets.items()}, emb[n_tr:])
-    assert list(df["model"]) == ["set1", "set2", "set3", "vote"]
+    assert list(df["model"]) == ["set1", "set2", "set3", "vote", "vote (equal weights)"]
     t = df.set_index("model")
-    assert t.loc["vote", "mean_rank"] <= t.loc[["set1", "set2", "set3"], "mean_rank"].mean()
+    assert t.loc["vote (equal weights)", "mean_rank"] <= t.loc[["set1", "set2", "set3"], "mean_rank"].mean()
+    assert abs(sum(t.loc["vote", "weights"].values()) - 1) < 0.01
     assert t.loc["vote", "top1"] > 5 * t.loc["vote", "chance_top1"]
     assert sims["vote"].shape == (40, 40)
 
@@ -78,3 +80,36 @@ def test_decoder_bad_input():
     bad[0, 0] = np.inf
     with pytest.raises(BrainVizDataError):
         dec.predict(bad)
+
+
+def test_validated_vote_not_below_best_single_set():
+    """One informative ROI set and two near-useless ones: the equal-weight vote is
+    dragged down, the validated vote (weights chosen on other queries) is not."""
+    rng = np.random.default_rng(7)
+    n = 120
+    truth = np.arange(n)
+    good = np.eye(n) * 2.0 + rng.normal(size=(n, n))
+    noise = {f"set{i}": np.eye(n) * 0.15 + rng.normal(size=(n, n)) for i in (2, 3)}
+    sims = {"set1": good, **noise}
+    single = {k: decoding_metrics(v, truth)["mean_rank"] for k, v in sims.items()}
+    eq = decoding_metrics(vote(list(sims.values())), truth)["mean_rank"]
+    vv = validated_vote(sims, truth, n_folds=2, seed=0)
+    got = decoding_metrics(vv.score, truth)
+    assert eq > min(single.values()) + 3  # equal weights are worse than the best set here
+    assert got["mean_rank"] <= min(single.values()) + 1e-9
+    assert got["top1"] >= decoding_metrics(good, truth)["top1"] - 1e-9
+    assert vv.weights.shape == (2, 3) and np.allclose(vv.weights.sum(axis=1), 1)
+    assert np.all(vv.weights[:, 0] >= 0.5) and set(np.unique(vv.fold)) == {0, 1}
+
+
+def test_identify_by_encoder():
+    rng = np.random.default_rng(3)
+    pred = rng.normal(size=(30, 50))
+    measured = 3 * pred + 1.0 + rng.normal(scale=2.0, size=(30, 50))  # scale/offset do not matter (Pearson)
+    sim = identify_by_encoder(measured, pred)
+    np.testing.assert_allclose(sim[0, 1], np.corrcoef(measured[0], pred[1])[0, 1])
+    assert decoding_metrics(sim, np.arange(30))["top1"] > 0.8
+    df, sims = identify_roi_sets({"a": measured[:, :25], "b": measured[:, 25:]}, {"a": pred[:, :25], "b": pred[:, 25:]})
+    assert list(df.model) == ["a", "b", "vote", "vote (equal weights)"] and sims["vote"].shape == (30, 30)
+    with pytest.raises(BrainVizDataError):
+        identify_by_encoder(measured, pred[:, :10])

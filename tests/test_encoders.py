@@ -325,7 +325,8 @@ def test_joint_multi_subject_different_images_and_voxels(tmp_path):
 
 def test_config_defaults_and_overrides():
     cfg = UniversalConfig()
-    assert cfg.embed_dim == 256 and cfg.batch_images == 16 and cfg.lr == 1e-3
+    assert cfg.embed_dim == 256 and cfg.batch_images == 32 and cfg.lr == 1e-3
+    assert cfg.embed_init_std == 0.05 and cfg.n_epochs is None and cfg.voxel_updates >= 40
     assert UniversalConfig.report().batch_images == 32
     ue = UniversalEncoder(proj_dim=16, seed=3)
     assert ue.config.proj_dim == 16 and ue.config.seed == 3
@@ -336,15 +337,87 @@ def test_config_defaults_and_overrides():
         UniversalEncoder(loss_alpha=2.0)
 
 
-def test_schedule_visits_every_pair_once_per_epoch():
-    Xa, Ya = planted(40, 50, seed=5)
-    for frac, expect in ((1.0, 50), (0.5, 25)):
-        ue = UniversalEncoder(batch_images=16, batch_voxels=20, voxel_fraction=frac, **{k: v for k, v in TINY.items()
-                                                                                        if k not in ("batch_images", "batch_voxels")})
-        subjects, _ = ue._prepare({"a": (Xa, Ya)}, None, 0.0, "fit")
-        steps = ue._schedule(subjects, np.random.default_rng(0), world=1)
-        seen = np.zeros((40, 50), int)
-        for _, imgs, vox in steps:
-            assert len(imgs) <= 16 and len(vox) <= 20
-            seen[np.ix_(imgs, vox)] += 1
-        assert seen.max() == 1 and (seen.sum(1) == expect).all()
+def test_report_config_runs_end_to_end():
+    """UniversalConfig.report() (the report's GPU settings) trains, predicts and transfers (few epochs)."""
+    X, Y = planted(40, 30, seed=4)
+    cfg = UniversalConfig.report(n_epochs=1, transfer_epochs=1, embed_dim=16, proj_dim=8, progress=False)
+    ue = UniversalEncoder(cfg).fit({"a": (X, Y)})
+    assert ue.predict(X[:3], "a").shape == (3, 30)
+    ue.transfer("b", X, Y[:, :20])
+    assert ue.predict(X[:2], "b").shape == (2, 20)
+
+
+def test_schedule_samples_voxels_per_image():
+    """Each image of a step gets its own random voxel subset (report 004); every image once per epoch."""
+    Xa, Ya = planted(40, 60, seed=5)
+    ue = UniversalEncoder(**{**TINY, "batch_images": 16, "batch_voxels": 20})
+    subjects, _ = ue._prepare({"a": (Xa, Ya)}, None, 0.0, "fit")
+    steps = ue._schedule(subjects, np.random.default_rng(0), world=1)
+    images = np.concatenate([imgs for _, imgs, _ in steps])
+    assert sorted(images.tolist()) == list(range(40))  # every image once per epoch
+    for _, imgs, vox in steps:
+        assert vox.shape == (len(imgs), 20)  # 60 voxels in 3 disjoint groups of 20
+        assert all(len(np.unique(r)) == 20 for r in vox)
+        assert len({tuple(r) for r in vox}) == min(3, len(imgs))  # not one subset for the whole batch
+        union = np.unique(vox)
+        assert len(union) == 60 if len(imgs) >= 3 else True
+    # different steps draw different subsets
+    assert len({tuple(vox[0]) for _, _, vox in steps}) > 1
+    # the expected embedding updates per epoch: every voxel in every step here
+    assert ue.updates_per_epoch(40, 60) == pytest.approx(3.0)
+    assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=None) == 3
+    assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=5) == 5
+
+
+def test_per_image_voxels_match_shared_forward():
+    """The per-image forward equals the block forward for each image's own voxels."""
+    torch.manual_seed(0)
+    m = UniversalEncoderModule(L, P, C_IN, proj_dim=8, embed_dim=16)
+    m.add_subject("a", 30)
+    x = torch.randn(4, L, P, C_IN)
+    vox = torch.stack([torch.randperm(30)[:10].sort().values for _ in range(4)])
+    vox[2] = vox[0]  # two images share a subset
+    with torch.no_grad():
+        y = m(x, "a", vox)
+        full = m(x, "a")
+    torch.testing.assert_close(y, torch.gather(full, 1, vox), rtol=1e-4, atol=1e-5)
+
+
+def test_keys_are_full_rank():
+    """Keys come from the input features projected straight to E (rank min(c_l, E)), not through C."""
+    torch.manual_seed(0)
+    m = UniversalEncoderModule(2, 9, 40, proj_dim=4, embed_dim=24)
+    m.layer_channels.copy_(torch.tensor([10, 40]))
+    assert tuple(m.key_weight.shape) == (2, 40, 24)
+    for l, c in enumerate((10, 24)):
+        assert torch.linalg.matrix_rank(m.key_weight[l, :[10, 40][l]].detach()) == c  # > proj_dim = 4
+    # the spatial-attention logits span more than C directions: rank over voxels of q . K
+    m.add_subject("a", 200)
+    with torch.no_grad():
+        qk = m.voxel_terms(m.embeddings["a"]).qk
+    assert torch.linalg.matrix_rank(qk[1]) > 4
+    # skipping the zero padding beyond layer_channels is exact
+    x = torch.randn(2, 2, 9, 40)
+    x[:, 0, :, 10:] = 0
+    with torch.no_grad():
+        sliced = m(x, "a")
+        m.layer_channels.fill_(40)
+        torch.testing.assert_close(sliced, m(x, "a"), rtol=1e-4, atol=1e-5)
+
+
+def test_embeddings_move_far_from_their_start():
+    """With the default init and step rule the embeddings end far from their random start."""
+    X, Y = planted(160, 64, seed=8)
+    ue = UniversalEncoder(**{**TINY, "embed_init_std": 0.05, "voxel_updates": 60, "batch_voxels": 32}).fit({"a": (X, Y)})
+    assert ue.embedding_cosine_["a"] < 0.5, ue.embedding_cosine_
+    np.testing.assert_allclose(ue.initial_embeddings("a").std(), 0.05, rtol=0.1)
+    # the control: a run with (almost) no steps stays at its start
+    still = UniversalEncoder(**{**TINY, "n_epochs": 0}).fit({"a": (X, Y)})
+    assert still.embedding_cosine_["a"] > 0.99
+
+
+def test_old_checkpoint_rejected_clearly(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": "brainviz.universal_encoder/1", "config": {}}, path)
+    with pytest.raises(BrainVizDataError, match="older BrainViz.*retrain"):
+        UniversalEncoder.load(path)

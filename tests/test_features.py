@@ -90,13 +90,13 @@ def test_evenly_spaced_blocks():
 def test_efficientnet_shapes_and_padding(effnet):
     assert effnet.weights_id.startswith("imagenet:") and not effnet.random_weights
     assert "ImageNet" in effnet.weights_note
-    assert effnet.layer_names == ("block2_s4", "block4_s8", "block10_s16", "block15_s32")
-    assert effnet.channels == (24, 40, 112, 320)
+    assert effnet.layer_names == ("block2_s4", "block4_s8", "block7_s16", "block10_s16", "block15_s32")
+    assert effnet.channels == (24, 40, 80, 112, 320)
     assert (effnet.n_patches, effnet.n_channels, effnet.pooled_dim, effnet.image_size) == (49, 320, 1280, 224)
     batch = effnet.preprocess_batch([_rng_image(i) for i in range(3)])
     assert batch.shape == (3, 3, 224, 224) and batch.dtype == torch.float32
     layers, pooled = effnet.forward(batch)
-    assert layers.shape == (3, 4, 49, 320) and layers.dtype == torch.float32
+    assert layers.shape == (3, 5, 49, 320) and layers.dtype == torch.float32
     assert pooled.shape == (3, 1280) and pooled.dtype == torch.float32
     assert torch.isfinite(layers).all() and torch.isfinite(pooled).all()
     for i, c in enumerate(effnet.channels):
@@ -124,22 +124,22 @@ def test_efficientnet_matches_unfused_pretrained_model(effnet):
         for i, block in enumerate(ref._blocks[:11]):
             h = block(h)
         want = F.adaptive_avg_pool2d(h, (7, 7)).flatten(2).transpose(1, 2)  # block10_s16
-    torch.testing.assert_close(layers[:, 2, :, :112], want, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(layers[:, 3, :, :112], want, rtol=1e-3, atol=1e-3)
 
 
 # ---- open_clip ViT-B-32 -------------------------------------------------------
 def test_open_clip_random_weights(vit):
     assert vit.random_weights and vit.weights_id == "random-seed0"
     assert "RANDOM" in vit.weights_note
-    assert vit.layer_names == ("resblock2", "resblock5", "resblock8", "resblock11")
-    assert vit.grid == (7, 7) and vit.channels == (768,) * 4 and vit.pooled_dim == 512
+    assert vit.layer_names == ("resblock1", "resblock4", "resblock6", "resblock9", "resblock11")
+    assert vit.grid == (7, 7) and vit.channels == (768,) * 5 and vit.pooled_dim == 512
     layers, pooled = vit.forward(vit.preprocess_batch([_rng_image(0), _rng_image(1, mode="L")]))
-    assert layers.shape == (2, 4, 49, 768) and pooled.shape == (2, 512)
+    assert layers.shape == (2, 5, 49, 768) and pooled.shape == (2, 512)
     assert torch.allclose(pooled.norm(dim=1), torch.ones(2), atol=1e-5)
     # the hooks give exactly open_clip's own intermediate patch tokens
     x = vit.preprocess_batch([_rng_image(0), _rng_image(1, mode="L")])
     with torch.inference_mode():
-        ref = vit.model.forward_intermediates(x, indices=[2, 5, 8, 11], output_fmt="NLC")
+        ref = vit.model.forward_intermediates(x, indices=[1, 4, 6, 9, 11], output_fmt="NLC")
     for i, t in enumerate(ref["image_intermediates"]):
         torch.testing.assert_close(layers[:, i], t)
 
@@ -164,9 +164,9 @@ def test_open_clip_state_dict_round_trip(tmp_path, vit):
     layers, pooled = loaded.forward(x)
     with torch.inference_mode():
         ref = model.encode_image(x, normalize=True)
-        inter = model.visual.forward_intermediates(x, indices=[2, 5, 8, 11], output_fmt="NLC")
+        inter = model.visual.forward_intermediates(x, indices=[1, 4, 6, 9, 11], output_fmt="NLC")
     torch.testing.assert_close(pooled, ref)
-    torch.testing.assert_close(layers[:, 3], inter["image_intermediates"][3])
+    torch.testing.assert_close(layers[:, 4], inter["image_intermediates"][4])
     rand_layers, _ = vit.forward(x)
     assert not torch.allclose(rand_layers, layers)
 
@@ -217,12 +217,53 @@ def test_extract_features_and_live_fast_path(effnet, image_files):
     keys, paths = image_files
     fs = extract_features(effnet, paths, batch_size=2, progress=False, keys=keys)
     assert isinstance(fs, FeatureSet) and fs.keys == tuple(keys)
-    assert fs.layers.shape == (5, 4, 49, 320) and fs.layers.dtype == np.float16
+    assert fs.layers.shape == (5, 5, 49, 320) and fs.layers.dtype == np.float16
     assert fs.pooled.shape == (5, 1280) and fs.pooled.dtype == np.float32
     live = features_for_pil(effnet, Image.open(paths[3]))
-    assert live.layers.shape == (1, 4, 49, 320) and live.layers.dtype == np.float16
+    assert live.layers.shape == (1, 5, 49, 320) and live.layers.dtype == np.float16
     np.testing.assert_allclose(live.pooled[0], fs.pooled[3], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(live.layers[0].astype(np.float32), fs.layers[3].astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
+def test_preprocess_batch_is_bitwise_the_reference_formula(effnet, vit):
+    """The in-place batch fill gives exactly ``(float32(pixels) * scale + offset)``, channel-major."""
+    from brainviz.features.preprocess import center_square_resize
+
+    images = [_rng_image(0, (300, 200)), _rng_image(1, (40, 40), "L"), _rng_image(2, (13, 77), "RGBA")]
+    for bb in (effnet, vit):
+        pre = bb.preprocessor
+        ref = np.stack([(np.asarray(center_square_resize(to_rgb(im), pre.size), dtype=np.float32) * pre._scale
+                         + pre._offset).transpose(2, 0, 1) for im in images])
+        np.testing.assert_array_equal(bb.preprocess_batch(images).numpy(), ref)
+        np.testing.assert_array_equal(pre.image_array(images[1]), ref[1])
+        buf = torch.full((4, 3, pre.size, pre.size), np.nan)
+        out = pre.batch(images, out=buf)
+        assert out.data_ptr() == buf.data_ptr() and out.shape[0] == 3
+        np.testing.assert_array_equal(out.numpy(), ref)
+        with pytest.raises(ValueError, match="out"):
+            pre.batch(images, out=torch.empty((2, 3, pre.size, pre.size)))
+
+
+def test_extract_features_equals_a_plain_batch_loop(effnet, image_files):
+    """Prefetching (thread, reused buffers) and worker processes give the plain loop's features bitwise."""
+    _, paths = image_files
+    layers, pooled = [], []
+    for i in range(0, len(paths), 2):  # batches 2, 2, 1: both buffers reused, short last batch
+        lay, pool = effnet.forward(torch.stack([effnet.preprocess(p) for p in paths[i:i + 2]]))
+        layers.append(lay.numpy().astype(np.float16))
+        pooled.append(pool.numpy())
+    for workers in (0, 1):
+        fs = extract_features(effnet, paths, batch_size=2, progress=False, num_workers=workers)
+        np.testing.assert_array_equal(fs.layers, np.concatenate(layers))
+        np.testing.assert_array_equal(fs.pooled, np.concatenate(pooled))
+
+
+def test_prefetch_raises_bad_images_in_the_caller(tmp_path, effnet, image_files):
+    _, paths = image_files
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(BrainVizDataError, match="broken.jpg"):
+        extract_features(effnet, [*paths[:3], bad, paths[4]], batch_size=2, progress=False)
 
 
 def test_featureset_subset_and_spatial_pool(effnet, image_files):
@@ -258,7 +299,7 @@ def test_cache_round_trip_no_recompute(tmp_path, image_files, effnet, monkeypatc
     cache = tmp_path / "cache"
     first = cached_features("efficientnet-lite0", keys, paths, cache, batch_size=2, device="cpu", progress=False)
     assert isinstance(first.layers, np.memmap) and isinstance(first.pooled, np.memmap)
-    assert first.layers.shape == (5, 4, 49, 320) and first.layers.dtype == np.float16
+    assert first.layers.shape == (5, 5, 49, 320) and first.layers.dtype == np.float16
     assert first.channels == effnet.channels and first.keys == tuple(keys)
     direct = extract_features(effnet, paths, batch_size=2, progress=False, keys=keys)
     np.testing.assert_array_equal(np.asarray(first.layers), direct.layers)

@@ -1,7 +1,9 @@
 """End to end: a tiny demo brain -> `precompute all --quick` -> the DuckDB store -> the reader API."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 
 import numpy as np
 import pytest
@@ -17,7 +19,13 @@ def built(tmp_path_factory):
     demo = build_demo_brain(root / "demo", n_subjects=2, include_vim1=True, max_images=100, progress=False)
     args = ["--dataset", str(demo), "--store", str(root / "store.duckdb"), "--work-dir", str(root / "work"),
             "--cache-dir", str(root / "cache"), "--quick", "--n-perm", "10"]
-    assert main(["all", *args]) == 0
+    # output kept for test_all_reports_progress_readably (captured: not a terminal, like a CI log)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["all", *args])
+    (root / "all.stdout").write_text(out.getvalue())
+    (root / "all.stderr").write_text(err.getvalue())
+    assert rc == 0, err.getvalue()[-3000:]
     return root, args
 
 
@@ -38,6 +46,20 @@ def test_store_holds_every_analysis(built):
         assert len(st.cluster_descriptions("ue_multi", "joint", k)) == k
         assert len(st.cluster_top_images("ue_multi", "subj01", k, source="measured"))
         assert len(st.embedding_map("ue_multi", "subj01")) == st.n_vertices("subj01")
+        # reliable-vertex clustering: settings, stability curve, simulation checks, reasons for gray vertices
+        settings = st.cluster_settings("ue_multi")
+        default = settings[settings.is_default]
+        assert set(default.scope) == {"joint"} and (default.percentile == 75).all()
+        assert {"joint@p0", "joint@p90", "joint:PPA", "subj01"} <= set(settings.scope)
+        nc = st.vertex_reliability("subj01")
+        thr = float(default.loc[default.subject == "subj01", "nc_threshold"].iloc[0])
+        clustered = labels >= 0
+        assert np.isfinite(nc).all() and (nc[clustered] >= thr).all() and (nc[~clustered] < thr).all()
+        assert 0.2 < clustered.mean() < 0.3  # the top quarter
+        q = st.cluster_quality("ue_multi", "joint")
+        assert set(q[~q.simulation_check].metric) >= {"stability"}
+        assert {"ari", "coverage", "homogeneity", "completeness", "early_eta2"} <= set(q[q.simulation_check].metric)
+        assert int(default.chosen_k.iloc[0]) in st.available_k("ue_multi", "joint")
         vm = st.vertex_metrics("ue_multi", "subj01")
         assert len(vm) == st.n_vertices("subj01") and vm.nc.between(0, 1).all()
         assert len(st.retrieval()) and len(st.roi_metrics())
@@ -48,6 +70,12 @@ def test_store_holds_every_analysis(built):
         assert len(st.extreme_pairs(rdms.rdm_id.iloc[0])) > 0
         assert len(st.rsa()) and len(st.k92_rsa()) > 5 and len(st.pair_model())
         assert set(st.decoding(subject="subj01").roi_set) >= {"set1", "set2", "set3", "vote"}
+        dec = st.decoding(subject="subj01")  # issue 11: both directions, whole cortex, ROI availability
+        assert set(dec.approach) >= {"decoder", "encoder:ue_multi", "encoder:ridge"}
+        assert "whole cortex" in set(dec.roi_set) and len(st.decoding_rois("subj01")) == 29
+        k92 = st.k92_rsa()
+        assert {"kendall_tau_a", "spearman"} <= set(k92.method) and (k92.family == "block").sum() == 2 * 18
+        assert len(st.k92_fit()) and st.rsa().nc_within.notna().any()
         tc = st.transfer_curve()
         assert set(tc.method) == {"ue_transfer", "ridge"}
         assert st.predictions("ridge-subj01", "subj01").shape[1] == st.n_vertices("subj01")
@@ -75,3 +103,25 @@ def test_inspect_demo_brain(built, capsys):
     assert main(["inspect", str(root / "demo")]) == 0
     out = capsys.readouterr().out
     assert "SIMULATED" in out and "fsaverage5" in out and "FFA-1" in out
+
+
+def test_all_reports_progress_readably(built, capsys):
+    """`precompute all` off a terminal: plain lines (no carriage-return bar spam) naming stage i/5, model and
+    subject, elapsed and time left; a summary table at the end; `--quiet` prints no bars."""
+    root, args = built
+    err, out = (root / "all.stderr").read_text(), (root / "all.stdout").read_text()
+    assert "\r" not in err and "\r" not in out
+    lines = err.splitlines()
+    for i, stage in enumerate(["features", "train", "evaluate", "transfer curve", "analyze"], 1):
+        assert any(f"stage {i}/5 {stage}: done in" in ln for ln in lines), stage
+    assert any("stage 2/5 train · ue_multi (subj01, subj02, subj03)" in ln for ln in lines)
+    assert any("left" in ln and "elapsed" in ln for ln in lines)
+    table = out[out.index("what was written"):]
+    for stage in ("features", "train", "evaluate", "transfer curve", "analyze", "total"):
+        assert any(ln.startswith(stage + " ") for ln in table.splitlines()), stage
+    assert "store " in table and "models in" in table
+    # --quiet (a cheap subcommand: the feature cache is warm): no bars
+    capsys.readouterr()
+    assert main(["features", *args, "--quiet"]) == 0
+    q = capsys.readouterr()
+    assert "%|" not in q.err and "\r" not in q.err and "features:" in q.out

@@ -88,6 +88,23 @@ def _build(path: Path) -> dict:
                                                   "baseline": [0.1]}))
         w.write_table("decoding", pd.DataFrame({"subject": ["subj01"], "roi_set": ["set1"], "image_key": [KEYS[6]],
                                                 "rank": [1], "top_keys": [[KEYS[6], KEYS[7]]], "cosine": [0.7]}))
+        w.write_table("k92_fit", pd.DataFrame({"model": ["mix of all layers (fitted)"], "method": ["kendall_tau_a"],
+                                               "value": [0.17], "nc_lower": [0.25], "weights": [{"block13": 1.0}]}))
+        w.write_table("decoding_rois", pd.DataFrame({"subject": ["subj01"] * 2, "roi_set": ["set2"] * 2,
+                                                     "roi": ["OFA", "mTL-faces"], "n_vertices": [12, 0]}))
+        w.write_table("decoding_weights", pd.DataFrame({"subject": ["subj01"], "approach": ["decoder"],
+                                                        "roi_set": ["set3"], "weight": [1.0]}))
+        w.write_table("vertex_reliability", pd.DataFrame({"subject": "subj01", "vertex": np.arange(12, dtype=np.int32),
+                                                          "nc": np.linspace(0, 55, 12).astype(np.float32),
+                                                          "source": "training repeats"}))
+        w.write_table("cluster_settings", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "subject": list(SUBJECTS),
+                                                        "base": "joint", "region": None, "percentile": 75.0,
+                                                        "nc_threshold": [41.2, 38.0], "chosen_k": 3,
+                                                        "is_default": True}))
+        w.write_table("cluster_quality", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "k": [2, 3, 3],
+                                                       "metric": ["stability", "stability", "ari"],
+                                                       "value": [0.9, 0.8, 0.5],
+                                                       "simulation_check": [False, False, True]}))
         w.write_table("transfer_curve", pd.DataFrame({"subject": ["subj05"] * 2, "n_train": [10, 20],
                                                       "method": ["ue_transfer"] * 2, "median_r": [0.1, 0.2],
                                                       "seed": [0, 0]}))
@@ -121,6 +138,15 @@ def test_round_trip_every_table(built):
         assert set(summ["rows"]) == set(TABLES)
         assert all(n > 0 for n in summ["rows"].values())
         assert st.meta()["dim:voxel_embeddings"] == str(E)
+        rel = st.vertex_reliability("subj01")
+        assert rel.shape == (12,) and np.allclose(rel, np.linspace(0, 55, 12))
+        assert np.isnan(st.vertex_reliability("subj02")).all()
+        cs = st.cluster_settings("ue_multi")
+        assert cs["subject"].tolist() == list(SUBJECTS) and cs["chosen_k"].tolist() == [3, 3]
+        assert cs["region"].isna().all() and cs["is_default"].all()
+        cq = st.cluster_quality("ue_multi", "joint")
+        assert cq[["k", "metric"]].values.tolist() == [[2, "stability"], [3, "ari"], [3, "stability"]]
+        assert cq["simulation_check"].tolist() == [False, True, False]
         ds = st.datasets()
         assert ds.loc[0, "manifest"] == {"seed": 1, "subjects": list(SUBJECTS)}
 
@@ -285,7 +311,9 @@ def test_abort_and_commit_replace(tmp_path):
     with StoreWriter(path) as w:
         w.add_model("new", "ridge", ["subj01"])
     assert st_old.changed_on_disk()
-    assert st_old.models()["model_id"].tolist() == ["old"]  # an open Store keeps its snapshot
+    # issue 15: an open Store switches to the replaced file at its next read
+    assert st_old.models()["model_id"].tolist() == ["new"]
+    assert not st_old.changed_on_disk()
     st_old.close()
     with Store(path) as st:
         assert st.models()["model_id"].tolist() == ["new"] and st.simulated is False

@@ -9,7 +9,7 @@ The layout (one folder per subject, ``subjNN``)::
       roi_masks/{lh,rh}.all-vertices_fsaverage_space.npy         (n_surface,) 0/1
       roi_masks/{lh,rh}.<class>_challenge_space.npy              (n_hemi,) int ROI ids
       roi_masks/{lh,rh}.<class>_fsaverage_space.npy              (n_surface,) int ROI ids
-      roi_masks/mapping_<class>.npy                              pickled {id: name}
+      roi_masks/mapping_<class>.npy                              pickled {id: name} (read without running code)
 
 ``n_surface`` is 163,842 (fsaverage, the real release) or 10,242 (fsaverage5,
 the simulated demo brain). BrainViz also reads these optional extras, which
@@ -39,6 +39,7 @@ import pandas as pd
 
 from ..atomic import save_npy
 from ..errors import BrainVizDataError
+from ..safe_load import load_npy_object
 
 HEMIS = ("lh", "rh")
 N_FSAVERAGE = 163_842
@@ -114,13 +115,16 @@ def _check_responses(path: Path, arr: np.ndarray, *, n_rows: int | None, n_cols:
 
 
 def _read_mapping(path: Path) -> dict[int, str]:
+    """{id: name} from ``mapping_<class>.npy`` (a pickled dict in a 0-d object array, or a raw pickle).
+
+    Read with a restricted unpickler (:func:`brainviz.safe_load.load_npy_object`): these files
+    come from third parties, and a crafted pickle would otherwise run code when loaded.
+    """
     if not path.is_file():
         raise BrainVizDataError(path, "file is missing")
-    try:
-        obj = np.load(path, allow_pickle=True)
-        mapping = obj.item() if isinstance(obj, np.ndarray) else obj
-    except Exception as exc:
-        raise BrainVizDataError(path, f"not a readable pickled ROI mapping ({exc})") from None
+    mapping = load_npy_object(path, expected="an ROI mapping")
+    if isinstance(mapping, np.ndarray) and mapping.dtype.hasobject and mapping.size == 1:
+        mapping = mapping.reshape(()).item()
     if not isinstance(mapping, Mapping):
         raise BrainVizDataError(path, f"expected a dict {{id: name}}, got {type(mapping).__name__}")
     try:
@@ -147,6 +151,40 @@ def _list_images(folder: Path) -> list[Path]:
     for p in files:
         parse_image_name(p)
     return files
+
+
+#: What an image's header must say for its file extension.
+_IMAGE_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "MPO")}
+
+
+def check_image_files(files: Iterable[Path], root: Path) -> None:
+    """Open every image's header: raise BrainVizDataError naming the first file that is empty, not an
+    image of its extension's type, unreadable, or a symlink leading outside ``root`` (the dataset)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root_real = Path(root).resolve()
+    for p in files:
+        target = p.resolve()  # (a symlinked file or a symlinked folder above it)
+        if root_real not in target.parents:
+            raise BrainVizDataError(p, f"is a symlink to {target}, outside the dataset folder {root}; "
+                                       "copy the image into the dataset")
+        try:
+            size = p.stat().st_size
+        except OSError as exc:
+            raise BrainVizDataError(p, f"cannot read the image ({exc.strerror})") from None
+        if size == 0:
+            raise BrainVizDataError(p, "the image file is empty (0 bytes)")
+        try:
+            with Image.open(p) as im:
+                fmt, (w, h) = im.format, im.size
+        except UnidentifiedImageError:
+            raise BrainVizDataError(p, f"not an image (the file's header is not a {p.suffix[1:].upper()} header)") from None
+        except Exception as exc:  # PIL raises several types on garbage headers
+            raise BrainVizDataError(p, f"cannot read the image header ({type(exc).__name__}: {exc})") from None
+        if fmt not in _IMAGE_FORMATS.get(p.suffix.lower(), (fmt,)):
+            raise BrainVizDataError(p, f"named {p.suffix} but the file is a {fmt} image")
+        if w < 1 or h < 1:
+            raise BrainVizDataError(p, f"the image has no pixels ({w} x {h})")
 
 
 # --------------------------------------------------------------------------- reader
@@ -185,13 +223,13 @@ class AlgonautsSubject:
     validate : check every file (shapes, dtypes, NaNs, image counts) now.
     """
 
-    def __init__(self, path: str | Path, *, validate: bool = True):
+    def __init__(self, path: str | Path, *, validate: bool = True, root: str | Path | None = None):
         self.path = Path(path)
         if not self.path.is_dir():
             raise BrainVizDataError(self.path, "subject folder is missing")
         self.name = self.path.name
         if validate:
-            self.validate()
+            self.validate(root)
 
     # ---- images
     @cached_property
@@ -355,8 +393,13 @@ class AlgonautsSubject:
         return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrs], axis=2)
 
     # ---- validation
-    def validate(self) -> None:
-        """Check every file of the subject; raise BrainVizDataError on the first problem."""
+    def validate(self, root: str | Path | None = None) -> None:
+        """Check every file of the subject; raise BrainVizDataError on the first problem.
+
+        Image files are opened (header only); symlinks must stay inside ``root`` (default: the
+        folder holding this subject).
+        """
+        check_image_files(self.train_images + self.test_images, Path(root) if root else self.path.parent)
         nv = self.n_vertices
         _ = self.roi_classes
         if not self.roi_classes:
@@ -448,15 +491,20 @@ def load_dataset(path: str | Path, *, validate: bool = True) -> AlgonautsDataset
     if mf.exists():
         try:
             manifest = json.loads(mf.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BrainVizDataError(mf, f"not valid JSON ({exc})") from None
+        except OSError as exc:
+            raise BrainVizDataError(mf, f"cannot read the manifest ({exc.strerror})") from None
+        if not isinstance(manifest, dict):
+            raise BrainVizDataError(mf, f"expected a JSON object {{\"simulated\": ..., \"surface\": ...}}, "
+                                        f"got a JSON {type(manifest).__name__}")
     if (path / "roi_masks").is_dir():
         subs = [path]
     else:
         subs = sorted(p for p in path.iterdir() if p.is_dir() and re.fullmatch(r"subj\d+", p.name))
     if not subs:
         raise BrainVizDataError(path, "no subjNN folders found (expected the Algonauts 2023 layout)")
-    return AlgonautsDataset(path, {p.name: AlgonautsSubject(p, validate=validate) for p in subs}, manifest)
+    return AlgonautsDataset(path, {p.name: AlgonautsSubject(p, validate=validate, root=path) for p in subs}, manifest)
 
 
 # --------------------------------------------------------------------------- writer

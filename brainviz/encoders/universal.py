@@ -14,34 +14,41 @@ Inputs: ``X`` is a FeatureSet-like object (``.layers`` (n_images, L, P, C_in),
 float16 memmap allowed) or a 4-D array of that shape; ``Y`` is (n_images,
 n_voxels) float responses. The backbone is frozen: features come from the cache.
 
-Training (report 004 sec. 3.2): batches of ``batch_images`` images of one
-subject, each with a random subset of ``batch_voxels`` of that subject's
-voxels (the same subset for all images of the batch: one (B, Nv) block per
-step). An epoch visits every training image of every subject once per voxel
-chunk, i.e. every (image, voxel) pair once with ``voxel_fraction=1`` (the
-report samples 5000 voxels per image instead: ``voxel_fraction < 1``). Loss
-``alpha * MSE + (1 - alpha) * (1 - cos)`` with the cosine across the sampled
-voxels of each image. Adam with ``lr`` 1e-3 for the shared weights, as the
-report. Subjects take turns batch by batch (shuffled), so joint training
-needs no shared images and no equal voxel counts.
+Training (report 004 sec. 3.2): batches of ``batch_images`` (32, as the report)
+images of one subject; each image gets its own random subset of about
+``batch_voxels`` of that subject's voxels (the step's voxels are a random
+permutation cut into G = round(V / batch_voxels) disjoint groups dealt to the
+images round robin, so a voxel's image-independent terms are computed once per
+step). Loss ``alpha * MSE + (1 - alpha) * (1 - cos)`` with the cosine across the
+sampled voxels of each image. Adam with ``lr`` 1e-3 for the shared weights, as
+the report. Subjects take turns batch by batch (shuffled), so joint training needs
+no shared images and no equal voxel counts. Keys: the input features projected
+to E at full rank (see :mod:`.universal_module`).
 
-CPU defaults (``UniversalConfig()``; the report's GPU scale is
-``UniversalConfig.report()``). Measured on the demo brain (450 training images,
-5,208 vertices, EfficientNet-Lite0 features L=4, P=49, C_in=320, 2 cores): one
-step of 16 images x 2,000 voxels with C=32 runs at about 360k image-voxel pairs
-per second on an idle machine (30-60k when the cores are shared), so an epoch
-of one demo subject (2.3M pairs) takes about 7 s. Deviations from the report,
-all for the small-data, few-step CPU regime: batches of 16 images (more
-updates per epoch), a larger learning rate for the voxel embeddings
-(``embed_lr`` 3e-2: each embedding gets only tens of updates and Adam moves a
-coordinate by about ``lr`` per step), and embeddings / positional encodings
-initialized at a scale where the spatial and functional attentions start
-non-uniform (``embed_init_std`` 0.5, ``pos_init_std`` 1.0; the report gives
-no init). With these defaults (3 epochs, every voxel of every training image
-once per epoch) on an idle 2-core machine, a single-subject UE trains in
-about 18 s per demo subject and the joint 5-subject UE in about 150 s; on the
-demo brain's held-out images UE-multi > UE-single > ridge in median r on
-every subject (subj01: 0.459 / 0.440 / 0.432).
+Training length is set by how often each voxel is seen, not by a fixed epoch
+count: ``voxel_updates`` is the number of steps in which every voxel embedding
+of every subject gets a gradient (expected value, :meth:`UniversalEncoder.updates_per_epoch`);
+the number of passes over the images follows from it (``n_epochs`` overrides it
+when given). Transfer likewise uses ``transfer_updates``. At the end of training
+:attr:`UniversalEncoder.embedding_cosine_` holds, per subject, the median cosine
+between each voxel's final and initial embedding (near 1 = still the random start;
+the pipeline prints it).
+
+Departures from the report, all for the small-data CPU regime (written here and in
+the README): ``batch_voxels`` 1000 per image instead of 5000: on the demo brain
+(about 5,200 voxels per subject) every voxel is in every step either way (with
+5000, almost every image sees almost every voxel), so a step's cost grows about
+3x with 5000 voxels per image (FLOP count: 2 x 10^9 vs 6 x 10^9 multiply-adds
+forward at E = 256, L = 5, P = 49; a clean timing was not possible on the shared
+2-core machine) while each embedding still gets one update per step; the
+embeddings need steps, not pairs. ``embed_lr`` 2e-2 (the report uses 1e-3
+for everything): each embedding gets only ``voxel_updates`` (50) Adam steps (CPU
+budget: the whole demo must train in minutes), and Adam moves a coordinate by
+about ``lr`` per step, so 1e-3 would leave the embeddings near their start. Embeddings start at N(0, 0.05^2)
+(``embed_init_std``; the report gives no init) so that the learned part
+dominates. ``proj_dim`` C = 32 value channels (report: not stated; 128 in
+:meth:`UniversalConfig.report`). L = 5 layers of EfficientNet-Lite0 instead of
+DINOv2 ViT-g/14 (see :mod:`brainviz.features.efficientnet` for the criterion).
 
 Determinism: the parameter init comes from ``seed``; the batch schedule of
 epoch ``k`` from ``(seed, k)``; new subjects' embeddings from ``(seed, name)``.
@@ -83,7 +90,10 @@ from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_
 
 __all__ = ["UniversalConfig", "UniversalEncoder", "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "brainviz.universal_encoder/1"
+CHECKPOINT_FORMAT = "brainviz.universal_encoder/2"
+#: Older formats and why they cannot be loaded (format 1: keys from the C projected channels).
+_OLD_FORMATS = {"brainviz.universal_encoder/1": "keys of rank <= C made from the projected values; this "
+                "version projects the input features to E at full rank"}
 
 
 @dataclass
@@ -112,19 +122,20 @@ class UniversalConfig:
     embed_dim: int = 256
     proj_dim: int = 32
     mlp_hidden: int | None = None
-    embed_init_std: float = 0.5
+    embed_init_std: float = 0.05
     pos_init_std: float = 1.0
-    n_epochs: int = 3
-    batch_images: int = 16
-    batch_voxels: int = 2000
-    voxel_fraction: float = 1.0
+    n_epochs: int | None = None
+    voxel_updates: int = 50
+    batch_images: int = 32
+    batch_voxels: int = 1000
     lr: float = 1e-3
     attn_lr: float | None = None
-    embed_lr: float = 3e-2
+    embed_lr: float = 2e-2
     loss_alpha: float = 0.5
     weight_decay: float = 0.0
-    transfer_epochs: int = 2
-    transfer_lr: float = 3e-2
+    transfer_epochs: int | None = None
+    transfer_updates: int = 25
+    transfer_lr: float = 2e-2
     val_fraction: float = 0.0
     patience: int | None = None
     seed: int = 0
@@ -147,11 +158,12 @@ class UniversalConfig:
         checks = {
             "embed_dim": self.embed_dim >= 1, "proj_dim": self.proj_dim >= 1,
             "mlp_hidden": self.mlp_hidden is None or self.mlp_hidden >= 1,
-            "n_epochs": self.n_epochs >= 0, "batch_images": self.batch_images >= 1,
-            "batch_voxels": self.batch_voxels >= 1, "voxel_fraction": 0.0 < self.voxel_fraction <= 1.0,
+            "n_epochs": self.n_epochs is None or self.n_epochs >= 0, "batch_images": self.batch_images >= 1,
+            "batch_voxels": self.batch_voxels >= 1,
+            "voxel_updates": self.voxel_updates >= 1, "transfer_updates": self.transfer_updates >= 1,
             "lr": self.lr > 0, "embed_lr": self.embed_lr > 0, "attn_lr": self.attn_lr is None or self.attn_lr > 0,
             "loss_alpha": 0.0 <= self.loss_alpha <= 1.0, "weight_decay": self.weight_decay >= 0,
-            "transfer_epochs": self.transfer_epochs >= 0, "transfer_lr": self.transfer_lr > 0,
+            "transfer_epochs": self.transfer_epochs is None or self.transfer_epochs >= 0, "transfer_lr": self.transfer_lr > 0,
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "patience": self.patience is None or self.patience >= 1,
             "embed_init_std": self.embed_init_std > 0, "pos_init_std": self.pos_init_std >= 0,
@@ -230,6 +242,7 @@ class UniversalEncoder:
         self._subject_order: list[str] = []
         self._terms_cache: OrderedDict | None = None  # see cache_voxel_terms
         self._terms_max = 0
+        self.embedding_cosine_: dict[str, float] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -311,9 +324,18 @@ class UniversalEncoder:
 
     # ------------------------------------------------------------------ schedule
     def _schedule(self, subjects: list[_Subject], rng: np.random.Generator, world: int) -> list[tuple]:
-        """Global list of steps (subject index, image rows, voxel indices), same on every rank."""
+        """Global list of steps (subject index, image rows (b,), voxel indices (b, n_vox)), same on every rank.
+
+        Every training image of every subject once per epoch, in batches of ``batch_images``
+        images of one subject; each image gets its own random subset of about
+        ``batch_voxels`` of its subject's voxels (report 004): the step's voxels are a random
+        permutation cut into G = round(V / batch_voxels) disjoint groups of V // G, and the
+        images are dealt the groups round robin (so with G >= batch_images every image of the
+        step has different voxels, and each voxel's image-independent terms are computed
+        once per step). Subjects take turns batch by batch (shuffled).
+        """
         units = []
-        B, Bv = self.config.batch_images, self.config.batch_voxels
+        B = self.config.batch_images
         for si, sd in enumerate(subjects):
             perm = sd.train_idx[rng.permutation(len(sd.train_idx))]
             n_batches = max(1, int(np.ceil(len(perm) / B)))
@@ -323,18 +345,40 @@ class UniversalEncoder:
                     batches = batches[:-2] + [np.concatenate(batches[-2:])]
                 if len(batches[0]) < world:
                     raise BrainVizDataError(sd.name, f"{len(perm)} training images cannot be shared by {world} ranks")
-            n_vox = max(1, min(sd.n_voxels, int(round(self.config.voxel_fraction * sd.n_voxels))))
-            n_chunks = max(1, int(np.ceil(n_vox / Bv)))
             for b in batches:
-                units.append((si, np.sort(b), n_vox, n_chunks))
+                units.append((si, np.sort(b)))
         order = rng.permutation(len(units))
         steps = []
         for u in order:
-            si, imgs, n_vox, n_chunks = units[u]
-            vperm = rng.permutation(subjects[si].n_voxels)[:n_vox]
-            for chunk in np.array_split(vperm, n_chunks):
-                steps.append((si, imgs, np.sort(chunk)))
+            si, imgs = units[u]
+            V = subjects[si].n_voxels
+            n_groups = max(1, int(round(V / self.config.batch_voxels)))
+            nv = V // n_groups
+            # a random permutation of the voxels cut into n_groups disjoint groups of nv; each image
+            # is dealt one group (round robin over a shuffled image order)
+            groups = np.sort(rng.permutation(V)[:n_groups * nv].reshape(n_groups, nv), axis=1)
+            assign = rng.permutation(len(imgs)) % n_groups
+            steps.append((si, imgs, groups[assign].astype(np.int64)))
         return steps
+
+    def updates_per_epoch(self, n_images: int, n_voxels: int) -> float:
+        """Expected number of steps per epoch in which one voxel of a subject with ``n_images``
+        training images and ``n_voxels`` voxels is sampled by at least one image (so its
+        embedding gets a gradient): sum over batches of min(1, b / G), G voxel groups (:meth:`_schedule`)."""
+        B = self.config.batch_images
+        n_groups = max(1, int(round(n_voxels / self.config.batch_voxels)))
+        sizes = [len(b) for b in np.array_split(np.arange(n_images), max(1, int(np.ceil(n_images / B))))]
+        # groups are dealt round robin: a voxel's group gets an image unless the batch has fewer images than groups
+        return float(sum(min(1.0, b / n_groups) for b in sizes))
+
+    def epochs_for(self, subjects: Mapping[str, tuple[int, int]], updates: int, n_epochs: int | None) -> int:
+        """Number of epochs: ``n_epochs`` when given, else the fewest epochs that give every
+        voxel of every subject ({name: (n_train_images, n_voxels)}) at least ``updates``
+        expected embedding updates (:meth:`updates_per_epoch`)."""
+        if n_epochs is not None:
+            return int(n_epochs)
+        need = [int(np.ceil(updates / max(1e-9, self.updates_per_epoch(n, v)))) for n, v in subjects.values()]
+        return max([1] + need)
 
     # ------------------------------------------------------------------ training loop
     def _run_epochs(self, subjects: list[_Subject], optimizer: torch.optim.Optimizer, start_epoch: int,
@@ -372,8 +416,9 @@ class UniversalEncoder:
                 sd = subjects[si]
                 local = imgs[rank::world]
                 x = sd.X[local].to(dev, torch.float32)
-                vt = torch.from_numpy(vox).to(dev)
-                y = sd.Y[local][:, vt.cpu()].to(dev)
+                vl = torch.from_numpy(vox[rank::world])            # (b_local, n_vox) per-image voxels
+                y = torch.gather(sd.Y[local], 1, vl).to(dev)
+                vt = vl.to(dev)
                 with accel.autocast():
                     pred = net(x, sd.name, vt)
                 loss = ue_loss(pred.float(), y, cfg.loss_alpha)
@@ -386,7 +431,7 @@ class UniversalEncoder:
                     loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * len(local)
-                n_pairs += len(local) * len(vox)
+                n_pairs += int(vl.numel())
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             secs = time.perf_counter() - t0
             n_rows = sum(len(i[rank::world]) for _, i, _ in steps)
@@ -493,10 +538,11 @@ class UniversalEncoder:
             module = UniversalEncoderModule(L, P, Cin, proj_dim=cfg.proj_dim, embed_dim=cfg.embed_dim,
                                             mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std,
                                         pos_init_std=cfg.pos_init_std)
-            mean, std = layer_channel_stats(sd.X[torch.from_numpy(sd.train_idx[i:i + 256])]
-                                            for sd in subjects for i in range(0, len(sd.train_idx), 256))
+            mean, std, active = layer_channel_stats(sd.X[torch.from_numpy(sd.train_idx[i:i + 256])]
+                                                    for sd in subjects for i in range(0, len(sd.train_idx), 256))
             module.in_mean.copy_(mean)
             module.in_std.copy_(std)
+            module.layer_channels.copy_(active)
             for sd in subjects:
                 g = torch.Generator().manual_seed(_name_seed(cfg.seed, sd.name))
                 module.add_subject(sd.name, sd.n_voxels, generator=g)
@@ -505,10 +551,28 @@ class UniversalEncoder:
             optimizer = self._make_optimizer()
             start = 0
             self._epochs_done = 0
-        self._run_epochs(subjects, optimizer, start, cfg.n_epochs, (0,), "fit", self.history_,
+        n_epochs = self.epochs_for({sd.name: (len(sd.train_idx), sd.n_voxels) for sd in subjects},
+                                   cfg.voxel_updates, cfg.n_epochs)
+        self._run_epochs(subjects, optimizer, start, n_epochs, (0,), "fit", self.history_,
                          checkpoint_path=checkpoint_path)
         self._opt_state = optimizer.state_dict()
+        self.embedding_cosine_ = {sd.name: self.embedding_cosine_to_init(sd.name) for sd in subjects}
         return self
+
+    def initial_embeddings(self, subject: str) -> np.ndarray:
+        """(V, E) the embeddings ``subject`` started from (regenerated from ``(seed, subject)``)."""
+        self._check_subject(subject)
+        V, E = self.module_.embeddings[subject].shape
+        g = torch.Generator().manual_seed(_name_seed(self.config.seed, subject))
+        return (torch.randn(int(V), int(E), generator=g) * self.config.embed_init_std).numpy()
+
+    def embedding_cosine_to_init(self, subject: str) -> float:
+        """Median over voxels of cosine(final embedding, initial embedding) of ``subject``:
+        near 1 = the embeddings are still mostly their random start, near 0 = learned."""
+        a = self.voxel_embeddings(subject).astype(np.float64)
+        b = self.initial_embeddings(subject).astype(np.float64)
+        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+        return float(np.median(cos))
 
     def transfer(self, subject: str, X: Any, Y: Any, n_epochs: int | None = None, lr: float | None = None,
                  validation: tuple | None = None) -> "UniversalEncoder":
@@ -528,11 +592,14 @@ class UniversalEncoder:
             raise BrainVizDataError("subject", f"must be a non-empty string, got {subject!r}")
         if subject in self.module_.embeddings:
             raise BrainVizDataError("subject", f"{subject!r} already exists; call remove_subject first")
-        n_epochs = cfg.transfer_epochs if n_epochs is None else int(n_epochs)
         lr = cfg.transfer_lr if lr is None else float(lr)
         val = {subject: validation} if validation is not None else None
         subjects, _ = self._prepare({subject: (X, Y)}, val, 0.0, "transfer")
         sd = subjects[0]
+        if n_epochs is None:
+            n_epochs = self.epochs_for({subject: (len(sd.train_idx), sd.n_voxels)}, cfg.transfer_updates,
+                                       cfg.transfer_epochs)
+        n_epochs = int(n_epochs)
         g = torch.Generator().manual_seed(_name_seed(cfg.seed, subject))
         self.module_.add_subject(subject, sd.n_voxels, generator=g)
         emb = self.module_.embeddings[subject]
@@ -565,6 +632,7 @@ class UniversalEncoder:
             for n, p in self.module_.named_parameters():
                 p.requires_grad_(flags.get(n, True))
         self.transfer_history_[subject] = hist
+        self.embedding_cosine_[subject] = self.embedding_cosine_to_init(subject)
         return self
 
     def remove_subject(self, subject: str) -> None:
@@ -591,10 +659,11 @@ class UniversalEncoder:
         return self
 
     def voxel_terms_nbytes(self, subject: str) -> int:
-        """Bytes (float32) that :meth:`cache_voxel_terms` keeps for ``subject``: n_voxels x (2 L C + P) x 4."""
+        """Bytes (float32) that :meth:`cache_voxel_terms` keeps for ``subject``:
+        n_voxels x (sum of real channels c_l + P + L C) x 4."""
         self._check_subject(subject)
         m = self.module_
-        return 4 * self.subjects[subject] * (2 * m.n_layers * m.proj_dim + m.n_patches)
+        return 4 * self.subjects[subject] * (int(m.layer_channels.sum()) + m.n_patches + m.n_layers * m.proj_dim)
 
     def _drop_terms_cache(self) -> None:
         """Forget cached voxel terms (the weights or the subjects are about to change)."""
@@ -694,6 +763,7 @@ class UniversalEncoder:
             "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
             "optimizer": self._opt_state,
             "epoch": int(self._epochs_done),
+            "embedding_cosine": dict(self.embedding_cosine_),
             "history": list(self.history_),
             "transfer_history": dict(self.transfer_history_),
             "best": None if self._best is None else {
@@ -712,6 +782,9 @@ class UniversalEncoder:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise BrainVizDataError(path, f"not a readable checkpoint ({exc})") from None
+        if isinstance(ck, dict) and ck.get("format") in _OLD_FORMATS:
+            raise BrainVizDataError(path, f"is a {ck['format']} checkpoint from an older BrainViz "
+                                    f"({_OLD_FORMATS[ck['format']]}); retrain it with `python -m precompute train`")
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
             raise BrainVizDataError(path, f"not a {CHECKPOINT_FORMAT} checkpoint")
         return ck
@@ -731,6 +804,7 @@ class UniversalEncoder:
         self._opt_state = ck.get("optimizer")
         self.history_ = list(ck.get("history") or [])
         self.transfer_history_ = dict(ck.get("transfer_history") or {})
+        self.embedding_cosine_ = dict(ck.get("embedding_cosine") or {})
         best = ck.get("best")
         self._best = None if best is None else {
             "score": best["score"], "epoch": best["epoch"],

@@ -4,24 +4,38 @@ One network predicts the response of any voxel of any subject to any image;
 the only subject-specific parameters are the per-voxel embeddings
 (``embeddings[subject]``, shape (n_voxels, E)). Everything else is shared.
 
-Shapes (B images, Nv voxels, L layers, P patches, C_in input channels,
-C projected channels, H MLP hidden units, E embedding size)::
+Shapes (B images, Nv voxels, L layers, P patches, C_in input channels (c_l of
+them real in layer l, the rest zero padding), C projected channels, H MLP
+hidden units, E embedding size)::
 
-    x (B, L, P, C_in) --standardize, per-layer Linear C_in->C-->  F (B, L, P, C)      "values"
-    keys  K[b,l,p] = Wk_l F[b,l,p] + pos[p]                        (B, L, P, E)
+    x (B, L, P, C_in) --standardize-->  X (B, L, P, C_in)
+    values    F[b,l,p] = Wv_l X[b,l,p] + bv_l                      (B, L, P, C)
+    keys      K[b,l,p] = Wk_l X[b,l,p] + pos[p]                    (B, L, P, E)   Wk_l: C_in -> E, full rank
     query q_v      = Wq e_v + bq                                   (Nv, E)
-    spatial attention a[v,b,l,:] = softmax_p(q_v . K[b,l,p] / sqrt(E))
-    S[b,v,l]  = sum_p a[v,b,l,p] F[b,l,p]                          (B, Nv, L, C)
+    spatial attention a[b,v,l,:] = softmax_p(q_v . K[b,l,p] / sqrt(E))
+    S[b,v,l]  = sum_p a[b,v,l,p] F[b,l,p]                          (B, Nv, L, C)
     M[b,v,l]  = MLP_l(S[b,v,l])  (2 layers, C->H->C, GELU)         (B, Nv, L, C)
     functional attention w_v = softmax(Kf e_v / sqrt(E))           (Nv, L*C),  Kf (L*C, E)
     y[b,v] = sum_{l,c} w_v[l,c] M[b,v,l,c] + bias                  (B, Nv)
 
-Implementation note (exact, not an approximation): ``q . (Wk F + bk + pos)``
-is computed as ``(Wk^T q) . F + q . pos`` (``q . bk`` is constant over
-patches and cancels in the softmax, so the key bias is omitted), which costs
-O(B Nv L P C) instead of O(B Nv L P E); and ``Wk^T q = (Wk^T Wq) e + Wk^T bq``
-(likewise for ``pos``), so the E x E query is applied to the small key
-matrices once per batch instead of to every voxel.
+Keys (report 004: "the input features projected to the embedding size E"): each
+layer's standardized input features are projected straight to E by ``key_weight``
+(L, C_in, E), so a layer's keys have rank min(c_l, E), not at most C as when keys
+were made from the C projected values (checkpoint format 1; see
+``brainviz.encoders.universal.CHECKPOINT_FORMAT``).
+
+Implementation note (exact, not an approximation): ``q . (Wk X + pos)`` is
+computed as ``(Wk^T q) . X + q . pos`` with ``Wk^T q = (Wk^T Wq) e + Wk^T bq``,
+so the E x E query is folded into the key matrices once per batch and the cost
+per (image, voxel) pair is O(P sum_l c_l) with only each layer's real channels
+``layer_channels[l]`` (the zero padding of the feature cache contributes nothing
+after standardization). The key bias is omitted (constant over patches, cancels
+in the softmax).
+
+Voxels may be shared by all images of a batch (``voxels`` (Nv,), prediction) or
+sampled separately for each image (``voxels`` (B, Nv), training as in report 004:
+"for each image we randomly sample 5000 voxel indices"); then the voxel terms
+are computed once for the batch's distinct voxels and gathered per image.
 
 The forward pass splits into an image-independent part, :meth:`voxel_terms`
 (``qk``, ``qpos`` and the functional weights ``w``: depend on the voxel
@@ -38,7 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["UniversalEncoderModule", "VoxelTerms", "ue_loss"]
+__all__ = ["UniversalEncoderModule", "VoxelTerms", "ProjectedImages", "ue_loss"]
 
 
 class UniversalEncoderModule(nn.Module):
@@ -47,7 +61,7 @@ class UniversalEncoderModule(nn.Module):
     Parameters
     ----------
     n_layers, n_patches, in_channels : L, P, C_in of the input features.
-    proj_dim : C, channels after the per-layer projection.
+    proj_dim : C, channels of the values after the per-layer projection.
     embed_dim : E, voxel embedding size (256 in the report).
     mlp_hidden : H, hidden units of each layer's MLP (default C).
     embed_init_std : standard deviation of new voxel embeddings.
@@ -55,19 +69,20 @@ class UniversalEncoderModule(nn.Module):
 
     Parameters of the module (names used by tests and transfer)
     ------------------------------------------------------------
-    proj_weight (L, C_in, C), proj_bias (L, C)        per-layer input projection
-    key_weight (L, C, E)                              projected features -> key space
+    proj_weight (L, C_in, C), proj_bias (L, C)        per-layer value projection
+    key_weight (L, C_in, E)                           standardized input features -> key space (full rank)
     pos_embed (P, E)                                  learned per-patch positional encoding
     query (Linear E->E)                               voxel embedding -> query
     mlp_w1 (L, C, H), mlp_b1 (L, H), mlp_w2 (L, H, C), mlp_b2 (L, C)
     feature_embed (L*C, E)                            functional-attention feature embeddings
     out_bias ()                                       shared output offset
     embeddings[subject] (V_subject, E)                per-voxel embeddings
-    Buffers: in_mean, in_std (L, C_in) input standardization (set by the estimator).
+    Buffers: in_mean, in_std (L, C_in) input standardization and layer_channels (L,)
+    real channels per layer (set by the estimator; default C_in).
     """
 
     def __init__(self, n_layers: int, n_patches: int, in_channels: int, proj_dim: int = 32,
-                 embed_dim: int = 256, mlp_hidden: int | None = None, embed_init_std: float = 0.5,
+                 embed_dim: int = 256, mlp_hidden: int | None = None, embed_init_std: float = 0.05,
                  pos_init_std: float = 1.0):
         super().__init__()
         L, P, Cin, C, E = n_layers, n_patches, in_channels, proj_dim, embed_dim
@@ -82,7 +97,7 @@ class UniversalEncoderModule(nn.Module):
 
         self.proj_weight = uniform(L, Cin, C, fan_in=Cin)
         self.proj_bias = nn.Parameter(torch.zeros(L, C))
-        self.key_weight = uniform(L, C, E, fan_in=C)
+        self.key_weight = uniform(L, Cin, E, fan_in=Cin)
         self.pos_embed = nn.Parameter(torch.randn(P, E) * pos_init_std)
         self.query = nn.Linear(E, E)
         self.mlp_w1 = uniform(L, C, H, fan_in=C)
@@ -94,6 +109,7 @@ class UniversalEncoderModule(nn.Module):
         self.embeddings = nn.ParameterDict()
         self.register_buffer("in_mean", torch.zeros(L, Cin))
         self.register_buffer("in_std", torch.ones(L, Cin))
+        self.register_buffer("layer_channels", torch.full((L,), Cin, dtype=torch.long))
 
     # ------------------------------------------------------------------ subjects
     def add_subject(self, name: str, n_voxels: int, generator: torch.Generator | None = None) -> None:
@@ -107,11 +123,16 @@ class UniversalEncoderModule(nn.Module):
         """Every parameter except the voxel embeddings."""
         return [p for n, p in self.named_parameters() if not n.startswith("embeddings.")]
 
+    def _channels(self) -> list[int]:
+        return [int(c) for c in self.layer_channels.tolist()]
+
     # ------------------------------------------------------------------ forward
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardize and project features: (B, L, P, C_in) -> values F (B, L, P, C)."""
-        x = (x - self.in_mean[:, None, :]) / self.in_std[:, None, :]
-        return torch.einsum("blpi,lic->blpc", x, self.proj_weight) + self.proj_bias[None, :, None, :]
+    def project(self, x: torch.Tensor) -> "ProjectedImages":
+        """Standardize features x (B, L, P, C_in) -> ProjectedImages(inputs: L tensors (B, P, c_l)
+        of standardized real channels (key side), values F (B, L, P, C))."""
+        xs = (x - self.in_mean[:, None, :]) / self.in_std[:, None, :]
+        f = torch.einsum("blpi,lic->blpc", xs, self.proj_weight) + self.proj_bias[None, :, None, :]
+        return ProjectedImages(tuple(xs[:, l, :, :c] for l, c in enumerate(self._channels())), f)
 
     def forward(self, x: torch.Tensor, subject: str, voxels: torch.Tensor | None = None,
                 return_attention: bool = False):
@@ -121,22 +142,43 @@ class UniversalEncoderModule(nn.Module):
         ----------
         x : (B, L, P, C_in) float32 raw (unstandardized) features.
         subject : whose voxel embeddings to use.
-        voxels : (Nv,) int64 voxel indices of that subject (default: all voxels).
-        return_attention : also return the spatial attention (B, Nv, L, P) and
-            the functional weights (Nv, L*C).
+        voxels : (Nv,) int64 voxel indices of that subject shared by every image, or (B, Nv)
+            separate indices for each image (default: all voxels).
+        return_attention : also return the spatial attention (B, Nv, L, P) and (shared voxels
+            only, else None) the functional weights (Nv, L*C).
 
         Returns
         -------
-        y : (B, Nv) predicted responses.
+        y : (B, Nv) predicted responses (y[b, j] is voxel ``voxels[b, j]`` for per-image voxels).
         """
         emb = self.embeddings[subject]
+        if voxels is not None and voxels.dim() == 2:
+            return self._forward_per_image(x, emb, voxels, return_attention)
         e = emb if voxels is None else emb.index_select(0, voxels)  # (Nv, E)
         return self.forward_embeddings(x, e, return_attention=return_attention)
 
+    def _forward_per_image(self, x: torch.Tensor, emb: torch.Tensor, voxels: torch.Tensor, return_attention: bool):
+        """Per-image voxels (B, Nv): images with the same voxel row form one block, whose voxel
+        terms are computed once (the training schedule deals each step's images disjoint groups
+        of one random voxel permutation, so a step computes every voxel's terms at most once)."""
+        groups, assign = torch.unique(voxels, dim=0, return_inverse=True)  # (G, Nv), (B,)
+        proj = self.project(x)
+        y = x.new_empty(voxels.shape)
+        attn = x.new_empty((*voxels.shape, self.n_layers, self.n_patches)) if return_attention else None
+        for g in range(groups.shape[0]):
+            sel = (assign == g).nonzero().squeeze(1)
+            sub = ProjectedImages(tuple(t.index_select(0, sel) for t in proj.inputs), proj.values.index_select(0, sel))
+            out = self.forward_values(sub, self.voxel_terms(emb.index_select(0, groups[g])),
+                                      return_attention=return_attention)
+            if return_attention:
+                y[sel], attn[sel] = out[0], out[1]
+            else:
+                y[sel] = out
+        return (y, attn, None) if return_attention else y
+
     def forward_embeddings(self, x: torch.Tensor, e: torch.Tensor, return_attention: bool = False):
-        """Same as :meth:`forward` with explicit voxel embeddings ``e`` (Nv, E)."""
-        f = self.project(x)                                            # (B, L, P, C)
-        return self.forward_values(f, self.voxel_terms(e), return_attention=return_attention)
+        """Same as :meth:`forward` with explicit voxel embeddings ``e`` (Nv, E) shared by every image."""
+        return self.forward_values(self.project(x), self.voxel_terms(e), return_attention=return_attention)
 
     def voxel_terms(self, e: torch.Tensor) -> "VoxelTerms":
         """The image-independent part of the forward pass for voxels with embeddings ``e`` (Nv, E).
@@ -146,46 +188,78 @@ class UniversalEncoderModule(nn.Module):
         """
         scale = 1.0 / math.sqrt(self.embed_dim)
         L, C, Nv = self.n_layers, self.proj_dim, e.shape[0]
-        # q = Wq e + bq; q . Wk f = e . (Wq^T Wk) f + bq . Wk f  (fold the E x E query into the keys)
+        # q = Wq e + bq; q . Wk^T x = e . (Wq^T Wk^T) x + bq . Wk^T x  (fold the E x E query into the keys)
         wq, bq = self.query.weight, self.query.bias                    # (E, E), (E,)
-        kq = torch.einsum("lce,ef->lcf", self.key_weight, wq) * scale  # (L, C, E)
-        kb = torch.einsum("lce,e->lc", self.key_weight, bq) * scale    # (L, C)
-        qk = torch.einsum("ve,lce->lvc", e, kq) + kb[:, None, :]       # (L, Nv, C)
+        qk = []
+        for l, c in enumerate(self._channels()):
+            wk = self.key_weight[l, :c]                                # (c_l, E)
+            qk.append(e @ (wk @ wq).T * scale + (wk @ bq) * scale)     # (Nv, c_l)
         qpos = e @ ((self.pos_embed @ wq) * scale).T + (self.pos_embed @ bq) * scale  # (Nv, P)
         w = torch.softmax((e @ self.feature_embed.T) * scale, dim=-1)  # (Nv, L*C)
-        return VoxelTerms(qk, qpos, w.view(Nv, L, C).permute(1, 0, 2))  # w as (L, Nv, C)
+        return VoxelTerms(tuple(qk), qpos, w.view(Nv, L, C).permute(1, 0, 2))  # w as (L, Nv, C)
 
-    def forward_values(self, f: torch.Tensor, terms: "VoxelTerms", return_attention: bool = False):
-        """Predict from projected features ``f`` (B, L, P, C) (:meth:`project`) and voxel terms.
+    def forward_values(self, proj: "ProjectedImages", terms: "VoxelTerms", index: torch.Tensor | None = None,
+                       return_attention: bool = False):
+        """Predict from projected images (:meth:`project`) and voxel terms.
 
-        Returns y (B, Nv) (and with ``return_attention`` the spatial attention
-        (B, Nv, L, P) and the functional weights (Nv, L*C)).
+        ``index`` None: every image sees every voxel of ``terms`` -> y (B, Nv). ``index`` (B, Nv):
+        image b sees the voxels ``index[b]`` (rows of ``terms``) -> y (B, Nv). With
+        ``return_attention`` also the spatial attention (B, Nv, L, P) and the functional
+        weights (Nv, L*C) (None with ``index``).
         """
-        B, L, P, C = f.shape
+        xs, f = proj
+        B = f.shape[0]
         qk, qpos, w_l = terms
-        Nv = qpos.shape[0]
-        f_l = f.permute(1, 0, 2, 3)                                    # (L, B, P, C)
-        logits = torch.bmm(qk, f_l.reshape(L, B * P, C).transpose(1, 2))  # (L, Nv, B*P)
-        logits = logits.view(L, Nv, B, P) + qpos[None, :, None, :]
-        attn = torch.softmax(logits, dim=-1)                           # (L, Nv, B, P)
-        a2 = attn.permute(0, 2, 1, 3).reshape(L * B, Nv, P)
-        s = torch.bmm(a2, f_l.reshape(L * B, P, C)).view(L, B * Nv, C)  # spatially attended
-        h = F.gelu(torch.baddbmm(self.mlp_b1[:, None, :], s, self.mlp_w1))  # (L, B*Nv, H)
-        m = torch.baddbmm(self.mlp_b2[:, None, :], h, self.mlp_w2)    # (L, B*Nv, C)
-        y = (m.view(L, B, Nv, C) * w_l[:, None]).sum(dim=(0, 3)) + self.out_bias  # (B, Nv)
+        if index is not None:
+            flat = index.reshape(-1)
+            B_, Nv_ = index.shape
+
+            def gather(t: torch.Tensor) -> torch.Tensor:  # rows of t for each (image, voxel): (B, Nv, ...)
+                return t.index_select(0, flat).view(B_, Nv_, *t.shape[1:])
+
+            qpos = gather(qpos)                                        # (B, Nv, P)
+        y = self.out_bias
+        attns = []
+        for l in range(self.n_layers):
+            xl = xs[l].transpose(1, 2)                                 # (B, c_l, P)
+            if index is None:
+                logits = torch.matmul(qk[l], xl) + qpos                # (B, Nv, P)
+            else:
+                logits = torch.baddbmm(qpos, gather(qk[l]), xl)        # (B, Nv, P)
+            attn = torch.softmax(logits, dim=-1)
+            s = torch.bmm(attn, f[:, l])                               # (B, Nv, C) spatially attended
+            h = F.gelu(s @ self.mlp_w1[l] + self.mlp_b1[l])            # (B, Nv, H)
+            m = h @ self.mlp_w2[l] + self.mlp_b2[l]                    # (B, Nv, C)
+            wl = w_l[l] if index is None else gather(w_l[l])           # (Nv, C) or (B, Nv, C)
+            y = y + (m * wl).sum(-1)
+            if return_attention:
+                attns.append(attn)
         if return_attention:
-            return y, attn.permute(2, 1, 0, 3), w_l.permute(1, 0, 2).reshape(Nv, L * C)
+            Nv = qpos.shape[-2]
+            w = None if index is not None else w_l.permute(1, 0, 2).reshape(Nv, -1)
+            return y, torch.stack(attns, dim=2), w
         return y
+
+
+class ProjectedImages(NamedTuple):
+    """Image side of the forward pass (:meth:`UniversalEncoderModule.project`).
+
+    inputs: L tensors (B, P, c_l), the standardized real input channels (keys);
+    values: (B, L, P, C) the projected values.
+    """
+
+    inputs: tuple
+    values: torch.Tensor
 
 
 class VoxelTerms(NamedTuple):
     """Image-independent terms of a set of Nv voxels (see :meth:`UniversalEncoderModule.voxel_terms`).
 
-    qk (L, Nv, C): each voxel's query folded into each layer's key projection;
+    qk: L tensors (Nv, c_l), each voxel's query folded into each layer's key projection;
     qpos (Nv, P): query . positional encoding per patch; w (L, Nv, C): functional attention weights.
     """
 
-    qk: torch.Tensor
+    qk: tuple
     qpos: torch.Tensor
     w: torch.Tensor
 
@@ -206,8 +280,9 @@ def ue_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Ten
     return alpha * mse + (1.0 - alpha) * torch.mean(1.0 - cos)
 
 
-def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std per (layer, channel) over images and patches of (n, L, P, C) chunks."""
+def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean (L, C) and std (L, C) per (layer, channel) over images and patches of (n, L, P, C) chunks,
+    and the real channels per layer (L,) (1 + the last channel that varies; the rest is padding)."""
     total = None
     sq = None
     count = 0
@@ -221,5 +296,8 @@ def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, t
     mean = total / count
     var = (sq / count - mean * mean).clamp_min(0.0)
     std = var.sqrt()
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))
-    return mean.float(), std.float()
+    varies = std > 1e-6
+    idx = torch.arange(1, std.shape[1] + 1)
+    active = torch.clamp((varies * idx).max(dim=1).values, min=1).long()
+    std = torch.where(varies, std, torch.ones_like(std))
+    return mean.float(), std.float(), active

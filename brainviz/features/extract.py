@@ -1,8 +1,9 @@
 """Run a backbone over many images (batched, with progress) or one live image (fast path)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ ImageLike = Image.Image | str | Path
 
 
 class _ImageDataset(Dataset):
-    """Preprocessed images: item i -> (3, S, S) float32 tensor."""
+    """Preprocessed images: item i -> (3, S, S) float32 tensor (for DataLoader worker processes)."""
 
     def __init__(self, images: Sequence[ImageLike], backbone: Backbone):
         self.images = images
@@ -35,6 +36,42 @@ def _default_keys(images: Sequence[ImageLike]) -> list[str]:
     return [str(im) if isinstance(im, (str, Path)) else f"image-{i:05d}" for i, im in enumerate(images)]
 
 
+def prefetched_batches(backbone: Backbone, images: Sequence[ImageLike], batch_size: int) -> Iterator[torch.Tensor]:
+    """Yield preprocessed (B, 3, S, S) float32 batches; batch k+1 is prepared while the caller uses batch k.
+
+    One background thread decodes, resizes and normalizes the next batch
+    (Pillow and numpy release the GIL, so this overlaps the network's
+    forward) straight into one of two reused buffers (pinned for a GPU): no
+    per-image tensors, no collate copy. A yielded batch is valid until the
+    next one is requested (its buffer is then refilled). Errors (e.g. an
+    unreadable image) are raised in the caller's thread.
+    """
+    n = len(images)
+    if n == 0:
+        return
+    pre = backbone.preprocessor
+    size = min(batch_size, n)
+    pin = backbone.device.type == "cuda"
+    buffers = [torch.empty((size, 3, pre.size, pre.size), dtype=torch.float32, pin_memory=pin)
+               for _ in range(2 if n > size else 1)]
+    starts = list(range(0, n, batch_size))
+
+    def make(k: int) -> torch.Tensor:
+        i0 = starts[k]
+        return pre.batch(images[i0:i0 + batch_size], out=buffers[k % len(buffers)])
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="brainviz-preprocess") as pool:
+        pending = pool.submit(make, 0)
+        try:
+            for k in range(len(starts)):
+                batch = pending.result()
+                if k + 1 < len(starts):
+                    pending = pool.submit(make, k + 1)
+                yield batch
+        finally:
+            pending.cancel()
+
+
 def extract_into(
     backbone: Backbone,
     images: Sequence[ImageLike],
@@ -47,19 +84,26 @@ def extract_into(
 ) -> None:
     """Fill ``layers_out`` (n, L, P, C) and ``pooled_out`` (n, D) in place (e.g. open memmaps).
 
-    ``num_threads`` sets torch's CPU threads for the run (None: torch's default).
+    ``num_workers``: 0 (default) prepares the next batch in a background thread
+    of this process (:func:`prefetched_batches`); > 0 uses a torch DataLoader
+    with that many worker processes instead (each a copy of the process: only
+    worth it with spare cores). ``num_threads`` sets torch's CPU threads for the
+    run (None: torch's default). The features do not depend on either.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    loader = DataLoader(
-        _ImageDataset(images, backbone), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        pin_memory=backbone.device.type == "cuda",
-    )
+    if num_workers > 0:
+        batches: Iterable[torch.Tensor] = DataLoader(
+            _ImageDataset(images, backbone), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            pin_memory=backbone.device.type == "cuda",
+        )
+    else:
+        batches = prefetched_batches(backbone, images, batch_size)
     row = 0
     threads = torch_threads(num_threads if backbone.device.type == "cpu" else None)
     bar = tqdm(total=len(images), desc=f"features {backbone.name}", unit="img", disable=not progress)
     with threads, bar:
-        for batch in loader:
+        for batch in batches:
             layers, pooled = backbone.forward(batch)
             b = batch.shape[0]
             layers_out[row : row + b] = layers.cpu().numpy().astype(layers_out.dtype, copy=False)

@@ -1,7 +1,7 @@
 """open_clip Vision-Transformer backbones (``open_clip:<model>``, e.g. ``open_clip:ViT-B-32``).
 
-Layers: the residual-stream tokens after ``n_layers`` evenly spaced transformer
-blocks (ViT-B-32: blocks 2, 5, 8, 11, 0-based), captured with forward hooks on
+Layers: the residual-stream tokens after ``n_layers`` (default 5, as report 004)
+evenly spaced transformer blocks (ViT-B-32: blocks 1, 4, 6, 9, 11, 0-based), captured with forward hooks on
 ``model.visual.transformer.resblocks``; prefix tokens (CLS) are dropped, so
 P = grid tokens (7 x 7 = 49 for ViT-B-32 at 224 px), C = the width (768).
 Pooled: the CLIP image embedding, L2-normalized (512-d for ViT-B-32).
@@ -24,7 +24,7 @@ from .preprocess import Preprocessor
 from .torchvision_compat import ensure_torchvision
 from .weights import file_identity, looks_like_path
 
-DEFAULT_N_LAYERS = 4
+DEFAULT_N_LAYERS = 5
 
 
 def import_open_clip():

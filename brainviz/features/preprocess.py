@@ -120,21 +120,47 @@ class Preprocessor:
         self._scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
         self._offset = (-np.asarray(self.mean, dtype=np.float32) / std_arr).astype(np.float32)
 
-    def image_array(self, image: Image.Image | str | Path) -> np.ndarray:
-        """Return the preprocessed image as (3, size, size) float32 numpy."""
+    def _rgb(self, image: Image.Image | str | Path) -> Image.Image:
         if isinstance(image, (str, Path)):
             image = load_image(image)
         elif not isinstance(image, Image.Image):
             raise BrainVizDataError("image", f"expected a PIL image or a path, got {type(image).__name__}")
-        rgb = center_square_resize(to_rgb(image), self.size)
-        arr = np.asarray(rgb, dtype=np.float32)  # (size, size, 3)
-        arr = arr * self._scale + self._offset
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        return center_square_resize(to_rgb(image), self.size)
+
+    def fill(self, image: Image.Image | str | Path, out: np.ndarray) -> np.ndarray:
+        """Write the preprocessed image into ``out`` ((3, size, size) float32, e.g. a slot of a batch).
+
+        No temporaries: the uint8 pixels are read channel-major and scaled into
+        ``out``, then offset in place; the same two float32 roundings per value
+        (``pixel * scale + offset``) as :meth:`image_array`, so the values are identical.
+        """
+        pixels = np.asarray(self._rgb(image))  # (size, size, 3) uint8
+        np.multiply(pixels.transpose(2, 0, 1), self._scale[:, None, None], out=out)
+        out += self._offset[:, None, None]
+        return out
+
+    def image_array(self, image: Image.Image | str | Path) -> np.ndarray:
+        """Return the preprocessed image as (3, size, size) float32 numpy."""
+        return self.fill(image, np.empty((3, self.size, self.size), dtype=np.float32))
 
     def __call__(self, image: Image.Image | str | Path) -> torch.Tensor:
         """Return the preprocessed image as a (3, size, size) float32 tensor."""
         return torch.from_numpy(self.image_array(image))
 
-    def batch(self, images: Sequence[Image.Image | str | Path]) -> torch.Tensor:
-        """Return a (B, 3, size, size) float32 tensor for a list of images."""
-        return torch.from_numpy(np.stack([self.image_array(im) for im in images]))
+    def batch(self, images: Sequence[Image.Image | str | Path], out: torch.Tensor | None = None) -> torch.Tensor:
+        """Return a (B, 3, size, size) float32 tensor for a list of images.
+
+        ``out``: an optional (>= B, 3, size, size) float32 CPU tensor to fill
+        (e.g. a reused or pinned buffer); its first B rows are returned.
+        """
+        n = len(images)
+        if out is None:
+            out = torch.empty((n, 3, self.size, self.size), dtype=torch.float32)
+        elif out.dtype != torch.float32 or out.device.type != "cpu" or tuple(out.shape[1:]) != (3, self.size, self.size) \
+                or out.shape[0] < n or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous float32 CPU tensor (>= {n}, 3, {self.size}, {self.size})")
+        out = out[:n]
+        arr = out.numpy()
+        for i, im in enumerate(images):
+            self.fill(im, arr[i])
+        return out

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .. import clusters as cl
 from .. import rdm as rdmlib
 from ..data.algonauts import ROI_SETS
-from ..decoding import decode_roi_sets
+from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
+from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
 from .context import Context
@@ -31,13 +31,96 @@ EMBEDDING_MODEL = "ue_multi"
 
 
 def _bar(ctx: Context, it, desc: str):
-    return tqdm(it, desc=desc, disable=not ctx.config.progress)
+    from ..progress import bar
+
+    return bar(it, desc=desc, enabled=ctx.config.progress)
 
 
 # --------------------------------------------------------------------------- clusters
 
+#: Reliability thresholds precomputed for the page (percentiles of each subject's noise ceilings).
+RELIABILITY_PERCENTILES = (0.0, 50.0, 75.0, 90.0)
+#: The default: cluster the vertices whose noise ceiling is in the subject's top quarter.
+DEFAULT_PERCENTILE = 75.0
+#: k is the largest k whose bootstrap stability is at least this (brainviz.clusters.choose_k).
+MIN_STABILITY = 0.75
+#: A subject joins the joint clustering when its median noise ceiling is at least this share of the best subject's.
+GOOD_SUBJECT_SHARE = 0.5
+#: Early visual cortex (prf-visualrois), left out by the 'joint:non-early' scope.
+EARLY_ROIS = ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4")
+STABILITY_MAX_VERTICES = 2500
+
+
+def training_noise_ceiling(ctx: Context, subject: str) -> tuple[np.ndarray | None, str]:
+    """(V,) noise ceiling (percent) from the repeats of the subject's TRAINING images (never the test
+    images), and its source; (None, reason) when the dataset has no training repeats."""
+    sub = ctx.dataset.subjects[subject]
+    if sub.has_repeats("train"):
+        from ..metrics import noise_ceiling_from_repeats
+
+        return noise_ceiling_from_repeats(sub.repeats("train")), "training repeats"
+    return None, "no training repeats"
+
+
+def good_subjects(nc: dict[str, np.ndarray], subjects: list[str], share: float = GOOD_SUBJECT_SHARE) -> list[str]:
+    """Subjects whose median noise ceiling is >= ``share`` x the best subject's (report 004 clusters "good"
+    subjects); all of them when no noise ceiling is known."""
+    med = {s: float(np.nanmedian(nc[s])) for s in subjects if nc.get(s) is not None}
+    if not med:
+        return list(subjects)
+    best = max(med.values())
+    return [s for s in subjects if s not in med or med[s] >= share * best]
+
+
+def _planted_prf(ctx: Context, subject: str) -> np.ndarray | None:
+    """(V, 2) planted pRF centre (x, y) per vertex (SIMULATION CHECK only; NaN outside early cortex)."""
+    gt = ctx.dataset.ground_truth_dir
+    if gt is None or not (gt / subject / "lh_prf.npy").is_file():
+        return None
+    return np.concatenate([np.load(gt / subject / f"{h}_prf.npy")[:, :2] for h in ("lh", "rh")]).astype(np.float64)
+
+
+def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dict]:
+    """The clusterings written: name, base, subjects, region, percentile, ks, default."""
+    ks = tuple(int(k) for k in ctx.config.cluster_ks)
+    plan = [dict(scope="joint", base="joint", subjects=joint, region=None, percentile=DEFAULT_PERCENTILE, ks=ks,
+                 default=True)]
+    for p in RELIABILITY_PERCENTILES:
+        if p != DEFAULT_PERCENTILE:
+            plan.append(dict(scope=f"joint@p{int(p)}", base="joint", subjects=joint, region=None, percentile=p, ks=ks,
+                             default=False))
+    plan.append(dict(scope="joint:non-early", base="joint", subjects=joint, region="non-early",
+                     percentile=DEFAULT_PERCENTILE, ks=ks, default=False))
+    for s in subjects:
+        plan.append(dict(scope=s, base=s, subjects=[s], region=None, percentile=DEFAULT_PERCENTILE, ks=ks,
+                         default=False))
+    plan.append(dict(scope="joint:PPA", base="joint", subjects=joint, region="PPA", percentile=DEFAULT_PERCENTILE,
+                     ks=(2,), default=False))
+    return plan
+
+
+def _region_mask(ctx: Context, subject: str, region: str | None) -> np.ndarray | None:
+    sub = ctx.dataset.subjects[subject]
+    if region is None:
+        return None
+    if region == "non-early":
+        return ~sub.roi_mask(list(EARLY_ROIS))
+    return sub.roi_mask(region)
+
+
 def write_clusters(ctx: Context, w: StoreWriter) -> dict:
-    """k-means of the joint model's voxel embeddings (per subject and joint), UMAP, top images, descriptions."""
+    """Voxel clusters of the joint model's embeddings (report 004 sec. 5), written to the store.
+
+    Which vertices: those whose noise ceiling (from the TRAINING repeats) is at or above the
+    ``percentile``-th percentile of their subject's (default 75: the top quarter), optionally
+    inside a region; the others are "below the reliability threshold" / "outside the scope".
+    Which subjects for 'joint': :func:`good_subjects`. Which k: the largest whose bootstrap
+    stability is >= MIN_STABILITY (:func:`brainviz.clusters.choose_k`); every k of
+    ``cluster_ks`` is written too. Scopes: 'joint' (default), 'joint@p<percentile>' (other
+    thresholds), 'joint:non-early' (outside V1-hV4), each subject alone, 'joint:PPA' (k = 2).
+    On the demo brain, recovery of the planted regions is scored for every scope and k
+    (``cluster_quality`` rows with simulation_check = true; the only place ground truth is read).
+    """
     registry = load_registry(ctx)
     if EMBEDDING_MODEL not in registry:
         return {}
@@ -52,6 +135,15 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     for s in subjects:
         w.add_embedding_map(EMBEDDING_MODEL, s, xy[s])
 
+    nc, nc_source = {}, {}
+    for s in subjects:
+        nc[s], nc_source[s] = training_noise_ceiling(ctx, s)
+        if nc[s] is not None:
+            w.write_table("vertex_reliability", pd.DataFrame({
+                "subject": s, "vertex": np.arange(len(nc[s]), dtype=np.int32), "nc": nc[s].astype(np.float32),
+                "source": nc_source[s]}))
+    joint = good_subjects(nc, main)
+
     tags = ctx.tags
     cats = [c for c in tags.columns if c != "tags"]
     scores = tags[cats]
@@ -62,81 +154,130 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}
     w.add_predictions(EMBEDDING_MODEL + ":all-images", main[0], main_keys, preds[main[0]])
-    headline: dict = {"ari": {}, "top_image_precision": {}}
-    ks = [k for k in ctx.config.cluster_ks if k < min(len(e) for e in emb.values())]
+    planted = {s: ctx.planted_regions(s) for s in subjects}
+    prf = {s: _planted_prf(ctx, s) for s in subjects}
+    headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
+                      "scopes": {}}
     with ctx.timed("clusters"):
-        for k in _bar(ctx, ks, "k-means"):
-            # per subject
-            for s in subjects:
-                labels = cl.kmeans_clusters(emb[s], k, seed=ctx.config.seed)
-                w.add_clusters(EMBEDDING_MODEL, s, k, s, labels)
-                y, keys = measured[s]
-                top_m = cl.top_images(y, labels, 10, keys=keys)
-                w.add_cluster_top_images(EMBEDDING_MODEL, s, k, s, "measured", top_m)
-                source, top = "measured", top_m
-                if s in preds:
-                    top_p = cl.top_images(preds[s], labels, 10, keys=main_keys)
-                    w.add_cluster_top_images(EMBEDDING_MODEL, s, k, s, "predicted", top_p)
-                    source, top = "predicted", top_p
-                desc = cl.describe_top_images(top, scores, n_vertices=dict(zip(*np.unique(labels, return_counts=True))))
-                desc["source"] = source
-                w.add_cluster_descriptions(EMBEDDING_MODEL, s, k, desc)
-                planted = ctx.planted_regions(s)
-                if planted is not None:
-                    keep = planted != "mixed"
-                    headline["ari"].setdefault(s, {})[k] = round(cl.cluster_recovery(labels[keep], planted[keep]), 3)
-            # joint across the main subjects (they saw the same candidate images)
-            joint = cl.joint_kmeans({s: emb[s] for s in main}, k, seed=ctx.config.seed)
-            for s in main:
-                w.add_clusters(EMBEDDING_MODEL, "joint", k, s, joint[s])
-                y, keys = measured[s]
-                w.add_cluster_top_images(EMBEDDING_MODEL, "joint", k, s, "measured",
-                                         cl.top_images(y, joint[s], 10, keys=keys))
-                w.add_cluster_top_images(EMBEDDING_MODEL, "joint", k, s, "predicted",
-                                         cl.top_images(preds[s], joint[s], 10, keys=main_keys))
-            stacked = np.concatenate([preds[s] for s in main], axis=1)
-            labels = np.concatenate([joint[s] for s in main])
-            top = cl.top_images(stacked, labels, 10, keys=main_keys)
-            desc = cl.describe_top_images(top, scores, n_vertices=dict(zip(*np.unique(labels, return_counts=True))))
-            desc["source"] = "predicted"
-            w.add_cluster_descriptions(EMBEDDING_MODEL, "joint", k, desc)
-            planted = [ctx.planted_regions(s) for s in main]
-            if all(p is not None for p in planted):
-                pl = np.concatenate(planted)
-                keep = pl != "mixed"
-                headline["ari"].setdefault("joint", {})[k] = round(cl.cluster_recovery(labels[keep], pl[keep]), 3)
-                headline["top_image_precision"][k] = _planted_precision(labels, pl, top, scores)
-        # sub-clusters inside PPA (report 004: indoor vs outdoor scenes)
-        ppa = {s: ctx.dataset.subjects[s].roi_mask("PPA") for s in main}
-        if all(m.sum() >= 4 for m in ppa.values()):
-            stacked_emb = np.concatenate([emb[s] for s in main])
-            mask = np.concatenate([ppa[s] for s in main])
-            sub = cl.sub_clusters(stacked_emb, mask, k=2, seed=ctx.config.seed)
-            start = 0
-            for s in main:
-                n = len(emb[s])
-                w.add_clusters(EMBEDDING_MODEL, "joint:PPA", 2, s, sub[start:start + n])
-                start += n
-            stacked = np.concatenate([preds[s] for s in main], axis=1)
-            top = cl.top_images(stacked[:, mask], sub[mask], 10, keys=main_keys)
-            desc = cl.describe_top_images(top, scores, n_vertices=dict(zip(*np.unique(sub[mask], return_counts=True))))
-            desc["source"] = "predicted"
-            w.add_cluster_descriptions(EMBEDDING_MODEL, "joint:PPA", 2, desc)
-            headline["ppa_subclusters"] = desc.description.tolist()
+        for plan in _bar(ctx, _scope_plan(ctx, subjects, joint), "clusters"):
+            headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
+                                                             scores, planted, prf)
     return headline
 
 
+def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, preds: dict, measured: dict,
+                 main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict) -> dict:
+    """Select, choose k, cluster, describe and score one scope; returns its headline numbers."""
+    scope, subs = plan["scope"], plan["subjects"]
+    codes, thr = {}, {}
+    for s in subs:
+        region = _region_mask(ctx, s, plan["region"])
+        if nc[s] is None:  # no reliability estimate: every vertex of the scope is clustered
+            codes[s] = np.where(region if region is not None else np.ones(len(emb[s]), bool), 0, -2).astype(np.int8)
+            thr[s] = float("nan")
+        else:
+            codes[s], _ = cl.reliable_vertices(nc[s], plan["percentile"])  # threshold over the whole subject
+            thr[s] = float(np.percentile(nc[s][np.isfinite(nc[s])], plan["percentile"]))
+            if region is not None:
+                codes[s][~region] = -2
+    selected = np.concatenate([emb[s][codes[s] == 0] for s in subs])
+    out: dict = {"n_clustered": int(len(selected)), "subjects": subs}
+    if len(selected) < 4 * max(plan["ks"]):
+        return out
+    quality = []
+    ks = list(plan["ks"])
+    if ks == [2]:
+        chosen = 2
+    else:
+        rng = np.random.default_rng(ctx.config.seed)
+        sample = selected if len(selected) <= STABILITY_MAX_VERTICES else \
+            selected[np.sort(rng.choice(len(selected), STABILITY_MAX_VERTICES, replace=False))]
+        curve = cl.stability_curve(sample, ks, seed=ctx.config.seed)
+        chosen = cl.choose_k(curve, MIN_STABILITY)
+        out["stability"] = {int(r.k): round(float(r.stability), 3) for r in curve.itertuples()}
+        for r in curve.itertuples():
+            quality += [(int(r.k), "stability", float(r.stability), False),
+                        (int(r.k), "stability_sd", float(r.stability_sd), False)]
+    out["chosen_k"] = int(chosen)
+    w.write_table("cluster_settings", pd.DataFrame({
+        "model_id": EMBEDDING_MODEL, "scope": scope, "subject": subs, "base": plan["base"], "region": plan["region"],
+        "percentile": float(plan["percentile"]), "nc_threshold": [thr[s] for s in subs], "chosen_k": int(chosen),
+        "is_default": bool(plan["default"])}))
+    out["per_k"] = {}
+    for k in ks:
+        labels = cl.cluster_selected({s: emb[s] for s in subs}, codes, k, seed=ctx.config.seed)
+        for s in subs:
+            w.add_clusters(EMBEDDING_MODEL, scope, k, s, labels[s])
+            y, keys = measured[s]
+            w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "measured", cl.top_images(y, labels[s], 10, keys=keys))
+            if s in preds:
+                w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "predicted",
+                                         cl.top_images(preds[s], labels[s], 10, keys=main_keys))
+        with_pred = [s for s in subs if s in preds]
+        lab_all = np.concatenate([labels[s] for s in subs])
+        counts = dict(zip(*np.unique(lab_all[lab_all >= 0], return_counts=True)))
+        if with_pred:
+            stacked = np.concatenate([preds[s] for s in with_pred], axis=1)
+            lab_p = np.concatenate([labels[s] for s in with_pred])
+            top = cl.top_images(stacked, lab_p, 10, keys=main_keys)
+            source = "predicted"
+        else:
+            y, keys = measured[subs[0]]
+            top, source = cl.top_images(y, labels[subs[0]], 10, keys=keys), "measured"
+        desc = cl.describe_top_images(top, scores, n_vertices=counts)
+        desc["source"] = source
+        w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
+        rec = {}
+        if all(planted[s] is not None for s in subs):  # SIMULATION CHECK (demo brain ground truth)
+            pl = np.concatenate([planted[s] for s in subs])
+            rec = cl.recovery_scores(lab_all, pl, list(PLANTED_CATEGORY))
+            if prf[subs[0]] is not None:
+                pos = np.concatenate([prf[s] for s in subs])
+                ev = cl.position_score(lab_all, pos, pl == "early", seed=ctx.config.seed)
+                rec.update({f"early_{m}": v for m, v in ev.items()})
+            if with_pred:
+                for region, d in _planted_precision(lab_p, np.concatenate([planted[s] for s in with_pred]), top,
+                                                    scores).items():
+                    rec[f"precision:{region}"] = d["precision"]
+            if scope.endswith(":PPA"):
+                rec.update(_ppa_split(top, desc, scores))
+            quality += [(k, m, float(v), True) for m, v in rec.items() if np.isscalar(v)]
+        out["per_k"][int(k)] = {m: (round(float(v), 3) if np.isscalar(v) else v) for m, v in rec.items()}
+    quality = [q for q in quality if np.isfinite(q[2])]  # undefined scores (e.g. too few vertices) are left out
+    if quality:
+        w.write_table("cluster_quality", pd.DataFrame(
+            [dict(model_id=EMBEDDING_MODEL, scope=scope, k=int(k), metric=m, value=v, simulation_check=sim)
+             for k, m, v, sim in quality]))
+    return out
+
+
+def _ppa_split(top: pd.DataFrame, desc: pd.DataFrame, scores: pd.DataFrame) -> dict:
+    """PPA sub-clusters (SIMULATION CHECK): top-10 indoor / outdoor counts of each sub-cluster, and
+    whether one is indoor (>= 8/10) and the other outdoor (>= 8/10)."""
+    out = {}
+    for c, grp in top.groupby("cluster"):
+        keys = grp.sort_values("rank")["image_key"].tolist()
+        for cat in ("indoor", "outdoor"):
+            if cat in scores.columns:
+                out[f"ppa{int(c)}_{cat}"] = float(cl.top_image_precision(keys, scores, cat))
+    pairs = [(a, b) for a in (0, 1) for b in (0, 1) if a != b]
+    out["ppa_indoor_outdoor_split"] = float(any(out.get(f"ppa{a}_indoor", 0) >= 0.8 and out.get(f"ppa{b}_outdoor", 0) >= 0.8
+                                                for a, b in pairs))
+    return out
+
+
 def _planted_precision(labels: np.ndarray, planted: np.ndarray, top: pd.DataFrame, scores: pd.DataFrame) -> dict:
-    """For each planted category region: the cluster holding most of its vertices, and the
-    fraction of that cluster's top images carrying the region's category tag."""
+    """For each planted category region: the cluster holding most of its clustered vertices, and the
+    fraction of that cluster's top-10 images carrying the region's category tag (SIMULATION CHECK)."""
     out = {}
     for region, cat in PLANTED_CATEGORY.items():
-        m = planted == region
+        m = (planted == region) & (labels >= 0)
         if not m.any() or cat not in scores.columns:
             continue
         c = int(np.bincount(labels[m]).argmax())
         keys = top.loc[top.cluster == c, "image_key"].tolist()
-        out[region] = {"cluster": c, "precision": round(float(cl.top_image_precision(keys, scores, cat)), 2)}
+        if keys:
+            out[region] = {"cluster": c, "precision": round(float(cl.top_image_precision(keys, scores, cat)), 2)}
     return out
 
 
@@ -163,6 +304,7 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
                 _write_extremes(w, rid, keys, r, metric)
                 layer_rdms[(name, metric)] = r
         measured: dict = {}
+        within: dict = {}  # (subject, roi) -> WithinSubjectCeiling of the measured 1 - Pearson RDM
         for s in _bar(ctx, main, "RDMs"):
             sub = ctx.dataset.subjects[s]
             y = ctx.responses(s, "test")
@@ -181,6 +323,15 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
                         _write_extremes(w, rid, keys, r, metric)
                         if source == "measured":
                             measured[(s, roi, metric)] = r
+                if sub.has_repeats("test") and mask.sum() >= 2:
+                    reps = np.asarray(sub.repeats("test")[:, :, mask], np.float64)
+                    within[(s, roi)] = within_subject_ceiling(repeat_rdms(reps, "correlation"), method="spearman")
+                    cv = crossvalidated_rdm(reps, "correlation")
+                    if np.isfinite(cv).all():  # NaN where an image has no reliable signal in this ROI
+                        rid = f"{s}|{roi}|correlation|measured (cross-validated)"
+                        w.add_rdm(rid, keys, cv, metric="correlation", source="measured (cross-validated)",
+                                  subject=s, roi=roi)
+                        _write_extremes(w, rid, keys, cv, "correlation")
     with ctx.timed("rsa"):
         rows = []
         for roi in RDM_ROIS:
@@ -201,8 +352,12 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
                         rb = rdmlib.rdm(pred[:, ctx.dataset.subjects[s].roi_mask(None if roi == "all" else roi)])
                     test = rdmlib.rsa_permutation_test(measured[(s, roi, "correlation")], rb,
                                                        n_perm=ctx.config.n_perm, seed=ctx.config.seed)
+                    wc = within.get((s, roi))
                     rows.append(dict(rdm_a=a, rdm_b=b, method="spearman", value=float(test.statistic),
-                                     p_value=float(test.p_value), nc_lower=float(lower), nc_upper=float(upper)))
+                                     p_value=float(test.p_value), nc_lower=float(lower), nc_upper=float(upper),
+                                     nc_kind=CEILING_KINDS[0],
+                                     nc_within=float(wc.ceiling) if wc is not None else np.nan,
+                                     reliability_within=float(wc.reliability) if wc is not None else np.nan))
         df = pd.DataFrame(rows)
         if len(df):
             w.write_table("rsa", df)
@@ -210,6 +365,7 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
             headline["rsa_measured_vs_predicted"] = {
                 roi: round(float(pred_rows[pred_rows.rdm_a.str.contains(f"|{roi}|", regex=False)].value.mean()), 3)
                 for roi in RDM_ROIS if pred_rows.rdm_a.str.contains(f"|{roi}|", regex=False).any()}
+            headline["within_subject_ceiling"] = {f"{k[0]}|{k[1]}": round(v.ceiling, 3) for k, v in within.items()}
     return headline
 
 
@@ -228,9 +384,13 @@ def _write_extremes(w: StoreWriter, rid: str, keys: list[str], square: np.ndarra
 # --------------------------------------------------------------------------- the real 92-image set
 
 def write_k92(ctx: Context, w: StoreWriter) -> dict:
-    """RSA of backbone layers and reference models against the REAL human-IT RDMs (Kendall tau-a)."""
+    """The REAL 92-image human-IT analysis: RSA of EVERY backbone block (full resolution, 1 - Pearson),
+    the 7x7-pooled encoder layers and the reference models, with Kendall tau-a and Spearman (per-subject
+    mean, SEM, vs the subject-mean RDM, permutation p, Nili ceiling of the same statistic), and the
+    cross-validated weighted mix of blocks scored on held-out images x subjects."""
     from ..data.kriegeskorte92 import load_kriegeskorte92
     from ..features import extract_features, get_backbone
+    from ..features.blocks import block_rdms, extract_blocks
 
     with ctx.timed("k92"):
         k92 = load_kriegeskorte92(ctx.config.data_root)
@@ -244,25 +404,62 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
             paths.append(p)
         w.add_images(k92.image_keys, paths, dataset_id=None)
         w.add_image_tags(_k92_scores(k92), tags=dict(zip(k92.image_keys, k92.categories["category"].astype(str))))
-        fs = extract_features(get_backbone(ctx.config.backbone, weights=ctx.config.weights), k92.pil_images(),
-                              progress=ctx.config.progress)
+        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights)
+        ims = k92.pil_images()
+        fs = extract_features(backbone, ims, progress=ctx.config.progress)
         w.add_image_features(ctx.config.backbone, k92.image_keys, np.asarray(fs.pooled, np.float32))
-        layers = rdmlib.feature_rdms(fs, metric="correlation")
-        models = {f"{ctx.config.backbone} {n}": r for n, r in layers.items()}
-        models.update({f"reference: {n}": r for n, r in k92.models.items()})
-        table = rdmlib.k92_rsa_table(models, k92.human_it, method="kendall_tau_a",
-                                     subjects=k92.human_it_subjects, n_perm=ctx.config.n_perm, seed=ctx.config.seed)
-        w.write_table("k92_rsa", table.rename(columns={"rsa": "value"})[
-            ["model", "method", "value", "p_value", "nc_lower", "nc_upper"]])
+        acts = extract_blocks(backbone, ims, progress=ctx.config.progress, keys=k92.image_keys)
+        blocks = block_rdms(acts, metric="correlation")
+        del acts
+        bb = ctx.config.backbone
+        models = {f"{bb} {n}": r for n, r in blocks.items()}
+        family = {f"{bb} {n}": "block" for n in blocks}
+        depth = {f"{bb} {n}": float(i / max(1, len(blocks) - 1)) for i, n in enumerate(blocks)}
+        stages = {f"{bb} {n} (7x7 pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
+                                                                             include_pooled=False).items()}
+        models.update(stages)
+        family.update({n: "stage (7x7 pooled)" for n in stages})
+        refs = {f"reference: {n}": r for n, r in k92.models.items()}
+        models.update(refs)
+        family.update({n: "reference" for n in refs})
+        table = layer_sweep(models, k92.human_it, subjects=k92.human_it_subjects,
+                            methods=("kendall_tau_a", "spearman"), depth=depth,
+                            n_perm=ctx.config.n_perm, seed=ctx.config.seed)
+        table["family"] = [family[m] for m in table.model]
+        table["rdm_id"] = [f"k92|{m}" for m in table.model]
+        out = table.rename(columns={"rsa": "value", "per_unit": "per_subject"})
+        w.write_table("k92_rsa", out[["model", "method", "value", "p_value", "nc_lower", "nc_upper", "rsa_sem",
+                                      "rsa_mean", "per_subject", "family", "depth", "rdm_id"]])
         keys = k92.image_keys
         w.add_rdm("k92|human-IT mean", keys, _human_mean(k92), metric="correlation", source="k92:human-IT", roi="IT")
         for name, r in models.items():
             w.add_rdm(f"k92|{name}", keys, r, metric="correlation", source=f"k92:{name}")
+        # cross-validated mix of blocks (and blocks + the two categorical reference models)
+        subj_rdms, _ = k92.human_it_subject_mean()
+        block_only = {n: r for n, r in blocks.items()}
+        fit_rows = []
+        for method in ("kendall_tau_a", "spearman"):
+            res = fit_layer_mix(block_only, subj_rdms, method=method, n_repeats=5, seed=ctx.config.seed)
+            sm = res.summary.copy()
+            sm["weights"] = [res.weights.round(4).to_dict() if m.startswith("mix") else None for m in sm.model]
+            fit_rows.append(sm)
+            cats = {**block_only, **{n: k92.models[n] for n in ("animacy", "FaceBodyManmadeNatobj") if n in k92.models}}
+            res2 = fit_layer_mix(cats, subj_rdms, method=method, n_repeats=5, seed=ctx.config.seed)
+            mix2 = res2.summary[res2.summary.model == "mix of all layers (fitted)"].copy()
+            mix2["model"] = "mix of all layers + animacy + face/body/object models (fitted)"
+            mix2["weights"] = [res2.weights.round(4).to_dict()]
+            fit_rows.append(mix2)
+        fit = pd.concat(fit_rows, ignore_index=True)
+        w.write_table("k92_fit", fit[["model", "method", "value", "value_sem", "nc_lower", "nc_upper", "n_folds",
+                                      "weights"]])
         pair = run_pair_experiment(np.asarray(fs.pooled, np.float64), _human_mean(k92), test_fraction=0.3,
                                    seed=ctx.config.seed)
-    best = table.sort_values("rsa", ascending=False).iloc[0]
-    return {"k92_noise_ceiling": [round(float(table.nc_lower.iloc[0]), 3), round(float(table.nc_upper.iloc[0]), 3)],
+    tau = table[(table.method == "kendall_tau_a") & (table.family == "block")].sort_values("rsa", ascending=False)
+    best = tau.iloc[0]
+    mix = fit[(fit.method == "kendall_tau_a") & (fit.model == "mix of all layers (fitted)")].iloc[0]
+    return {"k92_noise_ceiling": [round(float(best.nc_lower), 3), round(float(best.nc_upper), 3)],
             "k92_best": {"model": best.model, "tau_a": round(float(best.rsa), 3)},
+            "k92_mix_heldout_tau_a": {"value": round(float(mix.value), 3), "nc_lower": round(float(mix.nc_lower), 3)},
             "pair_model_k92": {k: round(float(v), 3) for k, v in pair.items() if isinstance(v, float)},
             "_pair_rows": _pair_rows("k92 human IT (real)", pair)}
 
@@ -308,31 +505,62 @@ def write_pair_model(ctx: Context, w: StoreWriter, extra_rows: list[dict]) -> di
 
 # --------------------------------------------------------------------------- decoding
 
+ENCODER_KINDS = ("ue_multi", "ridge")
+
+
+def _rank_rows(subject: str, approach: str, name: str, sim: np.ndarray, keys: list[str]) -> list[dict]:
+    order = np.argsort(-sim, axis=1, kind="stable")
+    ranks = 1 + np.argmax(order == np.arange(len(keys))[:, None], axis=1)
+    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=int(ranks[q]),
+                 top_keys=[keys[i] for i in order[q, :5]], cosine=np.nan, approach=approach)
+            for q in range(len(keys))]
+
+
 def write_decoding(ctx: Context, w: StoreWriter) -> dict:
-    """fMRI -> pooled image embedding (ridge) per ROI set of report 003, retrieval among test images, vote."""
+    """Both directions of image identification among the held-out test images, per ROI set of report
+    003 and whole cortex: the ridge DECODER (responses -> pooled image embedding, cosine) and the
+    ENCODERS (measured vs predicted responses, Pearson; Kay et al. 2008), each with a vote over the
+    ROI sets whose weights are chosen on held-out queries; plus which ROIs of each set exist."""
     fs = ctx.features
+    registry = load_registry(ctx)
     headline = {}
     with ctx.timed("decoding"):
         for s in _bar(ctx, [s for s in ctx.main_subjects if ctx.has_test(s)], "decoding"):
             sub = ctx.dataset.subjects[s]
+            w.write_table("decoding_rois", pd.DataFrame(
+                [dict(subject=s, roi_set=name, roi=roi, n_vertices=int(sub.roi_mask(roi).sum()))
+                 for name, rois in ROI_SETS.items() for roi in dict.fromkeys(rois)]))
             sets = {name: sub.roi_mask(name) for name in ROI_SETS if sub.roi_mask(name).sum() > 0}
             if not sets:
                 continue
+            voters = list(sets)
+            sets[WHOLE_CORTEX] = np.ones(sub.roi_mask(None).shape, bool)
             tr, te = ctx.images[s].train_keys, ctx.images[s].test_keys
             y_tr, y_te = ctx.responses(s, "train"), ctx.responses(s, "test")
-            metrics, sims = decode_roi_sets({n: y_tr[:, m] for n, m in sets.items()},
-                                            np.asarray(fs.pooled[fs.indices(tr)], np.float32),
-                                            {n: y_te[:, m] for n, m in sets.items()},
-                                            np.asarray(fs.pooled[fs.indices(te)], np.float32))
-            rows = []
-            for name, sim in sims.items():
-                order = np.argsort(-sim, axis=1, kind="stable")
-                ranks = 1 + np.argmax(order == np.arange(len(te))[:, None], axis=1)
-                for q in range(len(te)):
-                    rows.append(dict(subject=s, roi_set=name, image_key=te[q], rank=int(ranks[q]),
-                                     top_keys=[te[i] for i in order[q, :5]], cosine=np.nan))
+            results = {}
+            results["decoder"] = decode_roi_sets({n: y_tr[:, m] for n, m in sets.items()},
+                                                 np.asarray(fs.pooled[fs.indices(tr)], np.float32),
+                                                 {n: y_te[:, m] for n, m in sets.items()},
+                                                 np.asarray(fs.pooled[fs.indices(te)], np.float32),
+                                                 vote_over=voters, seed=ctx.config.seed)
+            for model_id, entry in registry.items():
+                f = ctx.work / "predictions" / model_id / f"{s}.npy"
+                if entry["kind"] not in ENCODER_KINDS or s not in entry["subjects"] or not f.exists():
+                    continue
+                pred = np.load(f)
+                results[f"encoder:{entry['kind']}"] = identify_roi_sets(
+                    {n: y_te[:, m] for n, m in sets.items()}, {n: pred[:, m] for n, m in sets.items()},
+                    vote_over=voters, seed=ctx.config.seed)
+            rows, weights = [], []
+            for approach, (metrics, sims) in results.items():
+                for name, sim in sims.items():
+                    rows += _rank_rows(s, approach, name, sim, te)
+                vw = metrics.set_index("model").loc["vote", "weights"] if "vote" in set(metrics.model) else {}
+                weights += [dict(subject=s, approach=approach, roi_set=k, weight=float(v)) for k, v in vw.items()]
+                headline.setdefault(s, {})[approach] = {
+                    r["model"]: {"top1": round(float(r["top1"]), 3), "top5": round(float(r["top5"]), 3),
+                                 "mean_rank": round(float(r["mean_rank"]), 1)} for r in metrics.to_dict("records")}
             w.write_table("decoding", pd.DataFrame(rows))
-            headline[s] = {r["model"]: {"top1": round(float(r["top1"]), 3), "top5": round(float(r["top5"]), 3),
-                                        "mean_rank": round(float(r["mean_rank"]), 1)}
-                           for r in metrics.to_dict("records")}
+            if weights:
+                w.write_table("decoding_weights", pd.DataFrame(weights))
     return headline

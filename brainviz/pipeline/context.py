@@ -36,7 +36,7 @@ class PipelineConfig:
     ue_overrides: dict = field(default_factory=dict)
     transfer_subject: str | None = None
     transfer_sizes: tuple[int, ...] = (25, 50, 100, 200, 0)
-    cluster_ks: tuple[int, ...] = (4, 6, 8, 10, 12)
+    cluster_ks: tuple[int, ...] = (4, 6, 8, 10, 12, 14, 16)
     n_perm: int = 200
     quick: bool = False
     progress: bool = True
@@ -150,8 +150,12 @@ class Context:
     # ---- bookkeeping
     @contextmanager
     def timed(self, stage: str):
+        """``with``: add the block's seconds to ``timings[stage]`` (and show it as a step of the progress display)."""
+        from ..progress import substep
+
         t0 = time.perf_counter()
         try:
-            yield
+            with substep(stage):
+                yield
         finally:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0

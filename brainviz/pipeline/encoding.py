@@ -23,18 +23,21 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from .. import progress as _progress
 from ..atomic import atomic_path, save_npy
 from ..data.algonauts import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalConfig, UniversalEncoder
 from ..errors import BrainVizDataError
+from ..safe_load import load_joblib
 from ..metrics import (noise_ceiling_from_repeats, pearson_per_vertex, retrieval_ranks, retrieval_summary,
                        roi_summary)
 from .context import Context
 
 QUICK_UE = dict(n_epochs=2, transfer_epochs=2, batch_voxels=500, proj_dim=16, embed_dim=32)
+#: Random image subsamples per transfer-curve size (report 004 Fig. 6: mean and sd over runs).
+TRANSFER_REPEATS = 3
 
 
 def ue_config(ctx: Context, **extra) -> UniversalConfig:
@@ -56,14 +59,45 @@ def _ue_data(ctx: Context, subjects: list[str]) -> dict[str, tuple[np.ndarray, n
 
 
 def _save_registry(ctx: Context, registry: dict) -> None:
-    with atomic_path(ctx.work / "models" / "registry.json", ".json") as tmp:
-        tmp.write_text(json.dumps(registry, indent=1))
+    # checkpoints are recorded relative to models/ (the work folder can move); load_registry resolves them
+    mdir = (ctx.work / "models").absolute()
+    out = {}
+    for mid, e in registry.items():
+        e = dict(e)
+        ck = Path(e["checkpoint"]).absolute() if e.get("checkpoint") else None
+        if ck is not None and mdir in ck.parents:
+            e["checkpoint"] = str(ck.relative_to(mdir))
+        out[mid] = e
+    with atomic_path(mdir / "registry.json", ".json") as tmp:
+        tmp.write_text(json.dumps(out, indent=1))
 
 
 def load_registry(ctx: Context) -> dict:
-    """{model_id: {kind, subjects, checkpoint, config, train_seconds}} written by :func:`train`."""
-    p = ctx.work / "models" / "registry.json"
-    return json.loads(p.read_text()) if p.exists() else {}
+    """{model_id: {kind, subjects, checkpoint, config, train_seconds}} written by :func:`train`.
+
+    ``checkpoint`` is returned as a path inside this work folder's ``models/`` (stored relative
+    to it; an absolute path of an older registry that no longer exists is looked up there by name).
+    """
+    mdir = ctx.work / "models"
+    p = mdir / "registry.json"
+    if not p.exists():
+        return {}
+    try:
+        reg = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise BrainVizDataError(p, f"not valid JSON ({exc})") from None
+    if not isinstance(reg, dict) or not all(isinstance(e, dict) for e in reg.values()):
+        raise BrainVizDataError(p, "expected a JSON object {model_id: {kind, subjects, checkpoint, ...}}")
+    for e in reg.values():
+        ck = e.get("checkpoint")
+        if ck:
+            ck = Path(ck)
+            if not ck.is_absolute():
+                ck = mdir / ck
+            elif not ck.exists() and (mdir / ck.name).exists():
+                ck = mdir / ck.name
+            e["checkpoint"] = str(ck)
+    return reg
 
 
 def train(ctx: Context) -> dict:
@@ -73,7 +107,8 @@ def train(ctx: Context) -> dict:
     subjects = ctx.subject_names
     ctx.features  # noqa: B018  (compute / open the feature cache first, timed separately)
     with ctx.timed("train"):
-        for s in tqdm(subjects, desc="ridge", disable=not ctx.config.progress):
+        for s in _progress.bar(subjects, desc="ridge", enabled=ctx.config.progress):
+            _progress.step(f"ridge-{s} ({s})")
             t0 = time.perf_counter()
             model = RidgeEncoder(seed=ctx.config.seed, alphas=np.logspace(-1, 6, 8) if ctx.config.quick else np.logspace(-1, 6, 15))
             model.fit(ctx.feature_subset(ctx.images[s].train_keys), ctx.responses(s, "train"))
@@ -88,11 +123,16 @@ def train(ctx: Context) -> dict:
         cfg = ue_config(ctx)
 
         def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder:
+            _progress.step(f"{model_id} ({', '.join(subs)})")
             t0 = time.perf_counter()
             path = mdir / f"{model_id}.pt"
             enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
             registry[model_id] = dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
-                                      train_seconds=time.perf_counter() - t0)
+                                      train_seconds=time.perf_counter() - t0,
+                                      embedding_cosine_to_init=dict(enc.embedding_cosine_))
+            if ctx.config.progress:  # near 1 = the embeddings are still mostly their random start
+                print(f"{model_id}: median cosine(final, initial voxel embedding) "
+                      + ", ".join(f"{s} {c:.2f}" for s, c in enc.embedding_cosine_.items()), flush=True)
             return enc
 
         for s in ctx.main_subjects:
@@ -102,6 +142,7 @@ def train(ctx: Context) -> dict:
         new = ctx.transfer_subject
         if new is not None:
             pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", [s for s in subjects if s != new])
+            _progress.step(f"ue_transfer-{new} ({new})")
             t0 = time.perf_counter()
             X, Y = _ue_data(ctx, [new])[new]
             pre.transfer(new, X, Y)
@@ -153,7 +194,8 @@ def fit_resumable(cfg: UniversalConfig, data: dict, final: Path) -> UniversalEnc
 def load_model(entry: dict):
     """Load a registry entry's model (RidgeEncoder or UniversalEncoder)."""
     if entry["kind"] == "ridge":
-        return joblib.load(entry["checkpoint"])
+        # a restricted unpickler: a ridge checkpoint from someone else's work folder cannot run code
+        return load_joblib(entry["checkpoint"], [RidgeEncoder.__module__], expected="a ridge checkpoint")
     return UniversalEncoder.load(entry["checkpoint"])
 
 
@@ -211,7 +253,9 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
     rows, roi_rows, vm = [], [], {}
     res_dir = ctx.work / "results"
     with ctx.timed("evaluate"):
-        for model_id, entry in tqdm(registry.items(), desc="evaluate", disable=not ctx.config.progress):
+        for model_id, entry in _progress.bar(registry.items(), desc="evaluate", enabled=ctx.config.progress,
+                                             total=len(registry)):
+            _progress.step(f"{model_id} ({', '.join(entry['subjects'])})")
             model = load_model(entry)
             for s in entry["subjects"]:
                 if not ctx.has_test(s):
@@ -252,7 +296,9 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
 
     ``ue_transfer``: the pre-trained Universal Encoder (other subjects only) with
     only the new subject's voxel embeddings learned; ``ridge``: a ridge model
-    trained from scratch on the same images. Same random subsets for both.
+    trained from scratch on the same images. Same random subsets for both; each size
+    below "all" is run on TRANSFER_REPEATS subsamples (column ``seed`` = subsample index),
+    as report 004 Fig. 6 (mean and sd over runs).
     """
     new = ctx.transfer_subject
     registry = load_registry(ctx)
@@ -264,22 +310,27 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
     test_keys = ctx.images[new].test_keys
     y_test = ctx.responses(new, "test")
     X_test = ctx.layers(test_keys)
-    rng = np.random.default_rng(ctx.config.seed)
     rows = []
     sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
+    repeats = 1 if ctx.config.quick else TRANSFER_REPEATS
+    runs = [(n, rep) for n in sorted(set(sizes)) for rep in range(repeats if n < len(keys) else 1)]
     with ctx.timed("transfer_curve"):
-        for n in tqdm(sorted(set(sizes)), desc="transfer curve", disable=not ctx.config.progress):
+        for n, rep in _progress.bar(runs, desc="transfer curve", enabled=ctx.config.progress):
+            _progress.step(f"ue_pretrain-{new} + {new} with {n} images (subsample {rep + 1})")
+            # subsample `rep` of size n, the same images for both methods; "all images" runs once
+            rng = np.random.default_rng([ctx.config.seed, n, rep])
             idx = np.sort(rng.choice(len(keys), n, replace=False))
             sub_keys = [keys[i] for i in idx]
             enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
             enc.config.progress = False
+            enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
             enc.transfer(new, ctx.layers(sub_keys), Y[idx])
             r_ue = pearson_per_vertex(y_test, enc.predict(X_test, new))
             ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
             r_ridge = pearson_per_vertex(y_test, ridge.predict(ctx.feature_subset(test_keys)))
             for method, r in (("ue_transfer", r_ue), ("ridge", r_ridge)):
                 rows.append(dict(subject=new, n_train=int(n), method=method, median_r=float(np.nanmedian(r)),
-                                 seed=ctx.config.seed))
+                                 seed=int(rep)))
     table = pd.DataFrame(rows)
     _write_csv(ctx.work / "results" / "transfer_curve.csv", table)
     return table

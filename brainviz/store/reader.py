@@ -5,24 +5,43 @@
 return pandas DataFrames or numpy arrays. Column meanings are documented in
 :mod:`brainviz.store.schema`.
 
-Thread safety: a Store holds ONE read-only DuckDB connection; every method
-runs on its own short-lived cursor (``connection.cursor()``, a separate
-DuckDB connection to the same database), so one Store can be shared by all
-Streamlit sessions/threads (e.g. via ``st.cache_resource``). Opening is cheap
-(one connect and one small query). The store file is replaced atomically by
-``precompute``; an open Store keeps reading the old file until reopened
-(:meth:`Store.changed_on_disk` tells when to).
+Thread safety: a Store holds ONE read-only DuckDB connection per file version;
+every method runs on its own short-lived cursor (``connection.cursor()``), so
+one Store can be shared by all Streamlit sessions/threads. Opening is cheap
+(one attach, a few catalog queries).
 
-Errors: a missing, unreadable or wrong-version file raises
-:class:`~brainviz.errors.BrainVizDataError` naming the file and the command
-that rebuilds it; asking for arrays that are not stored (unknown model,
-subject, image, RDM) raises BrainVizDataError too. DataFrame methods return an
-empty frame when nothing matches.
+A rebuilt store is seen at once: ``precompute`` replaces the file atomically
+(a new inode), and every method first compares the file's identity (inode,
+size, mtime) with the version it has open. On a change the new file is opened
+and validated, later calls read it, and the old version's connection is closed
+as soon as no call is still reading it (so the replaced file's disk space is
+released). Each file version is ATTACHed to its own in-memory DuckDB instance:
+a plain ``duckdb.connect(path)`` would be handed the still-open database of the
+old file by DuckDB's per-path instance cache. Extension autoloading and
+autoinstall are off (opening, say, a SQLite file never downloads anything) and
+the connection cannot read other files.
+
+Validation on open (derived from :mod:`brainviz.store.schema`, never a copy):
+the file is a DuckDB database and not truncated, has a ``meta`` table with this
+:data:`~brainviz.store.schema.SCHEMA_VERSION`, holds some data (a store with
+only a ``meta`` table is reported as empty), and every table of the schema has
+exactly the schema's columns with the schema's types (array tables may be
+absent: they are created on first write).
+
+Errors: a missing, unreadable, truncated, empty, drifted or wrong-version file
+raises :class:`~brainviz.errors.BrainVizDataError` naming the file, what is
+wrong and the command that rebuilds it; a read that fails later (a damaged
+block) raises it too, never a raw DuckDB error. Asking for arrays that are not
+stored (unknown model, subject, image, RDM) raises BrainVizDataError too.
+DataFrame methods return an empty frame when nothing matches. Image and
+checkpoint paths are stored relative to the store's folder (older stores:
+relative to the project) and returned resolved (:meth:`Store.resolve_path`).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,10 +52,14 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import BrainVizDataError
-from ..paths import DEFAULT_STORE
-from .schema import SCHEMA_VERSION, TABLES
+from ..paths import DEFAULT_STORE, PROJECT_ROOT
+from .schema import SCHEMA_VERSION, TABLES, dim_key
 
 REBUILD = "python -m precompute all"
+#: DuckDB settings of every read connection: no extension is ever loaded or downloaded implicitly.
+DUCKDB_CONFIG = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
+_ALIAS = "bv_store"
+_HEADER_BYTES = 3 * 4096  # DuckDB file: main header + two database headers, then the blocks
 _JSON_COLUMNS = {(t.name, c.name) for t in TABLES.values() for c in t.columns if c.type == "JSON"}
 
 
@@ -52,6 +75,232 @@ def _to_matrix(column: pa.ChunkedArray, field: str) -> np.ndarray:
     return flat.reshape(n, flat.size // n)
 
 
+def _file_id(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _read_error(path: Path, exc: BaseException) -> BrainVizDataError:
+    return BrainVizDataError(path, f"cannot read the store ({_first_line(exc)}); the file is damaged or "
+                                   f"incomplete; rebuild it with `{REBUILD}`")
+
+
+def _resolve(path: str | None, store_path: Path) -> str | None:
+    if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
+        return path
+    p = Path(str(path)).expanduser()
+    base = Path(store_path).parent
+    if p.is_absolute():
+        if p.exists():
+            return str(p)
+        # a store moved together with its files: keep the part below the store folder's name
+        parts = p.parts
+        if base.name in parts:
+            i = len(parts) - 1 - parts[::-1].index(base.name)
+            cand = base.joinpath(*parts[i + 1:])
+            if cand.exists():
+                return str(cand)
+        return str(p)
+    for root in (base, PROJECT_ROOT, Path.cwd()):
+        if (root / p).exists():
+            return str(root / p)
+    return str(base / p)
+
+
+_EXPECTED_TYPES: dict[tuple[str, str], str] = {}
+
+
+def _expected_types() -> dict[tuple[str, str], str]:
+    """{(table, column): DuckDB type name} of :data:`TABLES`, as DuckDB itself spells them.
+
+    Built by running the schema's own DDL in a scratch in-memory database (array columns
+    with size 1, compared without their size), so it follows schema.py exactly.
+    """
+    key = tuple((t.name, tuple((c.name, c.type) for c in t.columns)) for t in TABLES.values())
+    cached = _EXPECTED_TYPES.get("__key__")
+    if cached == repr(key):
+        return _EXPECTED_TYPES
+    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
+    try:
+        out: dict[Any, str] = {}
+        for t in TABLES.values():
+            con.execute(t.ddl(1 if t.array_column else None))
+        for tbl, col, typ in con.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall():
+            out[(tbl, col)] = typ
+    finally:
+        con.close()
+    _EXPECTED_TYPES.clear()
+    _EXPECTED_TYPES.update(out)
+    _EXPECTED_TYPES["__key__"] = repr(key)  # type: ignore[index]
+    return _EXPECTED_TYPES
+
+
+def _array_size(typ: str) -> int | None:
+    m = re.fullmatch(r"(.+)\[(\d+)\]", typ)
+    return int(m.group(2)) if m else None
+
+
+def _strip_size(typ: str) -> str:
+    return re.sub(r"\[\d+\]$", "[N]", typ)
+
+
+def schema_problems(con: duckdb.DuckDBPyConnection, catalog: str, meta: dict[str, str]) -> list[str]:
+    """What differs between the tables of ``catalog`` and :data:`TABLES` (empty list: none)."""
+    expected = _expected_types()
+    found: dict[str, dict[str, str]] = {}
+    for tbl, col, typ in con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_catalog = ? AND table_schema = 'main' ORDER BY table_name, ordinal_position",
+            [catalog]).fetchall():
+        found.setdefault(tbl, {})[col] = typ
+    problems = []
+    for name, table in TABLES.items():
+        cols = found.get(name)
+        if cols is None:
+            if table.array_column is None:
+                problems.append(f"table {name} is missing")
+            continue
+        missing = [c for c in table.column_names if c not in cols]
+        extra = [c for c in cols if c not in table.column_names]
+        if missing:
+            problems.append(f"table {name} lacks column(s) {', '.join(missing)}")
+        if extra:
+            problems.append(f"table {name} has unexpected column(s) {', '.join(extra)}")
+        for c in table.column_names:
+            if c not in cols:
+                continue
+            want, got = expected[(name, c)], cols[c]
+            if table.array_column == c:
+                if _strip_size(got) != _strip_size(want) or _array_size(got) is None:
+                    problems.append(f"column {name}.{c} is {got}, expected {_strip_size(want).replace('[N]', '[d]')}")
+                elif meta.get(dim_key(name)) not in (None, str(_array_size(got))):
+                    problems.append(f"column {name}.{c} is {got} but meta records size {meta.get(dim_key(name))}")
+            elif got != want:
+                problems.append(f"column {name}.{c} is {got}, expected {want}")
+    return problems
+
+
+class _Generation:
+    """One version of the store file: its own in-memory DuckDB instance with the file ATTACHed read-only."""
+
+    def __init__(self, path: Path, stat: tuple, con: duckdb.DuckDBPyConnection, tables: set[str],
+                 meta: dict[str, str]):
+        self.path, self.stat, self.con, self.tables, self.meta = path, stat, con, tables, meta
+        self.users = 0
+        self.retired = False
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.con.close()
+            except duckdb.Error:  # pragma: no cover - closing never matters to the caller
+                pass
+
+    @classmethod
+    def open(cls, path: Path) -> "_Generation":
+        if not path.is_file():
+            what = "is a folder, not a store file" if path.is_dir() else "store file is missing"
+            raise BrainVizDataError(path, f"{what}; build it with `{REBUILD}`")
+        try:
+            stat = _file_id(path)
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            raise BrainVizDataError(path, f"cannot read the store file ({exc.strerror})") from None
+        if head.startswith(b"SQLite format 3\x00"):
+            raise BrainVizDataError(path, f"this is a SQLite database, not a BrainViz store (DuckDB); "
+                                          f"build a store with `{REBUILD}`")
+        bad = "not a readable BrainViz store"
+        try:
+            con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
+        except duckdb.Error as exc:  # pragma: no cover - in-memory databases always open
+            raise BrainVizDataError(path, f"{bad} ({_first_line(exc)})") from None
+        try:
+            try:
+                con.execute("ATTACH '" + str(path).replace("'", "''") + f"' AS {_ALIAS} (READ_ONLY)")
+                con.execute(f"USE {_ALIAS}")
+                # the connection reads this store and nothing else
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
+            except duckdb.Error as exc:
+                raise BrainVizDataError(path, f"{bad} ({_first_line(exc)}); rebuild it with `{REBUILD}`") from None
+            try:
+                size = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
+                                   "WHERE database_name = ?", [_ALIAS]).fetchone()
+                if size is not None:
+                    need = _HEADER_BYTES + int(size[0]) * int(size[1])
+                    if stat[1] < need:
+                        raise BrainVizDataError(path, f"the store file is truncated ({stat[1]:,} bytes, its "
+                                                      f"database needs {need:,}); rebuild it with `{REBUILD}`")
+                tables = {r[0] for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? "
+                    "AND table_schema = 'main'", [_ALIAS]).fetchall()}
+                if "meta" not in tables:
+                    raise BrainVizDataError(path, f"not a BrainViz store (no meta table); rebuild it with `{REBUILD}`")
+                meta = {str(k): v for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
+                found = meta.get("schema_version")
+                if found != str(SCHEMA_VERSION):
+                    raise BrainVizDataError(
+                        path, f"store schema version {found} does not match this BrainViz (version "
+                        f"{SCHEMA_VERSION}); rebuild it with `{REBUILD}`")
+                data = [t for t in tables if t != "meta"
+                        and con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] > 0]
+                if not data:
+                    raise BrainVizDataError(path, "the store is empty: it holds no subjects, models or results "
+                                                  f"(only a meta table); build it with `{REBUILD}`")
+                problems = schema_problems(con, _ALIAS, meta)
+                if problems:
+                    more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
+                    raise BrainVizDataError(path, f"the store does not match the BrainViz schema (version "
+                                                  f"{SCHEMA_VERSION}): {'; '.join(problems[:4])}{more}; "
+                                                  f"rebuild it with `{REBUILD}`")
+            except duckdb.Error as exc:
+                raise _read_error(path, exc) from None
+        except BaseException:
+            con.close()
+            raise
+        return cls(path, stat, con, tables, meta)
+
+
+class _Cursor:
+    """A DuckDB cursor that keeps its file version open until :meth:`close`."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, store: "Store", gen: _Generation):
+        self._cur, self._store, self._gen = cur, store, gen
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+    def execute(self, *args: Any, **kw: Any):
+        try:
+            return self._cur.execute(*args, **kw)
+        except duckdb.Error as exc:
+            raise _read_error(self._store.path, exc) from None
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            try:
+                self._cur.close()
+            finally:
+                self._store._release(self._gen)
+
+    def __del__(self) -> None:  # a caller that forgot close() must not pin the old file forever
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Store:
     """Read-only access to a BrainViz store file.
 
@@ -63,44 +312,90 @@ class Store:
 
     def __init__(self, path: str | Path = DEFAULT_STORE):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise BrainVizDataError(self.path, f"store file is missing; build it with `{REBUILD}`")
-        self._stat = self._file_id()
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=True)
-        except duckdb.Error as exc:
-            raise BrainVizDataError(self.path, f"not a readable BrainViz store ({exc}); rebuild it with `{REBUILD}`") from None
-        self._lock = threading.Lock()
-        try:
-            self._tables = {r[0] for r in self._con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-            if "meta" not in self._tables:
-                raise BrainVizDataError(self.path, f"not a BrainViz store (no meta table); rebuild it with `{REBUILD}`")
-            self._meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
-        except BaseException:
-            self._con.close()
-            raise
-        found = self._meta.get("schema_version")
-        if found != str(SCHEMA_VERSION):
-            self._con.close()
-            raise BrainVizDataError(
-                self.path, f"store schema version {found} does not match this BrainViz (version "
-                f"{SCHEMA_VERSION}); rebuild it with `{REBUILD}`")
+        self._lock = threading.RLock()
+        self._gen = _Generation.open(self.path)
+        self._retired: list[_Generation] = []
+        self._failed: tuple[tuple, BrainVizDataError] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def _file_id(self) -> tuple[int, int, int]:
-        st = os.stat(self.path)
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return _file_id(self.path)
+
+    @property
+    def _stat(self) -> tuple[int, int, int]:
+        return self._gen.stat
 
     def changed_on_disk(self) -> bool:
-        """True when the file at ``path`` was replaced since this Store opened it (reopen to see it)."""
+        """True when the file at ``path`` differs from the version this Store reads now.
+
+        (Every read method switches to a replaced file by itself; see the module docstring.)
+        """
         try:
-            return self._file_id() != self._stat
-        except FileNotFoundError:
+            return self._file_id() != self._gen.stat
+        except OSError:
             return True
 
+    def _current(self) -> "_Generation":
+        """The open file version, switching to a replaced file first (raises if the new one is bad)."""
+        try:
+            now = self._file_id()
+        except OSError:
+            raise BrainVizDataError(self.path, f"store file is missing; build it with `{REBUILD}`") from None
+        with self._lock:
+            gen = self._gen
+            if now == gen.stat and not gen.closed:
+                return gen
+            if self._failed is not None and self._failed[0] == now:
+                raise self._failed[1]
+            if not gen.closed and not gen.retired:
+                # replaced (or made unreadable): the old version is closed once nobody reads it
+                gen.retired = True
+                self._retired.append(gen)
+            try:
+                new = _Generation.open(self.path)
+            except BrainVizDataError as exc:
+                self._failed = (now, exc)
+                self._sweep()
+                raise
+            self._failed = None
+            self._gen = new
+            self._sweep()
+            return new
+
+    def _sweep(self) -> None:
+        """Close replaced file versions nobody reads any more (caller holds the lock)."""
+        keep = []
+        for g in self._retired:
+            if g.users == 0:
+                g.close()
+            else:
+                keep.append(g)
+        self._retired = keep
+
+    def _release(self, gen: "_Generation") -> None:
+        with self._lock:
+            gen.users -= 1
+            if gen.retired and gen.users == 0:
+                self._sweep()
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The read-only connection of the current file version (its default catalog is the store)."""
+        return self._current().con
+
+    @property
+    def _tables(self) -> set[str]:
+        return self._current().tables
+
+    @property
+    def _meta(self) -> dict[str, str]:
+        return self._current().meta
+
     def close(self) -> None:
-        self._con.close()
+        with self._lock:
+            for g in [self._gen, *self._retired]:
+                g.close()
+            self._retired = []
 
     def __enter__(self) -> "Store":
         return self
@@ -108,16 +403,36 @@ class Store:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
+    def _cursor(self) -> "_Cursor":
+        """A cursor on the current file version; ``close()`` it when done (it keeps that version open)."""
         with self._lock:
-            return self._con.cursor()
+            gen = self._current()
+            gen.users += 1
+        try:
+            cur = gen.con.cursor()
+            cur.execute(f"USE {_ALIAS}")
+        except duckdb.Error as exc:
+            self._release(gen)
+            raise _read_error(self.path, exc) from None
+        return _Cursor(cur, self, gen)
 
     def _arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         cur = self._cursor()
         try:
             return cur.sql(sql, params=list(params) if params else None).arrow().read_all()
+        except duckdb.Error as exc:
+            raise _read_error(self.path, exc) from None
         finally:
             cur.close()
+
+    def resolve_path(self, path: str | None) -> str | None:
+        """An image/checkpoint path as stored -> an existing file path where possible.
+
+        Relative paths are tried against the store's folder (how stores are written now),
+        then the project folder and the working folder (older stores); absolute paths that
+        no longer exist are tried by their part below the store's folder name.
+        """
+        return _resolve(path, self.path)
 
     def _select(self, table: str, columns: Sequence[str] | None = None, order: Sequence[str] = (),
                 **filters: Any) -> pa.Table:
@@ -165,6 +480,8 @@ class Store:
         try:
             rows = {t: cur.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
                     for t in TABLES if t in self._tables}
+        except duckdb.Error as exc:
+            raise _read_error(self.path, exc) from None
         finally:
             cur.close()
         return {
@@ -200,8 +517,11 @@ class Store:
 
     # ------------------------------------------------------------------ images
     def images(self, keys: Sequence[str] | None = None) -> pd.DataFrame:
-        """image_key, dataset, dataset_id, path; in ``keys`` order if given (unknown keys raise)."""
+        """image_key, dataset, dataset_id, path (resolved, :meth:`resolve_path`); in ``keys`` order
+        if given (unknown keys raise)."""
         df = self._df("images", order=["image_key"])
+        if "path" in df:
+            df["path"] = [self.resolve_path(v) for v in df["path"]]
         if keys is None:
             return df
         df = df.set_index("image_key", drop=False)
@@ -246,7 +566,10 @@ class Store:
     def models(self, kind: str | None = None) -> pd.DataFrame:
         """model_id, kind, subjects (list), backbone, config (dict), checkpoint_path, created_at,
         provenance (dict); optionally only ``kind`` ('ridge'|'ue_single'|'ue_multi'|'ue_transfer')."""
-        return self._df("models", order=["model_id"], kind=kind)
+        df = self._df("models", order=["model_id"], kind=kind)
+        if "checkpoint_path" in df:
+            df["checkpoint_path"] = [self.resolve_path(v) for v in df["checkpoint_path"]]
+        return df
 
     def voxel_embeddings(self, model_id: str, subject: str) -> np.ndarray:
         """(V, E) float32 voxel embeddings of ``subject``'s vertices 0..V-1 (bit-exact as written)."""
@@ -324,12 +647,32 @@ class Store:
                "FROM cluster_top_images t LEFT JOIN images i USING (image_key) WHERE "
                + " AND ".join(f"{c} = ?" for c, _ in where)
                + " ORDER BY t.cluster, t.subject, t.source, t.rank")
-        return self._arrow(sql, [v for _, v in where]).to_pandas()
+        df = self._arrow(sql, [v for _, v in where]).to_pandas()
+        df["path"] = [self.resolve_path(v) for v in df["path"]]
+        return df
 
     def cluster_descriptions(self, model_id: str, scope: str, k: int) -> pd.DataFrame:
         """cluster, n_vertices, description ('faces 9/10'), source, enrichment (dict); by cluster."""
         return self._df("cluster_descriptions", ["cluster", "n_vertices", "description", "source", "enrichment"],
                         ["cluster"], model_id=model_id, scope=scope, k=int(k))
+
+    def vertex_reliability(self, subject: str) -> np.ndarray:
+        """(V,) float32 noise ceiling (percent, from training repeats) used to pick clustered vertices; NaN if none."""
+        out = np.full(self.n_vertices(subject), np.nan, np.float32)
+        df = self._df("vertex_reliability", ["vertex", "nc"], ["vertex"], subject=subject)
+        out[df["vertex"].to_numpy()] = df["nc"].to_numpy(np.float32)
+        return out
+
+    def cluster_settings(self, model_id: str, scope: str | None = None) -> pd.DataFrame:
+        """scope, subject, base, region, percentile, nc_threshold, chosen_k, is_default; by scope, subject."""
+        return self._df("cluster_settings", ["scope", "subject", "base", "region", "percentile", "nc_threshold",
+                                             "chosen_k", "is_default"], ["scope", "subject"],
+                        model_id=model_id, scope=scope)
+
+    def cluster_quality(self, model_id: str, scope: str | None = None) -> pd.DataFrame:
+        """scope, k, metric, value, simulation_check; by scope, k, metric (stability curve + recovery scores)."""
+        return self._df("cluster_quality", ["scope", "k", "metric", "value", "simulation_check"],
+                        ["scope", "k", "metric"], model_id=model_id, scope=scope)
 
     # ------------------------------------------------------------------ RDMs and RSA
     def list_rdms(self, subject: str | None = None, roi: str | None = None, source: str | None = None) -> pd.DataFrame:
@@ -364,6 +707,19 @@ class Store:
     def k92_rsa(self) -> pd.DataFrame:
         """model, method, value, p_value, nc_lower, nc_upper."""
         return self._df("k92_rsa", order=["method", "model"])
+
+    def k92_fit(self) -> pd.DataFrame:
+        """model, method, value, value_sem, nc_lower, nc_upper, n_folds, weights (dict or None):
+        the cross-validated layer mix on held-out images x subjects (empty in older stores)."""
+        return self._df("k92_fit", order=["method", "model"])
+
+    def decoding_rois(self, subject: str | None = None) -> pd.DataFrame:
+        """subject, roi_set, roi, n_vertices (0 = this ROI of the set is absent from the data)."""
+        return self._df("decoding_rois", order=["subject", "roi_set", "roi"], subject=subject)
+
+    def decoding_weights(self, subject: str | None = None) -> pd.DataFrame:
+        """subject, approach, roi_set, weight: the validated vote's weights over ROI sets."""
+        return self._df("decoding_weights", order=["subject", "approach", "roi_set"], subject=subject)
 
     def pair_model(self) -> pd.DataFrame:
         """split, metric, value, baseline."""

@@ -38,8 +38,8 @@ Tables
 ------
 meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
 voxel_embeddings, embedding_maps, clusters, cluster_top_images,
-cluster_descriptions, vertex_metrics, roi_metrics, retrieval, predictions,
-rdms, extreme_pairs, rsa, k92_rsa, pair_model, decoding, transfer_curve,
+cluster_descriptions, vertex_reliability, cluster_settings, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
+rdms, extreme_pairs, rsa, k92_rsa, k92_fit, pair_model, decoding, decoding_rois, decoding_weights, transfer_curve,
 image_features. Each :class:`Table` in :data:`TABLES` documents its meaning
 and columns.
 """
@@ -48,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Version of this schema; stored in ``meta`` under ``schema_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: ROI class of the Algonauts release -> column of ``vertices``.
 ROI_COLUMNS: dict[str, str] = {
@@ -204,6 +204,23 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("description", "VARCHAR", "e.g. 'faces 9/10'"),
            _opt("source", "VARCHAR", "which top images were described: 'measured' or 'predicted'"),
            _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
+    Table("vertex_reliability", "Noise ceiling of each vertex used to choose the vertices that are clustered "
+          "(from the repeats of the TRAINING images, never the test images).",
+          (_SUBJ, _VERTEX, _c("nc", "FLOAT", "noise ceiling in percent"),
+           _c("source", "VARCHAR", "'training repeats' or 'dataset'"))),
+    Table("cluster_settings", "How each cluster scope selected its vertices and its k (one row per scope x subject).",
+          (_MODEL, _SCOPE, _SUBJ,
+           _c("base", "VARCHAR", "'joint' or a subject: whose embeddings were clustered together"),
+           _opt("region", "VARCHAR", "vertices restricted to this ROI or ROI set (NULL = whole cortex)"),
+           _c("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings"),
+           _c("nc_threshold", "FLOAT", "the threshold in noise-ceiling percent for this subject"),
+           _c("chosen_k", "INTEGER", "k chosen by bootstrap stability (no ground truth)"),
+           _c("is_default", "BOOLEAN", "the view the app opens with"))),
+    Table("cluster_quality", "Per scope and k: bootstrap stability of k-means (no ground truth) and, on the "
+          "demo brain only, recovery of the planted regions (simulation checks).",
+          (_MODEL, _SCOPE, _K, _c("metric", "VARCHAR", "e.g. 'stability', 'ari', 'coverage', 'precision:faces'"),
+           _c("value", "FLOAT", "the value"),
+           _c("simulation_check", "BOOLEAN", "true = compares with the planted ground truth (demo brain)"))),
     Table("vertex_metrics", "Per-vertex test accuracy of a model.",
           (_MODEL, _SUBJ, _VERTEX,
            _c("r", "FLOAT", "Pearson r between predicted and measured test responses"),
@@ -241,13 +258,30 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           (_c("rdm_a", "VARCHAR", "rdms.rdm_id"), _c("rdm_b", "VARCHAR", "rdms.rdm_id"),
            _c("method", "VARCHAR", "'spearman' or 'kendall_tau_a'"),
            _c("value", "FLOAT", "correlation"), _opt("p_value", "FLOAT", "permutation p"),
-           _opt(_NC[0], "FLOAT", "noise ceiling lower bound"), _opt(_NC[1], "FLOAT", "upper bound"))),
+           _opt(_NC[0], "FLOAT", "noise ceiling lower bound"), _opt(_NC[1], "FLOAT", "upper bound"),
+           _opt("nc_kind", "VARCHAR", "which ceiling nc_lower/nc_upper are: 'between-subject (Nili)'"),
+           _opt("nc_within", "FLOAT", "within-subject (split-half) ceiling of rdm_a from its repeats, Spearman-Brown corrected; "
+                                      "the one that applies to subject-specific comparisons (measured vs own predicted)"),
+           _opt("reliability_within", "FLOAT", "Spearman-Brown reliability of rdm_a (nc_within = its square root)"))),
     Table("k92_rsa", "RSA of each model against the 92-image human-IT RDMs.",
           (_c("model", "VARCHAR", "model / layer name"),
            _c("method", "VARCHAR", "'spearman' or 'kendall_tau_a'"),
            _c("value", "FLOAT", "mean correlation with the human-IT RDMs"),
            _opt("p_value", "FLOAT", "permutation p"),
-           _opt(_NC[0], "FLOAT", "noise ceiling lower bound"), _opt(_NC[1], "FLOAT", "upper bound"))),
+           _opt(_NC[0], "FLOAT", "noise ceiling lower bound"), _opt(_NC[1], "FLOAT", "upper bound"),
+           _opt("rsa_sem", "FLOAT", "standard error of the mean over the 4 subjects"),
+           _opt("rsa_mean", "FLOAT", "RSA with the subject-mean human-IT RDM (no ceiling applies)"),
+           _opt("per_subject", "FLOAT[]", "RSA with each subject's session-averaged RDM"),
+           _opt("family", "VARCHAR", "'block' (every backbone block, full resolution) | 'stage (7x7 pooled)' | 'reference'"),
+           _opt("depth", "FLOAT", "relative depth of a block in [0, 1] (NULL otherwise)"),
+           _opt("rdm_id", "VARCHAR", "rdms.rdm_id of the model's RDM"))),
+    Table("k92_fit", "Cross-validated weighted mix of layer RDMs vs the 92-image human-IT RDMs (held-out images x subjects).",
+          (_c("model", "VARCHAR", "'mix of all layers (fitted)' | 'best layer (chosen on training folds)' | 'layer: <name>' ..."),
+           _c("method", "VARCHAR", "'spearman' or 'kendall_tau_a'"),
+           _c("value", "FLOAT", "mean held-out RSA over folds"), _opt("value_sem", "FLOAT", "SEM over folds"),
+           _opt(_NC[0], "FLOAT", "Nili lower bound on the held-out images (mean over folds)"),
+           _opt(_NC[1], "FLOAT", "upper bound"), _opt("n_folds", "INTEGER", "folds (repeats x image x subject folds)"),
+           _opt("weights", "JSON", "{layer: weight} fitted on all data (mixes only)"))),
     Table("pair_model", "Pair-dissimilarity model accuracy (split by image).",
           (_c("split", "VARCHAR", "'train' / 'test' ..."), _c("metric", "VARCHAR", "metric name"),
            _c("value", "FLOAT", "model score"), _opt("baseline", "FLOAT", "baseline score"))),
@@ -256,7 +290,15 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("image_key", "VARCHAR", "the true image"),
            _c("rank", "INTEGER", "rank of the true image (1 = best)"),
            _c("top_keys", "VARCHAR[]", "best candidate image keys, best first"),
-           _opt("cosine", "FLOAT", "cosine of decoded and true embedding"))),
+           _opt("cosine", "FLOAT", "cosine of decoded and true embedding"),
+           _opt("approach", "VARCHAR", "'decoder' (responses -> embedding, ridge; NULL in old stores) | "
+                                       "'encoder:<model_id>' (identification: measured vs predicted responses)"))),
+    Table("decoding_rois", "Which ROIs of each ROI set exist in a subject's data (0 vertices = absent).",
+          (_SUBJ, _c("roi_set", "VARCHAR", "'set1' | 'set2' | 'set3'"), _c("roi", "VARCHAR", "ROI name"),
+           _c("n_vertices", "INTEGER", "vertices of this ROI in the subject's data"))),
+    Table("decoding_weights", "Weights of the validated vote over ROI sets (chosen on held-out queries).",
+          (_SUBJ, _c("approach", "VARCHAR", "as decoding.approach"), _c("roi_set", "VARCHAR", "voting ROI set"),
+           _c("weight", "FLOAT", "mean weight over cross-fitting folds"))),
     Table("transfer_curve", "Transfer learning: accuracy vs number of new-subject training images.",
           (_SUBJ, _c("n_train", "INTEGER", "training images used"),
            _c("method", "VARCHAR", "'ue_transfer' | 'ridge' ..."),

@@ -6,7 +6,15 @@ renames it onto the final path with :func:`os.replace` (atomic on POSIX). On
 any exception inside ``with StoreWriter(p) as w:`` or on
 :meth:`~StoreWriter.abort`, the temporary file is deleted and the previous
 store (if any) stays byte-identical. A process killed with SIGKILL may leave a
-``.<name>.*.tmp`` file behind; it is never read and can be deleted.
+``.<name>.<pid>.*.tmp`` file (and its ``.wal``) behind; it is never read, and the
+next StoreWriter of the same path removes it once that pid no longer runs
+(:func:`brainviz.atomic.sweep_stale_temps`).
+
+Paths (``images.path``, ``models.checkpoint_path``) are stored relative to the
+store's folder when the file lies below the folder above it (e.g. the project
+for ``data/brainviz.duckdb``), else absolute; the reader resolves them against
+the store's location, so a moved project or another working folder still
+finds them.
 
 Everything is bulk-inserted from pandas DataFrames or Arrow tables
 (``INSERT INTO t BY NAME SELECT * FROM <registered>``); fixed-size embedding
@@ -31,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import __version__
+from ..atomic import sweep_stale_temps, temp_prefix
 from ..errors import BrainVizDataError
 from .schema import MODEL_KINDS, ROI_COLUMNS, SCHEMA_VERSION, TABLES, TAG_CATEGORIES, create_statements, dim_key
 
@@ -113,8 +122,11 @@ class StoreWriter:
 
     def __init__(self, final_path: str | Path):
         self.final_path = Path(final_path)
+        if self.final_path.is_dir():
+            raise BrainVizDataError(self.final_path, "is a folder; give the path of a store file, e.g. data/brainviz.duckdb")
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.final_path.name}.", suffix=".tmp", dir=self.final_path.parent)
+        sweep_stale_temps(self.final_path)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.final_path), suffix=".tmp", dir=self.final_path.parent)
         os.close(fd)
         os.unlink(tmp)  # DuckDB creates the file itself
         self.tmp_path = Path(tmp)
@@ -246,6 +258,17 @@ class StoreWriter:
         self._dims[name] = dim
         self.set_meta(**{dim_key(name): dim})
 
+    def relative_path(self, path: str | Path | None) -> str | None:
+        """``path`` as stored: relative to the store's folder when it lies below that folder's
+        parent (e.g. the project folder for ``data/brainviz.duckdb``), else absolute."""
+        if path is None:
+            return None
+        a = Path(os.path.abspath(Path(path).expanduser()))
+        base = Path(os.path.abspath(self.final_path.parent))
+        if a == base.parent or base.parent in a.parents:
+            return os.path.relpath(a, base)
+        return str(a)
+
     @staticmethod
     def _frame(n: int, **cols: Any) -> pa.Table:
         """Arrow table of ``n`` rows; scalar values are broadcast."""
@@ -308,7 +331,7 @@ class StoreWriter:
         if bad:
             raise BrainVizDataError("image_key", f"expected '<dataset>-<id>' keys, got {bad[:3]}")
         df = pd.DataFrame({"image_key": keys, "dataset": [k.split("-", 1)[0] for k in keys],
-                           "dataset_id": dataset_id, "path": [str(p) for p in paths]})
+                           "dataset_id": dataset_id, "path": [self.relative_path(p) for p in paths]})
         self.write_table("images", df.drop_duplicates("image_key"), ignore_duplicates=True)
 
     def add_image_splits(self, subject: str, split: str, image_keys: Sequence[str]) -> None:
@@ -348,7 +371,7 @@ class StoreWriter:
             raise BrainVizDataError(f"models.kind of {model_id}", f"got {kind!r}, expected one of {MODEL_KINDS}")
         self.write_table("models", pd.DataFrame([{
             "model_id": model_id, "kind": kind, "subjects": [str(s) for s in subjects], "backbone": backbone,
-            "config": to_json(config), "checkpoint_path": None if checkpoint_path is None else str(checkpoint_path),
+            "config": to_json(config), "checkpoint_path": self.relative_path(checkpoint_path),
             "created_at": created_at or datetime.now(timezone.utc).replace(tzinfo=None),
             "provenance": to_json(provenance)}]))
 

@@ -1,0 +1,239 @@
+"""Inference on RDMs (rsatoolbox's ``inference`` part): noise ceilings that match the
+comparison, the network-depth sweep, and a cross-validated weighted mix of layers.
+
+Two kinds of noise ceiling, never to be mixed up (``CEILING_KINDS``):
+
+* ``"between-subject (Nili)"`` -- :func:`brainviz.rdm.rdm_noise_ceiling`: bounds on the
+  mean RSA of ONE model RDM compared with EVERY subject's RDM (Nili et al. 2014).
+  It applies to a network layer or a reference model scored against a group.
+* ``"within-subject (split-half)"`` -- :func:`within_subject_ceiling`: how well the
+  (unknown) noise-free RDM of ONE subject could correlate with that subject's
+  measured, repeat-averaged RDM, from the reliability of RDMs computed from
+  independent repeats, Spearman-Brown corrected to all repeats. It applies to
+  subject-specific comparisons (a subject's measured RDM vs the RDM of that
+  subject's own predicted responses).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BrainVizDataError
+from ..rdm import _check_method, _compare_vectors, k92_rsa_table, upper_triangle
+
+CEILING_KINDS = ("between-subject (Nili)", "within-subject (split-half)")
+
+
+
+@dataclass
+class WithinSubjectCeiling:
+    """Result of :func:`within_subject_ceiling`.
+
+    r_single : mean RSA between RDMs of single repeats (over all repeat pairs)
+    reliability : Spearman-Brown prediction of the RSA between two independent
+        RDMs each averaged over ``n_repeats`` repeats: K r / (1 + (K - 1) r)
+    ceiling : sqrt(max(reliability, 0)), the expected RSA of the noise-free RDM
+        with the measured K-repeat RDM (correction for attenuation); the most a
+        subject-specific model can reach
+    n_repeats : K
+
+    The Spearman-Brown step assumes RDM noise averages like pattern noise; for
+    1 - Pearson RDMs of averaged patterns it does slightly better, so the
+    ceiling is conservative at low SNR (synthetic check, 3 repeats: 0.79 vs a
+    true 0.83 at single-repeat RDM reliability ~0.4; tests/test_rsa_ceilings.py).
+    kind : ``"within-subject (split-half)"``
+    """
+
+    r_single: float
+    reliability: float
+    ceiling: float
+    n_repeats: int
+    kind: str = CEILING_KINDS[1]
+
+
+def spearman_brown(r: float, factor: float) -> float:
+    """Reliability of a measure ``factor`` times longer: f r / (1 + (f - 1) r)."""
+    return float(factor * r / (1 + (factor - 1) * r))
+
+
+def within_subject_ceiling(repeat_rdms, method: str = "spearman") -> WithinSubjectCeiling:
+    """Within-subject noise ceiling from the RDMs of independent repeats of ONE subject.
+
+    Parameters
+    ----------
+    repeat_rdms : (n_repeats, n, n) square or (n_repeats, n (n - 1) / 2) condensed
+        RDMs, each from one repeat / session / split-half of the same images
+        (e.g. :func:`brainviz.rsa.calc.repeat_rdms`, or the two session RDMs of a
+        92-image subject).
+    method : "spearman" or "pearson" (the attenuation correction is exact for
+        Pearson and close for Spearman; not defined for Kendall tau-a).
+
+    Returns
+    -------
+    WithinSubjectCeiling
+    """
+    _check_method(method)
+    if method == "kendall_tau_a":
+        raise BrainVizDataError("method", "the split-half ceiling uses Spearman or Pearson, not Kendall tau-a")
+    a = np.asarray(repeat_rdms, dtype=np.float64)
+    if a.ndim not in (2, 3) or a.shape[0] < 2:
+        raise BrainVizDataError("repeat_rdms", f"need >= 2 RDMs of independent repeats, got shape {a.shape}")
+    vec = np.stack([upper_triangle(x) for x in a])
+    k = len(vec)
+    r1 = float(np.mean([_compare_vectors(vec[i], vec[j], method) for i, j in combinations(range(k), 2)]))
+    rel = spearman_brown(r1, k)
+    return WithinSubjectCeiling(r_single=r1, reliability=rel, ceiling=float(np.sqrt(max(rel, 0.0))), n_repeats=k)
+
+
+def layer_sweep(model_rdms: Mapping[str, np.ndarray], human_rdms, subjects: Sequence[str] | None = None,
+                methods: Sequence[str] = ("kendall_tau_a", "spearman"), depth: Mapping[str, float] | None = None,
+                n_perm: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """RSA of every layer (and reference model) with a group of subject RDMs, for several methods.
+
+    Parameters
+    ----------
+    model_rdms : {name: (n, n) RDM}, e.g. :func:`brainviz.features.blocks.block_rdms`
+    human_rdms : (n_rdms, n, n), e.g. ``K92.human_it`` (4 subjects x 2 sessions)
+    subjects : (n_rdms,) subject labels; sessions of a subject are averaged first
+    methods : RSA methods (see :func:`brainviz.rdm.rsa`)
+    depth : {name: relative depth in [0, 1]} for network layers (NaN for others)
+    n_perm, seed : image-label permutation test of the mean-over-subjects statistic
+
+    Returns
+    -------
+    DataFrame, one row per (model, method): the columns of
+    :func:`brainviz.rdm.k92_rsa_table` (``rsa`` mean over subjects, ``rsa_sem``,
+    ``rsa_group`` vs the rank-pooled group RDM, ``rsa_mean`` vs the plain
+    subject-mean RDM, ``p_value``, ``nc_lower``, ``nc_upper``: between-subject
+    Nili bounds of the SAME statistic) plus ``depth`` and ``per_subject`` (list).
+    """
+    frames = []
+    for m in methods:
+        t = k92_rsa_table(model_rdms, human_rdms, method=m, subjects=subjects, n_perm=n_perm, seed=seed)
+        t["depth"] = [float(depth[n]) if depth is not None and n in depth else np.nan for n in t.model]
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _nnls_weights(layer_vecs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Non-negative least squares weights of mean-removed layer RDM vectors (L, m) for a
+    mean-removed target (m,) (what rsatoolbox's fit_regress_nn does for 'corr')."""
+    from scipy.optimize import nnls
+
+    a = (layer_vecs - layer_vecs.mean(axis=1, keepdims=True)).T
+    a = a / np.maximum(np.linalg.norm(a, axis=0, keepdims=True), 1e-12)  # scale-free layers
+    w, _ = nnls(a, target - target.mean())
+    return w / np.maximum(np.linalg.norm(layer_vecs - layer_vecs.mean(axis=1, keepdims=True), axis=1), 1e-12)
+
+
+@dataclass
+class LayerMixResult:
+    """Result of :func:`fit_layer_mix`.
+
+    folds : DataFrame (repeat, fold, model, method, value, nc_lower, nc_upper): the
+        held-out score of each model on each test fold (test images x test
+        subjects) and the Nili bounds of those test images
+    summary : DataFrame (model, method, value, value_sem, nc_lower, nc_upper,
+        reaches_lower, n_folds): means over folds (SEM over folds; folds overlap
+        in their training data, so it is optimistic)
+    weights : Series, the layer weights fitted on ALL images and subjects (for display)
+    """
+
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+    weights: pd.Series
+
+
+def fit_layer_mix(layer_rdms: Mapping[str, np.ndarray], subject_rdms, method: str = "kendall_tau_a",
+                  k_pattern: int = 3, k_rdm: int = 2, n_repeats: int = 5, seed: int = 0) -> LayerMixResult:
+    """Cross-validated weighted mix of layer RDMs ("mixed and reweighted" models).
+
+    The scheme of rsatoolbox's ``inference.sets_k_fold`` + ``crossval`` with a
+    ``ModelWeighted`` fitted by non-negative least squares (``fit_regress_nn``,
+    'corr') and a ``ModelSelect``, written out here with this module's fast
+    comparisons (rsatoolbox's own ``crossval`` with Kendall tau-a took > 10 min on
+    the 92-image set on a 2-core machine). Images are split into ``k_pattern``
+    folds and subjects into ``k_rdm`` folds; for each pair of folds the models
+    are fitted on the pairs among TRAINING images of TRAINING subjects and
+    scored only on pairs among HELD-OUT images of HELD-OUT subjects (mean over
+    those subjects). Models: ``mix of all layers (fitted)`` (NNLS weights on
+    the training subjects' mean RDM), ``best layer (chosen on training folds)``
+    (highest mean training score) and each layer alone (no fitting). The
+    ceiling of each fold is the between-subject (Nili) bound of the held-out
+    images (:func:`brainviz.rdm.rdm_noise_ceiling` of all subjects restricted to
+    those images, as rsatoolbox's ``crossval`` computes it). Repeated with
+    ``n_repeats`` random fold assignments.
+
+    Parameters
+    ----------
+    layer_rdms : {name: (n, n) RDM}
+    subject_rdms : (n_subjects, n, n) (sessions already averaged)
+    method : "kendall_tau_a", "spearman" or "pearson" (evaluation statistic)
+    k_pattern, k_rdm : folds over images and over subjects
+    n_repeats : random fold assignments
+    seed : seed of numpy.random.default_rng for the folds
+
+    Returns
+    -------
+    LayerMixResult
+    """
+    from ..rdm import as_square, rdm_noise_ceiling
+
+    _check_method(method)
+    names = list(layer_rdms)
+    if len(names) < 2:
+        raise BrainVizDataError("layer_rdms", "need at least 2 layer RDMs to mix")
+    subj = np.stack([as_square(x) for x in np.asarray(subject_rdms, dtype=np.float64)])
+    if subj.ndim != 3 or subj.shape[0] < k_rdm or k_rdm < 2:
+        raise BrainVizDataError("subject_rdms", f"need (n_subjects >= k_rdm >= 2, n, n), got shape {subj.shape}")
+    n = subj.shape[1]
+    if n < 3 * k_pattern:
+        raise BrainVizDataError("subject_rdms", f"{n} images are too few for {k_pattern} image folds")
+    layers = np.stack([as_square(layer_rdms[k]) for k in names])
+    if layers.shape[1:] != (n, n):
+        raise BrainVizDataError("layer_rdms", f"every layer RDM must be {n} x {n}")
+
+    def vecs(stack, idx):
+        sub = stack[:, idx][:, :, idx]
+        iu = np.triu_indices(len(idx), 1)
+        return sub[:, iu[0], iu[1]]
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for rep in range(n_repeats):
+        img_fold = rng.permutation(np.arange(n) % k_pattern)
+        sub_fold = rng.permutation(np.arange(len(subj)) % k_rdm)
+        f = 0
+        for fi in range(k_pattern):
+            tr_i, te_i = np.nonzero(img_fold != fi)[0], np.nonzero(img_fold == fi)[0]
+            l_tr, l_te = vecs(layers, tr_i), vecs(layers, te_i)
+            lower, upper = rdm_noise_ceiling(vecs(subj, te_i), method)
+            for fs in range(k_rdm):
+                s_tr, s_te = np.nonzero(sub_fold != fs)[0], np.nonzero(sub_fold == fs)[0]
+                d_tr, d_te = vecs(subj[s_tr], tr_i), vecs(subj[s_te], te_i)
+                w = _nnls_weights(l_tr, d_tr.mean(axis=0))
+                train_score = [np.mean([_compare_vectors(l, d, method) for d in d_tr]) for l in l_tr]
+                preds = {"mix of all layers (fitted)": w @ l_te,
+                         "best layer (chosen on training folds)": l_te[int(np.argmax(train_score))]}
+                preds.update({f"layer: {k}": l_te[j] for j, k in enumerate(names)})
+                for model, pv in preds.items():
+                    val = (np.mean([_compare_vectors(pv, d, method) for d in d_te])
+                           if np.ptp(pv) > 0 else 0.0)
+                    rows.append(dict(repeat=rep, fold=f, model=model, method=method, value=float(val),
+                                     nc_lower=float(lower), nc_upper=float(upper)))
+                f += 1
+    folds = pd.DataFrame(rows)
+    g = folds.groupby("model", sort=False)
+    summary = pd.DataFrame({
+        "value": g.value.mean(), "value_sem": g.value.std(ddof=1) / np.sqrt(g.size()),
+        "nc_lower": g.nc_lower.mean(), "nc_upper": g.nc_upper.mean(), "n_folds": g.size()}).reset_index()
+    summary.insert(1, "method", method)
+    summary["reaches_lower"] = summary.value >= summary.nc_lower
+    all_i = np.arange(n)
+    w = _nnls_weights(vecs(layers, all_i), vecs(subj, all_i).mean(axis=0))
+    weights = pd.Series(w / w.sum() if w.sum() > 0 else w, index=names, name="weight")
+    return LayerMixResult(folds=folds, summary=summary, weights=weights)

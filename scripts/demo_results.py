@@ -1,0 +1,173 @@
+"""Regenerate the README "Results on the demo brain" target table (issue 10) from stores.
+
+One command builds the demo brain for each seed, runs ``precompute all`` (timed), and prints
+the table of every target, measured on every seed::
+
+    python scripts/demo_results.py --build --seeds 0 7          # ~2 x 12 min on an idle 2-core machine
+
+or, from stores that already exist::
+
+    python scripts/demo_results.py --store 0=data/A_s0.duckdb --store 7=data/A_s7.duckdb
+
+Everything read here comes from the store (``cluster_settings``, ``cluster_quality``,
+``roi_metrics``, ``retrieval``, ``transfer_curve``, ``models``). The recovery rows are
+SIMULATION CHECKS against the demo brain's planted regions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from brainviz.store.reader import Store  # noqa: E402
+
+CATEGORIES = ("faces", "bodies", "food", "words", "places-indoor", "places-outdoor")
+PER_SUBJECT_TARGET = {"subj01": 0.8, "subj02": 0.8, "subj03": 0.8, "subj04": 0.7}
+
+
+def build(seed: int, out: Path) -> tuple[Path, float]:
+    """demo-brain + precompute all for one seed; returns (store, minutes of `precompute all`)."""
+    demo, store, work = out / f"demo_s{seed}", out / f"s{seed}.duckdb", out / f"work_s{seed}"
+    subprocess.run([sys.executable, "-m", "precompute", "demo-brain", "--out", str(demo), "--seed", str(seed)],
+                   cwd=ROOT, check=True)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "precompute", "all", "--dataset", str(demo), "--store", str(store),
+                    "--work-dir", str(work), "--seed", str(seed)], cwd=ROOT, check=True)
+    return store, (time.perf_counter() - t0) / 60
+
+
+def _quality(st: Store, scope: str) -> tuple[int | None, pd.DataFrame]:
+    settings = st.cluster_settings("ue_multi", scope)
+    q = st.cluster_quality("ue_multi", scope)
+    if settings.empty or q.empty:
+        return None, pd.DataFrame()
+    return int(settings.chosen_k.iloc[0]), q.pivot_table(index="k", columns="metric", values="value")
+
+
+def measure(store: Path) -> dict:
+    """Every target of issue 10 measured on one store: {row name: (value text, met bool or None)}."""
+    rows: dict[str, tuple[str, bool | None]] = {}
+    with Store(store) as st:
+        k, q = _quality(st, "joint")
+        settings = st.cluster_settings("ue_multi", "joint")
+        if k is not None:
+            r = q.loc[k]
+            rows["joint: subjects, chosen k (stability)"] = (
+                f"{', '.join(sorted(settings.subject))}; k = {k} (stability {r.get('stability', np.nan):.2f})", None)
+            rows["joint category-region ARI >= 0.8"] = (f"{r['ari']:.2f}", bool(r["ari"] >= 0.8))
+            rows["joint coverage >= 50 %"] = (f"{100 * r['coverage']:.0f} %", bool(r["coverage"] >= 0.5))
+            rows["joint homogeneity / completeness"] = (f"{r['homogeneity']:.2f} / {r['completeness']:.2f}", None)
+            rows["early visual: position variance explained (null)"] = (
+                f"{r.get('early_eta2', np.nan):.2f} ({r.get('early_null_eta2', np.nan):.2f})", None)
+            prec = {c: r.get(f"precision:{c}", np.nan) for c in CATEGORIES}
+            rows["top-10 tag precision >= 0.9 (joint)"] = (
+                ", ".join(f"{c} {v:.1f}" for c, v in prec.items()), bool(all(v >= 0.9 for v in prec.values())))
+            curve = q["stability"].dropna() if "stability" in q else pd.Series(dtype=float)
+            rows["stability curve (k: mean ARI)"] = (", ".join(f"{int(kk)}: {v:.2f}" for kk, v in curve.items()), None)
+            rows["ARI at every k (joint)"] = (", ".join(f"{int(kk)}: {v:.2f}" for kk, v in q["ari"].items()), None)
+        for s, target in PER_SUBJECT_TARGET.items():
+            ks, qs = _quality(st, s)
+            if ks is not None:
+                a = qs.loc[ks, "ari"]
+                rows[f"{s} ARI >= {target} (k = {ks})"] = (f"{a:.2f} (coverage {100 * qs.loc[ks, 'coverage']:.0f} %)",
+                                                          bool(a >= target))
+        _, qp = _quality(st, "joint:PPA")
+        if len(qp):
+            p = qp.loc[2]
+            counts = ", ".join(f"sub-cluster {c}: indoor {10 * p.get(f'ppa{c}_indoor', np.nan):.0f}/10, "
+                               f"outdoor {10 * p.get(f'ppa{c}_outdoor', np.nan):.0f}/10" for c in (0, 1))
+            rows["PPA splits indoor / outdoor (>= 8/10 each)"] = (counts, bool(p.get("ppa_indoor_outdoor_split", 0) >= 1))
+        roi = st.roi_metrics()
+        med = roi[roi.roi == "all"].set_index(["model_id", "subject"])["median_r"]
+        order_ok, parts = True, []
+        for s in PER_SUBJECT_TARGET:
+            try:
+                m, u, r_ = med[("ue_multi", s)], med[(f"ue_single-{s}", s)], med[(f"ridge-{s}", s)]
+            except KeyError:
+                continue
+            order_ok &= bool(m > u > r_)
+            parts.append(f"{s} {m:.3f} / {u:.3f} / {r_:.3f}")
+        rows["median r UE-multi > UE-single > ridge"] = ("; ".join(parts), order_ok)
+        tc = st.transfer_curve()
+        if len(tc):
+            g = tc.groupby(["method", "n_train"])["median_r"].agg(["mean", "std", "count"])
+            n_all = int(tc.n_train.max())
+            ue100 = g.loc[("ue_transfer", 100)] if ("ue_transfer", 100) in g.index else None
+            ridge_all = g.loc[("ridge", n_all)]
+            if ue100 is not None:
+                rows[f"transfer 100 images > ridge on all {n_all}"] = (
+                    f"{ue100['mean']:.3f} +- {ue100['std']:.3f} (n = {int(ue100['count'])}) vs {ridge_all['mean']:.3f}",
+                    bool(ue100["mean"] > ridge_all["mean"]))
+            rows["transfer curve UE (mean over subsamples)"] = (
+                ", ".join(f"{int(n)}: {v:.3f}" for (mth, n), v in g["mean"].items() if mth == "ue_transfer"), None)
+            rows["transfer curve ridge"] = (
+                ", ".join(f"{int(n)}: {v:.3f}" for (mth, n), v in g["mean"].items() if mth == "ridge"), None)
+        ret = st.retrieval(model_id="ue_multi")
+        ret = ret[ret.subject.isin(list(PER_SUBJECT_TARGET))]
+        if len(ret):
+            top1 = ret.set_index("subject")["top1"]
+            scale = 100 if top1.max() <= 1 else 1
+            rows["retrieval top-1 UE-multi (~60 % of 200 before)"] = (
+                ", ".join(f"{s} {scale * v:.1f} %" for s, v in top1.items()), bool((scale * top1).min() >= 55))
+        headline = json.loads(st.meta().get("headline", "{}") or "{}")
+        cos = headline.get("clusters", {}).get("embedding_cosine_to_init", {})
+        if cos:
+            rows["cosine(final, initial embedding), ue_multi"] = (
+                ", ".join(f"{s} {v:.2f}" for s, v in cos.items()), bool(max(cos.values()) < 0.5))
+    return rows
+
+
+def table(results: dict[str, dict]) -> str:
+    seeds = list(results)
+    names = list(dict.fromkeys(n for r in results.values() for n in r))
+    mark = {True: "met", False: "NOT met", None: ""}
+    lines = ["| target | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|" + "---|" * len(seeds)]
+    for n in names:
+        cells = []
+        for s in seeds:
+            v = results[s].get(n)
+            cells.append("-" if v is None else (f"{v[0]} **{mark[v[1]]}**" if v[1] is not None else v[0]))
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", action="append", default=[], help="SEED=PATH of an existing store (repeatable)")
+    ap.add_argument("--build", action="store_true", help="build the demo brain and run `precompute all` per seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 7])
+    ap.add_argument("--out", type=Path, default=ROOT / "data" / "results", help="where --build writes")
+    ap.add_argument("--minutes", action="append", default=[], help="SEED=MINUTES of `precompute all` (optional)")
+    a = ap.parse_args(argv)
+    stores, minutes = {}, dict(m.split("=", 1) for m in a.minutes)
+    if a.build:
+        for seed in a.seeds:
+            stores[str(seed)], mins = build(seed, a.out)
+            minutes[str(seed)] = f"{mins:.1f}"
+    for item in a.store:
+        seed, path = item.split("=", 1)
+        stores[seed] = Path(path)
+    if not stores:
+        ap.error("give --build or --store SEED=PATH")
+    results = {}
+    for seed, path in stores.items():
+        results[seed] = measure(path)
+        if seed in minutes:
+            m = float(minutes[seed])
+            results[seed]["`precompute all` <= 12 min (idle 2 cores)"] = (f"{m:.1f} min", m <= 12)
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
