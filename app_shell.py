@@ -68,3 +68,47 @@ def page_store() -> tuple[Store, Path]:
         st.error(S.store_error_message(exc, path), icon=":material/error:")
         st.stop()
     return store, path
+
+
+@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
+def load_predictor(store_file: str, stamp: tuple, model_id: str):
+    """The live model of the store, loaded once per server and shared by every page that predicts.
+
+    Also warms the mesh caches, plotly's lazy imports and the figure scaffold of every surface, so
+    the first map is as fast as the next ones (cold, the first figure took ~300 ms).
+    """
+    import numpy as np
+
+    from brainviz import brainplot as B
+    from brainviz import live as L
+
+    predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
+    empty = {h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}
+    for surf in B.SURFACES:
+        B.map_figure(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
+    return predictor
+
+
+def page_predictor(store: Store, path: Path, purpose: str):
+    """(model_id, stamp, predictor, subjects) for a page that predicts; stops the page with a clear
+    message when the store has no Universal-Encoder checkpoint or it cannot be loaded.
+    ``purpose``: what the page calls it in messages, e.g. "Live prediction"."""
+    from brainviz import live as L
+
+    model_id = L.pick_live_model(store.models())
+    if model_id is None:
+        st.info(f"{purpose} needs a Universal-Encoder model with a saved checkpoint; this store has none. "
+                f"Rebuild with `{S.BUILD_COMMANDS[0]}`.")
+        st.stop()
+    stamp = S.store_stamp(path)
+    try:
+        predictor = load_predictor(str(path), stamp, model_id)
+    except BrainVizDataError as exc:
+        st.error(f"The model could not be loaded: {exc}")
+        st.stop()
+    except Exception as exc:  # torch / weights problems: explain, no traceback
+        st.error(f"The model could not be loaded ({type(exc).__name__}: {exc}).")
+        st.stop()
+    store_subjects = set(store.subjects()["subject"])
+    subjects = [s for s in predictor.subjects if s in store_subjects] or list(predictor.subjects)
+    return model_id, stamp, predictor, subjects

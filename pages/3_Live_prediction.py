@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shell import open_store, page_store
+from app_shell import open_store, page_predictor, page_store
 from brainviz import app_support as S
 from brainviz import brainplot as B
 from brainviz import live as L
@@ -25,17 +25,6 @@ kind, text = S.banner(store)
 getattr(st, kind)(text)
 st.caption("Show the model an image; it predicts how each vertex of the visual cortex would respond"
            + (" (the model was trained on SIMULATED responses)." if store.simulated else "."))
-
-
-@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
-def load_predictor(store_file: str, stamp: tuple, model_id: str) -> L.LivePredictor:
-    predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
-    # warm the mesh caches, plotly's lazy imports and the figure scaffold of the default view, so
-    # the first map is as fast as the next ones (cold, the first figure took ~300 ms)
-    empty = {h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}
-    for surf in B.SURFACES:
-        B.map_figure(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
-    return predictor
 
 
 #: Benchmark hook (bench/bench_live.py): ``?figure=reference`` draws the main map with the
@@ -72,23 +61,7 @@ def prediction_bank(store_file: str, stamp: tuple, model_id: str, subject: str):
     return keys, (st_.predictions(model_id, subject, keys) if keys else np.zeros((0, 0), np.float32))
 
 
-model_id = L.pick_live_model(store.models())
-if model_id is None:
-    st.info("Live prediction needs a Universal-Encoder model with a saved checkpoint; this store has none. "
-            f"Rebuild with `{S.BUILD_COMMANDS[0]}`.")
-    st.stop()
-stamp = S.store_stamp(path)
-try:
-    predictor = load_predictor(str(path), stamp, model_id)
-except BrainVizDataError as exc:
-    st.error(f"The live model could not be loaded: {exc}")
-    st.stop()
-except Exception as exc:  # torch / weights problems: explain, no traceback
-    st.error(f"The live model could not be loaded ({type(exc).__name__}: {exc}).")
-    st.stop()
-
-store_subjects = set(store.subjects()["subject"])
-subjects = [s for s in predictor.subjects if s in store_subjects] or list(predictor.subjects)
+model_id, stamp, predictor, subjects = page_predictor(store, path, "Live prediction")
 images = store.images()
 examples = images[images["dataset"] != "k92"]["image_key"].tolist() or images["image_key"].tolist()
 tags = store.image_tags()

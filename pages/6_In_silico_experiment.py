@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_export import map_downloads
-from app_shell import open_store, page_store
+from app_shell import page_predictor, page_store
 from brainviz import app_support as S
 from brainviz import brainplot as B
 from brainviz import export as X
@@ -34,34 +34,13 @@ st.caption("A localizer without a scanner: the encoder predicts every vertex's r
 RDM_MAX = 200  # images in an RDM heatmap
 
 
-@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
-def load_predictor(store_file: str, stamp: tuple, model_id: str) -> L.LivePredictor:
-    return L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
-
-
 @st.cache_resource(max_entries=2)
 def nsd_prediction_cache(store_file: str, stamp: tuple, model_id: str) -> dict:
     """{subject: ((n,) keys, (n, V) predictions of every tagged store image)}, filled on first use."""
     return {}
 
 
-model_id = L.pick_live_model(store.models())
-if model_id is None:
-    st.info("In-silico experiments need a Universal-Encoder model with a saved checkpoint; this store has none. "
-            f"Rebuild with `{S.BUILD_COMMANDS[0]}`.")
-    st.stop()
-stamp = S.store_stamp(path)
-try:
-    predictor = load_predictor(str(path), stamp, model_id)
-except BrainVizDataError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
-except Exception as exc:  # torch / weights problems: explain, no traceback
-    st.error(f"The model could not be loaded ({type(exc).__name__}: {exc}).")
-    st.stop()
-
-store_subjects = set(store.subjects()["subject"])
-subjects = [s for s in predictor.subjects if s in store_subjects] or list(predictor.subjects)
+model_id, stamp, predictor, subjects = page_predictor(store, path, "In-silico experiments")
 tags = store.image_tags()
 images = store.images()
 cats = [c for c in tags.columns if c != "tags"]
