@@ -465,3 +465,16 @@ def safe_render_png(values_by_hemi, **kwargs) -> tuple[bytes | None, str | None]
     except Exception as exc:  # off-screen GL missing, out of memory, ...
         return None, (f"The high-resolution render failed ({exc}). The interactive figure's camera button "
                       "(top right of the plot) saves a PNG of the current view instead.")
+
+
+def scope_label(scope: str) -> str:
+    """User-facing name of a cluster scope ('joint:non-early' -> 'joint (reliable subjects) · outside early
+    visual cortex (V1-hV4)', 'joint' -> '... · whole visual cortex', 'subj01:PPA' -> 'subj01 · inside PPA')."""
+    who, _, region = scope.partition(":")
+    who = "joint (reliable subjects together)" if who == "joint" else who
+    if region == "non-early":
+        return f"{who} · outside early visual cortex (V1-hV4)"
+    if region:
+        return f"{who} · inside {region}"
+    return f"{who} · whole visual cortex" if who.startswith("joint") else f"{who} · outside early visual cortex (V1-hV4)"
+

@@ -35,7 +35,7 @@ _NILEARN_PART = {"lh": "left", "rh": "right"}
 
 #: Camera presets (Plotly scene eye / up vectors; the scene uses aspectmode="data").
 VIEWS: dict[str, dict] = {
-    "posterior-ventral": {"eye": (0.0, -1.0, -0.9), "up": (0, 0, 1), "center": (0.0, 0.05, 0.1)},
+    "posterior-ventral": {"eye": (0.0, -1.45, -1.25), "up": (0, 0, 1), "center": (0.0, 0.0, 0.0)},
     "ventral-lateral (left)": {"eye": (-1.15, -0.9, -0.9), "up": (0, 0, 1)},
     "ventral-lateral (right)": {"eye": (1.15, -0.9, -0.9), "up": (0, 0, 1)},
     "posterior": {"eye": (0.0, -1.3, -0.35), "up": (0, 0, 1)},

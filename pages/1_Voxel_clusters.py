@@ -32,14 +32,15 @@ with st.sidebar:
     settings = store.cluster_settings(model_id)
     # a family = one clustering at several reliability thresholds ('joint', 'joint@p50', ...)
     families = [s for s in scopes if "@p" not in s]
-    default_scope = families.index("joint") if "joint" in families else 0
-    family = st.selectbox("Clustered over", families, index=default_scope,
-                          format_func=lambda s: {"joint": "reliable subjects together (joint)",
-                                                 "joint:non-early": "joint · outside early visual cortex (V1-hV4)"}.get(
-                              s, f"{s.split(':')[0]} · inside {s.split(':', 1)[1]}" if ":" in s else s),
+    marked = settings.loc[settings["is_default"].astype(bool), "scope"] if not settings.empty else []
+    default_family = str(marked.iloc[0]).split("@p")[0] if len(marked) else "joint"
+    default_scope = families.index(default_family) if default_family in families else 0
+    family = st.selectbox("Clustered over", families, index=default_scope, format_func=S.scope_label,
                           help="'joint': k-means over the embeddings of every subject whose data are reliable "
                                "(median noise ceiling at least half the best subject's), so a cluster means the "
-                               "same thing in every brain.")
+                               "same thing in every brain. The default leaves out early visual cortex (V1-hV4): "
+                               "its tuning varies smoothly with visual-field position, and k-means would spend "
+                               "most clusters cutting that continuum; choose 'whole visual cortex' to see it.")
     scope = family
     fam = settings[(settings["scope"] == family) | settings["scope"].str.startswith(family + "@p")] \
         if not settings.empty else settings
@@ -99,7 +100,8 @@ if np.isfinite(nc_thr):
     reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
 reason[(labels < 0) & (reason < 0)] = OUTSIDE
 gray_names = {BELOW: f"not clustered: noise ceiling < {nc_thr:.1f} % (below the reliability threshold)",
-              OUTSIDE: "not clustered: outside the clustering scope"}
+              OUTSIDE: "not clustered: outside the clustering scope" + (
+                  " (early visual cortex V1-hV4)" if len(here) and here["region"].iloc[0] == "non-early" else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
@@ -141,7 +143,7 @@ names_all = {**names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
-    title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
+    title = f"{model_id} · {S.scope_label(scope.split('@p')[0])} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
     fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
                          category_names=names_all, category_colors=shown_colors, outlines=outlines, labels=label_positions,
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")

@@ -57,12 +57,16 @@ def measure(store: Path) -> dict:
     """Every target of issue 10 measured on one store: {row name: (value text, met bool or None)}."""
     rows: dict[str, tuple[str, bool | None]] = {}
     with Store(store) as st:
-        k, q = _quality(st, "joint")
-        settings = st.cluster_settings("ue_multi", "joint")
+        every = st.cluster_settings("ue_multi")
+        marked = every.loc[every.is_default.astype(bool), "scope"]
+        default = str(marked.iloc[0]) if len(marked) else "joint"
+        k, q = _quality(st, default)
+        settings = st.cluster_settings("ue_multi", default)
         if k is not None:
             r = q.loc[k]
-            rows["joint: subjects, chosen k (stability)"] = (
-                f"{', '.join(sorted(settings.subject))}; k = {k} (stability {r.get('stability', np.nan):.2f})", None)
+            rows["joint: scope, subjects, chosen k (stability)"] = (
+                f"{default}: {', '.join(sorted(settings.subject))}; k = {k} "
+                f"(stability {r.get('stability', np.nan):.2f})", None)
             rows["joint category-region ARI >= 0.8"] = (f"{r['ari']:.2f}", bool(r["ari"] >= 0.8))
             rows["joint coverage >= 50 %"] = (f"{100 * r['coverage']:.0f} %", bool(r["coverage"] >= 0.5))
             rows["joint homogeneity / completeness"] = (f"{r['homogeneity']:.2f} / {r['completeness']:.2f}", None)
@@ -74,6 +78,13 @@ def measure(store: Path) -> dict:
             curve = q["stability"].dropna() if "stability" in q else pd.Series(dtype=float)
             rows["stability curve (k: mean ARI)"] = (", ".join(f"{int(kk)}: {v:.2f}" for kk, v in curve.items()), None)
             rows["ARI at every k (joint)"] = (", ".join(f"{int(kk)}: {v:.2f}" for kk, v in q["ari"].items()), None)
+        kw, qw = _quality(st, "joint")
+        if kw is not None and default != "joint":
+            rw = qw.loc[kw]
+            rows["whole visual cortex (scope 'joint'): chosen k, ARI, coverage"] = (
+                f"k = {kw}, ARI {rw['ari']:.2f}, coverage {100 * rw['coverage']:.0f} %", None)
+            rows["early visual: position variance explained (null)"] = (
+                f"{rw.get('early_eta2', np.nan):.2f} ({rw.get('early_null_eta2', np.nan):.2f})", None)
         for s, target in PER_SUBJECT_TARGET.items():
             ks, qs = _quality(st, s)
             if ks is not None:

@@ -49,17 +49,23 @@ def test_store_holds_every_analysis(built):
         # reliable-vertex clustering: settings, stability curve, simulation checks, reasons for gray vertices
         settings = st.cluster_settings("ue_multi")
         default = settings[settings.is_default]
-        assert set(default.scope) == {"joint"} and (default.percentile == 75).all()
-        assert {"joint@p0", "joint@p90", "joint:PPA", "subj01"} <= set(settings.scope)
+        assert set(default.scope) == {"joint:non-early"} and (default.percentile == 75).all()
+        assert {"joint", "joint:non-early@p0", "joint:non-early@p90", "joint:PPA", "subj01"} <= set(settings.scope)
+        whole = settings[settings.scope == "joint"]
         nc = st.vertex_reliability("subj01")
-        thr = float(default.loc[default.subject == "subj01", "nc_threshold"].iloc[0])
+        thr = float(whole.loc[whole.subject == "subj01", "nc_threshold"].iloc[0])
         clustered = labels >= 0
         assert np.isfinite(nc).all() and (nc[clustered] >= thr).all() and (nc[~clustered] < thr).all()
         assert 0.2 < clustered.mean() < 0.3  # the top quarter
         q = st.cluster_quality("ue_multi", "joint")
         assert set(q[~q.simulation_check].metric) >= {"stability"}
         assert {"ari", "coverage", "homogeneity", "completeness", "early_eta2"} <= set(q[q.simulation_check].metric)
-        assert int(default.chosen_k.iloc[0]) in st.available_k("ue_multi", "joint")
+        assert int(default.chosen_k.iloc[0]) in st.available_k("ue_multi", "joint:non-early")
+        # the default scope leaves early visual cortex (V1-hV4) unclustered: "outside the scope"
+        early = st.vertices("subj01")["roi_prf"].fillna("").astype(str).isin(
+            ["V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"]).to_numpy()
+        ne = st.cluster_labels("ue_multi", "joint:non-early", int(default.chosen_k.iloc[0]), "subj01")
+        assert early.any() and (ne[early] < 0).all() and (ne[~early] >= 0).any()
         vm = st.vertex_metrics("ue_multi", "subj01")
         assert len(vm) == st.n_vertices("subj01") and vm.nc.between(0, 1).all()
         assert len(st.retrieval()) and len(st.roi_metrics())
