@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-import app_shell  # noqa: F401  (store errors of any page are shown as one clear message)
-from brainviz import app_support as S
 from brainviz.errors import BrainVizDataError
+from webapp import messages as M
+from webapp import shell
+from webapp import viewmodel as V
 
-st.set_page_config(page_title="BrainViz", page_icon="🧠", layout="wide")
-open_store = st.cache_resource(show_spinner="Opening the store…")(S.open_store)
-
-
-def nav() -> None:
-    """Sidebar links to every page (Streamlit's own page list is switched off in .streamlit/config.toml)."""
-    with st.sidebar:
-        for target, label, icon in S.NAV:
-            st.page_link(target, label=label, icon=icon)
-        st.divider()
+shell.page_config(__file__)
 
 
 def home() -> None:
@@ -29,24 +21,16 @@ def home() -> None:
     st.caption("How does the human visual cortex respond to natural images? Explore voxel clusters on a 3-D brain, "
                "representational geometry, encoding-model accuracy and live predictions for your own images.")
 
-    path = S.store_path()
-    if not path.is_file():
-        st.info(S.missing_store_message(path))
-        st.markdown("The app reads one precomputed file and never trains anything itself. "
-                    "After the build, reload this page.")
-        st.stop()
+    store, path = shell.page_store(missing_note="The app reads one precomputed file and never trains anything "
+                                               "itself. After the build, reload this page.", build_command=True)
     try:
-        store = open_store(str(path), S.store_stamp(path))
-        ov = S.overview(store)
+        ov = V.overview(store)
     except BrainVizDataError as exc:
-        st.error(S.store_error_message(exc, path), icon=":material/error:")
-        st.code(S.BUILD_COMMANDS[0], language="bash")
-        st.stop()
+        shell.stop_on_store_error(exc, path, build_command=True)
 
-    kind, text = S.banner(store)
-    getattr(st, kind)(text)
+    shell.show_banner(store)
     with st.sidebar:
-        st.markdown(f"**Data:** {S.data_label(store)}")
+        st.markdown(f"**Data:** {M.data_label(store)}")
         st.caption(f"Store: `{path}`  \nBuilt {ov['summary'].get('created_at') or '?'} · "
                    f"schema v{ov['summary']['schema_version']}")
 
@@ -58,7 +42,7 @@ def home() -> None:
     ds_names = ", ".join(ov["datasets"]["name"].astype(str)) if not ov["datasets"].empty else "—"
     c[0].metric("Dataset", ov["datasets"]["dataset_id"].iloc[0] if not ov["datasets"].empty else "—",
                 help=ds_names)
-    c[1].metric("Data", S.data_label(store))
+    c[1].metric("Data", M.data_label(store))
     c[2].metric("Subjects", len(subj))
     c[3].metric("Models", len(models))
     st.markdown("**Image backbone:** " + (", ".join(f"`{b}`" for b in ov["backbones"]) or "—"))
@@ -131,5 +115,4 @@ def home() -> None:
             "whether the analysis recovers them. Say so when you present it.")
 
 
-nav()
 home()

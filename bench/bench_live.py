@@ -35,13 +35,10 @@ import hashlib
 import io
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +95,11 @@ def bench_server(store_path: Path, n: int) -> dict:
     import plotly.tools
     import torch
 
-    from brainviz import app_support as S
     from brainviz import brainplot as B
     from brainviz import live as L
     from brainviz.features.extract import features_for_pil
     from brainviz.store.reader import Store
+    from webapp import viewmodel as V
 
     store = Store(store_path)
     t = time.perf_counter()
@@ -129,7 +126,7 @@ def bench_server(store_path: Path, n: int) -> dict:
         t2 = time.perf_counter()
         p = res.predictions[s] - baseline
         lim = float(np.nanpercentile(np.abs(p), 99)) or 1.0
-        maps = S.to_fsaverage5(p, verts)
+        maps = V.to_fsaverage5(p, verts)
         kw = dict(surface="inflated", cmap="RdBu_r", vmin=-lim, vmax=lim, title=f"predicted response · {s}",
                   view=B.DEFAULT_VIEW, colorbar_title="vs. average image", hover_name="predicted")
         fig = B.map_figure(maps, meta="x", **kw) if cached else B.brain_figure(maps, **kw)
@@ -169,66 +166,6 @@ def bench_server(store_path: Path, n: int) -> dict:
 
 
 # --------------------------------------------------------------------------- browser
-def _start_server(store_path: Path, port: int) -> tuple[subprocess.Popen, str, Path]:
-    env = dict(os.environ, BRAINVIZ_STORE=str(store_path), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    log = Path(tempfile.mkdtemp(prefix="brainviz-bench-live-")) / "streamlit.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
-         str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{log.read_text()[-2000:]}")
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                return proc, url, log
-        except OSError:
-            time.sleep(0.5)
-    _stop_server(proc)
-    raise RuntimeError("streamlit did not become healthy in 120 s")
-
-
-def _stop_server(proc: subprocess.Popen) -> None:
-    """Stop the server this benchmark started (its process group, by PID)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def chrome_driver(window: str = "1500,1400"):
-    """Headless Chromium (selenium), flags as in tests/test_browser.py."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = os.environ.get("BRAINVIZ_CHROMIUM", "/usr/bin/chromium")
-    profile = tempfile.mkdtemp(prefix="brainviz-chrome-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", f"--window-size={window}",
-                 f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(os.environ.get("BRAINVIZ_CHROMEDRIVER", "/usr/bin/chromedriver")),
-                           options=opts)
-    drv.set_page_load_timeout(90)
-    drv._brainviz_profile = profile  # noqa: SLF001  (removed by quit_driver)
-    return drv
-
-
-def quit_driver(drv) -> None:
-    prof = getattr(drv, "_brainviz_profile", None)
-    drv.quit()
-    if prof:
-        shutil.rmtree(prof, ignore_errors=True)
-
-
 def open_live_upload(drv, url: str, reference: bool = False, timeout: float = 120) -> None:
     """Open the Live prediction page (``?figure=reference`` for the reference path), choose Upload."""
     from selenium.webdriver.common.by import By
@@ -289,7 +226,9 @@ def bench_browser(store_path: Path, n: int, port: int, block: int = 4) -> dict:
         p = tmp / f"upload_{i:03d}.jpg"
         p.write_bytes(d)
         files.append((p, d))
-    proc, url, log = _start_server(store_path, port)
+    from tests.app_server import chrome_driver, quit_driver, start_app_server, stop_app_server
+
+    proc, url, _ = start_app_server(store_path, port, env={"HF_HUB_OFFLINE": "1"})
     drv = chrome_driver()
     out = {"cached": [], "reference": [], "first_mount": {"cached": [], "reference": []}}
     try:
@@ -309,7 +248,7 @@ def bench_browser(store_path: Path, n: int, port: int, block: int = 4) -> dict:
                 out[mode].append(upload_and_wait(drv, p, d))
     finally:
         quit_driver(drv)
-        _stop_server(proc)
+        stop_app_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -399,9 +338,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-pages", action="store_true")
     args = ap.parse_args(argv)
 
-    from brainviz import app_support as S
+    from webapp.storefile import store_path as default_store
 
-    store_path = Path(args.store) if args.store else S.store_path()
+    store_path = Path(args.store) if args.store else default_store()
     if not store_path.is_file():
         from tests.app_fixtures import build_app_store
 

@@ -7,22 +7,18 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shell import page_store
-from brainviz import app_support as S
 from brainviz import brainplot as B
+from brainviz import export as X
+from brainviz.rois import roi_groups
+from webapp import shell
+from webapp import viewmodel as V
+from webapp.downloads import map_downloads
 
-st.set_page_config(page_title="Voxel clusters · BrainViz", page_icon="🧠", layout="wide")
-store, path = page_store()
+store, path = shell.page_start(__file__)
 
-st.title("Voxel clusters")
-kind, text = S.banner(store)
-getattr(st, kind)(text)
-
-models = S.model_options(store, need_clusters=True)
+models = V.model_options(store, need_clusters=True)
 if not models:
-    st.info("This store has no voxel clusters (they come from a Universal-Encoder model). "
-            f"Rebuild with `{S.BUILD_COMMANDS[0]}`.")
-    st.stop()
+    shell.stop_nothing_stored("This store has no voxel clusters (they come from a Universal-Encoder model).")
 
 # ------------------------------------------------------------------ controls
 with st.sidebar:
@@ -35,7 +31,7 @@ with st.sidebar:
     marked = settings.loc[settings["is_default"].astype(bool), "scope"] if not settings.empty else []
     default_family = str(marked.iloc[0]).split("@p")[0] if len(marked) else "joint"
     default_scope = families.index(default_family) if default_family in families else 0
-    family = st.selectbox("Clustered over", families, index=default_scope, format_func=S.scope_label,
+    family = st.selectbox("Clustered over", families, index=default_scope, format_func=V.scope_label,
                           help="'joint': k-means over the embeddings of every subject whose data are reliable "
                                "(median noise ceiling at least half the best subject's), so a cluster means the "
                                "same thing in every brain. The default leaves out early visual cortex (V1-hV4): "
@@ -75,7 +71,7 @@ with st.sidebar:
     hemis = B.HEMIS if hemi_choice == "both" else (hemi_choice,)
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW),
                         disabled=surface == "flat")
-    outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=2)
+    outline_name = st.selectbox("ROI outlines", ["none"] + list(V.ROI_CLASS_COLUMNS), index=2)
     highlight = st.toggle("Highlight the selected cluster", value=False,
                           help="Show the other clusters in pale colors")
 
@@ -105,7 +101,7 @@ gray_names = {BELOW: f"not clustered: noise ceiling < {nc_thr:.1f} % (below the 
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
-    roi_filter = st.multiselect("Show only vertices in ROIs", list(S.roi_groups(vertices)) + S.roi_names(vertices),
+    roi_filter = st.multiselect("Show only vertices in ROIs", list(roi_groups(vertices)) + V.roi_names(vertices),
                                 help="Gray out every vertex outside these ROIs (empty = show all)")
 
 # cluster picked from the 2-D map (applied before the selectbox is drawn)
@@ -127,11 +123,11 @@ if st.session_state.get("cluster_pick") not in clusters_present:
 vals = labels.astype(float)
 vals[labels < 0] = reason[labels < 0]
 if roi_filter:
-    vals[~S.roi_mask(vertices, roi_filter)] = np.nan
-maps = S.to_fsaverage5(vals, vertices, categorical=True)
+    vals[~V.roi_mask(vertices, roi_filter)] = np.nan
+maps = V.to_fsaverage5(vals, vertices, categorical=True)
 outlines = label_positions = None
 if outline_name != "none":
-    outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name])
+    outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name])
     label_positions = B.roi_label_positions(outlines, surface)
 
 shown_colors = colors
@@ -143,7 +139,7 @@ names_all = {**names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
-    title = f"{model_id} · {S.scope_label(scope.split('@p')[0])} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
+    title = f"{model_id} · {V.scope_label(scope.split('@p')[0])} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
     fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
                          category_names=names_all, category_colors=shown_colors, outlines=outlines, labels=label_positions,
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
@@ -167,7 +163,7 @@ with right:
             sort_col = "ratio" if "ratio" in e else keep[-1]
             st.dataframe(e[keep].sort_values(sort_col, ascending=False).head(6), hide_index=True)
     # ROI make-up of the cluster
-    groups = S.roi_groups(vertices)
+    groups = roi_groups(vertices)
     if groups:
         comp = {g: int((m & (labels == cl)).sum()) for g, m in groups.items()}
         comp = {g: v for g, v in comp.items() if v}
@@ -194,8 +190,8 @@ else:
                 continue
             grid = st.columns(4)
             for i, (_, r) in enumerate(sub.iterrows()):
-                grid[i % 4].image(S.thumbnail(str(r["path"])),
-                                  caption=f"#{int(r['rank'])} {S.tag_caption(r['image_key'], tags)} ({r['score']:.2f})")
+                grid[i % 4].image(V.thumbnail(str(r["path"])),
+                                  caption=f"#{int(r['rank'])} {V.tag_caption(r['image_key'], tags)} ({r['score']:.2f})")
 
 # ------------------------------------------------------------------ how k was chosen
 quality = store.cluster_quality(model_id, scope)
@@ -247,7 +243,7 @@ else:
                "Click a dot to select its cluster.")
 
 # ------------------------------------------------------------------ planted vs recovered
-planted = S.planted_codes(vertices)
+planted = V.planted_codes(vertices)
 if planted is not None:
     st.subheader("Planted vs recovered (demo brain ground truth)")
     st.caption("The SIMULATED demo brain has regions planted on purpose. Training never saw them; here they are "
@@ -255,12 +251,12 @@ if planted is not None:
     pvals, pnames = planted
     if roi_filter:
         pvals = pvals.copy()
-        pvals[~S.roi_mask(vertices, roi_filter)] = np.nan
+        pvals[~V.roi_mask(vertices, roi_filter)] = np.nan
     c1, c2 = st.columns(2)
     with c1:
-        pf = B.brain_figure(S.to_fsaverage5(pvals, vertices, categorical=True), surface=surface, hemis=hemis,
+        pf = B.brain_figure(V.to_fsaverage5(pvals, vertices, categorical=True), surface=surface, hemis=hemis,
                             categorical=True, title="planted regions", category_names=pnames,
-                            category_colors=S.planted_colors(pnames),
+                            category_colors=V.planted_colors(pnames),
                             view=None if surface == "flat" else view, colorbar_title="planted", height=420,
                             hover_name="region")
         st.plotly_chart(pf, key="planted", theme=None)
@@ -295,7 +291,7 @@ if planted is not None:
                    "precision:<region> = share of the top-10 images of the cluster holding that region that carry "
                    "its category tag):")
         st.dataframe(wide[cols_keep].round(2), key="recovery_scores")
-    tab, ari = S.recovery_table(labels, vertices)
+    tab, ari = V.recovery_table(labels, vertices)
     if not len(sim) and ari is not None:  # an older store without the per-k recovery scores
         st.metric("Adjusted Rand index (planted vs clusters)", f"{ari:.2f}",
                   help="1 = clusters match planted regions exactly; 0 = chance")
@@ -307,12 +303,10 @@ st.subheader("Download")
 png_maps = {"clusters": dict(values_by_hemi=maps, categorical=True, title=title, category_names=names,
                              category_colors=colors, outlines=outlines, colorbar_title="cluster")}
 if planted is not None:
-    png_maps["planted regions"] = dict(values_by_hemi=S.to_fsaverage5(pvals, vertices, categorical=True),
+    png_maps["planted regions"] = dict(values_by_hemi=V.to_fsaverage5(pvals, vertices, categorical=True),
                                        categorical=True, title=f"planted regions · {subject} · SIMULATED demo brain",
-                                       category_names=pnames, category_colors=S.planted_colors(pnames),
+                                       category_names=pnames, category_colors=V.planted_colors(pnames),
                                        outlines=outlines, colorbar_title="planted")
-from app_export import map_downloads  # the shared PNG + GIfTI download block
-from brainviz import export as X
 
 surf_data = X.store_surface(store, subject)
 gii_meta = {"brainviz:model": model_id, "brainviz:scope": scope, "brainviz:k": str(k), "brainviz:subject": subject,
@@ -323,7 +317,7 @@ gifti = {"clusters": X.SurfaceMap.from_vertices(
 if planted is not None:
     gifti["planted regions"] = X.SurfaceMap.from_vertices(
         pvals, vertices, surf_data, name=f"planted regions · {subject} · SIMULATED demo-brain ground truth",
-        labels=pnames, colors=S.planted_colors(pnames), meta=gii_meta)
+        labels=pnames, colors=V.planted_colors(pnames), meta=gii_meta)
 map_downloads({m: {"png": kw, "gifti": gifti.get(m)} for m, kw in png_maps.items()}, surface=surface, hemis=hemis,
               sig=("clusters", model_id, scope, k, subject, outline_name, tuple(roi_filter)),
               stem=f"{model_id}_{scope}_k{k}_{subject}".replace(":", "-"), simulated=store.simulated)

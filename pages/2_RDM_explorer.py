@@ -7,26 +7,22 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shell import page_store
-from brainviz import app_support as S
+from webapp import messages as M
+from webapp import shell
+from webapp import viewmodel as V
 
-st.set_page_config(page_title="RDM explorer · BrainViz", page_icon="🧠", layout="wide")
-store, path = page_store()
-
-st.title("RDM explorer")
-kind, text = S.banner(store)
-getattr(st, kind)(text)
+store, path = shell.page_start(__file__)
 st.caption("A representational dissimilarity matrix (RDM) holds, for every pair of images, how different the "
            "response patterns they evoke are. Blocks along the diagonal = categories the region groups together.")
 
 tags = store.image_tags()
-k92_ids = S.k92_rdm_ids(store)
-all_rdms = S.rdm_choices(store.list_rdms())
+k92_ids = V.k92_rdm_ids(store)
+all_rdms = V.rdm_choices(store.list_rdms())
 rdms = all_rdms[~all_rdms["rdm_id"].isin(k92_ids)]
 
 
 def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, height=560):
-    order, cats = S.rdm_order(rdm, keys, order_how, tags, categories)
+    order, cats = V.rdm_order(rdm, keys, order_how, tags, categories)
     R = rdm[np.ix_(order, order)]
     k = [keys[i] for i in order]
     if len(k) <= 250:  # per-cell hover names; bigger RDMs hover by position only (payload size)
@@ -57,7 +53,7 @@ def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, h
 
 # ------------------------------------------------------------------ brain / model RDMs
 if rdms.empty:
-    st.info(f"This store has no RDMs of the study's images. Rebuild with `{S.BUILD_COMMANDS[0]}`.")
+    st.info(M.rebuild_hint("This store has no RDMs of the study's images."))
 else:
     brain = rdms[rdms["subject"].notna()]
     other = rdms[rdms["subject"].isna()]
@@ -72,7 +68,7 @@ else:
         metric = st.selectbox("Metric", metrics, format_func=lambda m: {"correlation": "1 − Pearson r"}.get(m, m))
         cands = pd.concat([sb[(sb["roi"] == roi) & (sb["metric"] == metric)], other[other["metric"] == metric]])
         sources = list(dict.fromkeys(cands["source"]))
-        source = st.selectbox("Source", sources, format_func=S.source_label) if sources else None
+        source = st.selectbox("Source", sources, format_func=V.source_label) if sources else None
         order_how = st.radio("Order images by", ["category", "clustering", "stored"], horizontal=True,
                              help="category: grouped by the images' main tag; clustering: hierarchical clustering "
                                   "(average linkage) leaves order")
@@ -96,7 +92,7 @@ else:
                 st.write("No RSA results stored for this RDM.")
             else:
                 rsa = rsa.copy()
-                names = S.rdm_labels(all_rdms)
+                names = V.rdm_labels(all_rdms)
                 other_ids = np.where(rsa["rdm_a"] == rdm_id, rsa["rdm_b"], rsa["rdm_a"])
                 rsa["compared with"] = [names.get(i, i) for i in other_ids]
                 rsa = rsa.sort_values("value").reset_index(drop=True)
@@ -132,16 +128,16 @@ else:
         if pairs.empty:
             st.write("No extreme pairs stored for this RDM.")
         else:
-            paths = S.image_paths(store, list(pairs["image_a"]) + list(pairs["image_b"]))
-            kinds = S.pair_kinds(pairs["kind"].unique())
+            paths = V.image_paths(store, list(pairs["image_a"]) + list(pairs["image_b"]))
+            kinds = V.pair_kinds(pairs["kind"].unique())
             cols = st.columns(len(kinds))
             for col, (kind_, title) in zip(cols, kinds):
                 with col:
                     st.markdown(f"**{title}**")
                     for _, p in pairs[pairs["kind"] == kind_].sort_values("rank").head(4).iterrows():
                         a, b = st.columns(2)
-                        a.image(S.thumbnail(paths.get(p["image_a"], "")), caption=S.tag_caption(p["image_a"], tags))
-                        b.image(S.thumbnail(paths.get(p["image_b"], "")), caption=S.tag_caption(p["image_b"], tags))
+                        a.image(V.thumbnail(paths.get(p["image_a"], "")), caption=V.tag_caption(p["image_a"], tags))
+                        b.image(V.thumbnail(paths.get(p["image_b"], "")), caption=V.tag_caption(p["image_b"], tags))
                         st.markdown(f"dissimilarity **{p['value']:.3f}**")
 
 # ------------------------------------------------------------------ the 92 images, REAL human IT

@@ -11,18 +11,15 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shell import open_store, page_predictor, page_store
-from brainviz import app_support as S
 from brainviz import brainplot as B
 from brainviz import live as L
 from brainviz.errors import BrainVizDataError
+from brainviz.rois import roi_groups
+from webapp import shell
+from webapp import viewmodel as V
+from webapp.downloads import map_downloads
 
-st.set_page_config(page_title="Live prediction · BrainViz", page_icon="🧠", layout="wide")
-store, path = page_store()
-
-st.title("Live prediction")
-kind, text = S.banner(store)
-getattr(st, kind)(text)
+store, path = shell.page_start(__file__)
 st.caption("Show the model an image; it predicts how each vertex of the visual cortex would respond"
            + (" (the model was trained on SIMULATED responses)." if store.simulated else "."))
 
@@ -56,12 +53,12 @@ def map_drawn_marker(token: str) -> None:
 
 @st.cache_resource(show_spinner="Reading stored predictions…", max_entries=8)
 def prediction_bank(store_file: str, stamp: tuple, model_id: str, subject: str):
-    st_ = open_store(store_file, stamp)
+    st_ = shell.open_store(store_file, stamp)
     keys = st_.prediction_keys(model_id, subject)
     return keys, (st_.predictions(model_id, subject, keys) if keys else np.zeros((0, 0), np.float32))
 
 
-model_id, stamp, predictor, subjects = page_predictor(store, path, "Live prediction")
+model_id, stamp, predictor, subjects = shell.page_predictor(store, path, "Live prediction")
 images = store.images()
 examples = images[images["dataset"] != "k92"]["image_key"].tolist() or images["image_key"].tolist()
 tags = store.image_tags()
@@ -93,7 +90,7 @@ def image_input(slot: str, label: str):
         return None, None
     key = st.selectbox(f"{label}: example image", examples, key=f"ex_{slot}",
                        index=min(len(examples) - 1, 0 if slot == "a" else 1),
-                       format_func=lambda k: S.tag_caption(k, tags))
+                       format_func=lambda k: V.tag_caption(k, tags))
     p = Path(str(images.set_index("image_key").loc[key, "path"]))
     try:
         return p.read_bytes(), key
@@ -146,7 +143,7 @@ if result_a is not None:
     what = "vs. average image" if np.ndim(baseline) else "predicted (z)"
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
     t_map = time.perf_counter()
-    maps_a = S.to_fsaverage5(pred, vertices)
+    maps_a = V.to_fsaverage5(pred, vertices)
     # token of what is drawn: the image, and every setting that changes the map
     token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative),
                       "reference" if REFERENCE_FIGURE else "cached"])
@@ -176,7 +173,7 @@ if result_a is not None:
 
     # ---- per-ROI bars
     st.subheader("Predicted response per ROI group")
-    groups = S.roi_groups(vertices)
+    groups = roi_groups(vertices)
     if not groups:
         st.write("This store has no ROI labels.")
     else:
@@ -197,10 +194,10 @@ if result_a is not None:
         st.write("No stored predictions to compare with.")
     else:
         near = L.nearest_images(pred, bank - baseline, keys, k=6)
-        paths = S.image_paths(store, [k for k, _ in near])
+        paths = V.image_paths(store, [k for k, _ in near])
         cols = st.columns(6)
         for c, (k, r) in zip(cols, near):
-            c.image(S.thumbnail(paths.get(k, "")), caption=f"{S.tag_caption(k, tags)} · r={r:.2f}")
+            c.image(V.thumbnail(paths.get(k, "")), caption=f"{V.tag_caption(k, tags)} · r={r:.2f}")
 
     png_maps = {"image A": dict(values_by_hemi=maps_a, cmap="RdBu_r", vmin=-lim, vmax=lim,
                                 title=f"predicted response to {name_a} · {subject}", colorbar_title=what)}
@@ -220,8 +217,8 @@ if result_a is not None:
             if res_b is not None:
                 pb = res_b.predictions[subject] - baseline
                 cb_in.image(img_b, caption=name_b)
-                maps_b = S.to_fsaverage5(pb, vertices)
-                diff = S.to_fsaverage5(pred - pb, vertices)
+                maps_b = V.to_fsaverage5(pb, vertices)
+                diff = V.to_fsaverage5(pred - pb, vertices)
                 dl = float(np.nanpercentile(np.abs(pred - pb), 99)) or 1.0
                 with cb_out:
                     c1, c2 = st.columns(2)
@@ -241,7 +238,6 @@ if result_a is not None:
 
     # ---- download
     st.subheader("Download")
-    from app_export import map_downloads  # the shared PNG + GIfTI download block
     from brainviz import export as X
 
     gii_vals = {"image A": pred}

@@ -7,28 +7,24 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shell import page_store
-from brainviz import app_support as S
 from brainviz import brainplot as B
+from brainviz.rois import ROI_GROUP_COLUMNS
+from webapp import shell
+from webapp import viewmodel as V
+from webapp.downloads import map_downloads
 
-st.set_page_config(page_title="Model evaluation · BrainViz", page_icon="🧠", layout="wide")
-store, path = page_store()
-
-st.title("Model evaluation")
-kind, text = S.banner(store)
-getattr(st, kind)(text)
+store, path = shell.page_start(__file__)
 
 models = store.models()
 if models.empty:
-    st.info(f"No trained models in this store. Rebuild with `{S.BUILD_COMMANDS[0]}`.")
-    st.stop()
+    shell.stop_nothing_stored("No trained models in this store.")
 METRICS = {"r": ("Pearson r (test set)", "RdBu_r", True),
            "nc": ("noise ceiling (fraction of explainable variance)", "viridis", False),
            "nna": ("noise-normalized accuracy r² / nc", "magma", False)}
 
 with st.sidebar:
     st.header("Accuracy map")
-    model_id = st.selectbox("Model", S.model_options(store))
+    model_id = st.selectbox("Model", V.model_options(store))
     row = models[models["model_id"] == model_id].iloc[0]
     subjects = list(row["subjects"]) if row["subjects"] is not None else []
     subjects = [s for s in subjects if not store.vertex_metrics(model_id, s).empty] or subjects
@@ -39,7 +35,7 @@ with st.sidebar:
                        format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
     thr = st.slider("Hide |value| below", 0.0, 0.5, 0.0, 0.01)
-    outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=0)
+    outline_name = st.selectbox("ROI outlines", ["none"] + list(V.ROI_CLASS_COLUMNS), index=0)
 
 # ------------------------------------------------------------------ map
 vm = store.vertex_metrics(model_id, subject) if subject else pd.DataFrame()
@@ -51,8 +47,8 @@ else:
     vals = np.full(len(vertices), np.nan)
     vals[vm["vertex"].to_numpy()] = vm[metric].to_numpy(dtype=float)
     desc, cmap, sym = METRICS[metric]
-    maps = S.to_fsaverage5(vals, vertices)
-    outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
+    maps = V.to_fsaverage5(vals, vertices)
+    outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
     if sym and np.nanpercentile(vals, 1) >= -0.05:  # r essentially all positive: sequential scale from 0
         sym, cmap = False, "inferno"
     lo, hi = B.color_limits(maps, symmetric=sym)
@@ -75,7 +71,6 @@ else:
         hist.update_layout(height=220, margin=dict(l=40, r=10, t=10, b=40), xaxis_title=metric, plot_bgcolor="white")
         st.plotly_chart(hist, key="acc_hist", theme=None)
 
-    from app_export import map_downloads  # the shared PNG + GIfTI download block
     from brainviz import export as X
 
     map_downloads({metric: {
@@ -98,10 +93,10 @@ else:
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("median_r", "p25", "p75", "median_nna")})
     st.markdown("**Model families, median r per ROI group** (mean over subjects and models of a family)")
-    fam = roi.assign(family=roi["model_id"].map(S.model_family))
-    groups = [g for g in ["all", *S.ROI_GROUP_COLUMNS] if g in set(fam["roi"])]
+    fam = roi.assign(family=roi["model_id"].map(V.model_family))
+    groups = [g for g in ["all", *ROI_GROUP_COLUMNS] if g in set(fam["roi"])]
     if st.toggle("Individual ROIs", value=not groups, key="roi_individual"):
-        groups = sorted(set(fam["roi"]) - {"all", *S.ROI_GROUP_COLUMNS})
+        groups = sorted(set(fam["roi"]) - {"all", *ROI_GROUP_COLUMNS})
     piv = fam[fam["roi"].isin(groups)].pivot_table(index="roi", columns="family", values="median_r", aggfunc="mean")
     piv = piv.reindex([g for g in groups if g in piv.index])
     fig = go.Figure()
@@ -113,7 +108,7 @@ else:
 
 # ------------------------------------------------------------------ retrieval
 st.subheader("Image identification (retrieval)")
-ret = S.retrieval_fractions(store.retrieval())
+ret = V.retrieval_fractions(store.retrieval())
 if ret.empty:
     st.write("No retrieval results stored.")
 else:
@@ -133,7 +128,7 @@ else:
     if allr.empty:
         st.write("No whole-brain ('all') rows in the ROI table.")
     else:
-        allr["family"] = allr["model_id"].map(S.model_family)
+        allr["family"] = allr["model_id"].map(V.model_family)
         allr = allr.groupby(["family", "subject"], as_index=False)[["median_r", "p25", "p75"]].mean()
         fig = go.Figure()
         for kd, d in allr.groupby("family"):
@@ -150,7 +145,7 @@ else:
 
 # ------------------------------------------------------------------ transfer curve
 st.subheader("Transfer to a new subject")
-tc = S.transfer_summary(store.transfer_curve())
+tc = V.transfer_summary(store.transfer_curve())
 if tc.empty:
     st.write("No transfer curve stored.")
 else:

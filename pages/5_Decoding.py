@@ -8,15 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shell import page_store
-from brainviz import app_support as S
+from webapp import shell
+from webapp import viewmodel as V
 
-st.set_page_config(page_title="Decoding · BrainViz", page_icon="🧠", layout="wide")
-store, path = page_store()
-
-st.title("Decoding")
-kind, text = S.banner(store)
-getattr(st, kind)(text)
+store, path = shell.page_start(__file__)
 st.caption("Two directions of image identification among the same held-out candidate images. "
            "**Decoder**: a ridge model maps the brain response to the backbone's image embedding; candidates are "
            "ranked by cosine similarity to the decoded embedding. **Encoder** (Kay et al. 2008): each candidate "
@@ -28,8 +23,7 @@ st.caption("Two directions of image identification among the same held-out candi
 
 dec = store.decoding()
 if dec.empty:
-    st.info(f"No decoding results in this store. Rebuild with `{S.BUILD_COMMANDS[0]}`.")
-    st.stop()
+    shell.stop_nothing_stored("No decoding results in this store.")
 dec = dec.copy()
 if "approach" not in dec.columns:
     dec["approach"] = "decoder"
@@ -55,7 +49,7 @@ with st.sidebar:
     approaches = sorted(d["approach"].unique(), key=lambda a: (a != "decoder", a))
     sets = sorted(d["roi_set"].unique(), key=lambda s: (SET_ORDER.get(s, 9), s))
     keys = sorted(d["image_key"].unique())
-    image_key = st.selectbox("Held-out image", keys, format_func=lambda k: S.tag_caption(k, tags))
+    image_key = st.selectbox("Held-out image", keys, format_func=lambda k: V.tag_caption(k, tags))
     n_show = st.slider("Candidates shown", 3, 10, 5)
 
 n_cand = len(keys)
@@ -138,11 +132,11 @@ rows = d[(d["image_key"] == image_key) & (d["approach"] == approach)].copy()
 rows["o"] = rows["roi_set"].map(lambda s: SET_ORDER.get(s, 9))
 rows = rows.sort_values("o")
 all_keys = [image_key] + [k for lst in rows["top_keys"] for k in (list(lst) if lst is not None else [])]
-paths = S.image_paths(store, list(dict.fromkeys(all_keys)))
+paths = V.image_paths(store, list(dict.fromkeys(all_keys)))
 true_col, rest = st.columns([1, 5])
 with true_col:
     st.markdown("**True image**")
-    st.image(S.thumbnail(paths.get(image_key, "")), caption=S.tag_caption(image_key, tags))
+    st.image(V.thumbnail(paths.get(image_key, "")), caption=V.tag_caption(image_key, tags))
 with rest:
     for _, r in rows.iterrows():
         top = list(r["top_keys"]) if r["top_keys"] is not None else []
@@ -151,4 +145,4 @@ with rest:
         cols = st.columns(n_show)
         for i, (c, k) in enumerate(zip(cols, top[:n_show])):
             hit = "✓ TRUE · " if k == image_key else ""
-            c.image(S.thumbnail(paths.get(k, "")), caption=f"{hit}#{i + 1} {S.tag_caption(k, tags)}")
+            c.image(V.thumbnail(paths.get(k, "")), caption=f"{hit}#{i + 1} {V.tag_caption(k, tags)}")

@@ -10,21 +10,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_export import map_downloads
-from app_shell import page_predictor, page_store
-from brainviz import app_support as S
 from brainviz import brainplot as B
 from brainviz import export as X
 from brainviz import insilico as I
 from brainviz import live as L
 from brainviz.errors import BrainVizDataError
+from brainviz.rois import roi_groups
+from webapp import shell
+from webapp import viewmodel as V
+from webapp.downloads import map_downloads
 
-st.set_page_config(page_title="In-silico experiment · BrainViz", page_icon="🧠", layout="wide")
-store, path = page_store()
-
-st.title("In-silico experiment")
-kind, text = S.banner(store)
-getattr(st, kind)(text)
+store, path = shell.page_start(__file__)
 st.caption("A localizer without a scanner: the encoder predicts every vertex's response to each image of two sets, "
            "and the map shows where set A drives the cortex more (red) or less (blue) than set B — Welch t per "
            "vertex, thresholded with the Benjamini-Hochberg false discovery rate."
@@ -40,7 +36,7 @@ def nsd_prediction_cache(store_file: str, stamp: tuple, model_id: str) -> dict:
     return {}
 
 
-model_id, stamp, predictor, subjects = page_predictor(store, path, "In-silico experiments")
+model_id, stamp, predictor, subjects = shell.page_predictor(store, path, "In-silico experiments")
 tags = store.image_tags()
 images = store.images()
 cats = [c for c in tags.columns if c != "tags"]
@@ -61,7 +57,7 @@ with st.sidebar:
     surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
                        format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
-    outline_name = st.selectbox("ROI outlines", ["none"] + list(S.ROI_CLASS_COLUMNS), index=2, key="is_outlines")
+    outline_name = st.selectbox("ROI outlines", ["none"] + list(V.ROI_CLASS_COLUMNS), index=2, key="is_outlines")
     st.caption(f"Model `{model_id}` · device **{predictor.device}**")
 
 train_keys = set(store.image_splits(subject, "train")["image_key"]) if tagged_keys else set()
@@ -228,10 +224,10 @@ else:
     values, cbar, hover = res.t_thresholded, "t", "Welch t (FDR)"
 lim_src = res.d if shown == "effect size d" else res.t
 lim = float(np.nanpercentile(np.abs(lim_src), 99)) or 1.0
-maps = S.to_fsaverage5(values, vertices)
+maps = V.to_fsaverage5(values, vertices)
 outlines = labels_pos = None
 if outline_name != "none":
-    outlines = S.label_map(vertices, S.ROI_CLASS_COLUMNS[outline_name])
+    outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name])
     labels_pos = B.roi_label_positions(outlines, surface)
 map_title = (f"{title_what} · {subject} · {shown}" + (f" (q = {q:g})" if shown.startswith("t (FDR") else "")
              + (" · SIMULATED" if store.simulated else ""))
@@ -249,10 +245,10 @@ st.caption("Red: set A predicted higher than set B; blue: lower. Gray: no data"
 
 # ------------------------------------------------------------------ per-ROI table
 st.subheader("Per ROI")
-groups = S.roi_groups(vertices)
+groups = roi_groups(vertices)
 rois = dict(groups)
-for r in S.roi_names(vertices):
-    rois.setdefault(r, S.roi_mask(vertices, [r]))
+for r in V.roi_names(vertices):
+    rois.setdefault(r, V.roi_mask(vertices, [r]))
 table = I.roi_table(res, rois)
 st.dataframe(table, hide_index=True, key="is_roi_table", column_config={
     "mean_t": st.column_config.NumberColumn("mean t", format="%.2f"),
@@ -270,17 +266,17 @@ if any("planted" in g for g in groups):
 def thumb(slot: str, name: str):
     s = sets[slot]
     if s["kind"] == "nsd":
-        return S.thumbnail(S.image_paths(store, [name]).get(name, ""))
+        return V.thumbnail(V.image_paths(store, [name]).get(name, ""))
     try:
         img = L.validate_image(s["entries"][name].read(), name=name, max_side=256)
         img.thumbnail((256, 256))
         return img
     except (BrainVizDataError, KeyError):
-        return S.thumbnail("")
+        return V.thumbnail("")
 
 
 def caption(slot: str, name: str) -> str:
-    return S.tag_caption(name, tags) if sets[slot]["kind"] == "nsd" else name
+    return V.tag_caption(name, tags) if sets[slot]["kind"] == "nsd" else name
 
 
 st.subheader("Top images of each set in an ROI")
@@ -335,15 +331,15 @@ meta = {"brainviz:model": model_id, "brainviz:subject": subject, "brainviz:contr
 png_kw = dict(cmap="RdBu_r", outlines=outlines)
 stem = X.safe_stem(f"insilico_{name_a}_vs_{name_b}_{subject}")
 map_downloads({
-    "t (FDR-thresholded)": {"png": dict(values_by_hemi=S.to_fsaverage5(res.t_thresholded, vertices), vmin=-lim, vmax=lim,
+    "t (FDR-thresholded)": {"png": dict(values_by_hemi=V.to_fsaverage5(res.t_thresholded, vertices), vmin=-lim, vmax=lim,
                                         title=f"{title_what} · t, FDR q = {q:g} · {subject}", colorbar_title="t", **png_kw),
                             "gifti": X.SurfaceMap.from_vertices(res.t_thresholded, vertices, surf_data,
                                                                 name=f"Welch t {title_what} (FDR q={q:g})", meta=meta)},
-    "t (all vertices)": {"png": dict(values_by_hemi=S.to_fsaverage5(res.t, vertices), vmin=-lim, vmax=lim,
+    "t (all vertices)": {"png": dict(values_by_hemi=V.to_fsaverage5(res.t, vertices), vmin=-lim, vmax=lim,
                                      title=f"{title_what} · Welch t · {subject}", colorbar_title="t", **png_kw),
                          "gifti": X.SurfaceMap.from_vertices(res.t, vertices, surf_data,
                                                              name=f"Welch t {title_what}", meta=meta)},
-    "effect size d": {"png": dict(values_by_hemi=S.to_fsaverage5(res.d, vertices), title=f"{title_what} · d · {subject}",
+    "effect size d": {"png": dict(values_by_hemi=V.to_fsaverage5(res.d, vertices), title=f"{title_what} · d · {subject}",
                                   colorbar_title="d", **png_kw),
                       "gifti": X.SurfaceMap.from_vertices(res.d, vertices, surf_data, name=f"effect size d {title_what}",
                                                           meta=meta)},

@@ -79,7 +79,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from brainviz import export, insilico
-    from brainviz.app_support import roi_groups
+    from brainviz.rois import roi_groups
     from brainviz.atomic import atomic_dir
     from brainviz.live import LivePredictor, live_model_of
     from brainviz.store.reader import Store

@@ -14,25 +14,19 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
+from tests.app_server import CHROMEDRIVER, CHROMIUM, chrome_driver, quit_driver, start_app_server, stop_app_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("BRAINVIZ_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("BRAINVIZ_CHROMEDRIVER", "/usr/bin/chromedriver")
 #: (url path, screenshot name, has a 3-D brain)
 PAGES = [
     ("", "home", False),
@@ -66,61 +60,23 @@ def server(app_store):
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    port = _free_port()
-    env = dict(os.environ, BRAINVIZ_STORE=str(app_store), PYTHONPATH=str(ROOT))
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"streamlit exited early:\n{log.read()[-3000:]}")
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not become healthy in 90 s")
+        proc, url, _ = start_app_server(app_store, _free_port(), timeout=90)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield url
     finally:
-        # stop only the server we started: its process group, by PID
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+        stop_app_server(proc)
 
 
 @pytest.fixture(scope="module")
 def driver(server):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="brainviz-chrome-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", "--window-size=1500,2600",
-                 f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    drv.set_page_load_timeout(60)
+    drv = chrome_driver(window="1500,2600", page_load_timeout=60)
     try:
         yield drv
     finally:
-        drv.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        quit_driver(drv)
 
 
 @pytest.fixture(scope="module")

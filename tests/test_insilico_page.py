@@ -81,9 +81,9 @@ def test_page_too_few_images_explains(with_store):
 
 
 def test_shared_widget_gifti_zip_content(app_store):
-    from app_export import gifti_zip_or_error
     from brainviz import export as X
     from brainviz.store.reader import Store
+    from webapp.exports import gifti_zip_or_error
 
     with Store(app_store) as st:
         vertices = st.vertices("subj01")

@@ -203,14 +203,14 @@ def test_swap_the_file_under_a_running_reader(tmp_path):
 
 
 def test_app_store_follows_a_rebuild(tmp_path):
-    from brainviz import app_support as S
+    from webapp import storefile as F
 
     path = tmp_path / "brainviz.duckdb"
     _small_store(path, "old")
-    first = S.open_store(str(path), S.store_stamp(path))
+    first = F.open_store(str(path), F.store_stamp(path))
     assert first.summary()["created_at"] == "build-old"
     _small_store(path, "new")
-    again = S.open_store(str(path), S.store_stamp(path))  # what the next page run gets
+    again = F.open_store(str(path), F.store_stamp(path))  # what the next page run gets
     assert again.summary()["created_at"] == "build-new"
     assert first.summary()["models"] == ["new"]  # a page holding the first object sees it too
     assert not any("(deleted)" in f for f in _open_fds_to(path))

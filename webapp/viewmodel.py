@@ -1,15 +1,12 @@
-"""Helpers for the Streamlit pages that need no Streamlit: store location, overview facts,
-ROI groups, maps on fsaverage5, image thumbnails, RDM ordering.
+"""What the pages draw, computed from the store without Streamlit: home-page facts, model choices,
+brain maps and ROI masks on fsaverage5, the demo brain's planted regions, image thumbnails and
+captions, RDM orders and labels, evaluation summaries.
 
 The pages (``app.py``, ``pages/*.py``) stay thin views: they read the store through
-:class:`brainviz.store.reader.Store`, call these helpers, and draw. Nothing here imports
-streamlit.
+:class:`brainviz.store.reader.Store`, call these helpers, and draw.
 """
 from __future__ import annotations
 
-import atexit
-import os
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -17,12 +14,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import BrainVizDataError
-from .paths import DEFAULT_STORE, PROJECT_ROOT
-
-ENV_STORE = "BRAINVIZ_STORE"
-BUILD_COMMANDS = ("python -m precompute all", "make demo")
-SIMULATED_LABEL = "SIMULATED"
+from brainviz import brainplot as B
+from brainviz.errors import BrainVizDataError
+from brainviz.paths import PROJECT_ROOT
+from brainviz.rois import roi_groups
 
 #: vertices-table ROI columns -> user-facing class name (outline choices).
 ROI_CLASS_COLUMNS: dict[str, str] = {
@@ -33,114 +28,9 @@ ROI_CLASS_COLUMNS: dict[str, str] = {
     "words (floc-words)": "roi_words",
     "streams": "roi_streams",
 }
-#: ROI groups of the per-ROI bars: name -> vertices column.
-ROI_GROUP_COLUMNS: dict[str, str] = {
-    "early visual": "roi_prf",
-    "faces": "roi_faces",
-    "bodies": "roi_bodies",
-    "places": "roi_places",
-    "words": "roi_words",
-}
-HEMIS = ("lh", "rh")
-#: The app's pages for the sidebar: (script relative to app.py, label, Material icon).
-NAV = (
-    ("app.py", "Home", ":material/home:"),
-    ("pages/1_Voxel_clusters.py", "Voxel clusters", ":material/scatter_plot:"),
-    ("pages/2_RDM_explorer.py", "RDM explorer", ":material/grid_on:"),
-    ("pages/3_Live_prediction.py", "Live prediction", ":material/photo_camera:"),
-    ("pages/4_Model_evaluation.py", "Model evaluation", ":material/insights:"),
-    ("pages/5_Decoding.py", "Decoding", ":material/image_search:"),
-    ("pages/6_In_silico_experiment.py", "In-silico experiment", ":material/science:"),
-)
-
-
-# --------------------------------------------------------------------------- store location
-def store_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$BRAINVIZ_STORE`` if set, else ``data/brainviz.duckdb`` in the project."""
-    env = os.environ if env is None else env
-    p = env.get(ENV_STORE)
-    return Path(p).expanduser() if p else DEFAULT_STORE
-
-
-def store_stamp(path: str | Path) -> tuple:
-    """(inode, size, mtime) of the store file — part of cache keys, so a rebuilt store is reopened."""
-    try:
-        st = os.stat(path)
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-    except OSError:
-        return (0, 0, 0)
-
-
-_STORES: dict[str, object] = {}
-_STORES_LOCK = threading.Lock()
-
-
-@atexit.register
-def _close_stores() -> None:
-    with _STORES_LOCK:
-        for store in _STORES.values():
-            store.close()
-        _STORES.clear()
-
-
-def open_store(path: str | Path, stamp: tuple = ()):
-    """The process's one read-only :class:`~brainviz.store.reader.Store` of ``path`` (raises
-    BrainVizDataError naming the file, what is wrong and the rebuild command).
-
-    One Store per path, shared by every page and session: it switches to a rebuilt file by
-    itself and closes the replaced one once no page reads it (see the reader's docstring), so
-    wrapping this in ``st.cache_resource`` keyed by ``stamp`` (:func:`store_stamp`) never
-    leaves an old file open. A store that fails to open is not kept: the next call retries.
-    """
-    from .store.reader import Store
-
-    key = os.path.abspath(path)
-    with _STORES_LOCK:
-        store = _STORES.get(key)
-        if store is None:
-            store = Store(path)
-            _STORES[key] = store
-    store._current()  # noqa: SLF001  (switch to a replaced file now; raises if the new one is bad)
-    return store
-
-
-def store_error_message(exc: BaseException, path: str | Path | None = None) -> str:
-    """One markdown message for a store that cannot be read: the file, what is wrong, the fix."""
-    text = str(exc)
-    where = f"`{path}`" if path else "the store"
-    if isinstance(exc, BrainVizDataError):
-        same = path is not None and exc.path is not None and os.path.abspath(exc.path) == os.path.abspath(path)
-        detail = exc.problem if same else text
-        return f"**The BrainViz store {where} could not be opened:** {detail}"
-    return (f"**The BrainViz store {where} cannot be read** ({type(exc).__name__}: {text.splitlines()[0] if text else ''}). "
-            f"Rebuild it with `{BUILD_COMMANDS[0]}`.")
-
-
-def banner(store) -> tuple[str, str]:
-    """(kind, markdown) of the data banner every page shows: 'warning' for simulated data."""
-    if store.simulated:
-        return "warning", ("**SIMULATED data** — the demo brain: real NSD images and real anatomy, "
-                           "but simulated fMRI responses with planted regions. Not real brain data.")
-    return "info", "**REAL data** — responses from the dataset(s) listed on the Home page."
-
-
-def missing_store_message(path: str | Path) -> str:
-    """Markdown shown instead of an error when no store exists."""
-    return (
-        f"No BrainViz store at `{path}` yet. Build it once (about 10-20 minutes on 2 CPU cores; "
-        "it simulates the demo brain from the real NSD images, extracts features, trains the "
-        "encoders and runs every analysis):\n\n"
-        f"```bash\n{BUILD_COMMANDS[0]}\n# or\n{BUILD_COMMANDS[1]}\n```\n\n"
-        f"To open a store elsewhere, set `{ENV_STORE}=/path/to/brainviz.duckdb` before `streamlit run app.py`."
-    )
 
 
 # --------------------------------------------------------------------------- overview
-def data_label(store) -> str:
-    """'SIMULATED' or 'REAL' for banners."""
-    return SIMULATED_LABEL if store.simulated else "REAL"
-
-
 def overview(store) -> dict:
     """Facts for the home page: datasets, subjects, backbones, models, headline metrics."""
     summ = store.summary()
@@ -199,43 +89,19 @@ def model_options(store, kinds: Sequence[str] | None = None, need_clusters: bool
 # --------------------------------------------------------------------------- vertices and maps
 def to_fsaverage5(values, vertices: pd.DataFrame, categorical: bool = False) -> dict[str, np.ndarray]:
     """(V,) subject values -> {hemi: (10242,)} (NaN where no vertex)."""
-    from .brainplot import vertex_values_to_fsaverage5
-
-    return vertex_values_to_fsaverage5(values, vertices, categorical=categorical)
+    return B.vertex_values_to_fsaverage5(values, vertices, categorical=categorical)
 
 
 def label_map(vertices: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
     """ROI names of a vertices column on fsaverage5: {hemi: (10242,) object, None = no ROI}."""
     out = {}
     idx = vertices["fsaverage5_index"].to_numpy()
-    for h in HEMIS:
-        arr = np.full(10242, None, dtype=object)
+    for h in B.HEMIS:
+        arr = np.full(B.N_FSAVERAGE5, None, dtype=object)
         m = (vertices["hemi"].to_numpy() == h) & (idx >= 0)
         vals = vertices.loc[m, column].to_numpy(dtype=object) if column in vertices else np.full(m.sum(), None)
         arr[idx[m]] = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in vals]
         out[h] = arr
-    return out
-
-
-def roi_groups(vertices: pd.DataFrame, include_planted_food: bool = True) -> dict[str, np.ndarray]:
-    """{group: (V,) bool}: early visual, faces, bodies, places, words (from the ROI columns);
-    'food' from a food ROI when one exists, else (demo brain only) from the planted food region."""
-    out = {}
-    for name, col in ROI_GROUP_COLUMNS.items():
-        if col in vertices:
-            m = vertices[col].notna().to_numpy()
-            if m.any():
-                out[name] = m
-    for col in ROI_CLASS_COLUMNS.values():
-        if col in vertices:
-            m = vertices[col].astype(str).str.contains("food", case=False, na=False).to_numpy()
-            if m.any():
-                out["food"] = m
-                break
-    if "food" not in out and include_planted_food and "planted_region" in vertices:
-        m = (vertices["planted_region"] == "food").to_numpy()
-        if m.any():
-            out["food (planted)"] = m
     return out
 
 
@@ -295,7 +161,7 @@ def recovery_table(clusters: np.ndarray, vertices: pd.DataFrame) -> tuple[pd.Dat
         return pd.DataFrame(), None
     tab = pd.crosstab(pl[ok].rename("planted region"), pd.Series(lab[ok], name="cluster"))
     try:
-        from .clusters import cluster_recovery
+        from brainviz.clusters import cluster_recovery
 
         ari = cluster_recovery(lab, pl.to_numpy())
     except Exception:
@@ -437,34 +303,13 @@ def k92_rdm_ids(store) -> list[str]:
     return sorted(out, key=lambda i: (0 if ("human" in i.lower() or "it" in i.lower().split("|")) else 1, i))
 
 
-# --------------------------------------------------------------------------- decoding
-def decoding_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per subject x ROI set: n, top-1, top-5, mean rank."""
-    if df.empty:
-        return df
-    g = df.groupby(["subject", "roi_set"])
-    return g.agg(n=("rank", "size"), top1=("rank", lambda r: float((r <= 1).mean())),
-                 top5=("rank", lambda r: float((r <= 5).mean())), mean_rank=("rank", "mean")).reset_index()
-
-
+# --------------------------------------------------------------------------- evaluation
 def transfer_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and SD of median r over seeds per subject x method x n_train."""
     if df.empty:
         return df
     return (df.groupby(["subject", "method", "n_train"])["median_r"].agg(["mean", "std", "count"])
             .reset_index().rename(columns={"mean": "median_r", "std": "sd", "count": "n_seeds"}))
-
-
-# --------------------------------------------------------------------------- PNG export
-def safe_render_png(values_by_hemi, **kwargs) -> tuple[bytes | None, str | None]:
-    """:func:`brainviz.brainplot.render_png` that never raises: (png, None) or (None, message)."""
-    try:
-        from .brainplot import render_png
-
-        return render_png(values_by_hemi, **kwargs), None
-    except Exception as exc:  # off-screen GL missing, out of memory, ...
-        return None, (f"The high-resolution render failed ({exc}). The interactive figure's camera button "
-                      "(top right of the plot) saves a PNG of the current view instead.")
 
 
 def scope_label(scope: str) -> str:

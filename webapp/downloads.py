@@ -1,14 +1,13 @@
 """The one download widget of every brain map in the app: a high-resolution PNG and GIfTI files.
 
-Kept outside ``brainviz`` (the library never imports Streamlit); the PNG comes from
-:func:`brainviz.app_support.safe_render_png` (off-screen pyvista) and the GIfTI files from
-:mod:`brainviz.export` (nibabel). GIfTI maps come as ONE zip holding ``lh.<name>.<kind>.gii``
-and ``rh.<name>.<kind>.gii`` (+ a README.txt saying what the map is and how to open it in
-nilearn), so one click gets both hemispheres.
+The PNG comes from :func:`webapp.exports.safe_render_png` (off-screen pyvista) and the GIfTI files
+from :func:`webapp.exports.gifti_zip_or_error` (nibabel). GIfTI maps come as ONE zip holding
+``lh.<name>.<kind>.gii`` and ``rh.<name>.<kind>.gii`` (+ a README.txt saying what the map is and how
+to open it in nilearn), so one click gets both hemispheres.
 
 Usage in a page::
 
-    from app_export import map_downloads
+    from webapp.downloads import map_downloads
     map_downloads({"clusters": {"png": dict(values_by_hemi=maps, categorical=True, ...),
                                 "gifti": SurfaceMap.from_vertices(labels, vertices, surface, labels=names, ...)}},
                   surface=surface, sig=(...), stem="clusters_subj01", simulated=store.simulated)
@@ -19,17 +18,7 @@ from typing import Mapping
 
 import streamlit as st
 
-from brainviz import app_support as S
-
-
-def gifti_zip_or_error(smap, stem: str, simulated: bool) -> tuple[bytes | None, str | None]:
-    """(zip bytes, None) or (None, message) — never raises (a bad map must not break the page)."""
-    from brainviz import export
-
-    try:
-        return export.gifti_zip(smap, stem, readme=export.readme_text(smap, stem, simulated)), None
-    except Exception as exc:  # noqa: BLE001 - shown to the user instead of a traceback
-        return None, f"The GIfTI export failed ({type(exc).__name__}: {exc})."
+from .exports import gifti_zip_or_error, safe_render_png
 
 
 def map_downloads(maps: Mapping[str, Mapping], *, surface: str, sig: tuple = (), stem: str = "brainviz",
@@ -65,7 +54,7 @@ def map_downloads(maps: Mapping[str, Mapping], *, surface: str, sig: tuple = (),
                 kw = dict(spec["png"])
                 if hemis is not None:
                     kw["hemis"] = hemis
-                png, err = S.safe_render_png(surface=surface, **kw)
+                png, err = safe_render_png(surface=surface, **kw)
             st.session_state[f"{key}_state"] = (full_sig, png, err)
         got = st.session_state.get(f"{key}_state")
         if got and got[0] == full_sig:

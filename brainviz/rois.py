@@ -1,0 +1,44 @@
+"""ROI groups of a store's vertices table: the coarse category regions (early visual, faces, bodies,
+places, words, food) over which live predictions and in-silico contrasts are summarised.
+
+Used by the ``predict`` command and by the app; the vertices table is
+:meth:`brainviz.store.reader.Store.vertices` (one ROI-name column per ROI class,
+:data:`brainviz.store.schema.ROI_COLUMNS`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .store.schema import ROI_COLUMNS
+
+#: ROI groups: name -> vertices column (a vertex is in the group when the column names an ROI).
+ROI_GROUP_COLUMNS: dict[str, str] = {
+    "early visual": ROI_COLUMNS["prf-visualrois"],
+    "faces": ROI_COLUMNS["floc-faces"],
+    "bodies": ROI_COLUMNS["floc-bodies"],
+    "places": ROI_COLUMNS["floc-places"],
+    "words": ROI_COLUMNS["floc-words"],
+}
+
+
+def roi_groups(vertices: pd.DataFrame, include_planted_food: bool = True) -> dict[str, np.ndarray]:
+    """{group: (V,) bool}: early visual, faces, bodies, places, words (from the ROI columns);
+    'food' from a food ROI when one exists, else (demo brain only) from the planted food region."""
+    out = {}
+    for name, col in ROI_GROUP_COLUMNS.items():
+        if col in vertices:
+            m = vertices[col].notna().to_numpy()
+            if m.any():
+                out[name] = m
+    for col in ROI_COLUMNS.values():
+        if col in vertices:
+            m = vertices[col].astype(str).str.contains("food", case=False, na=False).to_numpy()
+            if m.any():
+                out["food"] = m
+                break
+    if "food" not in out and include_planted_food and "planted_region" in vertices:
+        m = (vertices["planted_region"] == "food").to_numpy()
+        if m.any():
+            out["food (planted)"] = m
+    return out

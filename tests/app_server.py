@@ -1,0 +1,89 @@
+"""The app in a real browser: a ``streamlit run app.py`` server on 127.0.0.1 and headless Chromium.
+
+Shared by the browser test (tests/test_browser.py) and the live benchmark (bench/bench_live.py).
+The server runs in its own process group and is stopped by its PID only.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("BRAINVIZ_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("BRAINVIZ_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def start_app_server(store_path: Path, port: int, timeout: float = 120,
+                     env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen, str, Path]:
+    """Start ``streamlit run app.py`` on ``store_path`` and wait until it is healthy.
+
+    Returns (process, base url, log file). ``env``: extra environment variables. Raises
+    RuntimeError (with the end of the log) when the server exits or is not healthy within
+    ``timeout`` seconds; the server is stopped first.
+    """
+    full_env = dict(os.environ, BRAINVIZ_STORE=str(store_path), PYTHONPATH=str(ROOT), **(env or {}))
+    log = Path(tempfile.mkdtemp(prefix="brainviz-app-server-")) / "streamlit.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
+             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                return proc, url, log
+        except OSError:
+            time.sleep(0.5)
+    stop_app_server(proc)
+    raise RuntimeError(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_app_server(proc: subprocess.Popen) -> None:
+    """Stop a server of :func:`start_app_server` (its process group, by PID): TERM, then KILL after 15 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def chrome_driver(window: str = "1500,1400", page_load_timeout: float = 90):
+    """Headless Chromium (selenium, SwiftShader WebGL) with a fresh profile (removed by :func:`quit_driver`)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="brainviz-chrome-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", f"--window-size={window}",
+                 f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(page_load_timeout)
+    drv._brainviz_profile = profile  # noqa: SLF001  (removed by quit_driver)
+    return drv
+
+
+def quit_driver(drv) -> None:
+    """Quit a :func:`chrome_driver` browser and remove its profile."""
+    prof = getattr(drv, "_brainviz_profile", None)
+    drv.quit()
+    if prof:
+        shutil.rmtree(prof, ignore_errors=True)
