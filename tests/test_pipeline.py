@@ -50,7 +50,7 @@ def test_store_holds_every_analysis(built):
         settings = st.cluster_settings("ue_multi")
         default = settings[settings.is_default]
         assert set(default.scope) == {"joint:non-early"} and (default.percentile == 75).all()
-        assert {"joint", "joint:non-early@p0", "joint:non-early@p90", "joint:PPA", "subj01"} <= set(settings.scope)
+        assert {"joint", "joint:non-early@p50", "joint:non-early@p90", "joint:PPA", "subj01"} <= set(settings.scope)
         whole = settings[settings.scope == "joint"]
         nc = st.vertex_reliability("subj01")
         thr = float(whole.loc[whole.subject == "subj01", "nc_threshold"].iloc[0])

@@ -232,3 +232,10 @@ def test_preamble_heading_banner_and_sidebar(page, app_store, monkeypatch):
     links = [e for e in at.sidebar.children.values() if e.type == "page_link"]
     assert [e.proto.label for e in links] == [p.label for p in PAGES]
     assert [e.proto.icon for e in links] == [p.icon for p in PAGES]
+
+
+def test_scope_label_names_what_was_clustered():
+    assert V.scope_label("joint:non-early") == "joint (reliable subjects together) · outside early visual cortex (V1-hV4)"
+    assert V.scope_label("joint") == "joint (reliable subjects together) · whole visual cortex"
+    assert V.scope_label("joint:PPA") == "joint (reliable subjects together) · inside PPA"
+    assert V.scope_label("subj01") == "subj01 · outside early visual cortex (V1-hV4)"

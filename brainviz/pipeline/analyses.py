@@ -39,7 +39,7 @@ def _bar(ctx: Context, it, desc: str):
 # --------------------------------------------------------------------------- clusters
 
 #: Reliability thresholds precomputed for the page (percentiles of each subject's noise ceilings).
-RELIABILITY_PERCENTILES = (0.0, 50.0, 75.0, 90.0)
+RELIABILITY_PERCENTILES = (50.0, 75.0, 90.0)
 #: The default: cluster the vertices whose noise ceiling is in the subject's top quarter.
 DEFAULT_PERCENTILE = 75.0
 #: k is the largest k whose bootstrap stability is at least this (brainviz.clusters.choose_k).
@@ -164,6 +164,9 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}
     w.add_predictions(EMBEDDING_MODEL + ":all-images", main[0], main_keys, preds[main[0]])
+    # top images rank cluster means of per-vertex z-scored responses: z-score once, not per scope and k
+    preds = {s: _zscore(p) for s, p in preds.items()}
+    measured = {s: (_zscore(y), keys) for s, (y, keys) in measured.items()}
     planted = {s: ctx.planted_regions(s) for s in subjects}
     prf = {s: _planted_prf(ctx, s) for s in subjects}
     headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
@@ -173,6 +176,13 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
             headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
                                                              scores, planted, prf)
     return headline
+
+
+def _zscore(y: np.ndarray) -> np.ndarray:
+    """(n_images, V) responses z-scored per vertex over the images (float32; constant vertices -> 0)."""
+    y = np.asarray(y, dtype=np.float32)
+    sd = y.std(axis=0, keepdims=True)
+    return (y - y.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
 
 
 def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, preds: dict, measured: dict,
@@ -214,26 +224,27 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
         "percentile": float(plan["percentile"]), "nc_threshold": [thr[s] for s in subs], "chosen_k": int(chosen),
         "is_default": bool(plan["default"])}))
     out["per_k"] = {}
+    with_pred = [s for s in subs if s in preds]
+    stacked = np.concatenate([preds[s] for s in with_pred], axis=1) if with_pred else None
     for k in ks:
         labels = cl.cluster_selected({s: emb[s] for s in subs}, codes, k, seed=ctx.config.seed)
         for s in subs:
             w.add_clusters(EMBEDDING_MODEL, scope, k, s, labels[s])
             y, keys = measured[s]
-            w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "measured", cl.top_images(y, labels[s], 10, keys=keys))
+            w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "measured",
+                                     cl.top_images(y, labels[s], 10, keys=keys, zscore=False))
             if s in preds:
                 w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "predicted",
-                                         cl.top_images(preds[s], labels[s], 10, keys=main_keys))
-        with_pred = [s for s in subs if s in preds]
+                                         cl.top_images(preds[s], labels[s], 10, keys=main_keys, zscore=False))
         lab_all = np.concatenate([labels[s] for s in subs])
         counts = dict(zip(*np.unique(lab_all[lab_all >= 0], return_counts=True)))
         if with_pred:
-            stacked = np.concatenate([preds[s] for s in with_pred], axis=1)
             lab_p = np.concatenate([labels[s] for s in with_pred])
-            top = cl.top_images(stacked, lab_p, 10, keys=main_keys)
+            top = cl.top_images(stacked, lab_p, 10, keys=main_keys, zscore=False)
             source = "predicted"
         else:
             y, keys = measured[subs[0]]
-            top, source = cl.top_images(y, labels[subs[0]], 10, keys=keys), "measured"
+            top, source = cl.top_images(y, labels[subs[0]], 10, keys=keys, zscore=False), "measured"
         desc = cl.describe_top_images(top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
