@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import BrainVizDataError
+from .names import HEMIS
 from .paths import DEFAULT_STORE, PROJECT_ROOT
 
 ENV_STORE = "BRAINVIZ_STORE"
@@ -41,7 +42,6 @@ ROI_GROUP_COLUMNS: dict[str, str] = {
     "places": "roi_places",
     "words": "roi_words",
 }
-HEMIS = ("lh", "rh")
 #: The app's pages for the sidebar: (script relative to app.py, label, Material icon).
 NAV = (
     ("app.py", "Home", ":material/home:"),
@@ -159,21 +159,12 @@ def overview(store) -> dict:
                     .reset_index())
         kinds = models.set_index("model_id")["kind"] if not models.empty else pd.Series(dtype=object)
         headline.insert(1, "kind", headline["model_id"].map(kinds))
-    ret = retrieval_fractions(store.retrieval())
+    ret = store.retrieval()
     if not ret.empty and not headline.empty:
         rr = ret.groupby("model_id").agg(top1=("top1", "mean"), top5=("top5", "mean")).reset_index()
         headline = headline.merge(rr, on="model_id", how="left")
     return {"summary": summ, "datasets": ds, "subjects": subj, "models": models, "backbones": backbones,
             "headline": headline, "simulated": store.simulated}
-
-
-def retrieval_fractions(df: pd.DataFrame) -> pd.DataFrame:
-    """top1 / top5 as fractions in [0, 1] (stores written as percent, 0-100, are converted)."""
-    df = df.copy()
-    for c in ("top1", "top5"):
-        if c in df and len(df) and df[c].max() > 1.0:
-            df[c] = df[c] / 100.0
-    return df
 
 
 def model_family(model_id: str) -> str:

@@ -113,7 +113,7 @@ else:
 
 # ------------------------------------------------------------------ retrieval
 st.subheader("Image identification (retrieval)")
-ret = S.retrieval_fractions(store.retrieval())
+ret = store.retrieval()
 if ret.empty:
     st.write("No retrieval results stored.")
 else:
