@@ -32,7 +32,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainviz.data.algonauts import HEMIS, N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES, write_subject  # noqa: E402
+from brainviz.data.algonauts import write_subject  # noqa: E402
+from brainviz.names import HEMIS, N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES  # noqa: E402
 
 #: challenge-space vertices (lh, rh) of the 8 NSD subjects in Algonauts 2023
 NSD_VERTICES = [(19004, 20544), (19004, 20544), (19004, 20544), (19004, 20544),

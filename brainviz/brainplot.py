@@ -28,8 +28,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-HEMIS = ("lh", "rh")
-N_FSAVERAGE5 = 10_242
+from .names import HEMIS, N_FSAVERAGE5
+
 SURFACES = ("inflated", "pial", "flat")
 _NILEARN_PART = {"lh": "left", "rh": "right"}
 

@@ -37,26 +37,19 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .checks import as_matrix
 from .errors import BrainVizDataError
 
 NORMALIZATIONS = ("l2", "standardize", None)
 
 
-def _matrix(field: str, x: np.ndarray) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise BrainVizDataError(field, f"expected a non-empty 2-D array, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number):
-        raise BrainVizDataError(field, f"expected numbers, got dtype {a.dtype}")
-    a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise BrainVizDataError(field, "contains NaN or infinite values")
-    return a
+def _matrix(x: np.ndarray, name: str) -> np.ndarray:
+    return as_matrix(x, name, dtype=np.float32, nonempty=True)
 
 
 def normalize_embeddings(embeddings: np.ndarray, normalize: str | None = "l2") -> np.ndarray:
     """(V, E) -> (V, E) float32: 'l2' unit-norm rows, 'standardize' z-scored columns, None unchanged."""
-    x = _matrix("embeddings", embeddings)
+    x = _matrix(embeddings, "embeddings")
     if normalize == "l2":
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         return x / np.where(norm > 0, norm, 1)
@@ -112,7 +105,7 @@ def joint_kmeans(embeddings: Mapping[str, np.ndarray], k: int, seed: int = 0, *,
     one shared label space (normalization is applied to the concatenation).
     """
     sizes = {s: len(e) for s, e in embeddings.items()}
-    labels = kmeans_clusters(np.concatenate([_matrix(f"embeddings[{s}]", e) for s, e in embeddings.items()]),
+    labels = kmeans_clusters(np.concatenate([_matrix(e, f"embeddings[{s}]") for s, e in embeddings.items()]),
                              k, seed, normalize=normalize)
     return _split(labels, sizes)
 
@@ -121,7 +114,7 @@ def sub_clusters(embeddings: np.ndarray, mask: np.ndarray, k: int = 2, seed: int
                  normalize: str | None = "l2") -> np.ndarray:
     """k-means inside a region: (V, E) embeddings, (V,) bool mask -> (V,) labels, -1 outside the mask."""
     m = np.asarray(mask, bool)
-    x = _matrix("embeddings", embeddings)
+    x = _matrix(embeddings, "embeddings")
     if m.shape != (len(x),):
         raise BrainVizDataError("mask", f"expected shape ({len(x)},), got {m.shape}")
     out = np.full(len(x), -1, np.int32)
@@ -157,7 +150,7 @@ def embedding_map(embeddings: np.ndarray, seed: int = 0, *, method: str = "umap"
 def joint_embedding_map(embeddings: Mapping[str, np.ndarray], seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
     """One map over several subjects (subject -> (V_s, E)) -> subject -> (V_s, 2)."""
     sizes = {s: len(e) for s, e in embeddings.items()}
-    xy = embedding_map(np.concatenate([_matrix(f"embeddings[{s}]", e) for s, e in embeddings.items()]), seed, **kwargs)
+    xy = embedding_map(np.concatenate([_matrix(e, f"embeddings[{s}]") for s, e in embeddings.items()]), seed, **kwargs)
     return _split(xy, sizes)
 
 
@@ -169,7 +162,7 @@ def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = T
     ``zscore`` each vertex is z-scored over the images first, so that every
     vertex weighs the same whatever its response scale.
     """
-    r = _matrix("responses", responses)
+    r = _matrix(responses, "responses")
     lab = np.asarray(labels)
     if lab.shape != (r.shape[1],):
         raise BrainVizDataError("labels", f"expected shape ({r.shape[1]},) to match responses {r.shape}, got {lab.shape}")
@@ -472,7 +465,7 @@ def cluster_selected(embeddings: Mapping[str, np.ndarray], codes: Mapping[str, n
     rows, sizes = [], {}
     for s, e in embeddings.items():
         c = np.asarray(codes[s])
-        x = _matrix(f"embeddings[{s}]", e)
+        x = _matrix(e, f"embeddings[{s}]")
         if c.shape != (len(x),):
             raise BrainVizDataError(f"codes[{s}]", f"expected shape ({len(x)},), got {c.shape}")
         rows.append(x[c == 0])

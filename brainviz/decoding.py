@@ -26,22 +26,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
+from .checks import as_matrix
 from .errors import BrainVizDataError
+from .metrics import pattern_correlations, retrieval_ranks
 
 VOTE_METHODS = ("zscore", "rank")
 #: roi-set label of the whole-cortex decoder / identifier
 WHOLE_CORTEX = "whole cortex"
-
-
-def _matrix(x, where: str, n_rows: int | None = None) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 2:
-        raise BrainVizDataError(where, f"expected a 2-D array, got shape {a.shape}")
-    if n_rows is not None and a.shape[0] != n_rows:
-        raise BrainVizDataError(where, f"expected {n_rows} rows, got {a.shape[0]}")
-    if not np.all(np.isfinite(a)):
-        raise BrainVizDataError(where, "contains NaN or infinite values")
-    return a
 
 
 class RidgeDecoder(BaseEstimator, RegressorMixin):
@@ -76,8 +67,8 @@ class RidgeDecoder(BaseEstimator, RegressorMixin):
         responses : (n_train, V_set) fMRI responses of one ROI set
         embeddings : (n_train, D) the backbone's image embeddings of the same images
         """
-        x = _matrix(responses, "responses")
-        y = _matrix(embeddings, "embeddings", x.shape[0])
+        x = as_matrix(responses, "responses")
+        y = as_matrix(embeddings, "embeddings", x.shape[0])
         if x.shape[0] < 3:
             raise BrainVizDataError("responses", f"need at least 3 training images, got {x.shape[0]}")
         self.scaler_ = StandardScaler().fit(x)
@@ -90,7 +81,7 @@ class RidgeDecoder(BaseEstimator, RegressorMixin):
 
     def predict(self, responses) -> np.ndarray:
         """(n, V_set) responses -> (n, D) predicted embeddings (float64)."""
-        x = _matrix(responses, "responses")
+        x = as_matrix(responses, "responses")
         if x.shape[1] != self.n_features_in_:
             raise BrainVizDataError("responses", f"expected {self.n_features_in_} voxels, got {x.shape[1]}")
         return self.model_.predict(self.scaler_.transform(x))
@@ -98,8 +89,8 @@ class RidgeDecoder(BaseEstimator, RegressorMixin):
 
 def cosine_similarity_matrix(a, b) -> np.ndarray:
     """(n_a, D), (n_b, D) -> (n_a, n_b) cosine similarities (0 for zero vectors)."""
-    a = _matrix(a, "a")
-    b = _matrix(b, "b")
+    a = as_matrix(a, "a")
+    b = as_matrix(b, "b")
     if a.shape[1] != b.shape[1]:
         raise BrainVizDataError("embeddings", f"dimension mismatch: {a.shape[1]} vs {b.shape[1]}")
     na = np.linalg.norm(a, axis=1, keepdims=True)
@@ -121,7 +112,7 @@ class Retrieval:
     def ranks(self, true_index) -> np.ndarray:
         """(n_queries,) 1-based rank of each query's true candidate (1 = retrieved
         first); ties counted pessimistically (all tied candidates rank ahead)."""
-        return retrieval_ranks(self.similarity, true_index)
+        return retrieval_ranks(self.similarity, true_index, ties="pessimistic")
 
 
 def _top_k(sim: np.ndarray, k: int) -> np.ndarray:
@@ -147,19 +138,6 @@ def retrieve(pred_embeddings, candidate_embeddings, k: int = 5) -> Retrieval:
     return Retrieval(similarity=sim, top_k=_top_k(sim, k))
 
 
-def retrieval_ranks(similarity, true_index) -> np.ndarray:
-    """(n_queries,) 1-based rank of the true candidate in each row of
-    ``similarity`` (n_queries, n_candidates); ``true_index`` (n_queries,) ints."""
-    s = np.asarray(similarity, dtype=np.float64)
-    t = np.asarray(true_index, dtype=np.int64)
-    if s.ndim != 2 or t.shape != (s.shape[0],):
-        raise BrainVizDataError("true_index", f"need one index per query row ({s.shape[0]}), got {t.shape}")
-    if t.min(initial=0) < 0 or t.max(initial=0) >= s.shape[1]:
-        raise BrainVizDataError("true_index", f"indices must be in [0, {s.shape[1]})")
-    true_sim = s[np.arange(len(t)), t]
-    return (s >= true_sim[:, None]).sum(axis=1).astype(np.int64)  # >= counts the true one itself
-
-
 def vote(similarities: Sequence[np.ndarray], method: str = "zscore", weights=None) -> np.ndarray:
     """Combine the retrieval scores of several decoders (e.g. one per ROI set).
 
@@ -179,7 +157,7 @@ def vote(similarities: Sequence[np.ndarray], method: str = "zscore", weights=Non
     Returns
     -------
     (n_queries, n_candidates) combined score; higher = more likely. Feed it to
-    :func:`retrieval_ranks` / :func:`decoding_metrics`.
+    :func:`brainviz.metrics.retrieval_ranks` / :func:`decoding_metrics`.
     """
     if method not in VOTE_METHODS:
         raise BrainVizDataError("method", f"unknown vote method {method!r}; use one of {VOTE_METHODS}")
@@ -219,7 +197,7 @@ def decoding_metrics(similarity, true_index, pred_embeddings=None, true_embeddin
     ((n_candidates + 1) / 2), ``n_queries``, ``n_candidates`` and, when
     embeddings are given, ``cosine_to_true`` (mean over queries).
     """
-    ranks = retrieval_ranks(similarity, true_index)
+    ranks = retrieval_ranks(similarity, true_index, ties="pessimistic")
     n_c = np.asarray(similarity).shape[1]
     out = {
         "top1": float(np.mean(ranks <= 1)), "top5": float(np.mean(ranks <= 5)),
@@ -228,8 +206,8 @@ def decoding_metrics(similarity, true_index, pred_embeddings=None, true_embeddin
         "n_queries": int(len(ranks)), "n_candidates": int(n_c),
     }
     if pred_embeddings is not None and true_embeddings is not None:
-        p = _matrix(pred_embeddings, "pred_embeddings")
-        t = _matrix(true_embeddings, "true_embeddings", p.shape[0])
+        p = as_matrix(pred_embeddings, "pred_embeddings")
+        t = as_matrix(true_embeddings, "true_embeddings", p.shape[0])
         out["cosine_to_true"] = float(np.mean(np.diag(cosine_similarity_matrix(p, t))))
     return out
 
@@ -263,8 +241,8 @@ def decode_roi_sets(train_responses: Mapping[str, np.ndarray], train_embeddings,
     """
     if set(train_responses) != set(test_responses) or not train_responses:
         raise BrainVizDataError("test_responses", "train and test need the same, non-empty ROI sets")
-    y_tr = _matrix(train_embeddings, "train_embeddings")
-    y_te = _matrix(test_embeddings, "test_embeddings")
+    y_tr = as_matrix(train_embeddings, "train_embeddings")
+    y_te = as_matrix(test_embeddings, "test_embeddings")
     truth = np.arange(y_te.shape[0])
     rows, sims = [], {}
     for name in train_responses:
@@ -343,16 +321,11 @@ def identify_by_encoder(measured, predicted) -> np.ndarray:
 
     Returns
     -------
-    (n_queries, n_candidates) float64 correlations; feed to :func:`retrieval_ranks`.
-    Constant rows give 0.
+    (n_queries, n_candidates) float64 correlations
+    (:func:`brainviz.metrics.pattern_correlations`); feed to
+    :func:`brainviz.metrics.retrieval_ranks`. Constant rows give 0.
     """
-    m = _matrix(measured, "measured")
-    p = _matrix(predicted, "predicted")
-    if m.shape[1] != p.shape[1]:
-        raise BrainVizDataError("predicted", f"voxel mismatch: {m.shape[1]} measured vs {p.shape[1]} predicted")
-    if m.shape[1] < 2:
-        raise BrainVizDataError("measured", "need at least 2 voxels to correlate")
-    return cosine_similarity_matrix(m - m.mean(axis=1, keepdims=True), p - p.mean(axis=1, keepdims=True))
+    return pattern_correlations(measured, predicted, undefined=0.0, names=("measured", "predicted"))
 
 
 def _weight_grid(n_models: int, step: float) -> np.ndarray:
@@ -435,7 +408,7 @@ def validated_vote(similarities: Mapping[str, np.ndarray], true_index, n_folds: 
         best, best_key = None, None
         for w in grid:
             s = sum(wi * u[val] for wi, u in zip(w, unit))
-            r = retrieval_ranks(s, truth[val])
+            r = retrieval_ranks(s, truth[val], ties="pessimistic")
             key = (r.mean(), -np.mean(r <= 1))
             if best_key is None or key < best_key:
                 best, best_key = w, key

@@ -51,11 +51,8 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import BrainVizDataError
+from .names import FSAVERAGE_VERTICES, HEMIS
 
-HEMIS = ("lh", "rh")
-#: Vertices per hemisphere of the FreeSurfer fsaverage family.
-SURFACE_VERTICES = {"fsaverage3": 642, "fsaverage4": 2562, "fsaverage5": 10_242, "fsaverage6": 40_962,
-                    "fsaverage": 163_842}
 STRUCTURE = {"lh": "CortexLeft", "rh": "CortexRight"}
 UNASSIGNED = "???"
 
@@ -63,16 +60,16 @@ UNASSIGNED = "???"
 def n_surface_vertices(surface: str) -> int:
     """Vertices per hemisphere of ``surface`` ('fsaverage5', 'fsaverage', ...)."""
     try:
-        return SURFACE_VERTICES[surface]
+        return FSAVERAGE_VERTICES[surface]
     except KeyError:
-        raise BrainVizDataError("surface", f"unknown surface {surface!r}; one of {sorted(SURFACE_VERTICES)}") from None
+        raise BrainVizDataError("surface", f"unknown surface {surface!r}; one of {sorted(FSAVERAGE_VERTICES)}") from None
 
 
 def infer_surface(vertices: pd.DataFrame) -> str:
     """'fsaverage5' when every ``surface_index`` fits fsaverage5, else 'fsaverage' (a guess; prefer
     the store's ``datasets.surface``, see :func:`store_surface`)."""
     idx = vertices["surface_index"].to_numpy() if "surface_index" in vertices else vertices["fsaverage5_index"].to_numpy()
-    return "fsaverage5" if len(idx) == 0 or int(np.max(idx)) < SURFACE_VERTICES["fsaverage5"] else "fsaverage"
+    return "fsaverage5" if len(idx) == 0 or int(np.max(idx)) < FSAVERAGE_VERTICES["fsaverage5"] else "fsaverage"
 
 
 def store_surface(store, subject: str) -> str:
@@ -83,7 +80,7 @@ def store_surface(store, subject: str) -> str:
         ds = store.datasets()
         did = subj.loc[subj["subject"] == subject, "dataset_id"]
         surf = ds.loc[ds["dataset_id"] == did.iloc[0], "surface"] if len(did) else pd.Series(dtype=object)
-        if len(surf) and str(surf.iloc[0]) in SURFACE_VERTICES:
+        if len(surf) and str(surf.iloc[0]) in FSAVERAGE_VERTICES:
             return str(surf.iloc[0])
     except (KeyError, IndexError, AttributeError):
         pass
@@ -166,7 +163,7 @@ class SurfaceMap:
         data = {}
         for h, v in values_by_hemi.items():
             v = np.asarray(v, dtype=np.float64)
-            if v.shape[-1] != SURFACE_VERTICES["fsaverage5"]:
+            if v.shape[-1] != FSAVERAGE_VERTICES["fsaverage5"]:
                 raise BrainVizDataError("values", f"{h}: {v.shape[-1]} values, fsaverage5 has 10242 per hemisphere")
             data[h] = np.where(np.isfinite(v), v, -1).astype(np.int64) if kwargs.get("labels") is not None \
                 else v.astype(np.float32)

@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from .errors import BrainVizDataError
+
 __all__ = ["Accel", "select", "resolve_device", "amp_dtype", "compile_enabled", "AMP_CHOICES", "COMPILE_CHOICES"]
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
@@ -42,15 +44,26 @@ COMPILE_CHOICES = ("auto", "off", "on")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> ``cuda`` (the current CUDA device) when available, else ``cpu``.
+def resolve_device(device: str | torch.device | None = None, *, strict: bool = False) -> torch.device:
+    """The one device choice of BrainViz: ``None`` (or ``"auto"``) -> ``cuda`` (the current CUDA
+    device) when available, else ``cpu``; a name or ``torch.device`` is used as given.
+
+    ``strict=True``: raise :class:`~brainviz.errors.BrainVizDataError` when CUDA is asked for
+    but not available (feature extraction, live prediction) instead of failing later.
 
     Under torchrun with NCCL, call :func:`brainviz.encoders.distributed.init_distributed`
     first: it sets the current CUDA device to ``LOCAL_RANK``.
     """
-    if device is None:
+    if device is None or (isinstance(device, str) and device == "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise BrainVizDataError("device", f"cannot use {device!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if strict:
+            raise BrainVizDataError("device", f"{device} requested but CUDA is not available (use device=None or 'cpu')")
+        return device  # not checked here: the first tensor op on it fails
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device

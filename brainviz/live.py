@@ -57,6 +57,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import BrainVizDataError
+from .metrics import pattern_correlations
+from .names import UE_KINDS
 
 #: Largest accepted image (width x height) — checked from the header, before decoding. JPEGs up to
 #: this size are decoded at a reduced scale (Pillow ``draft``), so they never cost their full size.
@@ -312,7 +314,7 @@ def pick_live_model(models) -> str | None:
     preferring the multi-subject one (it predicts every subject)."""
     if models is None or len(models) == 0:
         return None
-    order = {"ue_multi": 0, "ue_transfer": 1, "ue_single": 2}
+    order = {k: i for i, k in enumerate(UE_KINDS)}
     cands = []
     for _, m in models.iterrows():
         if m.get("kind") in order and m.get("checkpoint_path"):
@@ -353,12 +355,12 @@ class LivePredictor:
     def __init__(self, checkpoint: str | Path, backbone: str, device: str | None = None, model_id: str = "",
                  cpu_threads: int | None = 1):
         from .encoders.universal import UniversalEncoder
-        from .features.base import resolve_device
+        from .gpu import resolve_device
         from .features.registry import get_backbone
 
         self.model_id = model_id
         self.cpu_threads = cpu_threads
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, strict=True)
         self.backbone = get_backbone(backbone, device=self.device)
         self.encoder = UniversalEncoder.load(checkpoint, device=str(self.device))
         self.encoder.config.progress = False
@@ -451,13 +453,8 @@ def get_live_predictor(store, model_id: str | None = None, device: str | None = 
 
 # --------------------------------------------------------------------------- helpers for the page
 def pattern_similarity(pred: np.ndarray, bank: np.ndarray) -> np.ndarray:
-    """Pearson correlation (n,) between one (V,) pattern and each row of a (n, V) bank."""
-    p = np.asarray(pred, np.float64).ravel()
-    B = np.asarray(bank, np.float64)
-    p = p - p.mean()
-    Bc = B - B.mean(1, keepdims=True)
-    den = np.linalg.norm(Bc, axis=1) * (np.linalg.norm(p) or 1.0)
-    return (Bc @ p) / np.where(den > 0, den, 1.0)
+    """Pearson correlation (n,) between one (V,) pattern and each row of a (n, V) bank (0 for a constant one)."""
+    return pattern_correlations(np.ravel(pred)[None], bank, undefined=0.0, names=("pred", "bank"))[0]
 
 
 def nearest_images(pred: np.ndarray, bank: np.ndarray, keys: Sequence[str], k: int = 6):

@@ -1,16 +1,19 @@
-"""Evaluation metrics for voxel-wise encoders (pure numpy functions).
+"""Evaluation metrics for voxel-wise encoders (pure numpy functions); each defined once here.
 
 Conventions: responses are ``(n_images, n_vertices)`` arrays, one row per
 image, one column per vertex ("vertex" and "voxel" mean the same thing).
-Every function checks its input and raises
-:class:`~brainviz.errors.BrainVizDataError` naming the argument at fault.
+Every ratio is a fraction in [0, 1] (see :mod:`brainviz.names`). Every function
+checks its input and raises :class:`~brainviz.errors.BrainVizDataError` naming
+the argument at fault.
 
 Functions
 ---------
-pearson_per_vertex(y_true, y_pred)        -> (n_vertices,) r over images
-noise_ceiling_from_repeats(repeats, ...)  -> (n_vertices,) noise ceiling in percent
-noise_normalized_accuracy(r, nc_percent)  -> float, Algonauts 2023 score in percent
-retrieval_ranks(measured, predicted)      -> (n_images,) rank of the true image (1 = best)
+pearson_per_vertex(y_true, y_pred)        -> (n_vertices,) r over images, column by column
+pattern_correlations(a, b)                -> (n_a, n_b) r between every row of a and every row of b
+noise_ceiling_from_repeats(repeats, ...)  -> (n_vertices,) noise ceiling, fraction of variance
+nna_per_vertex(r, nc)                     -> (n_vertices,) noise-normalized accuracy r^2 / NC
+noise_normalized_accuracy(r, nc)          -> float, its median: the Algonauts 2023 score (fraction)
+retrieval_ranks(similarity, true_index)   -> (n_queries,) rank of the true candidate (1 = best)
 retrieval_summary(ranks)                  -> dict(mean_rank, top1, top5, n)
 roi_summary(values, labels)               -> DataFrame roi, n, median, p25, p75
 """
@@ -21,32 +24,21 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .checks import as_array, check_finite
 from .errors import BrainVizDataError
 
 __all__ = [
     "pearson_per_vertex",
+    "pattern_correlations",
     "noise_ceiling_from_repeats",
+    "nna_per_vertex",
     "noise_normalized_accuracy",
     "retrieval_ranks",
     "retrieval_summary",
     "roi_summary",
 ]
 
-
-def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise BrainVizDataError(name, f"not a numeric array ({exc})") from None
-    if arr.ndim != ndim:
-        raise BrainVizDataError(name, f"expected a {ndim}-D array, got shape {arr.shape}")
-    return arr
-
-
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if not np.isfinite(arr).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise BrainVizDataError(name, f"contains NaN or infinite values (first at index {bad})")
+TIES = ("average", "pessimistic", "optimistic")
 
 
 def _zscore_rows_or_cols(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +58,9 @@ def _zscore_rows_or_cols(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarr
 def pearson_per_vertex(y_true, y_pred) -> np.ndarray:
     """Pearson correlation between measured and predicted responses, per vertex.
 
+    The one column-by-column Pearson of the library (encoder scores, transfer
+    curves, paired-row correlations via transposes).
+
     Parameters
     ----------
     y_true : (n_images, n_vertices) measured responses.
@@ -76,26 +71,56 @@ def pearson_per_vertex(y_true, y_pred) -> np.ndarray:
     r : (n_vertices,) float64. ``r[v]`` correlates column ``v`` of both arrays
         over images. A vertex whose measured or predicted column is constant
         (zero variance) has an undefined correlation and gets ``NaN`` (never a
-        silent 0); :func:`noise_normalized_accuracy` counts such NaNs as r = 0.
+        silent 0); :func:`nna_per_vertex` counts such NaNs as r = 0.
     """
-    yt = _as_float_array(y_true, "y_true", 2)
-    yp = _as_float_array(y_pred, "y_pred", 2)
+    yt = as_array(y_true, "y_true", 2)
+    yp = as_array(y_pred, "y_pred", 2)
     if yt.shape != yp.shape:
         raise BrainVizDataError("y_pred", f"shape {yp.shape} differs from y_true shape {yt.shape}")
     if yt.shape[0] < 2:
         raise BrainVizDataError("y_true", f"needs at least 2 images to correlate, got {yt.shape[0]}")
-    _check_finite(yt, "y_true")
-    _check_finite(yp, "y_pred")
+    check_finite(yt, "y_true")
+    check_finite(yp, "y_pred")
     tn, _ = _zscore_rows_or_cols(yt, axis=0)
     pn, _ = _zscore_rows_or_cols(yp, axis=0)
     r = (tn * pn).sum(axis=0)
     return np.clip(r, -1.0, 1.0)
 
 
+def pattern_correlations(a, b, undefined: float = np.nan, names: tuple[str, str] = ("a", "b")) -> np.ndarray:
+    """Pearson correlation between every row of ``a`` and every row of ``b`` (response patterns).
+
+    Parameters
+    ----------
+    a : (n_a, n_vertices) patterns (e.g. measured responses, one row per image).
+    b : (n_b, n_vertices) patterns over the same vertices (e.g. predicted responses).
+    undefined : value given to the correlations of a constant row (default NaN).
+    names : the two arguments' names in error messages.
+
+    Returns
+    -------
+    (n_a, n_b) float64, ``[i, j] = corr(a_i, b_j)`` across vertices.
+    """
+    m = as_array(a, names[0], 2)
+    p = as_array(b, names[1], 2)
+    if m.shape[1] != p.shape[1]:
+        raise BrainVizDataError(names[1], f"has {p.shape[1]} vertices but {names[0]} has {m.shape[1]}")
+    if m.shape[1] < 2:
+        raise BrainVizDataError(names[0], f"needs at least 2 vertices to correlate patterns, got {m.shape[1]}")
+    check_finite(m, names[0])
+    check_finite(p, names[1])
+    mn, _ = _zscore_rows_or_cols(m, axis=1)
+    pn, _ = _zscore_rows_or_cols(p, axis=1)
+    corr = mn @ pn.T
+    if not np.isnan(undefined):
+        corr = np.where(np.isnan(corr), undefined, corr)
+    return corr
+
+
 # --------------------------------------------------------------------------- noise ceiling
 
 def noise_ceiling_from_repeats(repeats, n_avg: float | None = None, method: str = "general") -> np.ndarray:
-    """Noise ceiling (percent) of each vertex from repeated presentations (NSD ncsnr).
+    """Noise ceiling (fraction of explainable variance) of each vertex from repeated presentations.
 
     Parameters
     ----------
@@ -111,27 +136,29 @@ def noise_ceiling_from_repeats(repeats, n_avg: float | None = None, method: str 
           (the variance of repeat means, ddof=1, contains the signal variance
           plus the noise variance divided by the number of averaged repeats).
         * ``"nsd"``: the NSD data paper formula for responses z-scored per
-          session (total variance 1): ``signal_var = max(1 - noise_var, 0)``.
+          session (total variance 1): ``signal_var = max(1 - noise_var, 0)``
+          (the demo brain's convention).
 
     Returns
     -------
-    nc : (n_vertices,) float64 percent in [0, 100).
+    nc : (n_vertices,) float64 fraction in [0, 1) (NSD / Algonauts publish it in
+        percent: ``100 * nc``).
 
     Notes
     -----
     ``noise_var = mean over images of var(repeats, ddof=1)``,
     ``ncsnr = sqrt(signal_var) / sqrt(noise_var)``,
-    ``NC = 100 * ncsnr**2 / (ncsnr**2 + 1 / n_avg)`` (Allen et al. 2022;
+    ``NC = ncsnr**2 / (ncsnr**2 + 1 / n_avg)`` (Allen et al. 2022;
     Algonauts 2023). A vertex with zero noise variance and positive signal gets
-    100; one with neither gets 0.
+    1; one with neither gets 0.
     """
-    rep = _as_float_array(repeats, "repeats", 3)
+    rep = as_array(repeats, "repeats", 3)
     n_img, n_rep, _ = rep.shape
     if n_rep < 2:
         raise BrainVizDataError("repeats", f"needs at least 2 repeats per image, got {n_rep}")
     if n_img < 2:
         raise BrainVizDataError("repeats", f"needs at least 2 images, got {n_img}")
-    _check_finite(rep, "repeats")
+    check_finite(rep, "repeats")
     if method not in ("general", "nsd"):
         raise BrainVizDataError("method", f"must be 'general' or 'nsd', got {method!r}")
     if n_avg is None:
@@ -145,70 +172,78 @@ def noise_ceiling_from_repeats(repeats, n_avg: float | None = None, method: str 
     else:
         signal_var = 1.0 - noise_var
     signal_var = np.maximum(signal_var, 0.0)
-    # NC = 100 * s / (s + noise/n_avg), identical to the ncsnr form but safe at noise_var = 0
+    # NC = s / (s + noise/n_avg), identical to the ncsnr form but safe at noise_var = 0
     denom = signal_var + noise_var / n_avg
     with np.errstate(invalid="ignore", divide="ignore"):
-        nc = np.where(denom > 0, 100.0 * signal_var / np.where(denom > 0, denom, 1.0), 0.0)
+        nc = np.where(denom > 0, signal_var / np.where(denom > 0, denom, 1.0), 0.0)
     return nc
 
 
-def noise_normalized_accuracy(r, nc_percent, clip_negative: bool = True, clip_max: bool = True) -> float:
-    """Median noise-normalized encoding accuracy (percent), as Algonauts 2023 scored.
-
-    ``acc_v = 100 * r_v**2 / (NC_v / 100)`` and the score is the median over
-    vertices.
+def nna_per_vertex(r, nc, clip_negative: bool = True, clip_max: bool = True) -> np.ndarray:
+    """Noise-normalized accuracy of each vertex, ``r**2 / NC`` (fractions), as Algonauts 2023 scores it.
 
     Choices (documented, tested):
 
     * ``clip_negative=True``: negative correlations are set to 0 before
       squaring (as the Algonauts 2023 challenge code does), so an
       anti-correlated prediction never scores as well as a correlated one.
-      NaN correlations (constant columns) also count as 0.
-    * ``clip_max=True``: per-vertex values above 100 % (r**2 > NC, possible with
-      a noisy NC estimate) are set to 100, as the challenge code does.
-    * Vertices with ``NC <= 0`` (or NaN) are excluded (the challenge code
-      instead divides by 1e-14, which scores them 0 or 100 at random).
+      NaN correlations (constant columns) count as 0.
+    * ``clip_max=True``: values above 1 (r**2 > NC, possible with a noisy NC
+      estimate) are set to 1, as the challenge code does.
+    * Vertices with ``NC <= 0`` (or NaN) get NaN (the challenge code instead
+      divides by 1e-14, which scores them 0 or 1 at random).
 
     Parameters
     ----------
     r : (n_vertices,) Pearson correlations.
-    nc_percent : (n_vertices,) noise ceilings in percent (0-100).
+    nc : (n_vertices,) noise ceilings, fractions in [0, 1].
 
     Returns
     -------
-    float : the median, in percent; NaN when no vertex has NC > 0.
+    (n_vertices,) float64, NaN where NC is not positive.
     """
-    rr = _as_float_array(r, "r", 1)
-    nc = _as_float_array(nc_percent, "nc_percent", 1)
-    if rr.shape != nc.shape:
-        raise BrainVizDataError("nc_percent", f"has {nc.shape[0]} vertices but r has {rr.shape[0]}")
+    rr = as_array(r, "r", 1)
+    ncf = as_array(nc, "nc", 1)
+    if rr.shape != ncf.shape:
+        raise BrainVizDataError("nc", f"has {ncf.shape[0]} vertices but r has {rr.shape[0]}")
     rr = np.where(np.isnan(rr), 0.0, rr)
     if clip_negative:
         rr = np.maximum(rr, 0.0)
-    keep = np.isfinite(nc) & (nc > 0)
-    if not keep.any():
-        return float("nan")
-    acc = 100.0 * rr[keep] ** 2 / (nc[keep] / 100.0)
+    keep = np.isfinite(ncf) & (ncf > 0)
+    acc = np.full(rr.shape, np.nan)
+    acc[keep] = rr[keep] ** 2 / ncf[keep]
     if clip_max:
-        acc = np.minimum(acc, 100.0)
-    return float(np.median(acc))
+        acc = np.minimum(acc, 1.0)
+    return acc
+
+
+def noise_normalized_accuracy(r, nc, clip_negative: bool = True, clip_max: bool = True) -> float:
+    """Median over vertices of :func:`nna_per_vertex` (a fraction), the Algonauts 2023 score.
+
+    Vertices with ``NC <= 0`` (or NaN) are left out; NaN when no vertex has NC > 0.
+    """
+    acc = nna_per_vertex(r, nc, clip_negative=clip_negative, clip_max=clip_max)
+    acc = acc[~np.isnan(acc)]
+    return float(np.median(acc)) if acc.size else float("nan")
 
 
 # --------------------------------------------------------------------------- retrieval
 
-def retrieval_ranks(measured, predicted, ties: str = "average") -> np.ndarray:
-    """Rank of the true image when retrieving it from a measured response pattern.
+def retrieval_ranks(similarity, true_index=None, ties: str = "average") -> np.ndarray:
+    """Rank of each query's true candidate among all candidates (1 = retrieved first).
 
-    For each measured pattern ``i`` (row of ``measured``), the ``n`` predicted
-    patterns are sorted by their Pearson correlation with it (across vertices);
-    the rank of the prediction of image ``i`` itself is returned (1 = best).
+    The one ranking of the library: encoder identification (``similarity`` =
+    :func:`pattern_correlations` of measured and predicted responses),
+    decoding (cosine similarities) and votes (combined scores).
 
     Parameters
     ----------
-    measured : (n_images, n_vertices) measured responses (the queries).
-    predicted : (n_images, n_vertices) predicted responses, row ``i`` for the
-        same image as ``measured[i]``.
-    ties : how candidates whose correlation equals the true one are counted.
+    similarity : (n_queries, n_candidates) scores, higher = more similar. NaN
+        (e.g. the correlation of a constant pattern) ranks below every defined
+        score and equal to other NaNs.
+    true_index : (n_queries,) index of each query's true candidate; None = the
+        diagonal (query ``i``'s true candidate is ``i``).
+    ties : how candidates whose score equals the true one are counted.
 
         * ``"average"`` (default): ``rank = 1 + #better + #tied / 2``, the
           expected rank under a random tie break (an uninformative constant
@@ -216,38 +251,34 @@ def retrieval_ranks(measured, predicted, ties: str = "average") -> np.ndarray:
         * ``"pessimistic"``: ``1 + #better + #tied`` (all ties rank before).
         * ``"optimistic"``: ``1 + #better``.
 
-        A pattern with zero variance has undefined correlations; they are
-        treated as lower than any defined correlation and equal to each other.
-
     Returns
     -------
-    ranks : (n_images,) float64 in [1, n].
+    ranks : (n_queries,) float64 in [1, n_candidates].
     """
-    m = _as_float_array(measured, "measured", 2)
-    p = _as_float_array(predicted, "predicted", 2)
-    if m.shape != p.shape:
-        raise BrainVizDataError("predicted", f"shape {p.shape} differs from measured shape {m.shape}")
-    if m.shape[1] < 2:
-        raise BrainVizDataError("measured", f"needs at least 2 vertices to correlate patterns, got {m.shape[1]}")
-    if ties not in ("average", "pessimistic", "optimistic"):
+    s = as_array(similarity, "similarity", 2)
+    if ties not in TIES:
         raise BrainVizDataError("ties", f"must be 'average', 'pessimistic' or 'optimistic', got {ties!r}")
-    _check_finite(m, "measured")
-    _check_finite(p, "predicted")
-    mn, _ = _zscore_rows_or_cols(m, axis=1)
-    pn, _ = _zscore_rows_or_cols(p, axis=1)
-    corr = mn @ pn.T  # (n, n): corr[i, j] = corr(measured_i, predicted_j)
-    corr = np.where(np.isnan(corr), -np.inf, corr)
-    true = np.diag(corr)[:, None]
-    n = corr.shape[0]
-    better = (corr > true).sum(axis=1)
-    tied = (corr == true).sum(axis=1) - 1  # minus the true image itself
+    n_q, n_c = s.shape
+    if true_index is None:
+        if n_q != n_c:
+            raise BrainVizDataError("true_index", f"needed: similarity is not square ({n_q} x {n_c})")
+        t = np.arange(n_q)
+    else:
+        t = np.asarray(true_index, dtype=np.int64)
+        if t.shape != (n_q,):
+            raise BrainVizDataError("true_index", f"need one index per query row ({n_q}), got {t.shape}")
+        if t.min(initial=0) < 0 or t.max(initial=0) >= n_c:
+            raise BrainVizDataError("true_index", f"indices must be in [0, {n_c})")
+    s = np.where(np.isnan(s), -np.inf, s)
+    true = s[np.arange(n_q), t][:, None]
+    better = (s > true).sum(axis=1)
+    tied = (s == true).sum(axis=1) - 1  # minus the true candidate itself
     if ties == "average":
         ranks = 1.0 + better + tied / 2.0
     elif ties == "pessimistic":
         ranks = 1.0 + better + tied
     else:
         ranks = 1.0 + better
-    assert ranks.shape == (n,)
     return ranks.astype(np.float64)
 
 
@@ -260,21 +291,21 @@ def retrieval_summary(ranks) -> dict:
 
     Returns
     -------
-    dict with ``mean_rank`` (float), ``top1`` and ``top5`` (percent of queries
-    whose true image ranked ``<= 1`` / ``<= 5``, 0-100, as in report 004
+    dict with ``mean_rank`` (float), ``top1`` and ``top5`` (fraction of queries
+    whose true image ranked ``<= 1`` / ``<= 5``, in [0, 1], as in report 004
     Fig. 4b) and ``n`` (number of queries, which is also the chance scale:
     random ranking gives ``mean_rank = (n + 1) / 2``).
     """
-    rk = _as_float_array(ranks, "ranks", 1)
+    rk = as_array(ranks, "ranks", 1)
     if rk.size == 0:
         raise BrainVizDataError("ranks", "is empty")
-    _check_finite(rk, "ranks")
+    check_finite(rk, "ranks")
     if (rk < 1).any():
         raise BrainVizDataError("ranks", "ranks start at 1; found values below 1")
     return {
         "mean_rank": float(rk.mean()),
-        "top1": float(100.0 * np.mean(rk <= 1)),
-        "top5": float(100.0 * np.mean(rk <= 5)),
+        "top1": float(np.mean(rk <= 1)),
+        "top5": float(np.mean(rk <= 5)),
         "n": int(rk.size),
     }
 
@@ -299,7 +330,7 @@ def roi_summary(values, labels, exclude: Sequence[str] = ("Unknown", "")) -> pd.
     first-seen / mapping order). ``n`` counts non-NaN values; the statistics are
     NaN for an ROI with none.
     """
-    vals = _as_float_array(values, "values", 1)
+    vals = as_array(values, "values", 1)
     nv = vals.shape[0]
     groups: list[tuple[str, np.ndarray]] = []
     if isinstance(labels, Mapping):

@@ -24,7 +24,9 @@ from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
+from .checks import as_matrix
 from .errors import BrainVizDataError
+from .metrics import pearson_per_vertex
 
 
 def split_images(n_images: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,12 +87,8 @@ def pair_features(emb_a: np.ndarray, emb_b: np.ndarray, distances=None) -> np.nd
 def _corr_distance(emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray:
     """(n_pairs,) 1 - Pearson r between the two raw embeddings of each pair
     (the zero-training baseline's dissimilarity); symmetric."""
-    ca = emb_a - emb_a.mean(axis=1, keepdims=True)
-    cb = emb_b - emb_b.mean(axis=1, keepdims=True)
-    den = np.linalg.norm(ca, axis=1) * np.linalg.norm(cb, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.where(den > 0, np.einsum("ij,ij->i", ca, cb) / np.where(den > 0, den, 1.0), 0.0)
-    return 1.0 - corr
+    corr = pearson_per_vertex(emb_a.T, emb_b.T)  # column j of the transposes = pair j
+    return 1.0 - np.where(np.isnan(corr), 0.0, corr)
 
 
 def _square(rdm, n: int, where: str) -> np.ndarray:
@@ -147,11 +145,9 @@ class PairDissimilarityModel(BaseEstimator, RegressorMixin):
 
     # -- helpers --------------------------------------------------------------------
     def _check_emb(self, emb, where: str) -> np.ndarray:
-        e = np.asarray(emb, dtype=np.float64)
-        if e.ndim != 2 or e.shape[1] != self.n_features_in_:
+        e = as_matrix(emb, where)
+        if e.shape[1] != self.n_features_in_:
             raise BrainVizDataError(where, f"expected (n, {self.n_features_in_}), got {e.shape}")
-        if not np.all(np.isfinite(e)):
-            raise BrainVizDataError(where, "contains NaN or infinite values")
         return e
 
     def _features(self, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
@@ -196,11 +192,9 @@ class PairDissimilarityModel(BaseEstimator, RegressorMixin):
         rdm_train : (n_train, n_train) brain RDM restricted to those images
             (e.g. ``rdm[np.ix_(train_idx, train_idx)]``)
         """
-        e = np.asarray(emb_train, dtype=np.float64)
-        if e.ndim != 2 or e.shape[0] < 3:
+        e = as_matrix(emb_train, "emb_train")
+        if e.shape[0] < 3:
             raise BrainVizDataError("emb_train", f"expected (n_train >= 3, D), got {e.shape}")
-        if not np.all(np.isfinite(e)):
-            raise BrainVizDataError("emb_train", "contains NaN or infinite values")
         if self.estimator not in ("ridge", "mlp"):
             raise BrainVizDataError("estimator", f"use 'ridge' or 'mlp', got {self.estimator!r}")
         n = e.shape[0]

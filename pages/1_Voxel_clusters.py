@@ -95,7 +95,7 @@ reason = np.full(len(labels), -1)
 if np.isfinite(nc_thr):
     reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
 reason[(labels < 0) & (reason < 0)] = OUTSIDE
-gray_names = {BELOW: f"not clustered: noise ceiling < {nc_thr:.1f} % (below the reliability threshold)",
+gray_names = {BELOW: f"not clustered: noise ceiling < {nc_thr:.1%} (below the reliability threshold)",
               OUTSIDE: "not clustered: outside the clustering scope" + (
                   " (early visual cortex V1-hV4)" if len(here) and here["region"].iloc[0] == "non-early" else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
@@ -146,7 +146,7 @@ with left:
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
     st.caption(f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
-               f"threshold ({nc_thr:.1f} % for {subject}); light gray: {n_out} vertices outside the clustering scope. "
+               f"threshold ({nc_thr:.1%} for {subject}); light gray: {n_out} vertices outside the clustering scope. "
                "Shaded gray: no data (outside the challenge space or filtered out). "
                "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
 with right:

@@ -108,7 +108,7 @@ else:
 
 # ------------------------------------------------------------------ retrieval
 st.subheader("Image identification (retrieval)")
-ret = V.retrieval_fractions(store.retrieval())
+ret = store.retrieval()
 if ret.empty:
     st.write("No retrieval results stored.")
 else:

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from brainviz.errors import BrainVizDataError
+from brainviz.names import UE_KINDS
 from brainviz.paths import DEFAULT_STORE
 
 #: Per-image GIfTI maps are written while n_images x n_surface_vertices stays below this (200 MB float32).
 MAX_PER_IMAGE_GIFTI_VALUES = 50_000_000
-UE_KINDS = ("ue_multi", "ue_transfer", "ue_single")
 
 
 def _pick_model(store, wanted: str) -> str:

@@ -52,7 +52,7 @@ def _evaluate(args) -> int:
     ctx = _context(args)
     table = evaluate(ctx)
     tc = transfer_curve(ctx)
-    cols = ["model_id", "subject", "median_r", "p25", "p75", "nna", "mean_rank", "top1_pct", "top5_pct"]
+    cols = ["model_id", "subject", "median_r", "p25", "p75", "median_nna", "mean_rank", "top1", "top5"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(tc):
         print("\ntransfer curve (median test r):")

@@ -125,10 +125,9 @@ def measure(store: Path) -> dict:
         ret = st.retrieval(model_id="ue_multi")
         ret = ret[ret.subject.isin(list(PER_SUBJECT_TARGET))]
         if len(ret):
-            top1 = ret.set_index("subject")["top1"]
-            scale = 100 if top1.max() <= 1 else 1
+            top1 = ret.set_index("subject")["top1"]  # fraction
             rows["retrieval top-1 UE-multi (~60 % of 200 before)"] = (
-                ", ".join(f"{s} {scale * v:.1f} %" for s, v in top1.items()), bool((scale * top1).min() >= 55))
+                ", ".join(f"{s} {v:.1%}" for s, v in top1.items()), bool(top1.min() >= 0.55))
         headline = json.loads(st.meta().get("headline", "{}") or "{}")
         cos = headline.get("clusters", {}).get("embedding_cosine_to_init", {})
         if cos:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brainviz.data.algonauts import HEMIS, N_FSAVERAGE, ROI_CLASSES, write_subject
+from brainviz.data.algonauts import write_subject
+from brainviz.names import HEMIS, N_FSAVERAGE, ROI_CLASSES
 
 
 def make_subject(root: Path, name: str = "subj01", *, n_lh: int = 19_004, n_rh: int = 20_544,

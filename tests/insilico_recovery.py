@@ -17,6 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from brainviz.names import HEMIS
+
 #: Check name -> (tag categories of set A (any of), planted demo-brain regions they should light up).
 #: The demo brain plants TWO places regions with opposite scene preferences (report 004's PPA sub-clusters):
 #: an outdoor-preferring one (localised by NSD's 'places' tag, which is high mostly for outdoor scenes)
@@ -35,7 +37,7 @@ def planted_regions(demo_dir: str | Path, subject: str) -> np.ndarray:
     """(V,) planted region name per vertex (lh then rh) from ``<demo>/ground_truth/<subject>/`` (GROUND TRUTH)."""
     gt = Path(demo_dir) / "ground_truth" / subject
     names = json.loads((gt / "regions.json").read_text())
-    codes = np.concatenate([np.load(gt / f"{h}_region.npy") for h in ("lh", "rh")])
+    codes = np.concatenate([np.load(gt / f"{h}_region.npy") for h in HEMIS])
     return np.array([names[str(int(c))] for c in codes], dtype=object)
 
 

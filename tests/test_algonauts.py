@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from brainviz.data.algonauts import (N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES, ROI_SETS, AlgonautsSubject,
-                                     load_dataset, parse_image_name)
+from brainviz.data.algonauts import AlgonautsSubject, load_dataset, parse_image_name
+from brainviz.names import N_FSAVERAGE5, ROI_CLASSES, ROI_SETS
 from brainviz.errors import BrainVizDataError
 from tests.algonauts_fixtures import make_subject
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainviz.decoding import (RidgeDecoder, cosine_similarity_matrix, decode_roi_sets, decoding_metrics,
-                               identify_by_encoder, identify_roi_sets, retrieval_ranks, retrieve, validated_vote,
+from brainviz.decoding import (Retrieval, RidgeDecoder, cosine_similarity_matrix, decode_roi_sets, decoding_metrics,
+                               identify_by_encoder, identify_roi_sets, retrieve, validated_vote,
                                vote)
 from brainviz.errors import BrainVizDataError
 
@@ -62,11 +62,9 @@ def test_vote_methods():
 
 def test_ranks_and_cosine():
     sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.2, 0.1]])
-    np.testing.assert_array_equal(retrieval_ranks(sim, [0, 1]), [1, 2])  # ties pessimistic
+    np.testing.assert_array_equal(Retrieval(sim, np.zeros((2, 1), int)).ranks([0, 1]), [1, 2])  # ties pessimistic
     c = cosine_similarity_matrix([[1.0, 0.0], [0.0, 0.0]], [[2.0, 0.0], [1.0, 1.0]])
     np.testing.assert_allclose(c, [[1.0, np.sqrt(0.5)], [0.0, 0.0]])
-    with pytest.raises(BrainVizDataError):
-        retrieval_ranks(sim, [0, 5])
 
 
 def test_decoder_bad_input():

@@ -179,6 +179,22 @@ def test_gpu_selection_is_off_on_cpu(monkeypatch):
         assert gpu.select().device.type == "cpu" and not gpu.select().amp and not gpu.select().compile
 
 
+def test_resolve_device_is_the_one_device_choice():
+    """None / "auto" pick CUDA when present; strict=True rejects a CUDA request without CUDA; bad names raise."""
+    from brainviz import gpu
+    from brainviz.errors import BrainVizDataError
+
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert gpu.resolve_device(None).type == want and gpu.resolve_device("auto").type == want
+    assert gpu.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(BrainVizDataError, match="device"):
+        gpu.resolve_device("not-a-device")
+    if not torch.cuda.is_available():
+        assert gpu.resolve_device("cuda").type == "cuda"  # lenient: fails at the first tensor op
+        with pytest.raises(BrainVizDataError, match="CUDA is not available"):
+            gpu.resolve_device("cuda", strict=True)
+
+
 def test_gpu_selection_rules_on_cuda_without_a_gpu(monkeypatch):
     """The CUDA rules, with the CUDA queries faked: bf16 + compile when supported, fallbacks otherwise."""
     from brainviz import gpu

@@ -9,8 +9,10 @@ import pytest
 
 from brainviz.errors import BrainVizDataError
 from brainviz.metrics import (
+    nna_per_vertex,
     noise_ceiling_from_repeats,
     noise_normalized_accuracy,
+    pattern_correlations,
     pearson_per_vertex,
     retrieval_ranks,
     retrieval_summary,
@@ -55,27 +57,42 @@ def test_pearson_bad_input():
         pearson_per_vertex(bad, np.ones((4, 2)))
 
 
+def test_pattern_correlations_match_numpy_and_constant_rows():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 30)), rng.standard_normal((5, 30))
+    b[3] = 1.5  # a constant pattern: undefined
+    c = pattern_correlations(a, b)
+    assert c.shape == (4, 5)
+    for i in range(4):
+        for j in (0, 1, 2, 4):
+            assert c[i, j] == pytest.approx(np.corrcoef(a[i], b[j])[0, 1], abs=1e-12)
+    assert np.isnan(c[:, 3]).all()
+    assert (pattern_correlations(a, b, undefined=0.0)[:, 3] == 0).all()
+    with pytest.raises(BrainVizDataError, match="b"):
+        pattern_correlations(a, b[:, :10])
+
+
 # --------------------------------------------------------------------------- noise ceiling
 
 def test_noise_ceiling_general_hand_worked():
     # image 1 repeats [1, 3] (var 2), image 2 [5, 5] (var 0) -> noise var 1
     # repeat means [2, 5], var (ddof=1) 4.5; signal = 4.5 - 1/2 = 4; ncsnr^2 = 4
-    # NC = 100 * 4 / (4 + 1/2) = 88.888...
+    # NC = 4 / (4 + 1/2) = 0.888...
     rep = np.array([[[1.0], [3.0]], [[5.0], [5.0]]])
     nc = noise_ceiling_from_repeats(rep)
     assert nc.shape == (1,)
-    assert nc[0] == pytest.approx(100 * 4 / 4.5)
-    # averaging a single trial: NC = 100 * 4 / (4 + 1) = 80
-    assert noise_ceiling_from_repeats(rep, n_avg=1)[0] == pytest.approx(80.0)
+    assert nc[0] == pytest.approx(4 / 4.5)
+    # averaging a single trial: NC = 4 / (4 + 1) = 0.8
+    assert noise_ceiling_from_repeats(rep, n_avg=1)[0] == pytest.approx(0.8)
 
 
 def test_noise_ceiling_nsd_formula_hand_worked():
     # repeats [0, 1] and [2, 3]: noise var 0.5 -> NSD (z-scored) signal var 1 - 0.5 = 0.5
-    # ncsnr^2 = 1; with n_avg = 3: NC = 100 * 1 / (1 + 1/3) = 75
+    # ncsnr^2 = 1; with n_avg = 3: NC = 1 / (1 + 1/3) = 0.75
     rep = np.array([[[0.0], [1.0]], [[2.0], [3.0]]])
-    assert noise_ceiling_from_repeats(rep, n_avg=3, method="nsd")[0] == pytest.approx(75.0)
+    assert noise_ceiling_from_repeats(rep, n_avg=3, method="nsd")[0] == pytest.approx(0.75)
     # general formula on the same data: means [0.5, 2.5] var 2, signal 2 - 0.5/2 = 1.75
-    assert noise_ceiling_from_repeats(rep, n_avg=3)[0] == pytest.approx(100 * 1.75 / (1.75 + 0.5 / 3))
+    assert noise_ceiling_from_repeats(rep, n_avg=3)[0] == pytest.approx(1.75 / (1.75 + 0.5 / 3))
 
 
 def test_noise_ceiling_edge_cases_and_simulation():
@@ -84,10 +101,10 @@ def test_noise_ceiling_edge_cases_and_simulation():
     signal = rng.standard_normal((n, 1, 2))
     rep = signal + rng.standard_normal((n, k, 2))  # signal var 1, noise var 1
     nc = noise_ceiling_from_repeats(rep)
-    assert nc == pytest.approx([75.0, 75.0], abs=2.0)  # 100 * 1 / (1 + 1/3)
-    # pure noise -> signal clipped at 0 -> NC 0; noise-free signal -> 100
-    assert noise_ceiling_from_repeats(rng.standard_normal((n, k, 1)))[0] < 3.0
-    assert noise_ceiling_from_repeats(np.repeat(signal[:, :, :1], k, axis=1))[0] == pytest.approx(100.0)
+    assert nc == pytest.approx([0.75, 0.75], abs=0.02)  # 1 / (1 + 1/3)
+    # pure noise -> signal clipped at 0 -> NC 0; noise-free signal -> 1
+    assert noise_ceiling_from_repeats(rng.standard_normal((n, k, 1)))[0] < 0.03
+    assert noise_ceiling_from_repeats(np.repeat(signal[:, :, :1], k, axis=1))[0] == pytest.approx(1.0)
     with pytest.raises(BrainVizDataError, match="repeats"):
         noise_ceiling_from_repeats(np.zeros((5, 1, 3)))
     with pytest.raises(BrainVizDataError, match="method"):
@@ -98,17 +115,19 @@ def test_noise_ceiling_edge_cases_and_simulation():
 
 def test_noise_normalized_accuracy_hand_worked():
     r = np.array([0.5, -0.3, 0.2, np.nan, 0.9])
-    nc = np.array([50.0, 40.0, 0.0, 20.0, 60.0])
-    # vertex 2 excluded (NC = 0); per vertex: 100*.25/.5 = 50; negative r -> 0; NaN r -> 0;
-    # 100*.81/.6 = 135 -> clipped to 100.  median([50, 0, 0, 100]) = 25
-    assert noise_normalized_accuracy(r, nc) == pytest.approx(25.0)
-    # keeping negative r: vertex 1 -> 100*.09/.4 = 22.5; median([50, 22.5, 0, 100]) = 36.25
-    assert noise_normalized_accuracy(r, nc, clip_negative=False) == pytest.approx(36.25)
-    # without the 100 % clip the median is unchanged here
-    assert noise_normalized_accuracy(r, nc, clip_max=False) == pytest.approx(25.0)
+    nc = np.array([0.5, 0.4, 0.0, 0.2, 0.6])
+    # vertex 2 excluded (NC = 0); per vertex: .25/.5 = .5; negative r -> 0; NaN r -> 0;
+    # .81/.6 = 1.35 -> clipped to 1.  median([.5, 0, 0, 1]) = .25
+    np.testing.assert_allclose(nna_per_vertex(r, nc), [0.5, 0.0, np.nan, 0.0, 1.0])
+    assert noise_normalized_accuracy(r, nc) == pytest.approx(0.25)
+    # keeping negative r: vertex 1 -> .09/.4 = .225; median([.5, .225, 0, 1]) = .3625
+    assert noise_normalized_accuracy(r, nc, clip_negative=False) == pytest.approx(0.3625)
+    # without the clip at 1 the median is unchanged here
+    assert noise_normalized_accuracy(r, nc, clip_max=False) == pytest.approx(0.25)
+    assert nna_per_vertex(r, nc, clip_max=False)[4] == pytest.approx(1.35)
     assert math.isnan(noise_normalized_accuracy([0.5], [0.0]))
-    with pytest.raises(BrainVizDataError, match="nc_percent"):
-        noise_normalized_accuracy([0.1, 0.2], [10.0])
+    with pytest.raises(BrainVizDataError, match="nc"):
+        noise_normalized_accuracy([0.1, 0.2], [0.1])
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -122,25 +141,41 @@ def test_retrieval_ranks_with_ties():
     # corr(m0, p) = [1, 1, -1]: true p0 ties with p1            -> avg 1.5, pess 2, opt 1
     # corr(m1, p) = [-1, -1, 1]: p2 better, p0 ties with true p1 -> avg 2.5, pess 3, opt 2
     # corr(m2, p) = [.8, .8, -.8]: true p2 below both            -> 3 in every mode
-    np.testing.assert_allclose(retrieval_ranks(MEASURED, PREDICTED), [1.5, 2.5, 3.0])
-    np.testing.assert_allclose(retrieval_ranks(MEASURED, PREDICTED, ties="pessimistic"), [2, 3, 3])
-    np.testing.assert_allclose(retrieval_ranks(MEASURED, PREDICTED, ties="optimistic"), [1, 2, 3])
+    corr = pattern_correlations(MEASURED, PREDICTED)
+    np.testing.assert_allclose(retrieval_ranks(corr), [1.5, 2.5, 3.0])
+    np.testing.assert_allclose(retrieval_ranks(corr, ties="pessimistic"), [2, 3, 3])
+    np.testing.assert_allclose(retrieval_ranks(corr, ties="optimistic"), [1, 2, 3])
+
+
+def test_retrieval_ranks_true_index():
+    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.2, 0.1]])  # not square: the true candidates are given
+    np.testing.assert_array_equal(retrieval_ranks(sim, [0, 1], ties="pessimistic"), [1, 2])
+    np.testing.assert_array_equal(retrieval_ranks(sim, [2, 1]), [2, 1.5])
+    with pytest.raises(BrainVizDataError, match="true_index"):
+        retrieval_ranks(sim, [0, 5])
+    with pytest.raises(BrainVizDataError, match="true_index"):
+        retrieval_ranks(sim)  # the diagonal needs a square matrix
 
 
 def test_retrieval_perfect_and_constant():
     rng = np.random.default_rng(0)
     m = rng.standard_normal((20, 30))
-    np.testing.assert_array_equal(retrieval_ranks(m, m + 0.01 * rng.standard_normal(m.shape)), np.ones(20))
+    np.testing.assert_array_equal(retrieval_ranks(pattern_correlations(m, m + 0.01 * rng.standard_normal(m.shape))),
+                                  np.ones(20))
     # a constant predictor ties everywhere: chance level (n + 1) / 2 with average ties
     const = np.tile(np.arange(30.0), (20, 1))
-    np.testing.assert_allclose(retrieval_ranks(m, const), np.full(20, 10.5))
+    np.testing.assert_allclose(retrieval_ranks(pattern_correlations(m, const)), np.full(20, 10.5))
+    # constant patterns: undefined correlations rank below every defined one, tied with each other
+    flat = m.copy()
+    flat[:10] = 1.0
+    np.testing.assert_allclose(retrieval_ranks(pattern_correlations(m, flat))[:10], np.full(10, 15.5))
     with pytest.raises(BrainVizDataError, match="ties"):
-        retrieval_ranks(m, m, ties="random")
+        retrieval_ranks(np.eye(3), ties="random")
 
 
 def test_retrieval_summary():
     s = retrieval_summary(np.array([1, 1.5, 3, 6, 2]))
-    assert s == {"mean_rank": pytest.approx(2.7), "top1": pytest.approx(20.0), "top5": pytest.approx(80.0), "n": 5}
+    assert s == {"mean_rank": pytest.approx(2.7), "top1": pytest.approx(0.2), "top5": pytest.approx(0.8), "n": 5}
     with pytest.raises(BrainVizDataError):
         retrieval_summary(np.array([0.0, 1.0]))
 

@@ -56,6 +56,7 @@ def test_store_holds_every_analysis(built):
         thr = float(whole.loc[whole.subject == "subj01", "nc_threshold"].iloc[0])
         clustered = labels >= 0
         assert np.isfinite(nc).all() and (nc[clustered] >= thr).all() and (nc[~clustered] < thr).all()
+        assert 0 <= nc.min() and nc.max() <= 1 and 0 < thr < 1  # fractions (schema 3)
         assert 0.2 < clustered.mean() < 0.3  # the top quarter
         q = st.cluster_quality("ue_multi", "joint")
         assert set(q[~q.simulation_check].metric) >= {"stability"}
@@ -68,7 +69,8 @@ def test_store_holds_every_analysis(built):
         assert early.any() and (ne[early] < 0).all() and (ne[~early] >= 0).any()
         vm = st.vertex_metrics("ue_multi", "subj01")
         assert len(vm) == st.n_vertices("subj01") and vm.nc.between(0, 1).all()
-        assert len(st.retrieval()) and len(st.roi_metrics())
+        ret = st.retrieval()
+        assert len(ret) and len(st.roi_metrics()) and ret.top1.between(0, 1).all() and vm.nna.dropna().between(0, 1).all()
         rdms = st.list_rdms(subject="subj01")
         assert {"measured", "predicted"} <= set(rdms.source)
         square, keys = st.rdm(rdms.rdm_id.iloc[0])

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainviz.data.algonauts import N_FSAVERAGE5, ROI_CLASSES, load_dataset
+from brainviz.data.algonauts import load_dataset
+from brainviz.names import N_FSAVERAGE5, ROI_CLASSES
 from brainviz.errors import BrainVizDataError
 from brainviz.store.reader import Store
 from brainviz.store.schema import SCHEMA_VERSION, TABLES, Column, Table

@@ -95,11 +95,11 @@ def _build(path: Path) -> dict:
         w.write_table("decoding_weights", pd.DataFrame({"subject": ["subj01"], "approach": ["decoder"],
                                                         "roi_set": ["set3"], "weight": [1.0]}))
         w.write_table("vertex_reliability", pd.DataFrame({"subject": "subj01", "vertex": np.arange(12, dtype=np.int32),
-                                                          "nc": np.linspace(0, 55, 12).astype(np.float32),
+                                                          "nc": np.linspace(0, 0.55, 12).astype(np.float32),
                                                           "source": "training repeats"}))
         w.write_table("cluster_settings", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "subject": list(SUBJECTS),
                                                         "base": "joint", "region": None, "percentile": 75.0,
-                                                        "nc_threshold": [41.2, 38.0], "chosen_k": 3,
+                                                        "nc_threshold": [0.412, 0.38], "chosen_k": 3,
                                                         "is_default": True}))
         w.write_table("cluster_quality", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "k": [2, 3, 3],
                                                        "metric": ["stability", "stability", "ari"],
@@ -139,7 +139,7 @@ def test_round_trip_every_table(built):
         assert all(n > 0 for n in summ["rows"].values())
         assert st.meta()["dim:voxel_embeddings"] == str(E)
         rel = st.vertex_reliability("subj01")
-        assert rel.shape == (12,) and np.allclose(rel, np.linspace(0, 55, 12))
+        assert rel.shape == (12,) and np.allclose(rel, np.linspace(0, 0.55, 12))
         assert np.isnan(st.vertex_reliability("subj02")).all()
         cs = st.cluster_settings("ue_multi")
         assert cs["subject"].tolist() == list(SUBJECTS) and cs["chosen_k"].tolist() == [3, 3]

@@ -148,8 +148,6 @@ def test_model_and_result_tables():
     assert V.model_options(store) == ["ue_multi", "ue_single-subj01", "ridge-subj01"]
     assert V.model_options(store, kinds=["ridge"]) == ["ridge-subj01"]
     assert V.model_options(store, need_clusters=True) == ["ue_multi"]
-    pct = V.retrieval_fractions(pd.DataFrame({"top1": [50.0], "top5": [100.0]}))
-    assert pct.to_dict("records") == [{"top1": 0.5, "top5": 1.0}]
     tc = V.transfer_summary(pd.DataFrame({"subject": ["s"] * 2, "method": ["ue"] * 2, "n_train": [10, 10],
                                           "median_r": [0.2, 0.4]}))
     assert tc.loc[0, "median_r"] == pytest.approx(0.3) and tc.loc[0, "n_seeds"] == 2

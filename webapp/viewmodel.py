@@ -16,6 +16,7 @@ import pandas as pd
 
 from brainviz import brainplot as B
 from brainviz.errors import BrainVizDataError
+from brainviz.names import HEMIS
 from brainviz.paths import PROJECT_ROOT
 from brainviz.rois import roi_groups
 
@@ -49,21 +50,12 @@ def overview(store) -> dict:
                     .reset_index())
         kinds = models.set_index("model_id")["kind"] if not models.empty else pd.Series(dtype=object)
         headline.insert(1, "kind", headline["model_id"].map(kinds))
-    ret = retrieval_fractions(store.retrieval())
+    ret = store.retrieval()
     if not ret.empty and not headline.empty:
         rr = ret.groupby("model_id").agg(top1=("top1", "mean"), top5=("top5", "mean")).reset_index()
         headline = headline.merge(rr, on="model_id", how="left")
     return {"summary": summ, "datasets": ds, "subjects": subj, "models": models, "backbones": backbones,
             "headline": headline, "simulated": store.simulated}
-
-
-def retrieval_fractions(df: pd.DataFrame) -> pd.DataFrame:
-    """top1 / top5 as fractions in [0, 1] (stores written as percent, 0-100, are converted)."""
-    df = df.copy()
-    for c in ("top1", "top5"):
-        if c in df and len(df) and df[c].max() > 1.0:
-            df[c] = df[c] / 100.0
-    return df
 
 
 def model_family(model_id: str) -> str:
@@ -96,7 +88,7 @@ def label_map(vertices: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
     """ROI names of a vertices column on fsaverage5: {hemi: (10242,) object, None = no ROI}."""
     out = {}
     idx = vertices["fsaverage5_index"].to_numpy()
-    for h in B.HEMIS:
+    for h in HEMIS:
         arr = np.full(B.N_FSAVERAGE5, None, dtype=object)
         m = (vertices["hemi"].to_numpy() == h) & (idx >= 0)
         vals = vertices.loc[m, column].to_numpy(dtype=object) if column in vertices else np.full(m.sum(), None)

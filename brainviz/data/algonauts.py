@@ -39,40 +39,8 @@ import pandas as pd
 
 from ..atomic import save_npy
 from ..errors import BrainVizDataError
+from ..names import HEMIS, N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES, ROI_GROUPS, ROI_SETS, SURFACE_SIZES
 from ..safe_load import load_npy_object
-
-HEMIS = ("lh", "rh")
-N_FSAVERAGE = 163_842
-N_FSAVERAGE5 = 10_242
-SURFACE_SIZES = {N_FSAVERAGE: "fsaverage", N_FSAVERAGE5: "fsaverage5"}
-
-#: The six ROI classes of the Algonauts 2023 release and their id -> name maps.
-ROI_CLASSES: dict[str, dict[int, str]] = {
-    "prf-visualrois": {0: "Unknown", 1: "V1v", 2: "V1d", 3: "V2v", 4: "V2d", 5: "V3v", 6: "V3d", 7: "hV4"},
-    "floc-bodies": {0: "Unknown", 1: "EBA", 2: "FBA-1", 3: "FBA-2", 4: "mTL-bodies"},
-    "floc-faces": {0: "Unknown", 1: "OFA", 2: "FFA-1", 3: "FFA-2", 4: "mTL-faces", 5: "aTL-faces"},
-    "floc-places": {0: "Unknown", 1: "OPA", 2: "PPA", 3: "RSC"},
-    "floc-words": {0: "Unknown", 1: "OWFA", 2: "VWFA-1", 3: "VWFA-2", 4: "mfs-words", 5: "mTL-words"},
-    "streams": {0: "Unknown", 1: "early", 2: "midventral", 3: "midlateral", 4: "midparietal",
-                5: "ventral", 6: "lateral", 7: "parietal"},
-}
-
-#: The three ROI sets of report 003 (decoding), both hemispheres concatenated.
-ROI_SETS: dict[str, tuple[str, ...]] = {
-    "set1": ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4", "FFA-1", "FFA-2", "PPA"),
-    "set2": ("EBA", "FBA-1", "FBA-2", "mTL-bodies", "OFA", "FFA-1", "FFA-2", "mTL-faces",
-             "aTL-faces", "OPA", "PPA", "RSC"),
-    "set3": ("early", "midventral", "midlateral", "midparietal", "ventral", "lateral", "parietal"),
-}
-
-#: Coarse ROI groups used for per-ROI summaries and bars.
-ROI_GROUPS: dict[str, tuple[str, ...]] = {
-    "early visual": ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"),
-    "faces": ("OFA", "FFA-1", "FFA-2", "mTL-faces", "aTL-faces"),
-    "bodies": ("EBA", "FBA-1", "FBA-2", "mTL-bodies"),
-    "places": ("OPA", "PPA", "RSC"),
-    "words": ("OWFA", "VWFA-1", "VWFA-2", "mfs-words", "mTL-words"),
-}
 
 _IMAGE_NAME = re.compile(r"^(?P<split>train|test)-(?P<index>\d+)_(?P<dataset>[A-Za-z0-9]+)-(?P<id>\d+)\.(png|jpg|jpeg)$")
 

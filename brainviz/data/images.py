@@ -25,11 +25,11 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import BrainVizDataError
+from ..names import TAG_CATEGORIES
 from ..paths import NSD_SHARED1000, VIM1_STIMULI, resolve_data_root
 
 #: Category score columns, each in [0, 1].
-CATEGORIES: tuple[str, ...] = ("faces", "bodies", "animals", "food", "words", "vehicles",
-                               "places", "indoor", "outdoor", "people")
+CATEGORIES: tuple[str, ...] = TAG_CATEGORIES
 
 N_SHARED1000 = 1000
 N_VIM1 = 1750

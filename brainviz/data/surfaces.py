@@ -25,11 +25,9 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
 from ..errors import BrainVizDataError
+from ..names import HEMIS, N_FSAVERAGE, N_FSAVERAGE5
 from ..paths import FSAVERAGE_LABELS, resolve_data_root
 
-HEMIS = ("lh", "rh")
-N_FSAVERAGE = 163_842
-N_FSAVERAGE5 = 10_242
 _NILEARN_PART = {"lh": "left", "rh": "right"}
 
 MeshKind = Literal["pial", "white", "midthickness", "inflated", "sphere", "flat"]

@@ -6,8 +6,7 @@ See ``../shared/specs/demo-brain.md`` and docs/ARCHITECTURE.md.
 """
 from .anatomy import PATCHES, REGIONS, hemi_template, subject_anatomy
 from .build import FIELD_DEG, GENERATOR_VERSION, build_demo_brain
-from .noise import noise_ceiling_from_repeats
 from .prf import contrast_energy, prf_response
 
-__all__ = ["build_demo_brain", "contrast_energy", "prf_response", "noise_ceiling_from_repeats",
+__all__ = ["build_demo_brain", "contrast_energy", "prf_response",
            "hemi_template", "subject_anatomy", "PATCHES", "REGIONS", "FIELD_DEG", "GENERATOR_VERSION"]

@@ -26,16 +26,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..data.algonauts import ROI_CLASSES
-from ..data.surfaces import (HEMIS, atlas_mask, geodesic_distance, load_mesh, visual_cortex_mask,
+from ..data.surfaces import (atlas_mask, geodesic_distance, load_mesh, visual_cortex_mask,
                              visuotopic_areas)
+from ..names import HEMIS, PLANTED_REGIONS, ROI_CLASSES
 
 #: Ground-truth region codes (``ground_truth/subjNN/regions.json``).
-REGIONS: dict[int, str] = {1: "early", 2: "faces", 3: "bodies", 4: "places-indoor", 5: "places-outdoor",
-                           6: "food", 7: "words", 8: "mixed"}
+REGIONS: dict[int, str] = PLANTED_REGIONS
 REGION_CODE = {v: k for k, v in REGIONS.items()}
-
-EARLY_AREAS = ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4")
 
 #: Log cortical magnification: eccentricity E(d) = E2 * ((1 + E_max/E2) ** d - 1),
 #: d the normalised distance from the occipital pole; in field units (image half-width = 1).

@@ -6,6 +6,9 @@ Output layout (docs/ARCHITECTURE.md, "Demo brain output")::
     DIR/subj01 .. subjNN/          Algonauts 2023 layout + test_fmri + *_fmri_repeats
     DIR/ground_truth/subjNN/       {lh,rh}_region.npy, regions.json, {lh,rh}_prf.npy,
                                    {lh,rh}_target_nc.npy, {lh,rh}_{train,test}_clean.npy, patches.json
+
+``*_target_nc.npy`` and the manifest's ``target_nc_median`` are percent, like the real NSD
+noise-ceiling maps they are drawn from (the code works in fractions and converts on writing).
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir, save_npy
-from ..data.algonauts import HEMIS, ROI_CLASSES, write_subject
+from ..data.algonauts import write_subject
+from ..names import HEMIS, PERCENT, ROI_CLASSES
 from ..data.images import ImageSet, load_nsd_shared1000, load_vim1
 from ..paths import resolve_data_root
 from . import noise as noisemod
@@ -103,7 +107,7 @@ def _simulate_subject(name: str, dataset: str, images: ImageSet, feats: Stimulus
     for h in HEMIS:
         save_npy(gt / f"{h}_region.npy", anat[h].region.astype(np.int64))
         save_npy(gt / f"{h}_prf.npy", (prfs[h] * field / 2).astype(np.float32))
-        save_npy(gt / f"{h}_target_nc.npy", target[cut[h]].astype(np.float32))
+        save_npy(gt / f"{h}_target_nc.npy", (PERCENT * target[cut[h]]).astype(np.float32))
         save_npy(gt / f"{h}_train_clean.npy", sig_all[tr, cut[h]])
         save_npy(gt / f"{h}_test_clean.npy", sig_all[te, cut[h]])
     (gt / "regions.json").write_text(json.dumps({str(k): v for k, v in REGIONS.items()}, indent=1))
@@ -116,7 +120,7 @@ def _simulate_subject(name: str, dataset: str, images: ImageSet, feats: Stimulus
             "snr": "7T-like" if snr_scale == 1.0 else "3T-like", "field_of_view_deg": field,
             "n_repeats": noisemod.N_REPEATS, "vertices": {h: int(n[h]) for h in HEMIS},
             "noise_ceiling_source": f"algonauts2023_noise_ceiling/{name}" + ("" if snr_scale == 1.0 else f" (ncsnr x {snr_scale})"),
-            "target_nc_median": float(np.median(target)),
+            "target_nc_median": float(PERCENT * np.median(target)),
             "semantic_tuning": feats.categories is not None}
 
 

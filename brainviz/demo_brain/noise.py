@@ -1,13 +1,15 @@
 """Measurement noise of the demo brain, calibrated to real NSD noise ceilings.
 
-Noise ceiling (NC) convention of NSD / Algonauts 2023 (percent)::
+Noise ceiling (NC) convention of NSD / Algonauts 2023, as a fraction (NSD
+publishes ``100 * NC``, percent; :func:`load_real_noise_ceiling` converts)::
 
     ncsnr = sqrt(signal var) / sqrt(noise var)
-    NC    = 100 * ncsnr**2 / (ncsnr**2 + 1 / n_repeats)
+    NC    = ncsnr**2 / (ncsnr**2 + 1 / n_repeats)
 
-with single trials z-scored per session so that signal var + noise var = 1.
-Each vertex gets a target NC drawn from a real subject's NC distribution; its
-single trials are ``sqrt(signal var) * clean + sqrt(noise var) * noise``.
+with single trials z-scored per session so that signal var + noise var = 1
+(estimated back by :func:`brainviz.metrics.noise_ceiling_from_repeats` with
+``method="nsd"``). Each vertex gets a target NC drawn from a real subject's NC
+distribution; its single trials are ``sqrt(signal var) * clean + sqrt(noise var) * noise``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.algonauts import HEMIS
+from ..names import HEMIS, PERCENT
 from ..errors import BrainVizDataError
 from ..paths import NOISE_CEILINGS, resolve_data_root
 
@@ -28,32 +30,22 @@ SNR_3T = 0.5
 
 
 def nc_to_ncsnr(nc: np.ndarray, n_repeats: int = N_REPEATS) -> np.ndarray:
-    """ncsnr from NC (percent): inverse of :func:`ncsnr_to_nc`."""
-    f = np.clip(np.asarray(nc, dtype=np.float64) / 100.0, 0.0, 0.999)
+    """ncsnr from NC (fraction): inverse of :func:`ncsnr_to_nc`."""
+    f = np.clip(np.asarray(nc, dtype=np.float64), 0.0, 0.999)
     return np.sqrt(f / (n_repeats * (1 - f)))
 
 
 def ncsnr_to_nc(ncsnr: np.ndarray, n_repeats: int = N_REPEATS) -> np.ndarray:
-    """NC in percent: ``100 * ncsnr**2 / (ncsnr**2 + 1/n_repeats)``."""
+    """NC as a fraction: ``ncsnr**2 / (ncsnr**2 + 1/n_repeats)``."""
     s2 = np.asarray(ncsnr, dtype=np.float64) ** 2
-    return 100.0 * s2 / (s2 + 1.0 / n_repeats)
-
-
-def noise_ceiling_from_repeats(repeats: np.ndarray) -> np.ndarray:
-    """(n_vertices,) NC in percent from (n_images, n_repeats, n_vertices) z-scored single trials.
-
-    noise var = mean over images of the variance across repeats (ddof=1);
-    signal var = 1 - noise var clipped at 0; NC with n_repeats = ``repeats.shape[1]``.
-    """
-    r = np.asarray(repeats, dtype=np.float64)
-    noise_var = r.var(axis=1, ddof=1).mean(axis=0)
-    sig_var = np.clip(1.0 - noise_var, 0.0, None)
-    ncsnr = np.sqrt(sig_var) / np.sqrt(np.maximum(noise_var, 1e-12))
-    return ncsnr_to_nc(ncsnr, r.shape[1])
+    return s2 / (s2 + 1.0 / n_repeats)
 
 
 def load_real_noise_ceiling(subject: str, data_root: str | Path | None = None) -> np.ndarray:
-    """(n_lh + n_rh,) real NSD noise ceilings (percent) of ``subject`` (e.g. ``"subj01"``)."""
+    """(n_lh + n_rh,) real NSD noise ceilings (fractions) of ``subject`` (e.g. ``"subj01"``).
+
+    The files are percent on disk (as NSD / Algonauts 2023 publish them); they are converted here, once.
+    """
     folder = resolve_data_root(data_root) / NOISE_CEILINGS / subject
     parts = []
     for h in HEMIS:
@@ -69,9 +61,9 @@ def load_real_noise_ceiling(subject: str, data_root: str | Path | None = None) -
         parts.append(a.astype(np.float64))
     nc = np.concatenate(parts)
     nc = nc[np.isfinite(nc)]
-    if nc.size == 0 or nc.min() < 0 or nc.max() > 100:
+    if nc.size == 0 or nc.min() < 0 or nc.max() > PERCENT:
         raise BrainVizDataError(folder, "noise ceilings must be finite percentages in [0, 100]")
-    return nc
+    return nc / PERCENT
 
 
 def assign_target_nc(score: np.ndarray, real_nc: np.ndarray, rng: np.random.Generator,
@@ -99,7 +91,7 @@ def simulate_trials(clean: np.ndarray, target_nc: np.ndarray, rng: np.random.Gen
     Parameters
     ----------
     clean : (n_images, n_vertices) standardised clean responses.
-    target_nc : (n_vertices,) percent.
+    target_nc : (n_vertices,) fractions.
 
     Returns
     -------

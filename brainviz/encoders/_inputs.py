@@ -1,4 +1,4 @@
-"""Input checks shared by the encoders (features and responses)."""
+"""Input checks shared by the encoders (features and responses), on top of :mod:`brainviz.checks`."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..checks import check_finite
 from ..errors import BrainVizDataError
 
 
@@ -47,21 +48,32 @@ def as_layers(X: Any, name: str = "X") -> tuple[np.ndarray, list[int]]:
     return layers, channels
 
 
-def as_responses(Y: Any, n_images: int, name: str = "Y") -> np.ndarray:
-    """Check responses ``(n_images, n_vertices)`` and return them as float32."""
-    try:
-        arr = np.asarray(Y, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise BrainVizDataError(name, f"not a numeric array ({exc})") from None
-    if arr.ndim != 2:
-        raise BrainVizDataError(name, f"expected (n_images, n_vertices) responses, got shape {arr.shape}")
+def as_responses(Y: Any, n_images: int, name: str = "Y", *, load: bool = True) -> Any:
+    """Check responses ``(n_images, n_vertices)`` and return them as float32.
+
+    ``load=False``: check the shape and dtype only and return an array-like ``Y``
+    itself, not copied (e.g. a memory map the caller reads in chunks and checks
+    for NaN there).
+    """
+    lazy = not load and hasattr(Y, "shape") and hasattr(Y, "dtype")
+    if lazy:
+        arr = Y
+    else:
+        try:
+            arr = np.asarray(Y, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise BrainVizDataError(name, f"not a numeric array ({exc})") from None
+    if len(arr.shape) != 2:
+        raise BrainVizDataError(name, f"expected (n_images, n_vertices) responses, got shape {tuple(arr.shape)}")
     if arr.shape[0] != n_images:
         raise BrainVizDataError(name, f"has {arr.shape[0]} rows but the features have {n_images} images")
     if arr.shape[1] < 1:
         raise BrainVizDataError(name, "has no vertices")
-    if not np.isfinite(arr).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise BrainVizDataError(name, f"contains NaN or infinite values (first at index {bad})")
+    if lazy:
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise BrainVizDataError(name, f"not a numeric array (dtype {arr.dtype})")
+    elif load:
+        check_finite(arr, name)
     return arr
 
 

@@ -90,7 +90,7 @@ def dist_info() -> DistInfo:
     if dist.is_available() and dist.is_initialized():
         backend = dist.get_backend()
         local = int(os.environ.get("LOCAL_RANK", 0))
-        dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else resolve_device("cpu")
+        dev = resolve_device("cuda" if backend == "nccl" else "cpu")
         return DistInfo(dist.get_rank(), dist.get_world_size(), local, backend, dev)
     return DistInfo(device=resolve_device(None))
 

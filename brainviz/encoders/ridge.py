@@ -37,7 +37,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..errors import BrainVizDataError
-from ._inputs import as_layers, pooled_layer_features
+from ._inputs import as_layers, as_responses, pooled_layer_features
 
 __all__ = ["RidgeEncoder", "ridge_features"]
 
@@ -122,17 +122,6 @@ class _TorchOps:
 
     def index(self, idx: np.ndarray):
         return self.torch.as_tensor(idx, device=self.device)
-
-
-def _resolve_device(device: str | None) -> str:
-    if device is not None:
-        return str(device)
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:  # pragma: no cover - torch is a dependency
-        return "cpu"
 
 
 def _ops(device: str):
@@ -233,24 +222,6 @@ class _Fold:
         return _sq_errors(ops, self.P, self.dec.q, Z, Yc[self.val] - mu)
 
 
-def _check_responses(Y: Any, n: int) -> Any:
-    """Shape/dtype checks of Y (n_images, n_vertices) without copying it (it may be a memory map)."""
-    if not hasattr(Y, "shape") or not hasattr(Y, "dtype"):
-        try:
-            Y = np.asarray(Y, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise BrainVizDataError("Y", f"not a numeric array ({exc})") from None
-    if len(Y.shape) != 2:
-        raise BrainVizDataError("Y", f"expected (n_images, n_vertices) responses, got shape {tuple(Y.shape)}")
-    if Y.shape[0] != n:
-        raise BrainVizDataError("Y", f"has {Y.shape[0]} rows but the features have {n} images")
-    if Y.shape[1] < 1:
-        raise BrainVizDataError("Y", "has no vertices")
-    if not (np.issubdtype(Y.dtype, np.floating) or np.issubdtype(Y.dtype, np.integer)):
-        raise BrainVizDataError("Y", f"not a numeric array (dtype {Y.dtype})")
-    return Y
-
-
 def _response_chunk(Y: Any, j0: int, j1: int) -> np.ndarray:
     """Columns j0:j1 of Y as a new C-contiguous float32 array (checked finite)."""
     chunk = np.array(Y[:, j0:j1], dtype=np.float32, order="C", copy=True)
@@ -327,10 +298,12 @@ class RidgeEncoder(BaseEstimator):
         """
         F = ridge_features(X, self.spatial_grid)
         n, p = F.shape
-        Y = _check_responses(Y, n)
+        Y = as_responses(Y, n, load=False)  # may be a memory map: read and checked in chunks
         v = int(Y.shape[1])
         alphas, batch = self._check_params(n, v)
-        ops = _ops(_resolve_device(self.device))
+        from ..gpu import resolve_device
+
+        ops = _ops(str(resolve_device(self.device)))
 
         scale = F.std(axis=0, dtype=np.float64)
         self.x_mean_ = F.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -393,7 +366,6 @@ class RidgeEncoder(BaseEstimator):
     def score(self, X: Any, Y: Any) -> np.ndarray:
         """Per-vertex Pearson r (n_vertices,) between predictions and Y."""
         from ..metrics import pearson_per_vertex
-        from ._inputs import as_responses
 
         pred = self.predict(X)
         return pearson_per_vertex(as_responses(Y, pred.shape[0], "Y"), pred)

@@ -87,7 +87,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import BrainVizDataError
-from ..gpu import AMP_CHOICES, COMPILE_CHOICES, select
+from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select
 from ._inputs import as_layers, as_responses
 from .distributed import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
@@ -251,9 +251,7 @@ class UniversalEncoder:
     # ------------------------------------------------------------------ properties
     @property
     def device(self) -> torch.device:
-        if self.config.device:
-            return torch.device(self.config.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device(self.config.device or None)
 
     @property
     def subjects(self) -> dict[str, int]:

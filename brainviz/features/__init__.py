@@ -12,7 +12,7 @@ Public API::
 layer's channels; ``channels`` gives each layer's true count) and
 ``FeatureSet.pooled`` is (n_images, D) float32, the backbone's image embedding.
 """
-from .base import Backbone, resolve_device
+from .base import Backbone
 from .cache import FEATURES_VERSION, cached_features, image_set_hash
 from .extract import extract_features, features_for_pil
 from .featureset import FeatureSet
@@ -34,7 +34,6 @@ __all__ = [
     "get_backbone",
     "image_set_hash",
     "load_image",
-    "resolve_device",
     "to_rgb",
     "weights_identity",
 ]

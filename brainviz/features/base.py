@@ -18,20 +18,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ..errors import BrainVizDataError
 from .preprocess import Preprocessor
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> ``cuda`` when available, else ``cpu``; strings become ``torch.device``."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BrainVizDataError("device", f"{device} requested but CUDA is not available (use device=None or 'cpu')")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 @contextlib.contextmanager

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BrainVizDataError
-from .base import Backbone, resolve_device
+from ..gpu import resolve_device
+from .base import Backbone
 from .preprocess import Preprocessor
 
 VARIANTS = ("lite0", "lite1", "lite2", "lite3", "lite4")
@@ -139,7 +140,7 @@ class EfficientNetLiteBackbone(Backbone):
         if variant not in VARIANTS:
             raise BrainVizDataError("backbone", f"unknown EfficientNet variant {variant!r}; one of {VARIANTS}")
         self.name = f"efficientnet-{variant}"
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, strict=True)
         if weights is None or weights == "imagenet":
             path = default_weights_file(variant)
             self.weights_id = f"imagenet:{path.stem}"

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BrainVizDataError
-from .base import Backbone, resolve_device
+from ..gpu import resolve_device
+from .base import Backbone
 from .preprocess import Preprocessor
 from .torchvision_compat import ensure_torchvision
 from .weights import file_identity, looks_like_path
@@ -55,7 +56,7 @@ class OpenClipBackbone(Backbone):
         super().__init__()
         open_clip = import_open_clip()
         self.name = f"open_clip:{model_name}"
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, strict=True)
         if model_name not in open_clip.list_models():
             raise BrainVizDataError("backbone", f"unknown open_clip model {model_name!r}")
         self.random_weights = weights is None

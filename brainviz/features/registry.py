@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 from ..errors import BrainVizDataError
-from .base import Backbone, resolve_device
+from ..gpu import resolve_device
+from .base import Backbone
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 #: open_clip models listed by :func:`available_backbones` (any open_clip ViT name works).
@@ -64,7 +65,7 @@ def get_backbone(
     BrainVizDataError
         Unknown name, missing or invalid weights.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(device, strict=True)
     random_init = name.startswith("open_clip:") and weights is None
     key = (name, _weights_key(weights), str(dev), int(seed) if random_init else 0)
     with _LOCK:

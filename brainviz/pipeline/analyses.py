@@ -14,7 +14,7 @@ from PIL import Image
 
 from .. import clusters as cl
 from .. import rdm as rdmlib
-from ..data.algonauts import ROI_SETS
+from ..names import EARLY_ROIS, HEMIS, ROI_SETS
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
@@ -46,15 +46,13 @@ DEFAULT_PERCENTILE = 75.0
 MIN_STABILITY = 0.75
 #: A subject joins the joint clustering when its median noise ceiling is at least this share of the best subject's.
 GOOD_SUBJECT_SHARE = 0.5
-#: Early visual cortex (prf-visualrois), left out by the 'joint:non-early' scope.
-EARLY_ROIS = ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4")
 #: The clustering shown first: reliable vertices of the good subjects together, outside V1-hV4.
 DEFAULT_SCOPE = "joint:non-early"
 STABILITY_MAX_VERTICES = 2500
 
 
 def training_noise_ceiling(ctx: Context, subject: str) -> tuple[np.ndarray | None, str]:
-    """(V,) noise ceiling (percent) from the repeats of the subject's TRAINING images (never the test
+    """(V,) noise ceiling (fraction) from the repeats of the subject's TRAINING images (never the test
     images), and its source; (None, reason) when the dataset has no training repeats."""
     sub = ctx.dataset.subjects[subject]
     if sub.has_repeats("train"):
@@ -79,7 +77,7 @@ def _planted_prf(ctx: Context, subject: str) -> np.ndarray | None:
     gt = ctx.dataset.ground_truth_dir
     if gt is None or not (gt / subject / "lh_prf.npy").is_file():
         return None
-    return np.concatenate([np.load(gt / subject / f"{h}_prf.npy")[:, :2] for h in ("lh", "rh")]).astype(np.float64)
+    return np.concatenate([np.load(gt / subject / f"{h}_prf.npy")[:, :2] for h in HEMIS]).astype(np.float64)
 
 
 def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dict]:

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import SubjectImages, image_catalog, subject_images
-from ..data.algonauts import HEMIS, AlgonautsDataset, load_dataset
+from ..data.algonauts import AlgonautsDataset, load_dataset
 from ..errors import BrainVizDataError
+from ..names import HEMIS
 from ..paths import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE
 
 

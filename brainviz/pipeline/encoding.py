@@ -11,7 +11,7 @@ Models (ids are stable, so the store and the app can refer to them):
 Outputs in the work folder: ``models/`` (checkpoints), ``predictions/<model>/<subj>.npy``
 ((n_test, V) float32, test-image order), ``results/encoders.csv`` (one row per
 model x subject), ``results/roi_metrics.csv``, ``results/vertex_metrics.npz``,
-``results/transfer_curve.csv``.
+``results/transfer_curve.csv``. Ratios (noise ceiling, nna, top-1 / top-5) are fractions.
 """
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ import pandas as pd
 
 from .. import progress as _progress
 from ..atomic import atomic_path, save_npy
-from ..data.algonauts import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalConfig, UniversalEncoder
 from ..errors import BrainVizDataError
+from ..names import ROI_CLASSES, ROI_GROUPS
 from ..safe_load import load_joblib
-from ..metrics import (noise_ceiling_from_repeats, pearson_per_vertex, retrieval_ranks, retrieval_summary,
-                       roi_summary)
+from ..metrics import (nna_per_vertex, noise_ceiling_from_repeats, pattern_correlations, pearson_per_vertex,
+                       retrieval_ranks, retrieval_summary)
 from .context import Context
 
 QUICK_UE = dict(n_epochs=2, transfer_epochs=2, batch_voxels=500, proj_dim=16, embed_dim=32)
@@ -209,7 +209,7 @@ def predict(model, ctx: Context, subject: str, keys: list[str]) -> np.ndarray:
 # --------------------------------------------------------------------------- evaluation
 
 def noise_ceiling(ctx: Context, subject: str) -> np.ndarray | None:
-    """(V,) noise ceiling in percent from the subject's test (else train) repetitions, or None."""
+    """(V,) noise ceiling (fraction) from the subject's test (else train) repetitions, or None."""
     sub = ctx.dataset.subjects[subject]
     for split in ("test", "train"):
         if sub.has_repeats(split):
@@ -217,15 +217,13 @@ def noise_ceiling(ctx: Context, subject: str) -> np.ndarray | None:
     return None
 
 
-def vertex_scores(y_true: np.ndarray, y_pred: np.ndarray, nc_percent: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Per-vertex r, noise ceiling (fraction) and noise-normalized accuracy r^2/NC (negative r counts as 0)."""
+def vertex_scores(y_true: np.ndarray, y_pred: np.ndarray, nc: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per-vertex r, noise ceiling and noise-normalized accuracy r^2/NC (fractions; negative r counts as 0)."""
     r = pearson_per_vertex(y_true, y_pred)
     out = {"r": r}
-    if nc_percent is not None:
-        nc = np.asarray(nc_percent, dtype=np.float64) / 100.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            nna = np.where(nc > 0, np.clip(np.nan_to_num(r), 0, None) ** 2 / nc, np.nan)
-        out.update(nc=nc, nna=np.clip(nna, 0, 1))
+    if nc is not None:
+        nc = np.asarray(nc, dtype=np.float64)
+        out.update(nc=nc, nna=nna_per_vertex(r, nc))
     return out
 
 
@@ -267,14 +265,14 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
                 nc = noise_ceiling(ctx, s)
                 sc = vertex_scores(y, pred, nc)
                 vm[f"{model_id}|{s}"] = sc
-                ranks = retrieval_ranks(y, pred)
+                ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))
                 ret = retrieval_summary(ranks)
                 r = sc["r"]
                 rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
                                  n_test=len(keys), median_r=float(np.nanmedian(r)),
                                  p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
-                                 nna=float(np.nanmedian(sc["nna"]) * 100) if "nna" in sc else np.nan,
-                                 mean_rank=ret["mean_rank"], top1_pct=ret["top1"], top5_pct=ret["top5"],
+                                 median_nna=float(np.nanmedian(sc["nna"])) if "nna" in sc else np.nan,
+                                 mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
                                  train_seconds=entry.get("train_seconds", np.nan)))
                 for roi, mask in roi_labels(ctx, s).items():
                     rr = r[mask]

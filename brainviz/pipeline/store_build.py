@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..names import PERCENT
 from ..paths import PROJECT_ROOT
 from ..store.writer import StoreWriter
 from . import analyses
@@ -63,6 +64,9 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
     if not (res / "encoders.csv").exists():
         return {}
     table = pd.read_csv(res / "encoders.csv")
+    if "top1_pct" in table:  # results of an older run: nna / top-1 / top-5 in percent
+        table = table.rename(columns={"nna": "median_nna", "top1_pct": "top1", "top5_pct": "top5"})
+        table[["median_nna", "top1", "top5"]] /= PERCENT
     vm = np.load(res / "vertex_metrics.npz")
     for row in table.itertuples():
         key = f"{row.model_id}|{row.subject}"
@@ -70,7 +74,7 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
                              nc=vm[f"{key}|nc"] if f"{key}|nc" in vm else None,
                              nna=vm[f"{key}|nna"] if f"{key}|nna" in vm else None)
         w.add_retrieval(row.model_id, row.subject, n_candidates=int(row.n_test), mean_rank=float(row.mean_rank),
-                        top1=float(row.top1_pct) / 100, top5=float(row.top5_pct) / 100)
+                        top1=float(row.top1), top5=float(row.top5))
         pred = ctx.work / "predictions" / row.model_id / f"{row.subject}.npy"
         if pred.exists():
             w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, np.load(pred))
@@ -79,8 +83,8 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
         tc = pd.read_csv(res / "transfer_curve.csv")
         if len(tc):
             w.write_table("transfer_curve", tc)
-    return {r.model_id + "|" + r.subject: {"median_r": round(r.median_r, 3), "nna": round(r.nna, 1),
-                                           "top1_pct": round(r.top1_pct, 1)} for r in table.itertuples()}
+    return {r.model_id + "|" + r.subject: {"median_r": round(r.median_r, 3), "median_nna": round(r.median_nna, 3),
+                                           "top1": round(r.top1, 3)} for r in table.itertuples()}
 
 
 def build_store(ctx: Context) -> dict:

@@ -657,7 +657,7 @@ class Store:
                         ["cluster"], model_id=model_id, scope=scope, k=int(k))
 
     def vertex_reliability(self, subject: str) -> np.ndarray:
-        """(V,) float32 noise ceiling (percent, from training repeats) used to pick clustered vertices; NaN if none."""
+        """(V,) float32 noise ceiling (fraction, from training repeats) used to pick clustered vertices; NaN if none."""
         out = np.full(self.n_vertices(subject), np.nan, np.float32)
         df = self._df("vertex_reliability", ["vertex", "nc"], ["vertex"], subject=subject)
         out[df["vertex"].to_numpy()] = df["nc"].to_numpy(np.float32)

@@ -17,6 +17,9 @@ Conventions
   sub-clusters inside that ROI; only the ROI's vertices have rows).
 * JSON columns hold ``json.dumps`` text; ROI columns hold the ROI name, NULL
   where the vertex is in no ROI of that class ("Unknown" in the release).
+* Units (:mod:`brainviz.names`): every ratio is a fraction in [0, 1] (noise
+  ceilings, noise-normalized accuracy, retrieval top-1 / top-5, tag scores);
+  the app shows them as percent. ``percentile`` columns are percentiles (0-100).
 
 Array storage
 -------------
@@ -47,24 +50,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
+
 #: Version of this schema; stored in ``meta`` under ``schema_version``.
-SCHEMA_VERSION = 2
+#: 3: vertex_reliability.nc and cluster_settings.nc_threshold are fractions (were percent).
+SCHEMA_VERSION = 3
 
-#: ROI class of the Algonauts release -> column of ``vertices``.
-ROI_COLUMNS: dict[str, str] = {
-    "prf-visualrois": "roi_prf",
-    "floc-faces": "roi_faces",
-    "floc-bodies": "roi_bodies",
-    "floc-places": "roi_places",
-    "floc-words": "roi_words",
-    "streams": "roi_streams",
-}
-
-#: Tag categories (columns of ``image_tags``), as in docs/ARCHITECTURE.md.
-TAG_CATEGORIES = ("faces", "bodies", "animals", "food", "words", "vehicles", "places",
-                  "indoor", "outdoor", "people")
-
-MODEL_KINDS = ("ridge", "ue_single", "ue_multi", "ue_transfer")
 
 
 @dataclass(frozen=True)
@@ -174,7 +165,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _opt("tags", "VARCHAR", "free-text tags / caption")),
           primary_key=("image_key",)),
     Table("models", "Trained encoders.",
-          (_MODEL, _c("kind", "VARCHAR", "'ridge' | 'ue_single' | 'ue_multi' | 'ue_transfer'"),
+          (_MODEL, _c("kind", "VARCHAR", " | ".join(f"'{k}'" for k in MODEL_KINDS)),
            _c("subjects", "VARCHAR[]", "subjects it was trained on"),
            _opt("backbone", "VARCHAR", "image backbone name"),
            _opt("config", "JSON", "hyper-parameters"),
@@ -206,14 +197,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
     Table("vertex_reliability", "Noise ceiling of each vertex used to choose the vertices that are clustered "
           "(from the repeats of the TRAINING images, never the test images).",
-          (_SUBJ, _VERTEX, _c("nc", "FLOAT", "noise ceiling in percent"),
+          (_SUBJ, _VERTEX, _c("nc", "FLOAT", "noise ceiling, fraction of explainable variance (0..1)"),
            _c("source", "VARCHAR", "'training repeats' or 'dataset'"))),
     Table("cluster_settings", "How each cluster scope selected its vertices and its k (one row per scope x subject).",
           (_MODEL, _SCOPE, _SUBJ,
            _c("base", "VARCHAR", "'joint' or a subject: whose embeddings were clustered together"),
            _opt("region", "VARCHAR", "vertices restricted to this ROI or ROI set (NULL = whole cortex)"),
            _c("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings"),
-           _c("nc_threshold", "FLOAT", "the threshold in noise-ceiling percent for this subject"),
+           _c("nc_threshold", "FLOAT", "the threshold on the noise ceiling (fraction, 0..1) for this subject"),
            _c("chosen_k", "INTEGER", "k chosen by bootstrap stability (no ground truth)"),
            _c("is_default", "BOOLEAN", "the view the app opens with"))),
     Table("cluster_quality", "Per scope and k: bootstrap stability of k-means (no ground truth) and, on the "
@@ -225,16 +216,17 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           (_MODEL, _SUBJ, _VERTEX,
            _c("r", "FLOAT", "Pearson r between predicted and measured test responses"),
            _opt("nc", "FLOAT", "noise ceiling (fraction of explainable variance, 0..1)"),
-           _opt("nna", "FLOAT", "noise-normalized accuracy r^2 / nc"))),
+           _opt("nna", "FLOAT", "noise-normalized accuracy r^2 / nc (fraction, 0..1; NULL where nc <= 0)"))),
     Table("roi_metrics", "Per-ROI summary of vertex_metrics.",
           (_MODEL, _SUBJ, _c("roi", "VARCHAR", "ROI name, group or 'all'"),
            _c("median_r", "FLOAT", "median r"), _opt("p25", "FLOAT", "25th percentile of r"),
-           _opt("p75", "FLOAT", "75th percentile of r"), _opt("median_nna", "FLOAT", "median nna"),
+           _opt("p75", "FLOAT", "75th percentile of r"), _opt("median_nna", "FLOAT", "median nna (fraction, 0..1)"),
            _c("n", "INTEGER", "vertices"))),
     Table("retrieval", "Image identification from predicted responses (test set).",
           (_MODEL, _SUBJ, _c("n_candidates", "INTEGER", "candidate images"),
            _c("mean_rank", "FLOAT", "mean rank of the true image (1 = best)"),
-           _c("top1", "FLOAT", "fraction ranked first"), _c("top5", "FLOAT", "fraction in top 5"))),
+           _c("top1", "FLOAT", "fraction of test images ranked first (0..1)"),
+           _c("top5", "FLOAT", "fraction of test images in the top 5 (0..1)"))),
     Table("predictions", "Predicted responses, one row per (model, subject, image).",
           (_MODEL, _SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
            _c("values", "FLOAT[]", "(V,) predicted response per vertex"))),

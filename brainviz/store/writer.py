@@ -421,7 +421,7 @@ class StoreWriter:
 
     def add_vertex_metrics(self, model_id: str, subject: str, r: np.ndarray, nc: np.ndarray | None = None,
                            nna: np.ndarray | None = None) -> None:
-        """(V,) Pearson r, noise ceiling and noise-normalized accuracy (NaN allowed, e.g. nc = 0)."""
+        """(V,) Pearson r, noise ceiling and noise-normalized accuracy, both fractions (NaN allowed, e.g. nc = 0)."""
         r = np.asarray(r, dtype=np.float32)
         cols: dict[str, Any] = {"model_id": model_id, "subject": subject,
                                 "vertex": np.arange(len(r), dtype=np.int32), "r": r}
