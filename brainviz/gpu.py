@@ -45,7 +45,7 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` -> ``cuda`` (the current CUDA device) when available, else ``cpu``.
 
-    Under torchrun with NCCL, call :func:`brainviz.encoders.distributed.init_distributed`
+    Under torchrun with NCCL, call :func:`brainviz.ddp.init_distributed`
     first: it sets the current CUDA device to ``LOCAL_RANK``.
     """
     if device is None:

@@ -85,7 +85,7 @@ from ..atomic import atomic_path
 from ..errors import BrainVizDataError
 from ..gpu import AMP_CHOICES, COMPILE_CHOICES, select
 from ._inputs import as_layers, as_responses
-from .distributed import dist_info
+from ..ddp import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
 
 __all__ = ["UniversalConfig", "UniversalEncoder", "CHECKPOINT_FORMAT"]
