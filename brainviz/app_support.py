@@ -199,7 +199,7 @@ def model_options(store, kinds: Sequence[str] | None = None, need_clusters: bool
 # --------------------------------------------------------------------------- vertices and maps
 def to_fsaverage5(values, vertices: pd.DataFrame, categorical: bool = False) -> dict[str, np.ndarray]:
     """(V,) subject values -> {hemi: (10242,)} (NaN where no vertex)."""
-    from .brainplot import vertex_values_to_fsaverage5
+    from .plotting import vertex_values_to_fsaverage5
 
     return vertex_values_to_fsaverage5(values, vertices, categorical=categorical)
 
@@ -457,9 +457,9 @@ def transfer_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- PNG export
 def safe_render_png(values_by_hemi, **kwargs) -> tuple[bytes | None, str | None]:
-    """:func:`brainviz.brainplot.render_png` that never raises: (png, None) or (None, message)."""
+    """:func:`brainviz.plotting.render_png` that never raises: (png, None) or (None, message)."""
     try:
-        from .brainplot import render_png
+        from .plotting import render_png
 
         return render_png(values_by_hemi, **kwargs), None
     except Exception as exc:  # off-screen GL missing, out of memory, ...

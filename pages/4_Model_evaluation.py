@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_shell import page_store
 from brainviz import app_support as S
-from brainviz import brainplot as B
+from brainviz import plotting as B
 
 st.set_page_config(page_title="Model evaluation · BrainViz", page_icon="🧠", layout="wide")
 store, path = page_store()

@@ -13,7 +13,7 @@ import streamlit as st
 from app_export import map_downloads
 from app_shell import page_predictor, page_store
 from brainviz import app_support as S
-from brainviz import brainplot as B
+from brainviz import plotting as B
 from brainviz import export as X
 from brainviz import insilico as I
 from brainviz import live as L
