@@ -406,7 +406,7 @@ def rdm_labels(rdms: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-#: extreme_pairs.kind -> heading (the schema's names and brainviz.rdm.extreme_pairs' names).
+#: extreme_pairs.kind -> heading (the schema's names and brainviz.rsa.extreme_pairs' names).
 PAIR_KINDS = {
     "most_similar": "Most similar pairs", "lowest": "Most similar pairs",
     "most_dissimilar": "Most dissimilar pairs", "largest": "Most dissimilar pairs",

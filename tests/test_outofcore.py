@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 
 from bench.make_nsd_sized import make_dataset, write_responses
-from brainviz import rdm as R
+from brainviz import rsa as R
 from brainviz.data.algonauts import load_dataset
 from brainviz.data.streaming import (RowConcat, RunningMoments, iter_row_batches, streamed_pearson,
                                      streamed_vertex_stats, streamed_xty, subject_responses)

@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from .. import clusters as cl
-from .. import rdm as rdmlib
+from .. import rsa as rdmlib
 from ..data.algonauts import ROI_SETS
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
@@ -390,7 +390,8 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
     cross-validated weighted mix of blocks scored on held-out images x subjects."""
     from ..data.kriegeskorte92 import load_kriegeskorte92
     from ..features import extract_features, get_backbone
-    from ..features.blocks import block_rdms, extract_blocks
+    from ..features.blocks import extract_blocks
+    from ..rsa import block_rdms
 
     with ctx.timed("k92"):
         k92 = load_kriegeskorte92(ctx.config.data_root)
