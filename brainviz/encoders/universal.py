@@ -713,8 +713,17 @@ class UniversalEncoder:
         module.train(was_training)
         return out
 
-    def predict(self, X: Any, subject: str) -> np.ndarray:
-        """Predicted responses (n_images, n_voxels) float32 of ``subject`` to images with features X."""
+    def predict(self, X: Any, subject: str | None = None) -> np.ndarray:
+        """Predicted responses (n_images, n_voxels) float32 of ``subject`` to images with features X.
+
+        ``subject`` may be left out when the model has exactly one subject (the call every
+        encoder shares: ``model.predict(X, subject=...)``).
+        """
+        if subject is None:
+            self._check_fitted()
+            if len(self.module_.embeddings) != 1:
+                raise BrainVizDataError("subject", f"required: the model has subjects {sorted(self.module_.embeddings)}")
+            subject = next(iter(self.module_.embeddings))
         self._check_subject(subject)
         layers, _ = self._check_layers(X, "X")
         out = np.empty((int(layers.shape[0]), self.subjects[subject]), dtype=np.float32)

@@ -200,10 +200,8 @@ def load_model(entry: dict):
 
 
 def predict(model, ctx: Context, subject: str, keys: list[str]) -> np.ndarray:
-    """(n, V) predictions of ``model`` for ``subject`` on images ``keys``."""
-    if isinstance(model, RidgeEncoder):
-        return model.predict(ctx.feature_subset(keys)).astype(np.float32)
-    return model.predict(ctx.layers(keys), subject).astype(np.float32)
+    """(n, V) predictions of ``model`` (any encoder: ``predict(X, subject=...)``) for ``subject`` on images ``keys``."""
+    return model.predict(ctx.feature_subset(keys), subject=subject).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- evaluation
