@@ -220,7 +220,7 @@ def test_resume_equals_uninterrupted(tmp_path, data):
 
 
 def test_pipeline_training_resumes_after_interruption(tmp_path, data):
-    from brainviz.pipeline.encoding import fit_resumable, partial_checkpoint
+    from brainviz.pipeline.train import fit_resumable, partial_checkpoint
 
     Xte, _ = data["test"]
     d = {"s1": data["train"]}
