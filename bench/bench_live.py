@@ -7,8 +7,8 @@ same run:
    interleaved so background load hits both alike): upload bytes -> ``validate_image`` (decode)
    -> backbone -> encoder (the displayed subject, as the page) -> fsaverage5 map + Plotly figure
    (figure) -> what ``st.plotly_chart`` does with it before sending (``to_dict`` + ``to_json``:
-   serialize). Cached path: :func:`brainviz.brainplot.map_figure`; reference:
-   :func:`brainviz.brainplot.brain_figure` (the uncached builder the page used before).
+   serialize). Cached path: :func:`brainviz.plotting.map_figure`; reference:
+   :func:`brainviz.plotting.brain_figure` (the uncached builder the page used before).
    p50 / p95 of every stage and of the total.
    Also the bare backbone forward (``features_for_pil``, the part no app can avoid).
 2. **Browser** (``--browser N``, needs chromium + chromedriver + selenium): a real
@@ -95,8 +95,9 @@ def bench_server(store_path: Path, n: int) -> dict:
     import plotly.tools
     import torch
 
-    from brainviz import brainplot as B
     from brainviz import live as L
+    from brainviz import plotting as B
+    from brainviz.data.surfaces import load_meshes
     from brainviz.features.extract import features_for_pil
     from brainviz.store.reader import Store
     from webapp import viewmodel as V
@@ -114,7 +115,7 @@ def bench_server(store_path: Path, n: int) -> dict:
     paths = images[images["dataset"] != "k92"]["path"].astype(str).tolist() or images["path"].astype(str).tolist()
     uploads = upload_images(paths, n)
     # as in the app: meshes, shading and (cached path) the figure scaffold are warmed when the model loads
-    B.load_meshes("inflated"), B.background_shading()
+    load_meshes("inflated"), B.background_shading()
     B.map_figure({h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}, vmin=-1, vmax=1, hover_name="predicted")
 
     def once(data: bytes, cached: bool) -> dict:

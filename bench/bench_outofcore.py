@@ -6,7 +6,7 @@ vertices float32 = 2.8 GB of responses on disk; ``--subjects 8`` for the full
 
 * ``streamed``: ``load_dataset(validate=True)`` (every file checked, chunked) ->
   per subject, responses memory-mapped and joined lazily
-  (:class:`~brainviz.encoders.distributed.RowConcat`), then three streamed passes:
+  (:class:`~brainviz.data.streaming.RowConcat`), then three streamed passes:
   per-vertex statistics (:func:`streamed_vertex_stats`), the ridge data pass
   ``X^T X``, ``X^T Y`` with 128 random features (:func:`streamed_xty`), and one
   epoch of the Universal Encoder's batch reads (DistributedSampler-style shard,
@@ -33,7 +33,7 @@ if __package__ in (None, ""):
 from bench._common import MB, OUT, BenchResult, Goal, Table, cli_main, run_isolated  # noqa: E402
 
 N_FEATURES = 128
-PRELOAD = ("brainviz.data.algonauts", "brainviz.encoders.distributed")
+PRELOAD = ("brainviz.data.algonauts", "brainviz.data.streaming", "brainviz.ddp")
 
 
 def _features(n: int, seed: int = 0) -> np.ndarray:
@@ -42,8 +42,8 @@ def _features(n: int, seed: int = 0) -> np.ndarray:
 
 def w_streamed(dataset: str, check: str, max_mb: int = 64) -> dict:
     from brainviz.data.algonauts import load_dataset
-    from brainviz.encoders.distributed import (shard_indices, streamed_vertex_stats, streamed_xty,
-                                               subject_responses)
+    from brainviz.data.streaming import streamed_vertex_stats, streamed_xty, subject_responses
+    from brainviz.ddp import shard_indices
 
     phases = {}
     t = time.perf_counter()

@@ -2,8 +2,8 @@
 
 Methods (each in a fresh process, input memory-mapped from a .npy file):
 
-* ``brainviz rdm``          brainviz.rdm.rdm: blockwise float32 tiles of the upper triangle -> (N, N) float32
-* ``brainviz extremes``     brainviz.rdm.extreme_pairs (k=10 lowest): same tiles, running top-k, no N x N matrix
+* ``brainviz rdm``          brainviz.rsa.rdm: blockwise float32 tiles of the upper triangle -> (N, N) float32
+* ``brainviz extremes``     brainviz.rsa.extreme_pairs (k=10 lowest): same tiles, running top-k, no N x N matrix
 * ``rsatoolbox calc_rdm``   rsatoolbox 0.3.2 ``calc_rdm(Dataset(x), method="correlation")`` (reference)
 * ``scipy pdist``           ``scipy.spatial.distance.pdist(x, "correlation")`` (float64, condensed)
 * ``numpy corrcoef``        ``1 - np.corrcoef(x)`` (float64 BLAS, full N x N)
@@ -37,7 +37,7 @@ CORRCOEF_MAX = 5000  # numpy corrcoef: float64 BLAS on the full N x N
 
 
 # ------------------------------------------------------------------------------ workers (subprocess)
-PRELOAD = {"w_brainviz_rdm": ("brainviz.rdm",), "w_brainviz_extremes": ("brainviz.rdm",),
+PRELOAD = {"w_brainviz_rdm": ("brainviz.rsa",), "w_brainviz_extremes": ("brainviz.rsa",),
            "w_rsatoolbox": ("rsatoolbox",), "w_pdist": ("scipy.spatial.distance",)}
 
 
@@ -50,7 +50,7 @@ def _row0(path: str, out: str, row: np.ndarray) -> None:
 
 
 def w_brainviz_rdm(path: str, check: str) -> dict:
-    from brainviz.rdm import rdm
+    from brainviz.rsa import rdm
 
     r = rdm(_x(path), metric="correlation")
     _row0(path, check, r[0, 1:])
@@ -58,7 +58,7 @@ def w_brainviz_rdm(path: str, check: str) -> dict:
 
 
 def w_brainviz_extremes(path: str, check: str, k: int = 10) -> dict:
-    from brainviz.rdm import extreme_pairs
+    from brainviz.rsa import extreme_pairs
 
     df = extreme_pairs(_x(path), metric="correlation", k=k, kind="lowest")
     np.save(check, df[["i", "j", "value"]].to_numpy(np.float64))

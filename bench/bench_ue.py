@@ -11,7 +11,7 @@
   voxel-image cross-attention per (image, voxel) pair.
 * Distributed: the same UE training under ``torchrun --nproc_per_node=2``
   (gloo, 1 thread per process) vs 1 process with 2 threads, from
-  :mod:`brainviz.encoders.distributed` (both on this machine's 2 cores).
+  :mod:`precompute.distributed` (both on this machine's 2 cores).
 
 GPU throughput (bf16 autocast + torch.compile, selected automatically on CUDA): not measured (no GPU here).
 """
@@ -38,7 +38,7 @@ QUICK = dict(n_images=32, n_voxels=300, shape=(2, 9, 16),
 
 
 def _data(n_images: int, n_voxels: int, shape):
-    from brainviz.encoders.distributed import synthetic_data
+    from brainviz.data.synthetic import synthetic_data
 
     L, P, C = shape
     return synthetic_data(n_images, n_voxels, 1, n_layers=L, n_patches=P, n_channels=C, seed=0)
@@ -111,10 +111,10 @@ def _free_port() -> int:
 
 
 def ddp_run(nproc: int, n_images: int, n_voxels: int, shape, ue: dict, threads: int) -> dict:
-    """UE training via brainviz.encoders.distributed (torchrun when nproc > 1); returns the rank-0 summary."""
+    """UE training via precompute.distributed (torchrun when nproc > 1); returns the rank-0 summary."""
     out = OUT / f"ue_ddp_{nproc}.pt"
     summ = OUT / f"ue_ddp_{nproc}.json"
-    args = ["-m", "brainviz.encoders.distributed", "--synthetic", f"{n_images}x{n_voxels}",
+    args = ["-m", "precompute.distributed", "--synthetic", f"{n_images}x{n_voxels}",
             "--synthetic-features", ",".join(map(str, shape)), "--out", str(out), "--summary", str(summ),
             "--ue", json.dumps(dict(ue, progress=False))]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
@@ -138,7 +138,7 @@ def run(quick: bool = False) -> BenchResult:
     res = BenchResult("ue", f"Universal Encoder training throughput, {spec['n_images']} images x "
                             f"{spec['n_voxels']:,} voxels, features (L, P, C) = ({L}, {P}, {C}), CPU")
     rows = []
-    pre = ("torch", "brainviz.encoders.universal", "brainviz.gpu", "brainviz.encoders.distributed")
+    pre = ("torch", "brainviz.encoders.universal", "brainviz.gpu", "brainviz.data.synthetic")
     ncpu = os.cpu_count() or 1
     for threads in ([None] if quick else sorted({ncpu, 1}, reverse=True)):
         pair = []

@@ -251,7 +251,7 @@ def func_gifti(values, hemi: str, surface: str | None = None, names: str | Seque
 
 
 def _rgba(color: str | None, i: int) -> tuple[float, float, float, float]:
-    from .brainplot import PALETTE
+    from .plotting import PALETTE
 
     c = (color or PALETTE[i % len(PALETTE)]).lstrip("#")
     if len(c) != 6:

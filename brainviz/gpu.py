@@ -51,7 +51,7 @@ def resolve_device(device: str | torch.device | None = None, *, strict: bool = F
     ``strict=True``: raise :class:`~brainviz.errors.BrainVizDataError` when CUDA is asked for
     but not available (feature extraction, live prediction) instead of failing later.
 
-    Under torchrun with NCCL, call :func:`brainviz.encoders.distributed.init_distributed`
+    Under torchrun with NCCL, call :func:`brainviz.ddp.init_distributed`
     first: it sets the current CUDA device to ``LOCAL_RANK``.
     """
     if device is None or (isinstance(device, str) and device == "auto"):

@@ -23,7 +23,7 @@ Pieces (pure functions; the CLI ``python -m precompute predict`` and the app pag
   test), Benjamini-Hochberg FDR (``scipy.stats.false_discovery_control``) at a chosen q.
 * **Summaries** — :func:`roi_table` (per ROI group), :func:`top_images` (by mean predicted
   response in an ROI), :func:`group_rdms` (predicted RDM per ROI group with extreme pairs, via
-  :mod:`brainviz.rdm`).
+  :mod:`brainviz.rsa`).
 
 All response arrays are (n_images, n_vertices) float32 in the store's vertex order (lh first).
 Predictions of a model trained on the SIMULATED demo brain are simulated too; say so.
@@ -544,13 +544,13 @@ class GroupRDM:
 
 def group_rdms(responses, names: Sequence[str], groups: Mapping[str, np.ndarray], metric: str = "correlation",
                k: int = 5) -> dict[str, GroupRDM]:
-    """Predicted RDM (via :func:`brainviz.rdm.rdm`) per ROI group with its ``k`` most similar and most
-    dissimilar image pairs (:func:`brainviz.rdm.extreme_pairs_from_rdm`).
+    """Predicted RDM (via :func:`brainviz.rsa.rdm`) per ROI group with its ``k`` most similar and most
+    dissimilar image pairs (:func:`brainviz.rsa.extreme_pairs_from_rdm`).
 
     responses : (n_images, n_vertices); groups : {name: (n_vertices,) bool} (groups with < 2
     vertices are skipped).
     """
-    from . import rdm as rdmlib
+    from . import rsa as rdmlib
 
     r = np.asarray(responses, dtype=np.float32)
     if len(r) < 3:

@@ -275,7 +275,7 @@ def evaluate_pair_model(model: PairDissimilarityModel, emb, brain_rdm, test_idx,
     ``baseline_spearman`` (feature RDM vs brain RDM on the same pairs),
     ``n_test_images``, ``n_test_pairs``.
     """
-    from .rdm import rdm as compute_rdm
+    from .rsa import rdm as compute_rdm
 
     e = np.asarray(emb, dtype=np.float64)
     brain = _square(brain_rdm, e.shape[0], "brain_rdm")

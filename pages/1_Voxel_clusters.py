@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from brainviz import brainplot as B
+from brainviz import plotting as B
 from brainviz import export as X
 from brainviz.rois import roi_groups
 from webapp import shell

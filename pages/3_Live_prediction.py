@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from brainviz import brainplot as B
+from brainviz import plotting as B
 from brainviz import live as L
 from brainviz.errors import BrainVizDataError
 from brainviz.rois import roi_groups
@@ -25,7 +25,7 @@ st.caption("Show the model an image; it predicts how each vertex of the visual c
 
 
 #: Benchmark hook (bench/bench_live.py): ``?figure=reference`` draws the main map with the
-#: uncached :func:`brainviz.brainplot.brain_figure` (the code path before the cached figure),
+#: uncached :func:`brainviz.plotting.brain_figure` (the code path before the cached figure),
 #: so the browser timing has its reference in the same run.
 REFERENCE_FIGURE = st.query_params.get("figure") == "reference"
 

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from brainviz import brainplot as B
+from brainviz import plotting as B
 from brainviz.rois import ROI_GROUP_COLUMNS
 from webapp import shell
 from webapp import viewmodel as V

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from brainviz import brainplot as B
+from brainviz import plotting as B
 from brainviz import export as X
 from brainviz import insilico as I
 from brainviz import live as L

@@ -37,7 +37,7 @@ def _features(args) -> int:
 
 
 def _train(args) -> int:
-    from brainviz.pipeline.encoding import train
+    from brainviz.pipeline.train import train
 
     ctx = _context(args)
     reg = train(ctx)
@@ -47,7 +47,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from brainviz.pipeline.encoding import evaluate, transfer_curve
+    from brainviz.pipeline.evaluate import evaluate, transfer_curve
 
     ctx = _context(args)
     table = evaluate(ctx)
@@ -62,19 +62,19 @@ def _evaluate(args) -> int:
 
 
 def _analyze(args) -> int:
-    from brainviz.pipeline.store_build import build_store
+    from brainviz.pipeline.analyze import analyze
 
     ctx = _context(args)
-    head = build_store(ctx)
+    head = analyze(ctx)
     print(json.dumps(head, indent=1, default=str))
     print(f"store written: {args.store}")
     return 0
 
 
 def _all(args) -> int:
-    from brainviz.pipeline.encoding import evaluate, train, transfer_curve
-    from brainviz.pipeline.store_build import build_store
-
+    from brainviz.pipeline.analyze import analyze
+    from brainviz.pipeline.evaluate import evaluate, transfer_curve
+    from brainviz.pipeline.train import train
     from brainviz.progress import Progress, library_bars
 
     t0 = time.perf_counter()
@@ -101,7 +101,7 @@ def _all(args) -> int:
             prog.wrote(f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
                        else "nothing (one subject: no transfer)")
         with prog.stage("analyze"):
-            head = build_store(ctx)
+            head = analyze(ctx)
             size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
             prog.wrote(f"store {args.store} ({size:.0f} MB)")
     prog.save_history()

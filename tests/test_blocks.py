@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from brainviz import rdm as R
+from brainviz import rsa as R
 from brainviz.errors import BrainVizDataError
 from brainviz.features.base import Backbone
-from brainviz.features.blocks import block_modules, block_rdms, extract_blocks
+from brainviz.features.blocks import block_modules, extract_blocks
 from brainviz.features.preprocess import Preprocessor
-from brainviz.rsa import layer_sweep
+from brainviz.rsa import block_rdms, layer_sweep
 
 
 class TinyBackbone(Backbone):

@@ -27,8 +27,10 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from brainviz.encoders.distributed import (DistInfo, init_distributed, main, shard_indices, synthetic_data)
+from brainviz.data.synthetic import synthetic_data
+from brainviz.ddp import DistInfo, init_distributed, shard_indices
 from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
+from precompute.distributed import main
 
 ROOT = Path(__file__).resolve().parent.parent
 # 30 images, batches of 8 -> batches of 7 and 8 images: uneven shards (4 + 3) on 2 ranks
@@ -56,7 +58,7 @@ def _torchrun(nproc: int, args: list[str], timeout: int = 240) -> subprocess.Com
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     n, v, s = SYNTH
-    res = _torchrun(2, ["-m", "brainviz.encoders.distributed", "--synthetic", f"{n}x{v}x{s}",
+    res = _torchrun(2, ["-m", "precompute.distributed", "--synthetic", f"{n}x{v}x{s}",
                         "--out", str(out / "ddp.pt"), "--summary", str(out / "summary.json"),
                         "--ue", json.dumps(UE)])
     if res.returncode != 0:
@@ -85,7 +87,7 @@ def test_ddp_gradient_equals_global_batch_gradient(tmp_path):
     script = tmp_path / "grad.py"
     script.write_text(
         "import sys, numpy as np, torch\n"
-        "from brainviz.encoders.distributed import init_distributed, shutdown, synthetic_data\n"
+        "from brainviz.data.synthetic import synthetic_data\nfrom brainviz.ddp import init_distributed, shutdown\n"
         "from brainviz.encoders.universal import UniversalEncoder, UniversalConfig\n"
         "info = init_distributed()\n"
         "data = synthetic_data(5, 40, 1, seed=3)\n"

@@ -98,6 +98,8 @@ def test_ridge_on_layer_features():
     fs_tr, fs_te = FakeFeatureSet(X[:240], [C_IN] * L), FakeFeatureSet(X[240:], [C_IN] * L)
     model = RidgeEncoder(spatial_grid=2).fit(fs_tr, Y[:240])
     assert np.median(model.score(fs_te, Y[240:])) > 0.5
+    # the call every encoder shares: predict(X, subject=...) (a ridge model ignores the subject)
+    assert np.array_equal(model.predict(fs_te, subject="subj01"), model.predict(fs_te))
     with pytest.raises(BrainVizDataError, match="Y"):
         RidgeEncoder().fit(fs_tr, Y[:10])
 
@@ -187,6 +189,7 @@ def test_same_seed_same_predictions_and_save_load(tmp_path, data, trained):
     again = UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
     again2 = UniversalEncoder(n_epochs=25, seed=0, **TINY).fit({"s1": (Xtr, Ytr)})
     np.testing.assert_array_equal(again.predict(Xte, "s1"), again2.predict(Xte, "s1"))
+    np.testing.assert_array_equal(again.predict(Xte), again.predict(Xte, subject="s1"))  # one subject: optional
     np.testing.assert_allclose(again.predict(Xte, "s1"), trained.predict(Xte, "s1"), rtol=1e-3, atol=1e-4)
     other = UniversalEncoder(n_epochs=2, seed=1, **TINY).fit({"s1": (Xtr, Ytr)})
     assert np.abs(other.predict(Xte, "s1") - trained.predict(Xte, "s1")).max() > 1e-2
@@ -217,7 +220,7 @@ def test_resume_equals_uninterrupted(tmp_path, data):
 
 
 def test_pipeline_training_resumes_after_interruption(tmp_path, data):
-    from brainviz.pipeline.encoding import fit_resumable, partial_checkpoint
+    from brainviz.pipeline.train import fit_resumable, partial_checkpoint
 
     Xte, _ = data["test"]
     d = {"s1": data["train"]}
@@ -317,6 +320,8 @@ def test_joint_multi_subject_different_images_and_voxels(tmp_path):
     assert ue.spatial_attention(Xb[:2], "vim1", voxels=[0, 3]).shape == (2, 2, L, P)
     with pytest.raises(BrainVizDataError, match="unknown subject"):
         ue.predict(Xb, "subj09")
+    with pytest.raises(BrainVizDataError, match="subject"):
+        ue.predict(Xb)  # two subjects: the subject is required
     with pytest.raises(BrainVizDataError, match="expects"):
         ue.predict(Xb[:, :, :, :5], "vim1")
     with pytest.raises(BrainVizDataError, match="rows"):

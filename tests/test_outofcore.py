@@ -13,11 +13,11 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 
 from bench.make_nsd_sized import make_dataset, write_responses
-from brainviz import rdm as R
+from brainviz import rsa as R
 from brainviz.data.algonauts import load_dataset
-from brainviz.encoders.distributed import (RowConcat, RunningMoments, iter_row_batches, shard_indices,
-                                           streamed_pearson, streamed_vertex_stats, streamed_xty,
-                                           subject_responses)
+from brainviz.data.streaming import (RowConcat, RunningMoments, iter_row_batches, streamed_pearson,
+                                     streamed_vertex_stats, streamed_xty, subject_responses)
+from brainviz.ddp import shard_indices
 from brainviz.errors import BrainVizDataError
 from brainviz.metrics import pearson_per_vertex
 

@@ -7,7 +7,7 @@ import pytest
 from brainviz.errors import BrainVizDataError
 from brainviz.pairs import (PairDissimilarityModel, evaluate_pair_model, pair_features, pairs_within,
                             run_pair_experiment, split_images)
-from brainviz.rdm import rdm
+from brainviz.rsa import rdm
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
-from brainviz import rdm as R
+from brainviz import rsa as R
 from brainviz.errors import BrainVizDataError
 
 

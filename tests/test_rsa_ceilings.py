@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from brainviz import rdm as R
+from brainviz import rsa as R
 from brainviz.errors import BrainVizDataError
 from brainviz.rsa import crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 

@@ -98,7 +98,7 @@ def test_ridge_checkpoint_with_code_is_refused(tmp_path):
     import joblib
 
     from brainviz.encoders.ridge import RidgeEncoder
-    from brainviz.pipeline.encoding import load_model
+    from brainviz.pipeline.workdir import load_model
 
     marker = tmp_path / "PWNED"
     path = tmp_path / "ridge-subj01.joblib"
@@ -597,12 +597,12 @@ def test_moved_store_finds_images_and_checkpoints(tmp_path, monkeypatch):
 def test_registry_checkpoints_survive_a_moved_work_folder(tmp_path):
     from types import SimpleNamespace
 
-    from brainviz.pipeline.encoding import _save_registry, load_registry
+    from brainviz.pipeline.workdir import load_registry, save_registry
 
     work = tmp_path / "work"
     (work / "models").mkdir(parents=True)
     (work / "models" / "ridge-subj01.joblib").write_bytes(b"x")
-    _save_registry(SimpleNamespace(work=work), {"ridge-subj01": {
+    save_registry(SimpleNamespace(work=work), {"ridge-subj01": {
         "kind": "ridge", "subjects": ["subj01"], "checkpoint": str(work / "models" / "ridge-subj01.joblib")}})
     assert json.loads((work / "models" / "registry.json").read_text())["ridge-subj01"]["checkpoint"] == "ridge-subj01.joblib"
     shutil.move(work, tmp_path / "moved")

@@ -28,7 +28,7 @@ def map_downloads(maps: Mapping[str, Mapping], *, surface: str, sig: tuple = (),
 
     Parameters
     ----------
-    maps : {label: {"png": keyword arguments of :func:`brainviz.brainplot.render_png` (values_by_hemi, cmap,
+    maps : {label: {"png": keyword arguments of :func:`brainviz.plotting.render_png` (values_by_hemi, cmap,
         vmin, vmax, title, categorical, category_names, ...), "gifti": a :class:`brainviz.export.SurfaceMap`
         (or None: no GIfTI for this map)}}.
     surface : the display surface of the PNG ('inflated', 'pial', 'flat').

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def safe_render_png(values_by_hemi, **kwargs) -> tuple[bytes | None, str | None]:
-    """:func:`brainviz.brainplot.render_png` that never raises: (png, None) or (None, message)."""
+    """:func:`brainviz.plotting.render_png` that never raises: (png, None) or (None, message)."""
     try:
-        from brainviz.brainplot import render_png
+        from brainviz.plotting import render_png
 
         return render_png(values_by_hemi, **kwargs), None
     except Exception as exc:  # off-screen GL missing, out of memory, ...

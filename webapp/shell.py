@@ -132,7 +132,7 @@ def load_predictor(store_file: str, stamp: tuple, model_id: str):
     """
     import numpy as np
 
-    from brainviz import brainplot as B
+    from brainviz import plotting as B
     from brainviz import live as L
 
     predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from brainviz import brainplot as B
+from brainviz import plotting as B
 from brainviz.errors import BrainVizDataError
 from brainviz.names import HEMIS
 from brainviz.paths import PROJECT_ROOT
@@ -264,7 +264,7 @@ def rdm_labels(rdms: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-#: extreme_pairs.kind -> heading (the schema's names and brainviz.rdm.extreme_pairs' names).
+#: extreme_pairs.kind -> heading (the schema's names and brainviz.rsa.extreme_pairs' names).
 PAIR_KINDS = {
     "most_similar": "Most similar pairs", "lowest": "Most similar pairs",
     "most_dissimilar": "Most dissimilar pairs", "largest": "Most dissimilar pairs",

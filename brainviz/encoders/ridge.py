@@ -354,8 +354,12 @@ class RidgeEncoder(BaseEstimator):
         if not hasattr(self, "coef_"):
             raise BrainVizDataError("RidgeEncoder", "is not fitted; call fit(X, Y) first")
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Predicted responses (n_images, n_vertices) float32."""
+    def predict(self, X: Any, subject: str | None = None) -> np.ndarray:
+        """Predicted responses (n_images, n_vertices) float32.
+
+        ``subject`` is accepted and ignored (a ridge model belongs to one subject), so every
+        encoder is called the same way: ``model.predict(X, subject=...)``.
+        """
         self._check_fitted()
         F = ridge_features(X, self.spatial_grid)
         if F.shape[1] != self.n_features_in_:
@@ -363,8 +367,8 @@ class RidgeEncoder(BaseEstimator):
         Xs = (F - self.x_mean_) / self.x_scale_
         return (Xs @ self.coef_ + self.intercept_).astype(np.float32)
 
-    def score(self, X: Any, Y: Any) -> np.ndarray:
-        """Per-vertex Pearson r (n_vertices,) between predictions and Y."""
+    def score(self, X: Any, Y: Any, subject: str | None = None) -> np.ndarray:
+        """Per-vertex Pearson r (n_vertices,) between predictions and Y (``subject``: ignored, see :meth:`predict`)."""
         from ..metrics import pearson_per_vertex
 
         pred = self.predict(X)

@@ -89,7 +89,7 @@ from ..atomic import atomic_path
 from ..errors import BrainVizDataError
 from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select
 from ._inputs import as_layers, as_responses
-from .distributed import dist_info
+from ..ddp import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
 
 __all__ = ["UniversalConfig", "UniversalEncoder", "CHECKPOINT_FORMAT"]
@@ -715,8 +715,17 @@ class UniversalEncoder:
         module.train(was_training)
         return out
 
-    def predict(self, X: Any, subject: str) -> np.ndarray:
-        """Predicted responses (n_images, n_voxels) float32 of ``subject`` to images with features X."""
+    def predict(self, X: Any, subject: str | None = None) -> np.ndarray:
+        """Predicted responses (n_images, n_voxels) float32 of ``subject`` to images with features X.
+
+        ``subject`` may be left out when the model has exactly one subject (the call every
+        encoder shares: ``model.predict(X, subject=...)``).
+        """
+        if subject is None:
+            self._check_fitted()
+            if len(self.module_.embeddings) != 1:
+                raise BrainVizDataError("subject", f"required: the model has subjects {sorted(self.module_.embeddings)}")
+            subject = next(iter(self.module_.embeddings))
         self._check_subject(subject)
         layers, _ = self._check_layers(X, "X")
         out = np.empty((int(layers.shape[0]), self.subjects[subject]), dtype=np.float32)

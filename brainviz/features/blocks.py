@@ -182,10 +182,3 @@ def extract_blocks(backbone: Backbone, images: Sequence, batch_size: int = 16, b
     depth = {n: (i / (len(names) - 1) if len(names) > 1 else 0.0) for i, n in enumerate(names)}
     return BlockActivations(names=names, arrays=arrays, shapes=shapes, depth=depth, backbone=backbone.name,
                             keys=list(keys) if keys is not None else [])
-
-
-def block_rdms(acts: BlockActivations, metric: str = "correlation") -> dict[str, np.ndarray]:
-    """{block name: (n_images, n_images) float64 RDM} of every block (full resolution), shallow to deep."""
-    from ..rdm import rdm
-
-    return {n: rdm(acts.arrays[n], metric).astype(np.float64) for n in acts.names}

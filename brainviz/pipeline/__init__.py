@@ -1,9 +1,18 @@
-"""The precompute pipeline: features -> train -> evaluate -> analyses -> one DuckDB store.
+"""The precompute pipeline: features -> train -> evaluate -> analyze -> one DuckDB store.
 
-Each stage is a function of a :class:`~brainviz.pipeline.context.Context`; the
-``precompute`` CLI only parses arguments and calls them. Intermediate results
-(feature cache, checkpoints, predictions, results tables) live in the work
-folder so a stage can be re-run alone; the store is written last, to a
-temporary file renamed into place, so a failed run never harms the last good store.
+Each stage is a function of a :class:`~brainviz.pipeline.context.Context`, in the module named
+after it; the ``precompute`` CLI only parses arguments and calls them:
+
+* ``context.py``  -- the run's configuration, dataset, images and feature cache (the features stage).
+* ``train.py``    -- :func:`~brainviz.pipeline.train.train`: ridge and Universal Encoder models.
+* ``evaluate.py`` -- :func:`~brainviz.pipeline.evaluate.evaluate` (test predictions, scores, results
+  tables) and :func:`~brainviz.pipeline.evaluate.transfer_curve`.
+* ``analyze.py``  -- :func:`~brainviz.pipeline.analyze.analyze`: the analyses of ``analyses.py``
+  (clusters, RDMs + RSA, 92-image set, pair model, decoding) and the store.
+* ``workdir.py``  -- the one reader / writer of the work folder (registry, checkpoints, predictions,
+  results tables), used by every stage.
+
+Intermediate results live in the work folder so a stage can be re-run alone; the store is
+written last, to a temporary file renamed into place, so a failed run never harms the last good store.
 """
 from .context import Context, PipelineConfig  # noqa: F401

@@ -13,14 +13,15 @@ import pandas as pd
 from PIL import Image
 
 from .. import clusters as cl
-from .. import rdm as rdmlib
+from .. import rsa as rdmlib
 from ..names import EARLY_ROIS, HEMIS, ROI_SETS
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
 from .context import Context
-from .encoding import load_model, load_registry, predict
+from .evaluate import predict
+from .workdir import load_model, load_predictions, load_registry
 
 #: ROIs (groups) with an RDM per subject; 'all' = every challenge-space vertex.
 RDM_ROIS = ("early visual", "faces", "places", "bodies", "words", "all")
@@ -311,7 +312,6 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
     keys = ctx.images[main[0]].test_keys
     main = [s for s in main if ctx.images[s].test_keys == keys]
     registry = load_registry(ctx)
-    pred_dir = ctx.work / "predictions" / EMBEDDING_MODEL
     headline: dict = {}
     with ctx.timed("rdms"):
         fs = ctx.feature_subset(keys)
@@ -327,7 +327,7 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
         for s in _bar(ctx, main, "RDMs"):
             sub = ctx.dataset.subjects[s]
             y = ctx.responses(s, "test")
-            pred = np.load(pred_dir / f"{s}.npy") if (pred_dir / f"{s}.npy").exists() and EMBEDDING_MODEL in registry else None
+            pred = load_predictions(ctx, EMBEDDING_MODEL, s) if EMBEDDING_MODEL in registry else None
             for roi in RDM_ROIS:
                 mask = sub.roi_mask(None if roi == "all" else roi)
                 if mask.sum() < 2:
@@ -365,7 +365,7 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
                          [(f"layer:{n}|correlation", r) for (n, m), r in layer_rdms.items() if m == "correlation"]
                 for b, rb in others:
                     if rb is None:
-                        pred = np.load(pred_dir / f"{s}.npy") if (pred_dir / f"{s}.npy").exists() else None
+                        pred = load_predictions(ctx, EMBEDDING_MODEL, s)
                         if pred is None:
                             continue
                         rb = rdmlib.rdm(pred[:, ctx.dataset.subjects[s].roi_mask(None if roi == "all" else roi)])
@@ -409,7 +409,8 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
     cross-validated weighted mix of blocks scored on held-out images x subjects."""
     from ..data.kriegeskorte92 import load_kriegeskorte92
     from ..features import extract_features, get_backbone
-    from ..features.blocks import block_rdms, extract_blocks
+    from ..features.blocks import extract_blocks
+    from ..rsa import block_rdms
 
     with ctx.timed("k92"):
         k92 = load_kriegeskorte92(ctx.config.data_root)
@@ -563,10 +564,9 @@ def write_decoding(ctx: Context, w: StoreWriter) -> dict:
                                                  np.asarray(fs.pooled[fs.indices(te)], np.float32),
                                                  vote_over=voters, seed=ctx.config.seed)
             for model_id, entry in registry.items():
-                f = ctx.work / "predictions" / model_id / f"{s}.npy"
-                if entry["kind"] not in ENCODER_KINDS or s not in entry["subjects"] or not f.exists():
+                pred = load_predictions(ctx, model_id, s) if entry["kind"] in ENCODER_KINDS and s in entry["subjects"] else None
+                if pred is None:
                     continue
-                pred = np.load(f)
                 results[f"encoder:{entry['kind']}"] = identify_roi_sets(
                     {n: y_te[:, m] for n, m in sets.items()}, {n: pred[:, m] for n, m in sets.items()},
                     vote_over=voters, seed=ctx.config.seed)

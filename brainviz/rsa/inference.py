@@ -1,9 +1,10 @@
-"""Inference on RDMs (rsatoolbox's ``inference`` part): noise ceilings that match the
-comparison, the network-depth sweep, and a cross-validated weighted mix of layers.
+"""Inference on RDMs (rsatoolbox's ``inference`` part): the image-label permutation test,
+noise ceilings that match the comparison, the RSA table of the 92-image set, the
+network-depth sweep, and a cross-validated weighted mix of layers.
 
 Two kinds of noise ceiling, never to be mixed up (``CEILING_KINDS``):
 
-* ``"between-subject (Nili)"`` -- :func:`brainviz.rdm.rdm_noise_ceiling`: bounds on the
+* ``"between-subject (Nili)"`` -- :func:`rdm_noise_ceiling`: bounds on the
   mean RSA of ONE model RDM compared with EVERY subject's RDM (Nili et al. 2014).
   It applies to a network layer or a reference model scored against a group.
 * ``"within-subject (split-half)"`` -- :func:`within_subject_ceiling`: how well the
@@ -21,11 +22,207 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..errors import BrainVizDataError
-from ..rdm import _check_method, _compare_vectors, k92_rsa_table, upper_triangle
+from .calc import as_square, upper_triangle
+from .compare import _check_method, _compare_vectors, kendall_tau_a
 
 CEILING_KINDS = ("between-subject (Nili)", "within-subject (split-half)")
+
+
+# ----------------------------------------------------------------------------------------
+# permutation test and between-subject (Nili) ceiling
+# ----------------------------------------------------------------------------------------
+@dataclass
+class PermutationResult:
+    """Result of :func:`rsa_permutation_test`.
+
+    statistic : observed RSA value (mean over the ``rdm_b`` stack when one is given)
+    p_value : (1 + #{null >= statistic}) / (1 + n_perm), one-sided (greater)
+    null : (n_perm,) statistic under random image relabelling of ``rdm_a``
+    """
+
+    statistic: float
+    p_value: float
+    null: np.ndarray
+
+
+def _zscore_rows(v: np.ndarray) -> np.ndarray:
+    v = v - v.mean(axis=-1, keepdims=True)
+    sd = v.std(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return v / sd
+
+
+def rsa_permutation_test(rdm_a, rdm_b, n_perm: int = 1000, seed: int = 0,
+                         method: str = "spearman") -> PermutationResult:
+    """Image-label permutation test of RSA (Kriegeskorte et al. 2008; Nili et al. 2014).
+
+    The null distribution relabels the images of ``rdm_a`` (rows and columns
+    permuted together), which keeps the RDM's structure but breaks its
+    correspondence with ``rdm_b``.
+
+    Parameters
+    ----------
+    rdm_a : (n, n) square or condensed RDM (e.g. a model)
+    rdm_b : (n, n) / condensed RDM, or a stack (m, n, n) / (m, n (n - 1) / 2)
+        (e.g. the subjects' RDMs); with a stack the statistic is the mean RSA
+        over the stack.
+    n_perm : number of permutations
+    seed : seed of ``numpy.random.default_rng``
+    method : see :func:`rsa`
+
+    Returns
+    -------
+    PermutationResult
+    """
+    _check_method(method)
+    sq_a = as_square(rdm_a)
+    n = sq_a.shape[0]
+    b = np.asarray(rdm_b, dtype=np.float64)
+    if b.ndim == 1 or (b.ndim == 2 and b.shape == (n, n)):
+        b = b[None]
+    stack = np.stack([upper_triangle(x) for x in b])
+    if stack.shape[1] != n * (n - 1) // 2:
+        raise BrainVizDataError("rdm_b", f"does not match rdm_a's {n} images (shape {b.shape})")
+    if n_perm < 1:
+        raise BrainVizDataError("n_perm", f"must be >= 1, got {n_perm}")
+    iu = np.triu_indices(n, k=1)
+    vec_a = sq_a[iu]
+    if not np.all(np.isfinite(vec_a)):
+        raise BrainVizDataError("rdm_a", "RDM contains NaN or infinite values")
+    rng = np.random.default_rng(seed)
+    perms = np.stack([rng.permutation(n) for _ in range(n_perm)])
+
+    if method == "kendall_tau_a":
+        def stat(v):
+            return float(np.mean([kendall_tau_a(v, s) for s in stack]))
+
+        observed = stat(vec_a)
+        null = np.array([stat(sq_a[np.ix_(p, p)][iu]) for p in perms])
+    else:
+        # Pearson of (ranked) vectors: relabelling only reorders the entries of a,
+        # so its mean / sd are unchanged and r = mean(z_a * z_b); average over the stack.
+        if method == "spearman":
+            ranked = np.zeros((n, n))
+            ranked[iu] = stats.rankdata(vec_a)
+            ranked = ranked + ranked.T
+            target = _zscore_rows(np.stack([stats.rankdata(s) for s in stack])).mean(axis=0)
+        else:
+            ranked = sq_a
+            target = _zscore_rows(stack).mean(axis=0)
+        za = _zscore_rows(ranked[iu])
+        observed = float(np.mean(za * target))
+        null = np.empty(n_perm)
+        for k0 in range(0, n_perm, 256):
+            p = perms[k0:k0 + 256]
+            v = ranked[p[:, :, None], p[:, None, :]][:, iu[0], iu[1]]
+            null[k0:k0 + len(p)] = (_zscore_rows(v) * target).mean(axis=1)
+    p_value = (1.0 + np.sum(null >= observed - 1e-12)) / (1.0 + n_perm)
+    return PermutationResult(statistic=observed, p_value=float(p_value), null=null)
+
+
+def _pool(vectors: np.ndarray, method: str) -> np.ndarray:
+    """Group RDM maximizing the given comparison (as rsatoolbox.util.pooling.pool_rdm):
+    mean of ranks for rank methods, mean of z-scored vectors for Pearson."""
+    if method == "pearson":
+        return _zscore_rows(vectors).mean(axis=0)
+    return np.stack([stats.rankdata(v) for v in vectors]).mean(axis=0)
+
+
+def rdm_noise_ceiling(rdms, method: str = "spearman") -> tuple[float, float]:
+    """Noise ceiling of RSA for a group of subject RDMs (Nili et al. 2014).
+
+    Parameters
+    ----------
+    rdms : (n_subjects, n, n) square or (n_subjects, n (n - 1) / 2) condensed RDMs
+    method : see :func:`rsa`
+
+    Returns
+    -------
+    lower, upper : float
+        upper = mean over subjects of rsa(subject, pooled RDM of ALL subjects)
+        (overfits: the subject is in its own reference); lower = mean over
+        subjects of rsa(subject, pooled RDM of the OTHER subjects) (leave one
+        out). Pooling = mean of ranks for rank methods, of z-scores for Pearson,
+        as rsatoolbox.inference.boot_noise_ceiling, with which this agrees.
+    """
+    _check_method(method)
+    a = np.asarray(rdms, dtype=np.float64)
+    if a.ndim not in (2, 3) or a.shape[0] < 2:
+        raise BrainVizDataError("rdms", f"need a stack of >= 2 RDMs (n_subjects, n, n), got shape {a.shape}")
+    vectors = np.stack([upper_triangle(x) for x in a])
+    upper = [_compare_vectors(_pool(vectors, method), v, method) for v in vectors]
+    lower = [_compare_vectors(_pool(np.delete(vectors, s, axis=0), method), vectors[s], method)
+             for s in range(len(vectors))]
+    return float(np.mean(lower)), float(np.mean(upper))
+
+
+# ----------------------------------------------------------------------------------------
+# the real 92-image analysis
+# ----------------------------------------------------------------------------------------
+def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = "kendall_tau_a",
+                  subjects: Sequence[str] | None = None, n_perm: int = 1000,
+                  seed: int = 0) -> pd.DataFrame:
+    """RSA of candidate RDMs against the human IT RDMs of the 92-image set.
+
+    Parameters
+    ----------
+    model_rdms : {name: (92, 92) RDM}
+        Candidate representations (reference models, network layers...).
+    human_it : (n_rdms, 92, 92)
+        Human IT RDMs (``K92.human_it``: 4 subjects x 2 sessions).
+    method : "kendall_tau_a" (default; Nili et al. 2014, fair to categorical
+        models) or "spearman" / "pearson".
+    subjects : (n_rdms,) subject labels, optional
+        When given (``K92.human_it_subjects``), RDMs of the same subject are
+        averaged first and the units of the analysis are subjects (4); else
+        each RDM is a unit (8; then two sessions of one subject sit in each
+        leave-one-out reference, which lifts the lower noise bound).
+    n_perm, seed : image-label permutation test (:func:`rsa_permutation_test`)
+        of the mean-over-units statistic.
+
+    Returns
+    -------
+    DataFrame, one row per model in input order, columns:
+    ``model``; ``method``; ``rsa`` (mean over units of rsa(model, unit));
+    ``rsa_sem`` (standard error over units); ``rsa_group`` (rsa with the pooled
+    group RDM: mean of ranks / z-scores); ``rsa_mean`` (rsa with the plain mean of
+    the units' RDMs, the "subject-mean RDM"; the Nili bounds do NOT apply to
+    these two group comparisons); ``per_unit`` (list, rsa with each unit); ``p_value`` (permutation, one-sided); ``nc_lower``, ``nc_upper``
+    (:func:`rdm_noise_ceiling` of the units, same for every row); ``n_units``.
+    """
+    _check_method(method)
+    h = np.asarray(human_it, dtype=np.float64)
+    if h.ndim != 3 or h.shape[1] != h.shape[2]:
+        raise BrainVizDataError("human_it", f"expected (n_rdms, n, n), got shape {h.shape}")
+    if subjects is not None:
+        subjects = np.asarray(subjects)
+        if subjects.shape != (h.shape[0],):
+            raise BrainVizDataError("subjects", f"need one label per RDM ({h.shape[0]}), got {subjects.shape}")
+        h = np.stack([h[subjects == s].mean(axis=0) for s in dict.fromkeys(subjects.tolist())])
+    units = np.stack([upper_triangle(x) for x in h])
+    lower, upper = rdm_noise_ceiling(units, method)
+    group = _pool(units, method)
+    plain_mean = units.mean(axis=0)
+    rows = []
+    for name, model in model_rdms.items():
+        m = np.asarray(model, dtype=np.float64)
+        if as_square(m).shape != h.shape[1:]:
+            raise BrainVizDataError(f"model_rdms[{name!r}]", f"expected {h.shape[1:]}, got {m.shape}")
+        vm = upper_triangle(m)
+        per_unit = np.array([_compare_vectors(vm, u, method) for u in units])
+        test = rsa_permutation_test(m, units, n_perm=n_perm, seed=seed, method=method)
+        rows.append({
+            "model": name, "method": method, "rsa": float(per_unit.mean()),
+            "rsa_sem": float(per_unit.std(ddof=1) / np.sqrt(len(per_unit))) if len(per_unit) > 1 else np.nan,
+            "rsa_group": _compare_vectors(vm, group, method), "rsa_mean": _compare_vectors(vm, plain_mean, method),
+            "per_unit": per_unit.tolist(), "p_value": test.p_value,
+            "nc_lower": lower, "nc_upper": upper, "n_units": len(units),
+        })
+    return pd.DataFrame(rows, columns=["model", "method", "rsa", "rsa_sem", "rsa_group", "rsa_mean", "per_unit",
+                                       "p_value", "nc_lower", "nc_upper", "n_units"])
 
 
 
@@ -96,17 +293,17 @@ def layer_sweep(model_rdms: Mapping[str, np.ndarray], human_rdms, subjects: Sequ
 
     Parameters
     ----------
-    model_rdms : {name: (n, n) RDM}, e.g. :func:`brainviz.features.blocks.block_rdms`
+    model_rdms : {name: (n, n) RDM}, e.g. :func:`brainviz.rsa.calc.block_rdms`
     human_rdms : (n_rdms, n, n), e.g. ``K92.human_it`` (4 subjects x 2 sessions)
     subjects : (n_rdms,) subject labels; sessions of a subject are averaged first
-    methods : RSA methods (see :func:`brainviz.rdm.rsa`)
+    methods : RSA methods (see :func:`rsa`)
     depth : {name: relative depth in [0, 1]} for network layers (NaN for others)
     n_perm, seed : image-label permutation test of the mean-over-subjects statistic
 
     Returns
     -------
     DataFrame, one row per (model, method): the columns of
-    :func:`brainviz.rdm.k92_rsa_table` (``rsa`` mean over subjects, ``rsa_sem``,
+    :func:`k92_rsa_table` (``rsa`` mean over subjects, ``rsa_sem``,
     ``rsa_group`` vs the rank-pooled group RDM, ``rsa_mean`` vs the plain
     subject-mean RDM, ``p_value``, ``nc_lower``, ``nc_upper``: between-subject
     Nili bounds of the SAME statistic) plus ``depth`` and ``per_subject`` (list).
@@ -164,7 +361,7 @@ def fit_layer_mix(layer_rdms: Mapping[str, np.ndarray], subject_rdms, method: st
     the training subjects' mean RDM), ``best layer (chosen on training folds)``
     (highest mean training score) and each layer alone (no fitting). The
     ceiling of each fold is the between-subject (Nili) bound of the held-out
-    images (:func:`brainviz.rdm.rdm_noise_ceiling` of all subjects restricted to
+    images (:func:`rdm_noise_ceiling` of all subjects restricted to
     those images, as rsatoolbox's ``crossval`` computes it). Repeated with
     ``n_repeats`` random fold assignments.
 
@@ -181,8 +378,6 @@ def fit_layer_mix(layer_rdms: Mapping[str, np.ndarray], subject_rdms, method: st
     -------
     LayerMixResult
     """
-    from ..rdm import as_square, rdm_noise_ceiling
-
     _check_method(method)
     names = list(layer_rdms)
     if len(names) < 2:

@@ -1,4 +1,4 @@
-"""brainviz.brainplot: fsaverage5 mapping, Plotly brain figures, off-screen PNG renders."""
+"""brainviz.plotting: fsaverage5 mapping, Plotly brain figures, off-screen PNG renders."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,9 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from brainviz import brainplot as B
+from brainviz import plotting as B
+from brainviz.data.surfaces import load_meshes
+from brainviz.plotting._plotly import _map_scaffold, _rgb_u8
 
 N = B.N_FSAVERAGE5
 
@@ -74,7 +76,7 @@ def test_brain_figure_categorical_outlines_labels_single_hemi():
 
 
 def test_outline_segments_and_vertices():
-    inside = B.load_meshes("pial")["lh"][0][:, 1] < -60  # a patch: the occipital lobe
+    inside = load_meshes("pial")["lh"].coordinates[:, 1] < -60  # a patch: the occipital lobe
     lab = np.where(inside, "A", None).astype(object)
     segs = B.outline_segments(lab, "lh")
     assert segs.ndim == 3 and segs.shape[1:] == (2, 3) and len(segs) > 10
@@ -97,7 +99,7 @@ def test_color_limits_and_colors():
     with pytest.raises(ValueError, match="10242"):
         B.brain_figure({"lh": np.zeros(5)})
     with pytest.raises(ValueError, match="surface"):
-        B.load_meshes("teapot")
+        B.brain_figure(_map(value=1.0), surface="teapot")
 
 
 def test_render_png_is_a_real_image():
@@ -158,16 +160,16 @@ def test_map_figure_looks_like_brain_figure(surface):
 def test_map_figure_reuses_the_scaffold_and_draws_outlines():
     vals = _map(value=np.linspace(0, 1, 3000))
     B.map_figure(vals, view="ventral")
-    hits = B._map_scaffold.cache_info().hits
+    hits = _map_scaffold.cache_info().hits
     B.map_figure(_map(value=2.0), view="ventral")
-    assert B._map_scaffold.cache_info().hits == hits + 1
+    assert _map_scaffold.cache_info().hits == hits + 1
     rois = {h: np.where(np.arange(N) < 1500, "V1", None).astype(object) for h in B.HEMIS}
     fig = B.map_figure(vals, outlines=rois, hemis=("lh",))
     assert sum(isinstance(t, go.Mesh3d) for t in fig.data) == 1
     lines = [t for t in fig.data if t.name == "outlines"]
     assert lines and sum(x is None for x in lines[0].x) > 10
     # near-black colors are kept dark (plotly.js reads channel arrays with max <= 1 as fractions)
-    assert B._rgb_u8(np.array([[1 / 255, 1 / 255, 0.0]])).tolist() == [[2, 2, 2]]
+    assert _rgb_u8(np.array([[1 / 255, 1 / 255, 0.0]])).tolist() == [[2, 2, 2]]
 
 
 def test_map_figure_is_cheaper_to_send():

@@ -1,12 +1,12 @@
-"""Write every result of a precompute run into one DuckDB store (temp file, renamed into place)."""
+"""The analyze stage: run the analyses and write every result of a precompute run into one DuckDB
+store (temp file, renamed into place). The analyses themselves are in :mod:`brainviz.pipeline.analyses`;
+the train / evaluate results are read from the work folder through :mod:`brainviz.pipeline.workdir`."""
 from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .. import __version__
 from ..names import PERCENT
@@ -14,7 +14,7 @@ from ..paths import PROJECT_ROOT
 from ..store.writer import StoreWriter
 from . import analyses
 from .context import Context
-from .encoding import load_registry
+from .workdir import load_predictions, load_registry, read_results, read_vertex_metrics
 
 
 def _git_commit() -> str | None:
@@ -54,20 +54,19 @@ def write_inputs(ctx: Context, w: StoreWriter) -> None:
 def write_encoders(ctx: Context, w: StoreWriter) -> dict:
     """Models, per-vertex and per-ROI metrics, retrieval, test predictions, transfer curve."""
     registry = load_registry(ctx)
-    res = ctx.work / "results"
     for model_id, e in registry.items():
         w.add_model(model_id, e["kind"], e["subjects"], backbone=ctx.config.backbone, config=e["config"],
                     checkpoint_path=e["checkpoint"],
                     provenance={"seed": ctx.config.seed, "train_seconds": e.get("train_seconds"),
                                 "pretrained_on": e.get("pretrained_on"), "git_commit": _git_commit(),
                                 "dataset": str(ctx.dataset.path), "simulated": ctx.dataset.simulated})
-    if not (res / "encoders.csv").exists():
+    table = read_results(ctx, "encoders")
+    if table is None:
         return {}
-    table = pd.read_csv(res / "encoders.csv")
     if "top1_pct" in table:  # results of an older run: nna / top-1 / top-5 in percent
         table = table.rename(columns={"nna": "median_nna", "top1_pct": "top1", "top5_pct": "top5"})
         table[["median_nna", "top1", "top5"]] /= PERCENT
-    vm = np.load(res / "vertex_metrics.npz")
+    vm = read_vertex_metrics(ctx)
     for row in table.itertuples():
         key = f"{row.model_id}|{row.subject}"
         w.add_vertex_metrics(row.model_id, row.subject, vm[f"{key}|r"],
@@ -75,20 +74,19 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
                              nna=vm[f"{key}|nna"] if f"{key}|nna" in vm else None)
         w.add_retrieval(row.model_id, row.subject, n_candidates=int(row.n_test), mean_rank=float(row.mean_rank),
                         top1=float(row.top1), top5=float(row.top5))
-        pred = ctx.work / "predictions" / row.model_id / f"{row.subject}.npy"
-        if pred.exists():
-            w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, np.load(pred))
-    w.write_table("roi_metrics", pd.read_csv(res / "roi_metrics.csv"))
-    if (res / "transfer_curve.csv").exists():
-        tc = pd.read_csv(res / "transfer_curve.csv")
-        if len(tc):
-            w.write_table("transfer_curve", tc)
+        pred = load_predictions(ctx, row.model_id, row.subject)
+        if pred is not None:
+            w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, pred)
+    w.write_table("roi_metrics", read_results(ctx, "roi_metrics"))
+    tc = read_results(ctx, "transfer_curve")
+    if tc is not None and len(tc):
+        w.write_table("transfer_curve", tc)
     return {r.model_id + "|" + r.subject: {"median_r": round(r.median_r, 3), "median_nna": round(r.median_nna, 3),
                                            "top1": round(r.top1, 3)} for r in table.itertuples()}
 
 
-def build_store(ctx: Context) -> dict:
-    """Run the analyses and write the store; returns the headline numbers."""
+def analyze(ctx: Context) -> dict:
+    """The analyze stage: run the analyses and write the store; returns the headline numbers."""
     headline: dict = {}
     with StoreWriter(ctx.config.store) as w:
         with ctx.timed("store: inputs"):

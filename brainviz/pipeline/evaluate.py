@@ -1,0 +1,153 @@
+"""The evaluate stage: every model's test predictions, scores and results tables; the transfer curve.
+
+Output (through :mod:`brainviz.pipeline.workdir`): ``predictions/<model>/<subj>.npy``
+((n_test, V) float32, test-image order), ``results/encoders.csv`` (one row per
+model x subject), ``results/roi_metrics.csv``, ``results/vertex_metrics.npz``,
+``results/transfer_curve.csv``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import progress as _progress
+from ..names import ROI_CLASSES, ROI_GROUPS
+from ..encoders.ridge import RidgeEncoder
+from ..encoders.universal import UniversalEncoder
+from ..metrics import (nna_per_vertex, noise_ceiling_from_repeats, pattern_correlations, pearson_per_vertex,
+                       retrieval_ranks, retrieval_summary)
+from .context import Context
+from .workdir import load_model, load_registry, save_predictions, write_results, write_vertex_metrics
+
+__all__ = ["TRANSFER_REPEATS", "predict", "noise_ceiling", "vertex_scores", "roi_labels", "evaluate", "transfer_curve"]
+
+#: Random image subsamples per transfer-curve size (report 004 Fig. 6: mean and sd over runs).
+TRANSFER_REPEATS = 3
+
+
+def predict(model, ctx: Context, subject: str, keys: list[str]) -> np.ndarray:
+    """(n, V) predictions of ``model`` (any encoder: ``predict(X, subject=...)``) for ``subject`` on images ``keys``."""
+    return model.predict(ctx.feature_subset(keys), subject=subject).astype(np.float32)
+
+
+def noise_ceiling(ctx: Context, subject: str) -> np.ndarray | None:
+    """(V,) noise ceiling (fraction) from the subject's test (else train) repetitions, or None."""
+    sub = ctx.dataset.subjects[subject]
+    for split in ("test", "train"):
+        if sub.has_repeats(split):
+            return noise_ceiling_from_repeats(sub.repeats(split))
+    return None
+
+
+def vertex_scores(y_true: np.ndarray, y_pred: np.ndarray, nc: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per-vertex r, noise ceiling and noise-normalized accuracy r^2/NC (fractions; negative r counts as 0)."""
+    r = pearson_per_vertex(y_true, y_pred)
+    out = {"r": r}
+    if nc is not None:
+        nc = np.asarray(nc, dtype=np.float64)
+        out.update(nc=nc, nna=nna_per_vertex(r, nc))
+    return out
+
+
+def roi_labels(ctx: Context, subject: str) -> dict[str, np.ndarray]:
+    """{ROI or group name: (V,) bool} used for per-ROI summaries (only non-empty ones)."""
+    sub = ctx.dataset.subjects[subject]
+    out = {"all": np.ones(sum(sub.n_vertices.values()), bool)}
+    for group in ROI_GROUPS:
+        m = sub.roi_mask(group)
+        if m.any():
+            out[group] = m
+    for cls in ("prf-visualrois", "floc-faces", "floc-places", "floc-bodies", "floc-words"):
+        if cls in sub.roi_classes:
+            for name in ROI_CLASSES[cls].values():
+                if name != "Unknown":
+                    m = sub.roi_mask(name)
+                    if m.any():
+                        out[name] = m
+    return out
+
+
+def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
+    """Predict every model's test images, score them, and write the results tables."""
+    registry = registry or load_registry(ctx)
+    rows, roi_rows, vm = [], [], {}
+    with ctx.timed("evaluate"):
+        for model_id, entry in _progress.bar(registry.items(), desc="evaluate", enabled=ctx.config.progress,
+                                             total=len(registry)):
+            _progress.step(f"{model_id} ({', '.join(entry['subjects'])})")
+            model = load_model(entry)
+            for s in entry["subjects"]:
+                if not ctx.has_test(s):
+                    continue
+                keys = ctx.images[s].test_keys
+                y = ctx.responses(s, "test")
+                pred = predict(model, ctx, s, keys)
+                save_predictions(ctx, model_id, s, pred)
+                nc = noise_ceiling(ctx, s)
+                sc = vertex_scores(y, pred, nc)
+                vm[f"{model_id}|{s}"] = sc
+                ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))
+                ret = retrieval_summary(ranks)
+                r = sc["r"]
+                rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
+                                 n_test=len(keys), median_r=float(np.nanmedian(r)),
+                                 p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
+                                 median_nna=float(np.nanmedian(sc["nna"])) if "nna" in sc else np.nan,
+                                 mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
+                                 train_seconds=entry.get("train_seconds", np.nan)))
+                for roi, mask in roi_labels(ctx, s).items():
+                    rr = r[mask]
+                    roi_rows.append(dict(model_id=model_id, subject=s, roi=roi, median_r=float(np.nanmedian(rr)),
+                                         p25=float(np.nanpercentile(rr, 25)), p75=float(np.nanpercentile(rr, 75)),
+                                         median_nna=float(np.nanmedian(sc["nna"][mask])) if "nna" in sc else np.nan,
+                                         n=int(mask.sum())))
+    table = pd.DataFrame(rows)
+    write_results(ctx, "encoders", table)
+    write_results(ctx, "roi_metrics", pd.DataFrame(roi_rows))
+    write_vertex_metrics(ctx, vm)
+    return table
+
+
+def transfer_curve(ctx: Context) -> pd.DataFrame:
+    """Median test r of the held-out subject vs number of its training images.
+
+    ``ue_transfer``: the pre-trained Universal Encoder (other subjects only) with
+    only the new subject's voxel embeddings learned; ``ridge``: a ridge model
+    trained from scratch on the same images. Same random subsets for both; each size
+    below "all" is run on TRANSFER_REPEATS subsamples (column ``seed`` = subsample index),
+    as report 004 Fig. 6 (mean and sd over runs).
+    """
+    new = ctx.transfer_subject
+    registry = load_registry(ctx)
+    pre_id = f"ue_pretrain-{new}"
+    if new is None or pre_id not in registry or not ctx.has_test(new):
+        return pd.DataFrame()
+    keys = ctx.images[new].train_keys
+    Y = ctx.responses(new, "train")
+    test_keys = ctx.images[new].test_keys
+    y_test = ctx.responses(new, "test")
+    X_test = ctx.layers(test_keys)
+    rows = []
+    sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
+    repeats = 1 if ctx.config.quick else TRANSFER_REPEATS
+    runs = [(n, rep) for n in sorted(set(sizes)) for rep in range(repeats if n < len(keys) else 1)]
+    with ctx.timed("transfer_curve"):
+        for n, rep in _progress.bar(runs, desc="transfer curve", enabled=ctx.config.progress):
+            _progress.step(f"ue_pretrain-{new} + {new} with {n} images (subsample {rep + 1})")
+            # subsample `rep` of size n, the same images for both methods; "all images" runs once
+            rng = np.random.default_rng([ctx.config.seed, n, rep])
+            idx = np.sort(rng.choice(len(keys), n, replace=False))
+            sub_keys = [keys[i] for i in idx]
+            enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
+            enc.config.progress = False
+            enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
+            enc.transfer(new, ctx.layers(sub_keys), Y[idx])
+            r_ue = pearson_per_vertex(y_test, enc.predict(X_test, new))
+            ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
+            r_ridge = pearson_per_vertex(y_test, ridge.predict(ctx.feature_subset(test_keys)))
+            for method, r in (("ue_transfer", r_ue), ("ridge", r_ridge)):
+                rows.append(dict(subject=new, n_train=int(n), method=method, median_r=float(np.nanmedian(r)),
+                                 seed=int(rep)))
+    table = pd.DataFrame(rows)
+    write_results(ctx, "transfer_curve", table)
+    return table

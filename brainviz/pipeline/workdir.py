@@ -1,0 +1,140 @@
+"""The work folder: the one reader / writer of a precompute run's intermediate results.
+
+Every stage goes through these functions (no stage builds a work-folder path itself)::
+
+    <work>/models/registry.json               {model_id: {kind, subjects, checkpoint, config, train_seconds, ...}}
+    <work>/models/<model_id>.pt | .joblib     checkpoints (UniversalEncoder / RidgeEncoder)
+    <work>/predictions/<model_id>/<subj>.npy  (n_test, V) float32 test predictions, test-image order
+    <work>/results/<name>.csv                 encoders, roi_metrics, transfer_curve tables
+    <work>/results/vertex_metrics.npz         "<model_id>|<subject>|<metric>" -> (V,) array
+
+``ctx`` is anything with a ``work`` path (a :class:`~brainviz.pipeline.context.Context`).
+Writes are atomic (temp file renamed into place).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path, save_npy
+from ..encoders.ridge import RidgeEncoder
+from ..encoders.universal import UniversalEncoder
+from ..errors import BrainVizDataError
+from ..safe_load import load_joblib
+
+__all__ = ["models_dir", "save_registry", "load_registry", "load_model", "prediction_path", "save_predictions",
+           "load_predictions", "write_results", "read_results", "write_vertex_metrics", "read_vertex_metrics"]
+
+
+# --------------------------------------------------------------------------- models
+
+def models_dir(ctx: Any) -> Path:
+    """``<work>/models`` (created)."""
+    d = ctx.work / "models"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_registry(ctx: Any, registry: dict) -> None:
+    """Write ``<work>/models/registry.json``; checkpoints are recorded relative to ``models/`` (the
+    work folder can move), :func:`load_registry` resolves them."""
+    mdir = (ctx.work / "models").absolute()
+    out = {}
+    for mid, e in registry.items():
+        e = dict(e)
+        ck = Path(e["checkpoint"]).absolute() if e.get("checkpoint") else None
+        if ck is not None and mdir in ck.parents:
+            e["checkpoint"] = str(ck.relative_to(mdir))
+        out[mid] = e
+    with atomic_path(mdir / "registry.json", ".json") as tmp:
+        tmp.write_text(json.dumps(out, indent=1))
+
+
+def load_registry(ctx: Any) -> dict:
+    """{model_id: {kind, subjects, checkpoint, config, train_seconds}} written by the train stage.
+
+    ``checkpoint`` is returned as a path inside this work folder's ``models/`` (stored relative
+    to it; an absolute path of an older registry that no longer exists is looked up there by name).
+    """
+    mdir = ctx.work / "models"
+    p = mdir / "registry.json"
+    if not p.exists():
+        return {}
+    try:
+        reg = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise BrainVizDataError(p, f"not valid JSON ({exc})") from None
+    if not isinstance(reg, dict) or not all(isinstance(e, dict) for e in reg.values()):
+        raise BrainVizDataError(p, "expected a JSON object {model_id: {kind, subjects, checkpoint, ...}}")
+    for e in reg.values():
+        ck = e.get("checkpoint")
+        if ck:
+            ck = Path(ck)
+            if not ck.is_absolute():
+                ck = mdir / ck
+            elif not ck.exists() and (mdir / ck.name).exists():
+                ck = mdir / ck.name
+            e["checkpoint"] = str(ck)
+    return reg
+
+
+def load_model(entry: Mapping):
+    """Load a registry entry's model (RidgeEncoder or UniversalEncoder)."""
+    if entry["kind"] == "ridge":
+        # a restricted unpickler: a ridge checkpoint from someone else's work folder cannot run code
+        return load_joblib(entry["checkpoint"], [RidgeEncoder.__module__], expected="a ridge checkpoint")
+    return UniversalEncoder.load(entry["checkpoint"])
+
+
+# --------------------------------------------------------------------------- predictions
+
+def prediction_path(ctx: Any, model_id: str, subject: str) -> Path:
+    """``<work>/predictions/<model_id>/<subject>.npy``."""
+    return ctx.work / "predictions" / model_id / f"{subject}.npy"
+
+
+def save_predictions(ctx: Any, model_id: str, subject: str, pred: np.ndarray) -> None:
+    """Write the (n_test, V) float32 test predictions of ``model_id`` for ``subject``."""
+    save_npy(prediction_path(ctx, model_id, subject), pred)
+
+
+def load_predictions(ctx: Any, model_id: str, subject: str) -> np.ndarray | None:
+    """The test predictions written by :func:`save_predictions`, or None when there are none."""
+    p = prediction_path(ctx, model_id, subject)
+    return np.load(p) if p.exists() else None
+
+
+# --------------------------------------------------------------------------- results tables
+
+def _results(ctx: Any) -> Path:
+    return ctx.work / "results"
+
+
+def write_results(ctx: Any, name: str, df: pd.DataFrame) -> Path:
+    """Write ``<work>/results/<name>.csv``; returns its path."""
+    path = _results(ctx) / f"{name}.csv"
+    with atomic_path(path, ".csv") as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def read_results(ctx: Any, name: str) -> pd.DataFrame | None:
+    """``<work>/results/<name>.csv``, or None when that table was not written."""
+    path = _results(ctx) / f"{name}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def write_vertex_metrics(ctx: Any, metrics: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """``{"<model_id>|<subject>": {metric: (V,) array}}`` -> ``<work>/results/vertex_metrics.npz``."""
+    with atomic_path(_results(ctx) / "vertex_metrics.npz", ".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{f"{k}|{m}": v for k, d in metrics.items() for m, v in d.items()})
+
+
+def read_vertex_metrics(ctx: Any):
+    """The ``np.load`` of ``vertex_metrics.npz`` (keys ``"<model_id>|<subject>|<metric>"``)."""
+    return np.load(_results(ctx) / "vertex_metrics.npz")
