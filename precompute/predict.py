@@ -89,12 +89,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     store = Store(args.store)
     model_id = _pick_model(store, args.model)
     ck, backbone, model_id = live_model_of(store, model_id)
-    device = None if args.device == "auto" else args.device
-    if device == "cuda":
-        import torch
+    from brainviz.gpu import resolve_device
 
-        if not torch.cuda.is_available():
-            raise BrainVizDataError("--device", "cuda requested but no CUDA GPU is available")
+    try:
+        device = resolve_device(args.device, strict=True)
+    except BrainVizDataError as exc:
+        raise BrainVizDataError("--device", exc.problem) from None
     t_load = time.perf_counter()
     predictor = LivePredictor(ck, backbone, device=device, model_id=model_id, cpu_threads=None)
     t_load = time.perf_counter() - t_load

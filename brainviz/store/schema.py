@@ -117,7 +117,8 @@ def _opt(name: str, type_: str, doc: str) -> Column:
 _MODEL = _c("model_id", "VARCHAR", "the encoder (models.model_id)")
 _SUBJ = _c("subject", "VARCHAR", "subject, e.g. subj01")
 _VERTEX = _c("vertex", "INTEGER", "vertex 0..V-1 of the subject (lh first)")
-_SCOPE = _c("scope", "VARCHAR", "'subj01' | 'joint' | '<subject|joint>:<ROI>' (see module docstring)")
+_SCOPE = _c("scope", "VARCHAR", "'joint' (whole visual cortex) | 'joint:non-early' (default: outside V1-hV4) | "
+            "'<subject>' | '<subject|joint>:<ROI>', optionally '@p<percentile>' (another reliability threshold)")
 _K = _c("k", "INTEGER", "number of k-means clusters")
 _CLUSTER = _c("cluster", "INTEGER", "cluster label 0..k-1 (0 = largest cluster)")
 _NC = ("nc_lower", "nc_upper")
