@@ -197,6 +197,38 @@ def top_images(responses: np.ndarray, labels: np.ndarray, k_top: int = 10, *,
     return pd.DataFrame(rows, columns=["cluster", "rank", "image_index", "image_key", "score"])
 
 
+def pooled_top_images(responses: Mapping[str, tuple[np.ndarray, Sequence[str]]], labels: Mapping[str, np.ndarray],
+                      k_top: int = 10, *, zscore: bool = True) -> pd.DataFrame:
+    """Top images of joint clusters from several subjects' MEASURED responses (report 004 sec. 5: the
+    images whose fMRI responses are highest, averaged over the cluster's voxels).
+
+    responses: subject -> ((n_images_s, V_s) responses, (n_images_s,) image keys): subjects may have
+    seen different images; labels: subject -> (V_s,) cluster labels (< 0 = not clustered, one label
+    space). An image's score for a cluster is the mean over the subjects who saw it of the mean
+    (z-scored) response of that subject's vertices in the cluster. Returns the columns of
+    :func:`top_images` (image_index = row in the sorted union of image keys).
+    """
+    frames = []
+    for s, (y, keys) in responses.items():
+        if s not in labels or not (np.asarray(labels[s]) >= 0).any():
+            continue
+        clusters, means = cluster_means(y, labels[s], zscore=zscore)
+        if len(keys) != means.shape[0]:
+            raise BrainVizDataError(f"responses[{s}]", f"{len(keys)} keys but {means.shape[0]} images")
+        frames.append(pd.DataFrame(means, index=pd.Index([str(k) for k in keys], name="image_key"), columns=clusters))
+    if not frames:
+        raise BrainVizDataError("labels", "no subject has clustered vertices")
+    pooled = pd.concat(frames).groupby(level=0).mean().sort_index()  # NaN where a subject lacks the cluster
+    n_top = min(int(k_top), len(pooled))
+    rows = []
+    for c in sorted(pooled.columns):
+        col = pooled[c].to_numpy()
+        order = [i for i in np.argsort(-np.nan_to_num(col, nan=-np.inf), kind="stable") if np.isfinite(col[i])][:n_top]
+        for rank, i in enumerate(order, start=1):
+            rows.append((int(c), rank, int(i), str(pooled.index[i]), float(col[i])))
+    return pd.DataFrame(rows, columns=["cluster", "rank", "image_index", "image_key", "score"])
+
+
 def _positives(tag_scores: pd.DataFrame, keys: Sequence[str], threshold: float, field: str) -> pd.DataFrame:
     missing = [k for k in keys if k not in tag_scores.index]
     if missing:

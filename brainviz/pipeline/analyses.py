@@ -223,8 +223,6 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
         "percentile": float(plan["percentile"]), "nc_threshold": [thr[s] for s in subs], "chosen_k": int(chosen),
         "is_default": bool(plan["default"])}))
     out["per_k"] = {}
-    with_pred = [s for s in subs if s in preds]
-    stacked = np.concatenate([preds[s] for s in with_pred], axis=1) if with_pred else None
     for k in ks:
         labels = cl.cluster_selected({s: emb[s] for s in subs}, codes, k, seed=ctx.config.seed)
         for s in subs:
@@ -237,13 +235,12 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
                                          cl.top_images(preds[s], labels[s], 10, keys=main_keys, zscore=False))
         lab_all = np.concatenate([labels[s] for s in subs])
         counts = dict(zip(*np.unique(lab_all[lab_all >= 0], return_counts=True)))
-        if with_pred:
-            lab_p = np.concatenate([labels[s] for s in with_pred])
-            top = cl.top_images(stacked, lab_p, 10, keys=main_keys, zscore=False)
-            source = "predicted"
-        else:
-            y, keys = measured[subs[0]]
-            top, source = cl.top_images(y, labels[subs[0]], 10, keys=keys, zscore=False), "measured"
+        # what a cluster "responds to": the images with the highest MEASURED responses of its vertices,
+        # pooled over the scope's subjects (report 004 sec. 5). The encoder's predictions for every image
+        # are stored per subject too, but they rank images only as well as the encoder predicts (rare
+        # categories such as words are predicted poorly from 450 training images).
+        top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False)
+        source = "measured"
         desc = cl.describe_top_images(top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
@@ -255,10 +252,8 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
                 pos = np.concatenate([prf[s] for s in subs])
                 ev = cl.position_score(lab_all, pos, pl == "early", seed=ctx.config.seed)
                 rec.update({f"early_{m}": v for m, v in ev.items()})
-            if with_pred:
-                for region, d in _planted_precision(lab_p, np.concatenate([planted[s] for s in with_pred]), top,
-                                                    scores).items():
-                    rec[f"precision:{region}"] = d["precision"]
+            for region, d in _planted_precision(lab_all, pl, top, scores).items():
+                rec[f"precision:{region}"] = d["precision"]
             if scope.endswith(":PPA"):
                 rec.update(_ppa_split(top, desc, scores))
             quality += [(k, m, float(v), True) for m, v in rec.items() if np.isscalar(v)]
