@@ -220,3 +220,18 @@ def test_position_score_early_visual():
     mask = np.zeros(400, bool)
     mask[:100] = True
     assert C.position_score(by_quadrant, pos, mask, n_perm=10)["n"] == 100
+
+
+def test_pooled_top_images_averages_subjects_who_saw_each_image():
+    # two subjects, partly different images; cluster 0 responds to image 'b' in both, 'a' only in subject 1
+    y1 = np.array([[5.0, 5.0, 0.0], [4.0, 4.0, 0.0], [0.0, 0.0, 9.0]])  # images a, b, c; vertices 0-1 in cluster 0
+    y2 = np.array([[8.0, 1.0], [0.0, 7.0]])  # images b, d; vertex 0 in cluster 0, vertex 1 in cluster 1
+    top = C.pooled_top_images({"s1": (y1, ["a", "b", "c"]), "s2": (y2, ["b", "d"])},
+                               {"s1": np.array([0, 0, -1]), "s2": np.array([0, 1])}, k_top=2, zscore=False)
+    c0 = top[top.cluster == 0].sort_values("rank")
+    assert c0.image_key.tolist() == ["b", "a"]  # b: mean over subjects (4, 8) = 6 beats a: 5 (subject 1 only)
+    assert c0.score.tolist() == [6.0, 5.0]
+    c1 = top[top.cluster == 1].sort_values("rank")
+    assert c1.image_key.tolist()[0] == "d" and len(c1) == 2  # only subject 2 has cluster 1: its two images
+    with pytest.raises(BrainVizDataError):
+        C.pooled_top_images({"s1": (y1, ["a", "b", "c"])}, {"s1": np.array([-1, -1, -1])})
