@@ -3,14 +3,14 @@ places, words, food) over which live predictions and in-silico contrasts are sum
 
 Used by the ``predict`` command and by the app; the vertices table is
 :meth:`brainviz.store.reader.Store.vertices` (one ROI-name column per ROI class,
-:data:`brainviz.store.schema.ROI_COLUMNS`).
+:data:`brainviz.names.ROI_COLUMNS`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .store.schema import ROI_COLUMNS
+from .names import ROI_COLUMNS
 
 #: ROI groups: name -> vertices column (a vertex is in the group when the column names an ROI).
 ROI_GROUP_COLUMNS: dict[str, str] = {
