@@ -55,8 +55,9 @@ def _evaluate(args) -> int:
     cols = ["model_id", "subject", "median_r", "p25", "p75", "median_nna", "mean_rank", "top1", "top5"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(tc):
-        print("\ntransfer curve (median test r):")
-        print(tc.pivot(index="n_train", columns="method", values="median_r").to_string(float_format=lambda v: f"{v:.3f}"))
+        print("\ntransfer curve (median test r, mean over image subsamples):")
+        print(tc.pivot_table(index="n_train", columns="method", values="median_r", aggfunc="mean")
+              .to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"\nresults: {ctx.work / 'results'}")
     return 0
 
