@@ -17,6 +17,7 @@ from ..encoders.universal import UniversalEncoder
 from ..metrics import (nna_per_vertex, noise_ceiling_from_repeats, pattern_correlations, pearson_per_vertex,
                        retrieval_ranks, retrieval_summary)
 from .context import Context
+from .train import ue_config
 from .workdir import load_model, load_registry, save_predictions, write_results, write_vertex_metrics
 
 __all__ = ["TRANSFER_REPEATS", "predict", "noise_ceiling", "vertex_scores", "roi_labels", "evaluate", "transfer_curve"]
@@ -108,6 +109,10 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
     return table
 
 
+#: Universal Encoder settings of the transfer step, taken from the run's configuration (defaults + --ue).
+TRANSFER_SETTINGS = ("transfer_updates", "transfer_epochs", "transfer_lr")
+
+
 def transfer_curve(ctx: Context) -> pd.DataFrame:
     """Median test r of the held-out subject vs number of its training images.
 
@@ -127,6 +132,7 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
     test_keys = ctx.images[new].test_keys
     y_test = ctx.responses(new, "test")
     X_test = ctx.layers(test_keys)
+    run_cfg = ue_config(ctx)
     rows = []
     sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
     repeats = 1 if ctx.config.quick else TRANSFER_REPEATS
@@ -139,6 +145,8 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
             idx = np.sort(rng.choice(len(keys), n, replace=False))
             sub_keys = [keys[i] for i in idx]
             enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
+            for name in TRANSFER_SETTINGS:  # this run's transfer settings, not the checkpoint's
+                setattr(enc.config, name, getattr(run_cfg, name))
             enc.config.progress = False
             enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
             enc.transfer(new, ctx.layers(sub_keys), Y[idx])
