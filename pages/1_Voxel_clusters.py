@@ -95,9 +95,9 @@ reason = np.full(len(labels), -1)
 if np.isfinite(nc_thr):
     reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
 reason[(labels < 0) & (reason < 0)] = OUTSIDE
-gray_names = {BELOW: f"not clustered: noise ceiling < {nc_thr:.1%} (below the reliability threshold)",
-              OUTSIDE: "not clustered: outside the clustering scope" + (
-                  " (early visual cortex V1-hV4)" if len(here) and here["region"].iloc[0] == "non-early" else "")}
+gray_names = {BELOW: "not clustered: below the reliability threshold",
+              OUTSIDE: "not clustered: outside the scope" + (
+                  " (V1-hV4)" if len(here) and here["region"].iloc[0] == "non-early" else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
@@ -139,14 +139,16 @@ names_all = {**names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
-    title = f"{model_id} · {V.scope_label(scope.split('@p')[0])} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
+    title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
     fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
                          category_names=names_all, category_colors=shown_colors, outlines=outlines, labels=label_positions,
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
     st.caption(f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
-               f"threshold ({nc_thr:.1%} for {subject}); light gray: {n_out} vertices outside the clustering scope. "
+               f"threshold ({nc_thr:.1%} for {subject}); light gray: {n_out} vertices outside the clustering scope"
+               + (" (early visual cortex V1-hV4: see 'whole visual cortex')" if len(here) and
+                  here["region"].iloc[0] == "non-early" else "") + ". "
                "Shaded gray: no data (outside the challenge space or filtered out). "
                "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
 with right:
