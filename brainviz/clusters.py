@@ -154,6 +154,13 @@ def joint_embedding_map(embeddings: Mapping[str, np.ndarray], seed: int = 0, **k
     return _split(xy, sizes)
 
 
+def zscore_columns(responses: np.ndarray) -> np.ndarray:
+    """(n_images, V) responses z-scored per vertex over the images (float32; constant vertices -> 0)."""
+    r = np.asarray(responses, dtype=np.float32)
+    sd = r.std(axis=0, keepdims=True)
+    return (r - r.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
+
+
 def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean response of each cluster's vertices per image.
 
@@ -167,8 +174,7 @@ def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = T
     if lab.shape != (r.shape[1],):
         raise BrainVizDataError("labels", f"expected shape ({r.shape[1]},) to match responses {r.shape}, got {lab.shape}")
     if zscore:
-        sd = r.std(axis=0, keepdims=True)
-        r = (r - r.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
+        r = zscore_columns(r)
     clusters = np.unique(lab[lab >= 0])
     onehot = (lab[:, None] == clusters[None, :]).astype(np.float32)
     return clusters, (r @ onehot) / onehot.sum(axis=0)

@@ -95,9 +95,9 @@ reason = np.full(len(labels), -1)
 if np.isfinite(nc_thr):
     reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
 reason[(labels < 0) & (reason < 0)] = OUTSIDE
+outside_early = bool(len(here)) and here["region"].iloc[0] == "non-early"  # the scope leaves out V1-hV4
 gray_names = {BELOW: "not clustered: below the reliability threshold",
-              OUTSIDE: "not clustered: outside the scope" + (
-                  " (V1-hV4)" if len(here) and here["region"].iloc[0] == "non-early" else "")}
+              OUTSIDE: "not clustered: outside the scope" + (" (V1-hV4)" if outside_early else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
@@ -147,8 +147,7 @@ with left:
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
     st.caption(f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
                f"threshold ({nc_thr:.1%} for {subject}); light gray: {n_out} vertices outside the clustering scope"
-               + (" (early visual cortex V1-hV4: see 'whole visual cortex')" if len(here) and
-                  here["region"].iloc[0] == "non-early" else "") + ". "
+               + (" (early visual cortex V1-hV4: see 'whole visual cortex')" if outside_early else "") + ". "
                "Shaded gray: no data (outside the challenge space or filtered out). "
                "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
 with right:

@@ -164,8 +164,8 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
                 for s in subjects}
     w.add_predictions(EMBEDDING_MODEL + ":all-images", main[0], main_keys, preds[main[0]])
     # top images rank cluster means of per-vertex z-scored responses: z-score once, not per scope and k
-    preds = {s: _zscore(p) for s, p in preds.items()}
-    measured = {s: (_zscore(y), keys) for s, (y, keys) in measured.items()}
+    preds = {s: cl.zscore_columns(p) for s, p in preds.items()}
+    measured = {s: (cl.zscore_columns(y), keys) for s, (y, keys) in measured.items()}
     planted = {s: ctx.planted_regions(s) for s in subjects}
     prf = {s: _planted_prf(ctx, s) for s in subjects}
     headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
@@ -175,13 +175,6 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
             headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
                                                              scores, planted, prf)
     return headline
-
-
-def _zscore(y: np.ndarray) -> np.ndarray:
-    """(n_images, V) responses z-scored per vertex over the images (float32; constant vertices -> 0)."""
-    y = np.asarray(y, dtype=np.float32)
-    sd = y.std(axis=0, keepdims=True)
-    return (y - y.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
 
 
 def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, preds: dict, measured: dict,
