@@ -54,9 +54,10 @@ with st.sidebar:
     ks = store.available_k(model_id, scope)
     here = settings[settings["scope"] == scope] if not settings.empty else settings
     chosen_k = int(here["chosen_k"].iloc[0]) if len(here) else None
+    k_rule = str(here["k_rule"].iloc[0]) if len(here) else ""
     k_default = chosen_k if chosen_k in ks else (8 if 8 in ks else ks[len(ks) // 2])
     k = st.select_slider("k (number of clusters)", ks, value=k_default,
-                         help="Default: the k chosen by bootstrap stability (no ground truth), see "
+                         help="Default: the k chosen without ground truth (bootstrap stability), see "
                               "'How k was chosen' below.") if len(ks) > 1 else ks[0]
     clus_all = store.clusters(model_id, scope, k)
     scope_subjects = sorted(clus_all["subject"].unique())
@@ -212,6 +213,12 @@ if len(curve):
                "every vertex, and the agreement of the two labelings (adjusted Rand index) is averaged over 10 "
                "rounds. The chosen k is the largest k whose stability is at least 0.75: as many clusters as the "
                "embeddings support reproducibly. No ground truth is used.")
+elif k_rule.startswith("k of "):
+    st.subheader("How k was chosen")
+    st.caption(f"One subject alone: k = {chosen_k}, the k chosen by bootstrap stability for "
+               f"'{V.scope_label(k_rule[5:])}'. One subject's few hundred reliable "
+               "vertices are too few for a stable choice (its own stability curve picks 4-6 clusters and merges "
+               "category regions); the subjects share one functional layout. No ground truth is used.")
 
 # ------------------------------------------------------------------ 2-D map
 st.subheader("Embedding map")

@@ -62,6 +62,10 @@ def test_store_holds_every_analysis(built):
         assert set(q[~q.simulation_check].metric) >= {"stability"}
         assert {"ari", "coverage", "homogeneity", "completeness", "early_eta2"} <= set(q[q.simulation_check].metric)
         assert int(default.chosen_k.iloc[0]) in st.available_k("ue_multi", "joint:non-early")
+        # a subject alone takes the default scope's k (too few vertices for its own stability choice)
+        alone = settings[settings.scope == "subj01"]
+        assert alone.k_rule.tolist() == ["k of joint:non-early"] and (alone.chosen_k == default.chosen_k.iloc[0]).all()
+        assert set(default.k_rule) == {"stability >= 0.75"}
         # the default scope leaves early visual cortex (V1-hV4) unclustered: "outside the scope"
         early = st.vertices("subj01")["roi_prf"].fillna("").astype(str).isin(
             ["V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"]).to_numpy()

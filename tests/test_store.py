@@ -100,7 +100,7 @@ def _build(path: Path) -> dict:
         w.write_table("cluster_settings", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "subject": list(SUBJECTS),
                                                         "base": "joint", "region": None, "percentile": 75.0,
                                                         "nc_threshold": [0.412, 0.38], "chosen_k": 3,
-                                                        "is_default": True}))
+                                                        "k_rule": "stability >= 0.75", "is_default": True}))
         w.write_table("cluster_quality", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "k": [2, 3, 3],
                                                        "metric": ["stability", "stability", "ari"],
                                                        "value": [0.9, 0.8, 0.5],

@@ -90,6 +90,12 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dic
     the noise-free simulated responses give a category-region ARI of only 0.64 at k = 8-12
     when V1-hV4 are included). Early visual cortex is clustered in 'joint' (whole visual
     cortex) and judged there by visual-field position.
+
+    A subject clustered alone takes the k chosen for the default scope ('k_from'): with the
+    few hundred reliable vertices of one subject, bootstrap stability falls with k from k = 4
+    on and picked k = 4-6 (demo brain: subj03 k = 4 on seeds 0 and 7), which merges category
+    regions; the subjects share one functional layout (report 004 clusters them jointly), and
+    the joint stability is estimated on about four times as many vertices.
     """
     ks = tuple(int(k) for k in ctx.config.cluster_ks)
     base = dict(base="joint", subjects=joint, ks=ks)
@@ -101,7 +107,7 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dic
     plan.append(dict(scope="joint", region=None, percentile=DEFAULT_PERCENTILE, default=False, **base))
     for s in subjects:
         plan.append(dict(scope=s, base=s, subjects=[s], region="non-early", percentile=DEFAULT_PERCENTILE, ks=ks,
-                         default=False))
+                         default=False, k_from=DEFAULT_SCOPE if joint else None))
     plan.append(dict(scope="joint:PPA", base="joint", subjects=joint, region="PPA", percentile=DEFAULT_PERCENTILE,
                      ks=(2,), default=False))
     return plan
@@ -158,7 +164,8 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     scores = tags[cats]
     main_keys = ctx.catalog.image_key[ctx.catalog.dataset == ctx.main_source].tolist()
     # predicted responses of every main-source image, per subject (top images "by the encoder")
-    preds = {s: predict(enc, ctx, s, main_keys) for s in _bar(ctx, main, "predict all images")}
+    with ctx.timed("predict all images"):
+        preds = {s: predict(enc, ctx, s, main_keys) for s in _bar(ctx, main, "predict all images")}
     measured = {s: (np.concatenate([ctx.responses(s, "train")] + ([ctx.responses(s, "test")] if ctx.has_test(s) else [])),
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}
@@ -172,14 +179,19 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
                       "scopes": {}}
     with ctx.timed("clusters"):
         for plan in _bar(ctx, _scope_plan(ctx, subjects, joint), "clusters"):
+            k_from = headline["scopes"].get(plan.get("k_from"), {}).get("chosen_k")
             headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
-                                                             scores, planted, prf)
+                                                             scores, planted, prf, k_from=k_from)
     return headline
 
 
 def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, preds: dict, measured: dict,
-                 main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict) -> dict:
-    """Select, choose k, cluster, describe and score one scope; returns its headline numbers."""
+                 main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict, k_from: int | None = None
+                 ) -> dict:
+    """Select, choose k, cluster, describe and score one scope; returns its headline numbers.
+
+    k: ``k_from`` when given (another scope's chosen k, see :func:`_scope_plan`), 2 for a scope with
+    ks (2,), else by bootstrap stability (:func:`brainviz.clusters.choose_k`)."""
     scope, subs = plan["scope"], plan["subjects"]
     codes, thr = {}, {}
     for s in subs:
@@ -199,8 +211,11 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
     quality = []
     ks = list(plan["ks"])
     if ks == [2]:
-        chosen = 2
+        chosen, rule = 2, "fixed"
+    elif k_from is not None and k_from in ks:
+        chosen, rule = int(k_from), f"k of {plan['k_from']}"
     else:
+        rule = f"stability >= {MIN_STABILITY}"
         rng = np.random.default_rng(ctx.config.seed)
         sample = selected if len(selected) <= STABILITY_MAX_VERTICES else \
             selected[np.sort(rng.choice(len(selected), STABILITY_MAX_VERTICES, replace=False))]
@@ -214,7 +229,7 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
     w.write_table("cluster_settings", pd.DataFrame({
         "model_id": EMBEDDING_MODEL, "scope": scope, "subject": subs, "base": plan["base"], "region": plan["region"],
         "percentile": float(plan["percentile"]), "nc_threshold": [thr[s] for s in subs], "chosen_k": int(chosen),
-        "is_default": bool(plan["default"])}))
+        "k_rule": rule, "is_default": bool(plan["default"])}))
     out["per_k"] = {}
     for k in ks:
         labels = cl.cluster_selected({s: emb[s] for s in subs}, codes, k, seed=ctx.config.seed)

@@ -118,7 +118,8 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
 
     ``ue_transfer``: the pre-trained Universal Encoder (other subjects only) with
     only the new subject's voxel embeddings learned; ``ridge``: a ridge model
-    trained from scratch on the same images. Same random subsets for both; each size
+    trained from scratch on the same images (with every image: the train stage's
+    ``ue_transfer-<subj>`` and ``ridge-<subj>`` models, when trained with this run's settings). Same random subsets for both; each size
     below "all" is run on TRANSFER_REPEATS subsamples (column ``seed`` = subsample index),
     as report 004 Fig. 6 (mean and sd over runs).
     """
@@ -144,14 +145,21 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
             rng = np.random.default_rng([ctx.config.seed, n, rep])
             idx = np.sort(rng.choice(len(keys), n, replace=False))
             sub_keys = [keys[i] for i in idx]
-            enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
-            for name in TRANSFER_SETTINGS:  # this run's transfer settings, not the checkpoint's
-                setattr(enc.config, name, getattr(run_cfg, name))
-            enc.config.progress = False
-            enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
-            enc.transfer(new, ctx.layers(sub_keys), Y[idx])
+            trained = registry.get(f"ue_transfer-{new}", {}).get("config", {})
+            if (n == len(keys) and f"ridge-{new}" in registry
+                    and all(trained.get(k) == getattr(run_cfg, k) for k in (*TRANSFER_SETTINGS, "seed"))):
+                # every image: the train stage's ue_transfer and ridge models are these two fits
+                enc = load_model(registry[f"ue_transfer-{new}"])
+                ridge = load_model(registry[f"ridge-{new}"])
+            else:
+                enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
+                for name in TRANSFER_SETTINGS:  # this run's transfer settings, not the checkpoint's
+                    setattr(enc.config, name, getattr(run_cfg, name))
+                enc.config.progress = False
+                enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
+                enc.transfer(new, ctx.layers(sub_keys), Y[idx])
+                ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
             r_ue = pearson_per_vertex(y_test, enc.predict(X_test, new))
-            ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
             r_ridge = pearson_per_vertex(y_test, ridge.predict(ctx.feature_subset(test_keys)))
             for method, r in (("ue_transfer", r_ue), ("ridge", r_ridge)):
                 rows.append(dict(subject=new, n_train=int(n), method=method, median_r=float(np.nanmedian(r)),

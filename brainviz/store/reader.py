@@ -664,9 +664,9 @@ class Store:
         return out
 
     def cluster_settings(self, model_id: str, scope: str | None = None) -> pd.DataFrame:
-        """scope, subject, base, region, percentile, nc_threshold, chosen_k, is_default; by scope, subject."""
+        """scope, subject, base, region, percentile, nc_threshold, chosen_k, k_rule, is_default; by scope, subject."""
         return self._df("cluster_settings", ["scope", "subject", "base", "region", "percentile", "nc_threshold",
-                                             "chosen_k", "is_default"], ["scope", "subject"],
+                                             "chosen_k", "k_rule", "is_default"], ["scope", "subject"],
                         model_id=model_id, scope=scope)
 
     def cluster_quality(self, model_id: str, scope: str | None = None) -> pd.DataFrame:

@@ -54,7 +54,8 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 
 #: Version of this schema; stored in ``meta`` under ``schema_version``.
 #: 3: vertex_reliability.nc and cluster_settings.nc_threshold are fractions (were percent).
-SCHEMA_VERSION = 3
+#: 4: cluster_settings.k_rule (how chosen_k was chosen).
+SCHEMA_VERSION = 4
 
 
 
@@ -206,7 +207,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _opt("region", "VARCHAR", "vertices restricted to this ROI or ROI set (NULL = whole cortex)"),
            _c("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings"),
            _c("nc_threshold", "FLOAT", "the threshold on the noise ceiling (fraction, 0..1) for this subject"),
-           _c("chosen_k", "INTEGER", "k chosen by bootstrap stability (no ground truth)"),
+           _c("chosen_k", "INTEGER", "the k shown first (chosen without ground truth, see k_rule)"),
+           _c("k_rule", "VARCHAR", "how chosen_k was chosen: 'stability >= 0.75' (largest k whose bootstrap "
+              "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k), 'fixed'"),
            _c("is_default", "BOOLEAN", "the view the app opens with"))),
     Table("cluster_quality", "Per scope and k: bootstrap stability of k-means (no ground truth) and, on the "
           "demo brain only, recovery of the planted regions (simulation checks).",
