@@ -3,7 +3,7 @@
 One command builds the demo brain for each seed, runs ``precompute all`` (timed), and prints
 the table of every target, measured on every seed::
 
-    python scripts/demo_results.py --build --seeds 0 7          # ~2 x 12 min on an idle 2-core machine
+    python scripts/demo_results.py --build --seeds 0 7          # ~2 x 15 min on an idle 2-core machine
 
 or, from stores that already exist::
 
@@ -89,7 +89,7 @@ def measure(store: Path) -> dict:
             ks, qs = _quality(st, s)
             if ks is not None:
                 a = qs.loc[ks, "ari"]
-                rows[f"{s} ARI >= {target} (chosen k)"] = (
+                rows[f"{s} ARI >= {target} (k of the joint scope)"] = (
                     f"{a:.2f} at k = {ks} (coverage {100 * qs.loc[ks, 'coverage']:.0f} %)", bool(a >= target))
         _, qp = _quality(st, "joint:PPA")
         if len(qp):

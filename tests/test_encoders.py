@@ -425,9 +425,19 @@ def test_keys_are_full_rank():
         assert torch.linalg.matrix_rank(m.key_weight[l, :[10, 40][l]].detach()) == c  # > proj_dim = 4
     # the spatial-attention logits span more than C directions: rank over voxels of q . K
     m.add_subject("a", 200)
+    x = torch.randn(3, 2, 9, 40)
     with torch.no_grad():
-        qk = m.voxel_terms(m.embeddings["a"]).qk
-    assert torch.linalg.matrix_rank(qk[1]) > 4
+        terms, proj = m.voxel_terms(m.embeddings["a"]), m.project(x)
+        # layer 1 has 40 > E = 24 real channels: its keys are formed per image, the query used as is
+        assert terms.qk[0] is not None and terms.qk[1] is None and proj.keys[1] is not None
+        logits = torch.cat([terms.q @ proj.keys[1][b].T for b in range(3)], dim=1)  # (voxels, images x patches)
+    assert torch.linalg.matrix_rank(logits) > 4
+    # folding the query into the keys or not is the same function
+    with torch.no_grad():
+        unfolded = m(x, "a")
+        m.folded_layers = lambda: [True, True]
+        torch.testing.assert_close(m(x, "a"), unfolded, rtol=1e-4, atol=1e-5)
+        del m.folded_layers
     # skipping the zero padding beyond layer_channels is exact
     x = torch.randn(2, 2, 9, 40)
     x[:, 0, :, 10:] = 0

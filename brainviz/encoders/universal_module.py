@@ -25,12 +25,15 @@ were made from the C projected values (checkpoint format 1; see
 ``brainviz.encoders.universal.CHECKPOINT_FORMAT``).
 
 Implementation note (exact, not an approximation): ``q . (Wk X + pos)`` is
-computed as ``(Wk^T q) . X + q . pos`` with ``Wk^T q = (Wk^T Wq) e + Wk^T bq``,
-so the E x E query is folded into the key matrices once per batch and the cost
-per (image, voxel) pair is O(P sum_l c_l) with only each layer's real channels
+computed as ``q . (Wk X) + q . pos``, with only each layer's real channels
 ``layer_channels[l]`` (the zero padding of the feature cache contributes nothing
-after standardization). The key bias is omitted (constant over patches, cancels
-in the softmax).
+after standardization), in whichever order costs less. A layer with c_l <= E
+real channels folds the query into its keys, ``(Wk^T q) . X`` with ``Wk^T q =
+(Wk^T Wq) e + Wk^T bq`` (P c_l per (image, voxel) pair); a layer with more
+(EfficientNet-Lite0's last stage: 320 > E = 256) forms its keys ``Wk X`` (P, E)
+once per image and uses the query as is (P E per pair, and no E c_l per voxel),
+which took about a third off that layer's multiply-adds in training. The key bias
+is omitted (constant over patches, cancels in the softmax).
 
 Voxels may be shared by all images of a batch (``voxels`` (Nv,), prediction) or
 sampled separately for each image (``voxels`` (B, Nv), training as in report 004:
@@ -126,13 +129,20 @@ class UniversalEncoderModule(nn.Module):
     def _channels(self) -> list[int]:
         return [int(c) for c in self.layer_channels.tolist()]
 
+    def folded_layers(self) -> list[bool]:
+        """Per layer: is the query folded into the key projection (c_l <= E; see the module docstring)?"""
+        return [c <= self.embed_dim for c in self._channels()]
+
     # ------------------------------------------------------------------ forward
     def project(self, x: torch.Tensor) -> "ProjectedImages":
         """Standardize features x (B, L, P, C_in) -> ProjectedImages(inputs: L tensors (B, P, c_l)
         of standardized real channels (key side), values F (B, L, P, C))."""
         xs = (x - self.in_mean[:, None, :]) / self.in_std[:, None, :]
         f = torch.einsum("blpi,lic->blpc", xs, self.proj_weight) + self.proj_bias[None, :, None, :]
-        return ProjectedImages(tuple(xs[:, l, :, :c] for l, c in enumerate(self._channels())), f)
+        inputs = tuple(xs[:, l, :, :c] for l, c in enumerate(self._channels()))
+        keys = tuple(None if fold else inputs[l] @ self.key_weight[l, :inputs[l].shape[-1]]
+                     for l, fold in enumerate(self.folded_layers()))  # (B, P, E) for the layers not folded
+        return ProjectedImages(inputs, f, keys)
 
     def forward(self, x: torch.Tensor, subject: str, voxels: torch.Tensor | None = None,
                 return_attention: bool = False):
@@ -163,12 +173,13 @@ class UniversalEncoderModule(nn.Module):
         of one random voxel permutation, so a step computes every voxel's terms at most once)."""
         groups, assign = torch.unique(voxels, dim=0, return_inverse=True)  # (G, Nv), (B,)
         proj = self.project(x)
+        n = groups.shape[1]
+        terms = self.voxel_terms(emb.index_select(0, groups.reshape(-1)))  # group g: rows g*n .. (g+1)*n
         y = x.new_empty(voxels.shape)
         attn = x.new_empty((*voxels.shape, self.n_layers, self.n_patches)) if return_attention else None
         for g in range(groups.shape[0]):
             sel = (assign == g).nonzero().squeeze(1)
-            sub = ProjectedImages(tuple(t.index_select(0, sel) for t in proj.inputs), proj.values.index_select(0, sel))
-            out = self.forward_values(sub, self.voxel_terms(emb.index_select(0, groups[g])),
+            out = self.forward_values(proj.select(sel), terms.rows(g * n, (g + 1) * n),
                                       return_attention=return_attention)
             if return_attention:
                 y[sel], attn[sel] = out[0], out[1]
@@ -190,13 +201,15 @@ class UniversalEncoderModule(nn.Module):
         L, C, Nv = self.n_layers, self.proj_dim, e.shape[0]
         # q = Wq e + bq; q . Wk^T x = e . (Wq^T Wk^T) x + bq . Wk^T x  (fold the E x E query into the keys)
         wq, bq = self.query.weight, self.query.bias                    # (E, E), (E,)
+        folded = self.folded_layers()
         qk = []
         for l, c in enumerate(self._channels()):
             wk = self.key_weight[l, :c]                                # (c_l, E)
-            qk.append(e @ (wk @ wq).T * scale + (wk @ bq) * scale)     # (Nv, c_l)
+            qk.append(e @ (wk @ wq).T * scale + (wk @ bq) * scale if folded[l] else None)  # (Nv, c_l)
+        q = None if all(folded) else (e @ wq.T + bq) * scale           # (Nv, E) for the layers not folded
         qpos = e @ ((self.pos_embed @ wq) * scale).T + (self.pos_embed @ bq) * scale  # (Nv, P)
         w = torch.softmax((e @ self.feature_embed.T) * scale, dim=-1)  # (Nv, L*C)
-        return VoxelTerms(tuple(qk), qpos, w.view(Nv, L, C).permute(1, 0, 2))  # w as (L, Nv, C)
+        return VoxelTerms(tuple(qk), qpos, w.view(Nv, L, C).permute(1, 0, 2), q)  # w as (L, Nv, C)
 
     def forward_values(self, proj: "ProjectedImages", terms: "VoxelTerms", index: torch.Tensor | None = None,
                        return_attention: bool = False):
@@ -207,9 +220,8 @@ class UniversalEncoderModule(nn.Module):
         ``return_attention`` also the spatial attention (B, Nv, L, P) and the functional
         weights (Nv, L*C) (None with ``index``).
         """
-        xs, f = proj
-        B = f.shape[0]
-        qk, qpos, w_l = terms
+        xs, f, keys = proj
+        qk, qpos, w_l, q = terms
         if index is not None:
             flat = index.reshape(-1)
             B_, Nv_ = index.shape
@@ -221,11 +233,14 @@ class UniversalEncoderModule(nn.Module):
         y = self.out_bias
         attns = []
         for l in range(self.n_layers):
-            xl = xs[l].transpose(1, 2)                                 # (B, c_l, P)
+            if qk[l] is not None:  # folded: (Nv, c_l) against the inputs (B, c_l, P)
+                ql, kl = qk[l], xs[l].transpose(1, 2)
+            else:                  # query (Nv, E) against the keys (B, E, P)
+                ql, kl = q, keys[l].transpose(1, 2)
             if index is None:
-                logits = torch.matmul(qk[l], xl) + qpos                # (B, Nv, P)
+                logits = torch.matmul(ql, kl) + qpos                   # (B, Nv, P)
             else:
-                logits = torch.baddbmm(qpos, gather(qk[l]), xl)        # (B, Nv, P)
+                logits = torch.baddbmm(qpos, gather(ql), kl)           # (B, Nv, P)
             attn = torch.softmax(logits, dim=-1)
             s = torch.bmm(attn, f[:, l])                               # (B, Nv, C) spatially attended
             h = F.gelu(s @ self.mlp_w1[l] + self.mlp_b1[l])            # (B, Nv, H)
@@ -244,24 +259,38 @@ class UniversalEncoderModule(nn.Module):
 class ProjectedImages(NamedTuple):
     """Image side of the forward pass (:meth:`UniversalEncoderModule.project`).
 
-    inputs: L tensors (B, P, c_l), the standardized real input channels (keys);
-    values: (B, L, P, C) the projected values.
+    inputs: L tensors (B, P, c_l), the standardized real input channels (keys of the folded layers);
+    values: (B, L, P, C) the projected values; keys: L entries, (B, P, E) keys ``Wk X`` of each
+    layer that is not folded, else None.
     """
 
     inputs: tuple
     values: torch.Tensor
+    keys: tuple
+
+    def select(self, rows: torch.Tensor) -> "ProjectedImages":
+        """The images ``rows`` (indices into B)."""
+        return ProjectedImages(tuple(t.index_select(0, rows) for t in self.inputs), self.values.index_select(0, rows),
+                               tuple(None if t is None else t.index_select(0, rows) for t in self.keys))
 
 
 class VoxelTerms(NamedTuple):
     """Image-independent terms of a set of Nv voxels (see :meth:`UniversalEncoderModule.voxel_terms`).
 
-    qk: L tensors (Nv, c_l), each voxel's query folded into each layer's key projection;
-    qpos (Nv, P): query . positional encoding per patch; w (L, Nv, C): functional attention weights.
+    qk: L entries, (Nv, c_l) each voxel's query folded into the layer's key projection, or None for
+    a layer that is not folded; qpos (Nv, P): query . positional encoding per patch; w (L, Nv, C):
+    functional attention weights; q (Nv, E): the scaled query (None when every layer is folded).
     """
 
     qk: tuple
     qpos: torch.Tensor
     w: torch.Tensor
+    q: torch.Tensor | None = None
+
+    def rows(self, start: int, stop: int) -> "VoxelTerms":
+        """The terms of voxels ``start`` .. ``stop - 1``."""
+        return VoxelTerms(tuple(None if t is None else t[start:stop] for t in self.qk), self.qpos[start:stop],
+                          self.w[:, start:stop], None if self.q is None else self.q[start:stop])
 
 
 def ue_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
