@@ -374,33 +374,6 @@ def test_schedule_samples_voxels_per_image():
     assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=5) == 5
 
 
-def test_joint_schedule_gives_every_subject_the_same_updates():
-    """A subject with many more images uses only as many batches per epoch as its voxel updates
-    need (images cycle through passes), so it neither lengthens a joint run nor gets more updates."""
-    Xa, Ya = planted(40, 60, seed=5)
-    Xb, Yb = planted(160, 60, seed=6)
-    ue = UniversalEncoder(**{**TINY, "batch_images": 16, "batch_voxels": 20})
-    subjects, _ = ue._prepare({"a": (Xa, Ya), "b": (Xb, Yb)}, None, 0.0, "fit")
-    sizes = {"a": (40, 60), "b": (160, 60)}
-    assert ue.epochs_for(sizes, updates=7, n_epochs=None) == 3  # a: 3 batches (= updates) per epoch
-    budget = ue.batches_per_epoch(sizes, updates=7, n_epochs=None)
-    assert budget == {"a": None, "b": 3}
-    assert ue.batches_per_epoch(sizes, updates=7, n_epochs=2) == {"a": None, "b": None}
-    seen_b = []
-    for epoch in range(3):
-        steps = ue._schedule(subjects, np.random.default_rng(epoch), 1, budget=budget, epoch=epoch, rng_key=(0,))
-        per_subject = {0: [], 1: []}
-        for si, imgs, _ in steps:
-            per_subject[si].append(imgs)
-        assert sorted(np.concatenate(per_subject[0]).tolist()) == list(range(40))  # a: every image every epoch
-        assert len(per_subject[1]) == 3 and sum(map(len, per_subject[1])) == 48    # b: 3 batches of 16
-        seen_b.append(np.concatenate(per_subject[1]))
-        again = ue._schedule(subjects, np.random.default_rng(epoch), 1, budget=budget, epoch=epoch, rng_key=(0,))
-        assert all(np.array_equal(x[1], y[1]) for x, y in zip(steps, again))  # an epoch depends on its number only
-    seen_b = np.concatenate(seen_b)
-    assert len(np.unique(seen_b)) == 144  # 3 epochs x 48 images: consecutive slices of one pass, no repeats
-
-
 def test_per_image_voxels_match_shared_forward():
     """The per-image forward equals the block forward for each image's own voxels."""
     torch.manual_seed(0)
