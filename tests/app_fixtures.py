@@ -197,6 +197,15 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
                                   "enrichment": {cat: {"count": 4, "n": 6, "frac": 0.67, "base_rate": 0.25,
                                                        "ratio": 2.7, "p_value": 0.01}}})
                 w.add_cluster_descriptions("ue_multi", scope, k, pd.DataFrame(descs))
+        # how each scope chose its k: joint by stability, each subject alone takes the joint k
+        w.write_table("cluster_settings", pd.DataFrame(
+            [dict(model_id="ue_multi", scope="joint", subject=s, base="joint", region=None, percentile=75.0,
+                  nc_threshold=0.3, chosen_k=3, k_rule="stability >= 0.75", is_default=True) for s in SUBJECTS]
+            + [dict(model_id="ue_multi", scope=s, subject=s, base=s, region=None, percentile=75.0, nc_threshold=0.3,
+                    chosen_k=3, k_rule="k of joint", is_default=False) for s in SUBJECTS]))
+        w.write_table("cluster_quality", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "k": [3, 5],
+                                                       "metric": "stability", "value": [0.9, 0.7],
+                                                       "simulation_check": False}))
         # metrics
         roi_rows, vm_cache = [], {}
         for mid, subs in (("ue_multi", SUBJECTS), ("ridge-subj01", ("subj01",))):

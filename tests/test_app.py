@@ -108,10 +108,12 @@ def test_clusters_page_widgets(with_store):
     at.multiselect[0].set_value(["faces"])
     at.toggle[0].set_value(True)
     run(at)
+    assert "How k was chosen" in [h.value for h in at.subheader]  # the joint scope's stability curve
     scope = next(s for s in at.selectbox if s.label == "Clustered over")
     scope.set_value("subj02")
     run(at)
     assert next(s for s in at.selectbox if s.label == "Brain shown").value == "subj02"
+    assert "One subject alone: k = 3, the k chosen by bootstrap stability for 'joint" in texts(at)
 
 
 def test_clusters_page_png_download(with_store):
