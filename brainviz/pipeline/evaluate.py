@@ -134,6 +134,11 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
     y_test = ctx.responses(new, "test")
     X_test = ctx.layers(test_keys)
     run_cfg = ue_config(ctx)
+    # with every image, the train stage already fitted both models (when with this run's transfer settings);
+    # its ridge uses the train stage's alpha grid, so the curve's last ridge point is the encoder table's model
+    trained = registry.get(f"ue_transfer-{new}", {}).get("config", {})
+    reuse_all = f"ridge-{new}" in registry and all(trained.get(k) == getattr(run_cfg, k)
+                                                   for k in (*TRANSFER_SETTINGS, "seed"))
     rows = []
     sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
     repeats = 1 if ctx.config.quick else TRANSFER_REPEATS
@@ -145,10 +150,7 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
             rng = np.random.default_rng([ctx.config.seed, n, rep])
             idx = np.sort(rng.choice(len(keys), n, replace=False))
             sub_keys = [keys[i] for i in idx]
-            trained = registry.get(f"ue_transfer-{new}", {}).get("config", {})
-            if (n == len(keys) and f"ridge-{new}" in registry
-                    and all(trained.get(k) == getattr(run_cfg, k) for k in (*TRANSFER_SETTINGS, "seed"))):
-                # every image: the train stage's ue_transfer and ridge models are these two fits
+            if n == len(keys) and reuse_all:
                 enc = load_model(registry[f"ue_transfer-{new}"])
                 ridge = load_model(registry[f"ridge-{new}"])
             else:
