@@ -672,12 +672,9 @@ class UniversalEncoder:
 
     def voxel_terms_nbytes(self, subject: str) -> int:
         """Bytes (float32) that :meth:`cache_voxel_terms` keeps for ``subject``:
-        n_voxels x (real channels c_l of the folded layers + E if a layer is not folded + P + L C) x 4."""
+        n_voxels x :meth:`UniversalEncoderModule.voxel_terms_width` x 4."""
         self._check_subject(subject)
-        m = self.module_
-        folded = m.folded_layers()
-        per_voxel = sum(c for c, f in zip(m._channels(), folded) if f) + (0 if all(folded) else m.embed_dim)
-        return 4 * self.subjects[subject] * (per_voxel + m.n_patches + m.n_layers * m.proj_dim)
+        return 4 * self.subjects[subject] * self.module_.voxel_terms_width()
 
     def _drop_terms_cache(self) -> None:
         """Forget cached voxel terms (the weights or the subjects are about to change)."""

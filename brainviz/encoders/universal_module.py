@@ -133,6 +133,13 @@ class UniversalEncoderModule(nn.Module):
         """Per layer: is the query folded into the key projection (c_l <= E; see the module docstring)?"""
         return [c <= self.embed_dim for c in self._channels()]
 
+    def voxel_terms_width(self) -> int:
+        """Floats per voxel in :class:`VoxelTerms`: the real channels c_l of the folded layers, E for
+        the query when a layer is not folded, P positional terms and L x C functional weights."""
+        folded = self.folded_layers()
+        qk = sum(c for c, f in zip(self._channels(), folded) if f) + (0 if all(folded) else self.embed_dim)
+        return qk + self.n_patches + self.n_layers * self.proj_dim
+
     # ------------------------------------------------------------------ forward
     def project(self, x: torch.Tensor) -> "ProjectedImages":
         """Standardize features x (B, L, P, C_in) -> ProjectedImages(inputs: L tensors (B, P, c_l)
