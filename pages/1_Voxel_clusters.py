@@ -217,8 +217,9 @@ elif k_rule.startswith("k of "):
     st.subheader("How k was chosen")
     st.caption(f"One subject alone: k = {chosen_k}, the k chosen by bootstrap stability for "
                f"'{V.scope_label(k_rule[5:])}'. One subject's few hundred reliable "
-               "vertices are too few for a stable choice (its own stability curve picks 4-6 clusters and merges "
-               "category regions); the subjects share one functional layout. No ground truth is used.")
+               "vertices are too few for a stable choice (on the demo brain a subject's own stability curve picked "
+               "4-6 clusters, merging category regions); the subjects share one functional layout. No ground truth "
+               "is used.")
 
 # ------------------------------------------------------------------ 2-D map
 st.subheader("Embedding map")
