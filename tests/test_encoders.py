@@ -420,6 +420,51 @@ def test_keys_are_full_rank():
         torch.testing.assert_close(sliced, m(x, "a"), rtol=1e-4, atol=1e-5)
 
 
+def _documented_forward(m, x, e):
+    """The module docstring's equations, written out literally (no folding): y (B, Nv)."""
+    L, E = m.n_layers, m.embed_dim
+    X = (x - m.in_mean[:, None, :]) / m.in_std[:, None, :]                         # (B, L, P, C_in)
+    F_ = torch.einsum("blpi,lic->blpc", X, m.proj_weight) + m.proj_bias[None, :, None, :]
+    K = torch.einsum("blpi,lie->blpe", X, m.key_weight) + m.pos_embed[None, None]  # (B, L, P, E)
+    q = e @ m.query.weight.T + m.query.bias                                        # (Nv, E)
+    a = torch.softmax(torch.einsum("ve,blpe->bvlp", q, K) / E ** 0.5, dim=-1)       # (B, Nv, L, P)
+    S = torch.einsum("bvlp,blpc->bvlc", a, F_)
+    Hh = torch.nn.functional.gelu(torch.einsum("bvlc,lch->bvlh", S, m.mlp_w1) + m.mlp_b1)
+    M = torch.einsum("bvlh,lhc->bvlc", Hh, m.mlp_w2) + m.mlp_b2                      # (B, Nv, L, C)
+    w = torch.softmax(e @ m.feature_embed.T / E ** 0.5, dim=-1)                     # (Nv, L*C)
+    return (M.reshape(*M.shape[:2], -1) * w).sum(-1) + m.out_bias
+
+
+def test_forward_matches_the_documented_equations():
+    """The folded forward pass (keys, query, both MLP layers) computes exactly the docstring's function:
+    shared voxels, per-image voxels and cached voxel terms, with a folded and an unfolded layer."""
+    torch.manual_seed(3)
+    m = UniversalEncoderModule(3, 9, 40, proj_dim=6, embed_dim=24, mlp_hidden=5).double()
+    m.layer_channels.copy_(torch.tensor([10, 40, 24]))  # layer 1 (40 > E) is not folded
+    with torch.no_grad():
+        for prm in m.parameters():
+            prm.add_(0.3 * torch.randn_like(prm))  # non-zero biases everywhere
+        m.in_mean.normal_()
+        m.in_std.uniform_(0.5, 2.0)
+    assert m.folded_layers() == [True, False, True]
+    m.add_subject("a", 30)
+    m.embeddings["a"].data = m.embeddings["a"].data.double() * 20
+    x = torch.randn(4, 3, 9, 40, dtype=torch.float64)
+    x[:, 0, :, 10:] = m.in_mean[0, 10:]  # padding beyond layer_channels standardizes to zero
+    x[:, 2, :, 24:] = m.in_mean[2, 24:]
+    with torch.no_grad():
+        expected = _documented_forward(m, x, m.embeddings["a"])
+        torch.testing.assert_close(m(x, "a"), expected, rtol=1e-10, atol=1e-10)
+        vox = torch.stack([torch.randperm(30)[:7].sort().values for _ in range(4)])
+        torch.testing.assert_close(m(x, "a", vox), torch.gather(expected, 1, vox), rtol=1e-10, atol=1e-10)
+        y, attn, w = m(x, "a", return_attention=True)
+        assert attn.shape == (4, 30, 3, 9) and w.shape == (30, 18)
+        torch.testing.assert_close(attn.sum(-1), torch.ones(4, 30, 3, dtype=torch.float64))
+    terms = m.voxel_terms(m.embeddings["a"])
+    assert sum(t.shape[1] for t in terms.qk if t is not None) + terms.q.shape[1] + terms.qpos.shape[1] \
+        + terms.w.shape[0] * terms.w.shape[2] + terms.u.shape[0] * terms.u.shape[2] + 1 == m.voxel_terms_width()
+
+
 def test_embeddings_move_far_from_their_start():
     """With the default init and step rule the embeddings end far from their random start."""
     X, Y = planted(160, 64, seed=8)

@@ -685,7 +685,7 @@ class UniversalEncoder:
         """[(first voxel, stop, VoxelTerms)] of ``subject`` in chunks of ``predict_batch_voxels``."""
         m = self.module_
         emb = m.embeddings[subject]
-        deps = (emb, m.key_weight, m.query.weight, m.query.bias, m.pos_embed, m.feature_embed)
+        deps = (emb, m.key_weight, m.query.weight, m.query.bias, m.pos_embed, m.feature_embed, m.mlp_w2, m.mlp_b2)
         key = (id(emb), self.device.type, tuple(t._version for t in deps))
         cache = self._terms_cache
         if cache is not None and subject in cache and cache[subject][0] == key:

@@ -24,16 +24,26 @@ layer's standardized input features are projected straight to E by ``key_weight`
 were made from the C projected values (checkpoint format 1; see
 ``brainviz.encoders.universal.CHECKPOINT_FORMAT``).
 
-Implementation note (exact, not an approximation): ``q . (Wk X + pos)`` is
-computed as ``q . (Wk X) + q . pos``, with only each layer's real channels
-``layer_channels[l]`` (the zero padding of the feature cache contributes nothing
-after standardization), in whichever order costs less. A layer with c_l <= E
-real channels folds the query into its keys, ``(Wk^T q) . X`` with ``Wk^T q =
-(Wk^T Wq) e + Wk^T bq`` (P c_l per (image, voxel) pair); a layer with more
-(EfficientNet-Lite0's last stage: 320 > E = 256) forms its keys ``Wk X`` (P, E)
-once per image and uses the query as is (P E per pair, and no E c_l per voxel),
-which took about a third off that layer's multiply-adds in training. The key bias
-is omitted (constant over patches, cancels in the softmax).
+Implementation note (exact, not an approximation): the forward pass computes the
+equations above in a cheaper order; the parameters and the function are the same.
+
+* ``q . (Wk X + pos)`` is computed as ``q . (Wk X) + q . pos``, with only each
+  layer's real channels ``layer_channels[l]`` (the zero padding of the feature
+  cache contributes nothing after standardization). A layer with c_l <= E real
+  channels folds the query into its key projection, ``(Wk^T q) . X`` with
+  ``Wk^T q = (Wk^T Wq) e + Wk^T bq`` (P c_l per (image, voxel) pair); a layer
+  with more (EfficientNet-Lite0's last stage: 320 > E = 256) folds ``Wq`` into
+  its keys instead, ``e . (Wq^T Wk X) + bq . (Wk X)``, formed once per image
+  (P E per pair, and no E x E query per voxel). The key bias is omitted
+  (constant over patches, cancels in the softmax).
+* The first MLP layer is folded into the values: the spatial attention sums to
+  one over patches, so ``W1 S + b1 = sum_p a[p] (W1 F[p] + b1)``; each image's
+  hidden pre-activations ``W1 (Wv X + bv) + b1`` (B, L, P, H) are formed once and
+  attended (P H per pair, and no C x H matrix per pair).
+* The second MLP layer is folded into the functional weights:
+  ``sum_c w[c] (W2 h + b2)[c] = h . (W2^T w) + b2 . w``; per voxel
+  ``u_l = W2_l^T w_l`` (H) and ``sum_l b2_l . w_l`` are image-independent
+  (H per pair instead of H C + C).
 
 Voxels may be shared by all images of a batch (``voxels`` (Nv,), prediction) or
 sampled separately for each image (``voxels`` (B, Nv), training as in report 004:
@@ -41,8 +51,8 @@ sampled separately for each image (``voxels`` (B, Nv), training as in report 004
 are computed once for the batch's distinct voxels and gathered per image.
 
 The forward pass splits into an image-independent part, :meth:`voxel_terms`
-(``qk``, ``qpos`` and the functional weights ``w``: depend on the voxel
-embeddings and shared weights only), and :meth:`forward_values` (everything
+(``qk``, ``qpos``, the functional weights ``w`` and their fold with the MLP's
+output layer: depend on the voxel embeddings and shared weights only), and :meth:`forward_values` (everything
 that touches the image). Serving caches the first per subject
 (:meth:`UniversalEncoder.cache_voxel_terms`), so one live image costs only the second.
 """
@@ -135,21 +145,34 @@ class UniversalEncoderModule(nn.Module):
 
     def voxel_terms_width(self) -> int:
         """Floats per voxel in :class:`VoxelTerms`: the real channels c_l of the folded layers, E for
-        the query when a layer is not folded, P positional terms and L x C functional weights."""
+        the embedding when a layer is not folded, P positional terms, L x C functional weights,
+        L x H output weights and one output offset."""
         folded = self.folded_layers()
         qk = sum(c for c, f in zip(self._channels(), folded) if f) + (0 if all(folded) else self.embed_dim)
-        return qk + self.n_patches + self.n_layers * self.proj_dim
+        return qk + self.n_patches + self.n_layers * (self.proj_dim + self.mlp_hidden) + 1
 
     # ------------------------------------------------------------------ forward
     def project(self, x: torch.Tensor) -> "ProjectedImages":
-        """Standardize features x (B, L, P, C_in) -> ProjectedImages(inputs: L tensors (B, P, c_l)
-        of standardized real channels (key side), values F (B, L, P, C))."""
+        """Standardize features x (B, L, P, C_in) -> :class:`ProjectedImages`: the standardized real
+        channels (keys of the folded layers), the MLP's hidden pre-activations of every patch
+        ``W1 (Wv X + bv) + b1`` (B, L, P, H), and for each layer that is not folded its keys with
+        the query weights folded in, ``(Wk X) Wq / sqrt(E)`` (B, P, E), and ``(Wk X) . bq / sqrt(E)`` (B, P)."""
+        scale = 1.0 / math.sqrt(self.embed_dim)
         xs = (x - self.in_mean[:, None, :]) / self.in_std[:, None, :]
-        f = torch.einsum("blpi,lic->blpc", xs, self.proj_weight) + self.proj_bias[None, :, None, :]
+        w_in = torch.matmul(self.proj_weight, self.mlp_w1)                             # (L, C_in, H)
+        b_in = torch.matmul(self.proj_bias.unsqueeze(1), self.mlp_w1).squeeze(1) + self.mlp_b1  # (L, H)
+        hidden = torch.einsum("blpi,lih->blph", xs, w_in) + b_in[None, :, None, :]
         inputs = tuple(xs[:, l, :, :c] for l, c in enumerate(self._channels()))
-        keys = tuple(None if fold else inputs[l] @ self.key_weight[l, :inputs[l].shape[-1]]
-                     for l, fold in enumerate(self.folded_layers()))  # (B, P, E) for the layers not folded
-        return ProjectedImages(inputs, f, keys)
+        keys, key_bias = [], []
+        for l, fold in enumerate(self.folded_layers()):
+            if fold:
+                keys.append(None)
+                key_bias.append(None)
+                continue
+            k = inputs[l] @ self.key_weight[l, :inputs[l].shape[-1]]                     # (B, P, E)
+            keys.append((k @ self.query.weight) * scale)
+            key_bias.append((k @ self.query.bias) * scale)
+        return ProjectedImages(inputs, hidden, tuple(keys), tuple(key_bias))
 
     def forward(self, x: torch.Tensor, subject: str, voxels: torch.Tensor | None = None,
                 return_attention: bool = False):
@@ -213,10 +236,12 @@ class UniversalEncoderModule(nn.Module):
         for l, c in enumerate(self._channels()):
             wk = self.key_weight[l, :c]                                # (c_l, E)
             qk.append(e @ (wk @ wq).T * scale + (wk @ bq) * scale if folded[l] else None)  # (Nv, c_l)
-        q = None if all(folded) else (e @ wq.T + bq) * scale           # (Nv, E) for the layers not folded
+        q = None if all(folded) else e                                 # (Nv, E) against Wq-folded keys
         qpos = e @ ((self.pos_embed @ wq) * scale).T + (self.pos_embed @ bq) * scale  # (Nv, P)
-        w = torch.softmax((e @ self.feature_embed.T) * scale, dim=-1)  # (Nv, L*C)
-        return VoxelTerms(tuple(qk), qpos, w.view(Nv, L, C).permute(1, 0, 2), q)  # w as (L, Nv, C)
+        w = torch.softmax((e @ self.feature_embed.T) * scale, dim=-1).view(Nv, L, C).permute(1, 0, 2)  # (L, Nv, C)
+        u = torch.bmm(w, self.mlp_w2.transpose(1, 2))                  # (L, Nv, H) = W2_l^T w_l
+        offset = torch.einsum("lnc,lc->n", w, self.mlp_b2)             # (Nv,) sum_l b2_l . w_l
+        return VoxelTerms(tuple(qk), qpos, w, q, u, offset)
 
     def forward_values(self, proj: "ProjectedImages", terms: "VoxelTerms", index: torch.Tensor | None = None,
                        return_attention: bool = False):
@@ -227,8 +252,8 @@ class UniversalEncoderModule(nn.Module):
         ``return_attention`` also the spatial attention (B, Nv, L, P) and the functional
         weights (Nv, L*C) (None with ``index``).
         """
-        xs, f, keys = proj
-        qk, qpos, w_l, q = terms
+        xs, hidden, keys, key_bias = proj
+        qk, qpos, w_l, q, u, offset = terms
         if index is not None:
             flat = index.reshape(-1)
             B_, Nv_ = index.shape
@@ -236,24 +261,24 @@ class UniversalEncoderModule(nn.Module):
             def gather(t: torch.Tensor) -> torch.Tensor:  # rows of t for each (image, voxel): (B, Nv, ...)
                 return t.index_select(0, flat).view(B_, Nv_, *t.shape[1:])
 
-            qpos = gather(qpos)                                        # (B, Nv, P)
-        y = self.out_bias
+            qpos, offset = gather(qpos), gather(offset)                # (B, Nv, P), (B, Nv)
+        y = self.out_bias + offset
         attns = []
         for l in range(self.n_layers):
+            bias = qpos
             if qk[l] is not None:  # folded: (Nv, c_l) against the inputs (B, c_l, P)
                 ql, kl = qk[l], xs[l].transpose(1, 2)
-            else:                  # query (Nv, E) against the keys (B, E, P)
+            else:                  # embedding (Nv, E) against the Wq-folded keys (B, E, P)
                 ql, kl = q, keys[l].transpose(1, 2)
+                bias = qpos + key_bias[l].unsqueeze(1)                 # (B, Nv, P)
             if index is None:
-                logits = torch.matmul(ql, kl) + qpos                   # (B, Nv, P)
+                logits = torch.matmul(ql, kl) + bias                   # (B, Nv, P)
             else:
-                logits = torch.baddbmm(qpos, gather(ql), kl)           # (B, Nv, P)
+                logits = torch.baddbmm(bias, gather(ql), kl)           # (B, Nv, P)
             attn = torch.softmax(logits, dim=-1)
-            s = torch.bmm(attn, f[:, l])                               # (B, Nv, C) spatially attended
-            h = F.gelu(s @ self.mlp_w1[l] + self.mlp_b1[l])            # (B, Nv, H)
-            m = h @ self.mlp_w2[l] + self.mlp_b2[l]                    # (B, Nv, C)
-            wl = w_l[l] if index is None else gather(w_l[l])           # (Nv, C) or (B, Nv, C)
-            y = y + (m * wl).sum(-1)
+            h = F.gelu(torch.bmm(attn, hidden[:, l]))                  # (B, Nv, H) MLP hidden units
+            ul = u[l] if index is None else gather(u[l])               # (Nv, H) or (B, Nv, H)
+            y = y + (h * ul).sum(-1)
             if return_attention:
                 attns.append(attn)
         if return_attention:
@@ -267,18 +292,22 @@ class ProjectedImages(NamedTuple):
     """Image side of the forward pass (:meth:`UniversalEncoderModule.project`).
 
     inputs: L tensors (B, P, c_l), the standardized real input channels (keys of the folded layers);
-    values: (B, L, P, C) the projected values; keys: L entries, (B, P, E) keys ``Wk X`` of each
-    layer that is not folded, else None.
+    hidden: (B, L, P, H) each patch's MLP pre-activations ``W1 (Wv X + bv) + b1``; keys: L entries,
+    (B, P, E) keys ``(Wk X) Wq / sqrt(E)`` of each layer that is not folded, else None; key_bias:
+    L entries, (B, P) ``(Wk X) . bq / sqrt(E)`` of those layers, else None.
     """
 
     inputs: tuple
-    values: torch.Tensor
+    hidden: torch.Tensor
     keys: tuple
+    key_bias: tuple
 
     def select(self, rows: torch.Tensor) -> "ProjectedImages":
         """The images ``rows`` (indices into B)."""
-        return ProjectedImages(tuple(t.index_select(0, rows) for t in self.inputs), self.values.index_select(0, rows),
-                               tuple(None if t is None else t.index_select(0, rows) for t in self.keys))
+        def sel(t):
+            return None if t is None else t.index_select(0, rows)
+        return ProjectedImages(tuple(sel(t) for t in self.inputs), sel(self.hidden),
+                               tuple(sel(t) for t in self.keys), tuple(sel(t) for t in self.key_bias))
 
 
 class VoxelTerms(NamedTuple):
@@ -286,18 +315,23 @@ class VoxelTerms(NamedTuple):
 
     qk: L entries, (Nv, c_l) each voxel's query folded into the layer's key projection, or None for
     a layer that is not folded; qpos (Nv, P): query . positional encoding per patch; w (L, Nv, C):
-    functional attention weights; q (Nv, E): the scaled query (None when every layer is folded).
+    functional attention weights; q (Nv, E): the embeddings, against the Wq-folded keys of the layers
+    that are not folded (None when every layer is folded); u (L, Nv, H): ``W2_l^T w_l``, the output
+    weights of each layer's hidden units; offset (Nv,): ``sum_l b2_l . w_l``.
     """
 
     qk: tuple
     qpos: torch.Tensor
     w: torch.Tensor
-    q: torch.Tensor | None = None
+    q: torch.Tensor | None
+    u: torch.Tensor
+    offset: torch.Tensor
 
     def rows(self, start: int, stop: int) -> "VoxelTerms":
         """The terms of voxels ``start`` .. ``stop - 1``."""
         return VoxelTerms(tuple(None if t is None else t[start:stop] for t in self.qk), self.qpos[start:stop],
-                          self.w[:, start:stop], None if self.q is None else self.q[start:stop])
+                          self.w[:, start:stop], None if self.q is None else self.q[start:stop],
+                          self.u[:, start:stop], self.offset[start:stop])
 
 
 def ue_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
