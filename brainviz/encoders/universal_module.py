@@ -204,12 +204,14 @@ class UniversalEncoderModule(nn.Module):
         groups, assign = torch.unique(voxels, dim=0, return_inverse=True)  # (G, Nv), (B,)
         proj = self.project(x)
         n = groups.shape[1]
-        terms = self.voxel_terms(emb.index_select(0, groups.reshape(-1)))  # group g: rows g*n .. (g+1)*n
+        # group g: rows g*n .. (g+1)*n, split once (the backward of one split is one concatenation;
+        # slicing each group would add a zero-filled full-size gradient per group and tensor)
+        terms = self.voxel_terms(emb.index_select(0, groups.reshape(-1))).split(n)
         y = x.new_empty(voxels.shape)
         attn = x.new_empty((*voxels.shape, self.n_layers, self.n_patches)) if return_attention else None
         for g in range(groups.shape[0]):
             sel = (assign == g).nonzero().squeeze(1)
-            out = self.forward_values(proj.select(sel), terms.rows(g * n, (g + 1) * n),
+            out = self.forward_values(proj.select(sel), terms[g],
                                       return_attention=return_attention)
             if return_attention:
                 y[sel], attn[sel] = out[0], out[1]
@@ -327,11 +329,13 @@ class VoxelTerms(NamedTuple):
     u: torch.Tensor
     offset: torch.Tensor
 
-    def rows(self, start: int, stop: int) -> "VoxelTerms":
-        """The terms of voxels ``start`` .. ``stop - 1``."""
-        return VoxelTerms(tuple(None if t is None else t[start:stop] for t in self.qk), self.qpos[start:stop],
-                          self.w[:, start:stop], None if self.q is None else self.q[start:stop],
-                          self.u[:, start:stop], self.offset[start:stop])
+    def split(self, n: int) -> list["VoxelTerms"]:
+        """The terms of voxels 0 .. n-1, n .. 2n-1, ... (views; one ``torch.split`` per tensor)."""
+        def parts(t, dim=0):
+            return [None] * math.ceil(self.qpos.shape[0] / n) if t is None else torch.split(t, n, dim=dim)
+        cols = [parts(t) for t in self.qk] + [parts(self.qpos), parts(self.w, 1), parts(self.q), parts(self.u, 1),
+                                              parts(self.offset)]
+        return [VoxelTerms(tuple(c[:len(self.qk)]), *c[len(self.qk):]) for c in zip(*cols)]
 
 
 def ue_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
