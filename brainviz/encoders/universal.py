@@ -44,10 +44,14 @@ Departures from the report, all for the small-data CPU regime (written here and 
 the README): ``batch_voxels`` 1000 per image instead of 5000: on the demo brain
 (about 5,200 voxels per subject) every voxel is in every step either way (with
 5000, almost every image sees almost every voxel), so a step's cost grows about
-3x with 5000 voxels per image (FLOP count: 2 x 10^9 vs 6 x 10^9 multiply-adds
-forward at E = 256, L = 5, P = 49; a clean timing was not possible on the shared
-2-core machine) while each embedding still gets one update per step; the
-embeddings need steps, not pairs. ``embed_lr`` 2e-2 (the report uses 1e-3
+3x with 5000 voxels per image (one 15-step UE-single epoch on the seed-0 subj01
+features, 2 CPU cores: 2.0-2.6 s with 1,000 voxels per image, 6.8-7.2 s with all
+5,208) while each embedding still gets one update per step; the embeddings need
+steps, not pairs. Fewer than 1,000 is not cheaper enough to pay: with 500 the epoch
+took 1.9-2.3 s (the image-independent voxel terms of every voxel are computed in
+every step either way), and on seed 7 UE-single fell (subj01 median r 0.411 ->
+0.393, subj04 0.304 -> 0.274), as did UE-multi's retrieval top-1 (63.5-69 % ->
+62-63.5 %). ``embed_lr`` 2e-2 (the report uses 1e-3
 for everything): each embedding gets only ``voxel_updates`` (150) Adam steps (CPU
 budget: the whole demo must train in minutes), and Adam moves a coordinate by
 about ``lr`` per step, so 1e-3 would leave the embeddings near their start.
