@@ -457,6 +457,8 @@ def test_forward_matches_the_documented_equations():
         torch.testing.assert_close(m(x, "a"), expected, rtol=1e-10, atol=1e-10)
         vox = torch.stack([torch.randperm(30)[:7].sort().values for _ in range(4)])
         torch.testing.assert_close(m(x, "a", vox), torch.gather(expected, 1, vox), rtol=1e-10, atol=1e-10)
+        by_index = m.forward_values(m.project(x), m.voxel_terms(m.embeddings["a"]), index=vox)
+        torch.testing.assert_close(by_index, torch.gather(expected, 1, vox), rtol=1e-10, atol=1e-10)
         y, attn, w = m(x, "a", return_attention=True)
         assert attn.shape == (4, 30, 3, 9) and w.shape == (30, 18)
         torch.testing.assert_close(attn.sum(-1), torch.ones(4, 30, 3, dtype=torch.float64))
