@@ -42,3 +42,24 @@ def roi_groups(vertices: pd.DataFrame, include_planted_food: bool = True) -> dic
         if m.any():
             out["food (planted)"] = m
     return out
+
+
+def cluster_roi_majority(labels: np.ndarray, groups: dict[str, np.ndarray],
+                         min_share: float = 0.5) -> dict[int, tuple[str, float]]:
+    """Where each cluster lies: {cluster: (ROI group, share)} for the group holding the most of the
+    cluster's vertices, when that share is at least ``min_share`` (clusters below it are left out).
+
+    labels (V,) cluster per vertex (< 0 = not clustered); groups {name: (V,) bool} from
+    :func:`roi_groups` (may overlap). Ties go to the group listed first.
+    """
+    lab = np.asarray(labels)
+    out: dict[int, tuple[str, float]] = {}
+    for c in np.unique(lab[lab >= 0]):
+        in_c = lab == c
+        n = int(in_c.sum())
+        best = max(groups.items(), key=lambda kv: int((kv[1] & in_c).sum()), default=None)
+        if best is not None:
+            share = int((best[1] & in_c).sum()) / n
+            if share >= min_share:
+                out[int(c)] = (best[0], share)
+    return out

@@ -9,7 +9,7 @@ import streamlit as st
 
 from brainviz import plotting as B
 from brainviz import export as X
-from brainviz.rois import roi_groups
+from brainviz.rois import cluster_roi_majority, roi_groups
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
@@ -85,7 +85,11 @@ clusters_present = sorted(int(c) for c in np.unique(labels[labels >= 0]))
 if not clusters_present:
     st.info(f"{subject} has no clustered vertices in {scope} (k={k}).")
     st.stop()
-names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
+# where each cluster lies (atlas ROIs, not ground truth): top-image tags alone can name two clusters alike
+# (demo brain: the top images of the faces and the bodies clusters all carry both tags)
+where = cluster_roi_majority(labels, roi_groups(vertices, include_planted_food=False))
+names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ")
+         + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
 colors = B.category_colors(list(range(k)))
 # vertices that were not clustered, and why (drawn gray)
 nc_v = store.vertex_reliability(subject) if len(here) else np.full(len(labels), np.nan)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from brainviz.errors import BrainVizDataError
-from brainviz.rois import ROI_GROUP_COLUMNS, roi_groups
+from brainviz.rois import ROI_GROUP_COLUMNS, cluster_roi_majority, roi_groups
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 from webapp import exports, messages, storefile
 from webapp import viewmodel as V
@@ -126,6 +126,17 @@ def test_roi_groups_masks_and_names():
     assert set(ROI_GROUP_COLUMNS.values()) <= set(V.ROI_CLASS_COLUMNS.values())
     assert V.roi_names(v) == ["FFA-1", "PPA", "V1", "V2"]
     assert V.roi_mask(v, ["faces", "V2"]).tolist() == [False, True, True, False, False, False]
+
+
+def test_cluster_roi_majority():
+    """The ROI group holding most of a cluster's vertices, only when it holds at least min_share of them."""
+    g = roi_groups(_vertices(), include_planted_food=False)  # early visual: 0, 1, 4; faces: 1, 2; places: 3
+    labels = np.array([0, 0, 1, 2, 0, -1])
+    maj = cluster_roi_majority(labels, g)
+    assert maj[0] == ("early visual", 1.0)
+    assert maj[1] == ("faces", 1.0) and maj[2] == ("places", 1.0)
+    assert cluster_roi_majority(np.array([3, 3, 3, 3, -1, 3]), g) == {}  # best share 2/5 < 0.5
+    assert cluster_roi_majority(np.array([3, 3, 3, 3, -1, 3]), g, min_share=0.4) == {3: ("early visual", 0.4)}
 
 
 def test_label_map_and_planted_regions():
