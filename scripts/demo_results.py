@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from brainviz import clusters as cl  # noqa: E402
+from brainviz.data.algonauts import load_dataset  # noqa: E402
 from brainviz.store.reader import Store  # noqa: E402
 
 CATEGORIES = ("faces", "bodies", "food", "words", "places-indoor", "places-outdoor")
@@ -62,9 +63,10 @@ def noise_free_ari(st: Store, scope: str, k: int, seed: int = 0) -> float:
     ``scope`` saw, z-scored per vertex, of the vertices the scope clustered (SIMULATION CHECK:
     reads the ground truth; NaN when the store's dataset has none)."""
     ds = st.datasets()
-    gt = Path(str(ds.path.iloc[0])) / "ground_truth" if len(ds) else None
+    dataset = load_dataset(str(ds.path.iloc[0]), validate=False) if len(ds) else None
+    gt = dataset.ground_truth_dir if dataset is not None else None
     lab = st.clusters("ue_multi", scope, k)
-    if gt is None or not gt.is_dir() or lab.empty:
+    if gt is None or lab.empty:
         return float("nan")
     subjects = sorted(lab.subject.unique())
     splits = {s: st.image_splits(s, "test") for s in subjects}
@@ -73,11 +75,9 @@ def noise_free_ari(st: Store, scope: str, k: int, seed: int = 0) -> float:
     for s in subjects:
         rows = splits[s].set_index("image_key").loc[common, "row"].to_numpy()
         clean = np.concatenate([np.load(gt / s / f"{h}_test_clean.npy") for h in ("lh", "rh")], axis=1)[rows]
-        names = json.loads((gt / s / "regions.json").read_text())
-        codes = np.concatenate([np.load(gt / s / f"{h}_region.npy") for h in ("lh", "rh")])
         v = lab.loc[lab.subject == s, "vertex"].to_numpy()
         profiles.append(cl.zscore_columns(clean[:, v]).T)
-        planted.append(np.array([names[str(int(c))] for c in codes[v]], dtype=object))
+        planted.append(dataset.planted_regions(s)[v])
     labels = cl.kmeans_clusters(np.concatenate(profiles), k, seed, normalize=None)
     return cl.recovery_scores(labels, np.concatenate(planted), list(CATEGORIES))["ari"]
 

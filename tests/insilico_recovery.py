@@ -10,14 +10,13 @@ Used by tests/test_insilico.py (a small demo brain) and runnable on a built stor
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from brainviz.names import HEMIS
+from brainviz.data.algonauts import load_dataset
 
 #: Check name -> (tag categories of set A (any of), planted demo-brain regions they should light up).
 #: The demo brain plants TWO places regions with opposite scene preferences (report 004's PPA sub-clusters):
@@ -35,10 +34,7 @@ DETAIL = {"places, both regions (tag 'places' only)": (("places",), ("places-ind
 
 def planted_regions(demo_dir: str | Path, subject: str) -> np.ndarray:
     """(V,) planted region name per vertex (lh then rh) from ``<demo>/ground_truth/<subject>/`` (GROUND TRUTH)."""
-    gt = Path(demo_dir) / "ground_truth" / subject
-    names = json.loads((gt / "regions.json").read_text())
-    codes = np.concatenate([np.load(gt / f"{h}_region.npy") for h in HEMIS])
-    return np.array([names[str(int(c))] for c in codes], dtype=object)
+    return load_dataset(demo_dir, validate=False).planted_regions(subject)
 
 
 def recovery_aucs(pred: np.ndarray, keys: Sequence[str], tags: pd.DataFrame, planted: np.ndarray,

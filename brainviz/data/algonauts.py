@@ -444,6 +444,16 @@ class AlgonautsDataset:
         gt = self.path / "ground_truth"
         return gt if gt.is_dir() else None
 
+    def planted_regions(self, subject: str) -> np.ndarray | None:
+        """(V,) planted region name per vertex, lh then rh (demo brain GROUND TRUTH: for simulation
+        checks only), from ``ground_truth/<subject>/``; None when the dataset has none (real data)."""
+        gt = self.ground_truth_dir
+        if gt is None or not (gt / subject).is_dir():
+            return None
+        names = json.loads((gt / subject / "regions.json").read_text())
+        codes = np.concatenate([np.load(gt / subject / f"{h}_region.npy") for h in HEMIS])
+        return np.array([names[str(int(c))] for c in codes], dtype=object)
+
     def summary(self) -> dict[str, object]:
         return {"path": str(self.path), "simulated": self.simulated,
                 "subjects": [s.summary() for s in self.subjects.values()]}

@@ -1,7 +1,6 @@
 """Pipeline configuration and the shared, lazily loaded inputs of every stage."""
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -14,7 +13,6 @@ import pandas as pd
 from ..catalog import SubjectImages, image_catalog, subject_images
 from ..data.algonauts import AlgonautsDataset, load_dataset
 from ..errors import BrainVizDataError
-from ..names import HEMIS
 from ..paths import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE
 
 
@@ -141,12 +139,7 @@ class Context:
 
     def planted_regions(self, subject: str) -> np.ndarray | None:
         """(V,) planted region name per vertex (demo brain ground truth), None for real data."""
-        gt = self.dataset.ground_truth_dir
-        if gt is None or not (gt / subject).is_dir():
-            return None
-        names = json.loads((gt / subject / "regions.json").read_text())
-        codes = np.concatenate([np.load(gt / subject / f"{h}_region.npy") for h in HEMIS])
-        return np.array([names[str(int(c))] for c in codes], dtype=object)
+        return self.dataset.planted_regions(subject)
 
     # ---- bookkeeping
     @contextmanager
