@@ -44,22 +44,33 @@ def roi_groups(vertices: pd.DataFrame, include_planted_food: bool = True) -> dic
     return out
 
 
+def cluster_roi_counts(labels: np.ndarray, groups: dict[str, np.ndarray]) -> dict[int, dict[str, int]]:
+    """{cluster: {ROI group: vertices of the cluster in it}} (groups holding none left out).
+
+    labels (V,) cluster per vertex (< 0 = not clustered); groups {name: (V,) bool} from
+    :func:`roi_groups` (may overlap), in their order.
+    """
+    lab = np.asarray(labels)
+    out: dict[int, dict[str, int]] = {}
+    for c in np.unique(lab[lab >= 0]):
+        in_c = lab == c
+        counts = {g: int((m & in_c).sum()) for g, m in groups.items()}
+        out[int(c)] = {g: n for g, n in counts.items() if n}
+    return out
+
+
 def cluster_roi_majority(labels: np.ndarray, groups: dict[str, np.ndarray],
                          min_share: float = 0.5) -> dict[int, tuple[str, float]]:
     """Where each cluster lies: {cluster: (ROI group, share)} for the group holding the most of the
     cluster's vertices, when that share is at least ``min_share`` (clusters below it are left out).
-
-    labels (V,) cluster per vertex (< 0 = not clustered); groups {name: (V,) bool} from
-    :func:`roi_groups` (may overlap). Ties go to the group listed first.
+    Counts from :func:`cluster_roi_counts`; ties go to the group listed first.
     """
     lab = np.asarray(labels)
     out: dict[int, tuple[str, float]] = {}
-    for c in np.unique(lab[lab >= 0]):
-        in_c = lab == c
-        n = int(in_c.sum())
-        best = max(groups.items(), key=lambda kv: int((kv[1] & in_c).sum()), default=None)
-        if best is not None:
-            share = int((best[1] & in_c).sum()) / n
+    for c, counts in cluster_roi_counts(lab, groups).items():
+        if counts:
+            g = max(counts, key=counts.get)
+            share = counts[g] / int((lab == c).sum())
             if share >= min_share:
-                out[int(c)] = (best[0], share)
+                out[c] = (g, share)
     return out

@@ -9,7 +9,7 @@ import streamlit as st
 
 from brainviz import plotting as B
 from brainviz import export as X
-from brainviz.rois import cluster_roi_majority, roi_groups
+from brainviz.rois import cluster_roi_counts, cluster_roi_majority, roi_groups
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
@@ -169,13 +169,10 @@ with right:
             sort_col = "ratio" if "ratio" in e else keep[-1]
             st.dataframe(e[keep].sort_values(sort_col, ascending=False).head(6), hide_index=True)
     # ROI make-up of the cluster
-    groups = roi_groups(vertices)
-    if groups:
-        comp = {g: int((m & (labels == cl)).sum()) for g, m in groups.items()}
-        comp = {g: v for g, v in comp.items() if v}
-        if comp:
-            st.caption("Vertices of this cluster inside ROI groups: " +
-                       ", ".join(f"{g} {v}" for g, v in sorted(comp.items(), key=lambda x: -x[1])))
+    comp = cluster_roi_counts(labels, roi_groups(vertices)).get(cl, {})
+    if comp:
+        st.caption("Vertices of this cluster inside ROI groups: " +
+                   ", ".join(f"{g} {v}" for g, v in sorted(comp.items(), key=lambda x: -x[1])))
 
 # ------------------------------------------------------------------ top images
 st.subheader(f"Top images of cluster {cl}")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from brainviz.errors import BrainVizDataError
-from brainviz.rois import ROI_GROUP_COLUMNS, cluster_roi_majority, roi_groups
+from brainviz.rois import ROI_GROUP_COLUMNS, cluster_roi_counts, cluster_roi_majority, roi_groups
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 from webapp import exports, messages, storefile
 from webapp import viewmodel as V
@@ -130,8 +130,9 @@ def test_roi_groups_masks_and_names():
 
 def test_cluster_roi_majority():
     """The ROI group holding most of a cluster's vertices, only when it holds at least min_share of them."""
-    g = roi_groups(_vertices(), include_planted_food=False)  # early visual: 0, 1, 4; faces: 1, 2; places: 3
+    g = roi_groups(_vertices(), include_planted_food=False)  # early visual: 0, 1, 4; faces: 2; places: 3
     labels = np.array([0, 0, 1, 2, 0, -1])
+    assert cluster_roi_counts(labels, g) == {0: {"early visual": 3}, 1: {"faces": 1}, 2: {"places": 1}}
     maj = cluster_roi_majority(labels, g)
     assert maj[0] == ("early visual", 1.0)
     assert maj[1] == ("faces", 1.0) and maj[2] == ("places", 1.0)
