@@ -9,6 +9,9 @@
   images x 2,000 voxels, same loss, Adam): patch-averaged features (L * C_in)
   -> the sampled voxels' weights. The ratio UE / linear is the price of the
   voxel-image cross-attention per (image, voxel) pair.
+* Side by side: two independent UE fits (seeds 0 and 1) one after the other with every
+  thread vs two jobs at once with one thread each (:func:`brainviz.jobs.run_jobs`, what
+  ``precompute`` does with the Universal Encoders of a run and the transfer curve).
 * Distributed: the same UE training under ``torchrun --nproc_per_node=2``
   (gloo, 1 thread per process) vs 1 process with 2 threads, from
   :mod:`precompute.distributed` (both on this machine's 2 cores).
@@ -65,6 +68,22 @@ def w_ue(n_images: int, n_voxels: int, shape, ue: dict, threads: int | None = No
     h = enc.history_[-1]
     return {"pairs_per_s": h["pairs_per_s"], "epoch_s": h["seconds"], "fit_s": secs,
             "accel": select(cfg.device).describe(), "threads": threads}
+
+
+def w_jobs(n_images: int, n_voxels: int, shape, ue: dict, workers: int = 1, threads: int | None = None) -> dict:
+    """Two independent UE fits (seeds 0, 1) with ``workers`` jobs at a time; wall seconds."""
+    from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
+    from brainviz.jobs import run_jobs
+
+    _threads(threads)
+    data = _data(n_images, n_voxels, shape)
+    jobs = [(f"seed {s}", lambda s=s: UniversalEncoder(UniversalConfig(seed=s, progress=False, **ue)).fit(data))
+            for s in (0, 1)]
+    t0 = time.perf_counter()
+    fits = run_jobs(jobs, workers)
+    secs = time.perf_counter() - t0
+    return {"seconds": secs, "workers": workers,
+            "epoch_s": [round(f.history_[-1]["seconds"], 3) for f in fits.values()]}
 
 
 def w_linear(n_images: int, n_voxels: int, shape, ue: dict, threads: int | None = None) -> dict:
@@ -160,6 +179,24 @@ def run(quick: bool = False) -> BenchResult:
     res.tables.append(Table("Training throughput (image x voxel pairs per second, last epoch; higher is better)",
                             rows, ["model", "torch threads", "pairs/s", "UE / linear", "epoch s", "peak anon MB",
                                    "settings", "note"]))
+    j_rows = []
+    for workers, label in ((1, "one after the other, every thread"), (2, "2 jobs side by side, 1 thread each")):
+        if workers > ncpu:
+            continue
+        m = run_isolated("bench.bench_ue:w_jobs", dict(spec, workers=workers), preload=pre)
+        if "error" in m:
+            j_rows.append({"run": label, "note": m["error"]})
+            continue
+        j_rows.append({"run": label, "jobs at once": workers, "wall s": m["value"]["seconds"],
+                       "last epoch s of each fit": ", ".join(map(str, m["value"]["epoch_s"]))})
+    if len(j_rows) == 2 and all("wall s" in r for r in j_rows):
+        for r in j_rows:
+            r["wall / one after the other"] = r["wall s"] / j_rows[0]["wall s"]
+        res.add_summary("two UE fits side by side (wall)", j_rows[1]["wall s"], "one after the other, every thread",
+                        j_rows[1]["wall / one after the other"], " s")
+    res.tables.append(Table("Two independent UE fits: one after the other vs side by side (brainviz.jobs)", j_rows,
+                            ["run", "jobs at once", "wall s", "wall / one after the other",
+                             "last epoch s of each fit", "note"]))
     if quick:  # torchrun start-up is ~10 s; tests/test_distributed.py exercises it
         res.notes.append("quick mode: the torchrun comparison is not run.")
         res.seconds = time.perf_counter() - t_start

@@ -385,37 +385,60 @@ def reliable_vertices(noise_ceiling: np.ndarray, percentile: float = 75.0,
     return codes, thr
 
 
+def kmeans_threads():
+    """``with``: scikit-learn's k-means on one thread (process-wide OpenMP / BLAS limit).
+
+    The clusterings here are small (a few thousand vertices x 256 dimensions), and
+    OpenMP's two threads cost more than they give: 16 fits of the demo's stability
+    curve took 1.81 s with 2 threads, 0.77 s with 1 and 0.57 s as two 1-thread jobs
+    side by side (2-core machine; the labels are identical)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def stability_curve(embeddings: np.ndarray, ks: Sequence[int], seed: int = 0, *, n_boot: int = 10,
-                    fraction: float = 0.8, normalize: str | None = "l2", n_init: int = 3) -> pd.DataFrame:
+                    fraction: float = 0.8, normalize: str | None = "l2", n_init: int = 3,
+                    n_jobs: int = 1) -> pd.DataFrame:
     """Stability of k-means for each k, without any ground truth (Lange et al. 2004 style).
 
     For each of ``n_boot`` rounds two random subsamples of ``fraction`` of the
     vertices (V, E) are clustered independently; each fit labels every vertex
     (nearest centroid) and the adjusted Rand index of the two labelings is the
     round's agreement. Returns a DataFrame with columns k, stability (mean ARI),
-    stability_sd, n_boot. Deterministic given ``seed``.
+    stability_sd, n_boot. Deterministic given ``seed`` (whatever ``n_jobs``: the
+    fits run side by side in ``n_jobs`` threads, :func:`brainviz.jobs.run_jobs`).
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
+    from .jobs import run_jobs
+
     x = normalize_embeddings(embeddings, normalize)
     n = len(x)
     m = max(2, int(round(fraction * n)))
-    rows = []
+    fits = []  # (k, round, subsample indices, random state), drawn in one fixed order
     for k in ks:
         k = int(k)
         if not 2 <= k < m:
             raise BrainVizDataError("k", f"need 2 <= k < {m} (subsample size), got {k}")
         rng = np.random.default_rng([seed, k])
-        aris = []
         for b in range(n_boot):
-            labs = []
-            for _ in range(2):
+            for j in range(2):
                 idx = rng.choice(n, m, replace=False)
-                km = KMeans(n_clusters=k, n_init=n_init, random_state=int(rng.integers(2**31 - 1))).fit(x[idx])
-                labs.append(km.predict(x))
-            aris.append(adjusted_rand_score(labs[0], labs[1]))
-        rows.append({"k": k, "stability": float(np.mean(aris)), "stability_sd": float(np.std(aris)),
+                fits.append((f"k={k} round {b} fit {j}", k, idx, int(rng.integers(2**31 - 1))))
+
+    def fit(k: int, idx: np.ndarray, state: int) -> np.ndarray:
+        return KMeans(n_clusters=k, n_init=n_init, random_state=state).fit(x[idx]).predict(x)
+
+    with kmeans_threads():
+        labels = run_jobs([(name, lambda k=k, idx=idx, st=st: fit(k, idx, st)) for name, k, idx, st in fits],
+                          n_jobs, describe=False)
+    rows = []
+    for k in ks:
+        aris = [adjusted_rand_score(labels[f"k={int(k)} round {b} fit 0"], labels[f"k={int(k)} round {b} fit 1"])
+                for b in range(n_boot)]
+        rows.append({"k": int(k), "stability": float(np.mean(aris)), "stability_sd": float(np.std(aris)),
                      "n_boot": int(n_boot)})
     return pd.DataFrame(rows)
 

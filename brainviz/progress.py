@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 MODES = ("auto", "tty", "plain", "quiet")
 #: Seconds of each stage of ``precompute all`` on the demo brain at default settings (2-core CPU,
-#: bench/RESULTS.md 2026-11-21): only the first estimate of a run without history uses them.
-TYPICAL_SECONDS = {"features": 42.0, "train": 376.0, "evaluate": 32.0, "transfer curve": 35.0, "analyze": 120.0}
+#: bench/RESULTS.md 2026-11-30): only the first estimate of a run without history uses them.
+TYPICAL_SECONDS = {"features": 44.0, "train": 358.0, "evaluate": 19.0, "transfer curve": 87.0, "analyze": 140.0}
 HISTORY_FILE = "progress_history.json"
 
 _active: "Progress | None" = None

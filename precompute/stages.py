@@ -22,7 +22,7 @@ def _context(args: argparse.Namespace):
 
     cfg = PipelineConfig(dataset=args.dataset, store=args.store, work_dir=args.work_dir, cache_dir=args.cache_dir,
                          data_root=args.data_root, backbone=args.backbone, weights=args.weights, seed=args.seed,
-                         quick=args.quick, n_perm=args.n_perm,
+                         quick=args.quick, n_perm=args.n_perm, jobs=args.jobs,
                          ue_overrides=_ue_overrides(args))
     cfg.progress = not getattr(args, "quiet", False)  # --quiet: no progress bars
     return Context(cfg)
@@ -113,6 +113,17 @@ def _all(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of --jobs: an integer >= 1 (else argparse's usage error, exit code 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register the pipeline subcommands on ``sub``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -131,6 +142,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
     common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
+    common.add_argument("--jobs", type=_positive_int, default=None,
+                        help="independent model fits run side by side, one CPU thread each (default: 2 on a CPU "
+                             "with >= 2 cores, 1 on a GPU; 1 = one after the other with every thread)")
     common.add_argument("--quick", action="store_true", help="tiny settings (smoke tests)")
     common.add_argument("--quiet", action="store_true",
                         help="no progress display (for scripts); `all` then prints only its last line")

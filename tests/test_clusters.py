@@ -181,8 +181,10 @@ def test_stability_picks_the_planted_number_of_clusters():
     s = curve.set_index("k")["stability"]
     assert s[5] > 0.9 and s[8] < s[5]
     assert C.choose_k(curve, 0.9) == 5
-    # deterministic
+    # deterministic, also with the fits side by side in two threads
     pd.testing.assert_frame_equal(curve, C.stability_curve(x, [2, 3, 4, 5, 6, 8], seed=0, n_boot=6, normalize=None))
+    pd.testing.assert_frame_equal(curve, C.stability_curve(x, [2, 3, 4, 5, 6, 8], seed=0, n_boot=6, normalize=None,
+                                                           n_jobs=2))
     # no structure at all: nothing is stable; choose_k falls back to the most stable k
     noise = rng.standard_normal((300, 8))
     flat = C.stability_curve(noise, [4, 8], seed=0, n_boot=4, normalize=None)

@@ -126,7 +126,9 @@ def test_all_reports_progress_readably(built, capsys):
     lines = err.splitlines()
     for i, stage in enumerate(["features", "train", "evaluate", "transfer curve", "analyze"], 1):
         assert any(f"stage {i}/5 {stage}: done in" in ln for ln in lines), stage
-    assert any("stage 2/5 train · ue_multi (subj01, subj02, subj03)" in ln for ln in lines)
+    # the running models by name and subjects (two side by side on a 2-core CPU: brainviz.jobs)
+    assert any("stage 2/5 train · " in ln and "ue_multi (subj01, subj02, subj03)" in ln for ln in lines)
+    assert any("stage 2/5 train · " in ln and "ue_single-subj02 (subj02)" in ln for ln in lines)
     assert any("left" in ln and "elapsed" in ln for ln in lines)
     table = out[out.index("what was written"):]
     for stage in ("features", "train", "evaluate", "transfer curve", "analyze", "total"):

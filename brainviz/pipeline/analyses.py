@@ -16,6 +16,7 @@ from .. import clusters as cl
 from .. import rsa as rdmlib
 from ..names import EARLY_ROIS, HEMIS, ROI_SETS
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
+from ..jobs import run_jobs
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
@@ -165,7 +166,7 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     main_keys = ctx.catalog.image_key[ctx.catalog.dataset == ctx.main_source].tolist()
     # predicted responses of every main-source image, per subject (top images "by the encoder")
     with ctx.timed("predict all images"):
-        preds = {s: predict(enc, ctx, s, main_keys) for s in _bar(ctx, main, "predict all images")}
+        preds = run_jobs([(s, lambda s=s: predict(enc, ctx, s, main_keys)) for s in main], ctx.workers())
     measured = {s: (np.concatenate([ctx.responses(s, "train")] + ([ctx.responses(s, "test")] if ctx.has_test(s) else [])),
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}
@@ -219,7 +220,7 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
         rng = np.random.default_rng(ctx.config.seed)
         sample = selected if len(selected) <= STABILITY_MAX_VERTICES else \
             selected[np.sort(rng.choice(len(selected), STABILITY_MAX_VERTICES, replace=False))]
-        curve = cl.stability_curve(sample, ks, seed=ctx.config.seed)
+        curve = cl.stability_curve(sample, ks, seed=ctx.config.seed, n_jobs=ctx.workers())
         chosen = cl.choose_k(curve, MIN_STABILITY)
         out["stability"] = {int(r.k): round(float(r.stability), 3) for r in curve.itertuples()}
         for r in curve.itertuples():
@@ -231,8 +232,12 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
         "percentile": float(plan["percentile"]), "nc_threshold": [thr[s] for s in subs], "chosen_k": int(chosen),
         "k_rule": rule, "is_default": bool(plan["default"])}))
     out["per_k"] = {}
+    with cl.kmeans_threads():  # every k at once, side by side (brainviz.jobs)
+        by_k = run_jobs([(f"k={k}", lambda k=k: cl.cluster_selected({s: emb[s] for s in subs}, codes, k,
+                                                                      seed=ctx.config.seed)) for k in ks],
+                        ctx.workers(), describe=False)
     for k in ks:
-        labels = cl.cluster_selected({s: emb[s] for s in subs}, codes, k, seed=ctx.config.seed)
+        labels = by_k[f"k={k}"]
         for s in subs:
             w.add_clusters(EMBEDDING_MODEL, scope, k, s, labels[s])
             y, keys = measured[s]
@@ -447,7 +452,7 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         family.update({n: "reference" for n in refs})
         table = layer_sweep(models, k92.human_it, subjects=k92.human_it_subjects,
                             methods=("kendall_tau_a", "spearman"), depth=depth,
-                            n_perm=ctx.config.n_perm, seed=ctx.config.seed)
+                            n_perm=ctx.config.n_perm, seed=ctx.config.seed, n_jobs=ctx.workers())
         table["family"] = [family[m] for m in table.model]
         table["rdm_id"] = [f"k92|{m}" for m in table.model]
         out = table.rename(columns={"rsa": "value", "per_unit": "per_subject"})

@@ -21,7 +21,8 @@ class PipelineConfig:
     """Everything a precompute run depends on (saved into the store's provenance).
 
     ``transfer_sizes``: numbers of new-subject training images for the transfer
-    curve (0 = all). ``quick``: tiny settings for tests and smoke runs.
+    curve (0 = all). ``quick``: tiny settings for tests and smoke runs. ``jobs``: independent
+    fits run side by side (:mod:`brainviz.jobs`; None = :func:`brainviz.jobs.default_workers`).
     """
 
     dataset: Path
@@ -39,6 +40,7 @@ class PipelineConfig:
     n_perm: int = 200
     quick: bool = False
     progress: bool = True
+    jobs: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,6 +122,12 @@ class Context:
 
     def feature_subset(self, keys: list[str]):
         return self.features.subset(keys)
+
+    def workers(self, device: str | None = None) -> int:
+        """How many independent fits run at once (``config.jobs``, else :func:`brainviz.jobs.default_workers`)."""
+        from ..jobs import default_workers
+
+        return int(self.config.jobs) if self.config.jobs else default_workers(device)
 
     # ---- tags and ground truth
     @cached_property

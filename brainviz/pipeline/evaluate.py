@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import progress as _progress
+from ..jobs import run_jobs
 from ..names import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalEncoder
@@ -139,33 +140,40 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
     trained = registry.get(f"ue_transfer-{new}", {}).get("config", {})
     reuse_all = f"ridge-{new}" in registry and all(trained.get(k) == getattr(run_cfg, k)
                                                    for k in (*TRANSFER_SETTINGS, "seed"))
-    rows = []
     sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
     repeats = 1 if ctx.config.quick else TRANSFER_REPEATS
     runs = [(n, rep) for n in sorted(set(sizes)) for rep in range(repeats if n < len(keys) else 1)]
-    with ctx.timed("transfer_curve"):
-        for n, rep in _progress.bar(runs, desc="transfer curve", enabled=ctx.config.progress):
+    workers = ctx.workers(run_cfg.device)
+
+    def run(n: int, rep: int) -> list[dict]:
+        if workers == 1:
             _progress.step(f"ue_pretrain-{new} + {new} with {n} images (subsample {rep + 1})")
-            # subsample `rep` of size n, the same images for both methods; "all images" runs once
-            rng = np.random.default_rng([ctx.config.seed, n, rep])
-            idx = np.sort(rng.choice(len(keys), n, replace=False))
-            sub_keys = [keys[i] for i in idx]
-            if n == len(keys) and reuse_all:
-                enc = load_model(registry[f"ue_transfer-{new}"])
-                ridge = load_model(registry[f"ridge-{new}"])
-            else:
-                enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
-                for name in TRANSFER_SETTINGS:  # this run's transfer settings, not the checkpoint's
-                    setattr(enc.config, name, getattr(run_cfg, name))
-                enc.config.progress = False
-                enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
-                enc.transfer(new, ctx.layers(sub_keys), Y[idx])
-                ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
-            r_ue = pearson_per_vertex(y_test, enc.predict(X_test, new))
-            r_ridge = pearson_per_vertex(y_test, ridge.predict(ctx.feature_subset(test_keys)))
-            for method, r in (("ue_transfer", r_ue), ("ridge", r_ridge)):
-                rows.append(dict(subject=new, n_train=int(n), method=method, median_r=float(np.nanmedian(r)),
-                                 seed=int(rep)))
+        # subsample `rep` of size n, the same images for both methods; "all images" runs once
+        rng = np.random.default_rng([ctx.config.seed, n, rep])
+        idx = np.sort(rng.choice(len(keys), n, replace=False))
+        sub_keys = [keys[i] for i in idx]
+        if n == len(keys) and reuse_all:
+            enc = load_model(registry[f"ue_transfer-{new}"])
+            ridge = load_model(registry[f"ridge-{new}"])
+        else:
+            enc = UniversalEncoder.load(registry[pre_id]["checkpoint"])
+            for name in TRANSFER_SETTINGS:  # this run's transfer settings, not the checkpoint's
+                setattr(enc.config, name, getattr(run_cfg, name))
+            enc.config.progress = False
+            enc.config.seed = ctx.config.seed + rep  # each run also starts the new embeddings afresh
+            enc.transfer(new, ctx.layers(sub_keys), Y[idx])
+            ridge = RidgeEncoder(seed=ctx.config.seed, cv=min(5, n)).fit(ctx.feature_subset(sub_keys), Y[idx])
+        r_ue = pearson_per_vertex(y_test, enc.predict(X_test, new))
+        r_ridge = pearson_per_vertex(y_test, ridge.predict(ctx.feature_subset(test_keys)))
+        return [dict(subject=new, n_train=int(n), method=method, median_r=float(np.nanmedian(r)), seed=int(rep))
+                for method, r in (("ue_transfer", r_ue), ("ridge", r_ridge))]
+
+    with ctx.timed("transfer_curve"):
+        # largest first (each run takes about as long: the number of steps is set by transfer_updates;
+        # the reused "all images" point is quick); the table keeps the order of `runs`
+        names = {run_: f"{new} with {run_[0]} images (subsample {run_[1] + 1})" for run_ in runs}
+        done = run_jobs([(names[r], lambda r=r: run(*r)) for r in sorted(runs, key=lambda r: -r[0])], workers)
+        rows = [row for r in runs for row in done[names[r]]]
     table = pd.DataFrame(rows)
     write_results(ctx, "transfer_curve", table)
     return table

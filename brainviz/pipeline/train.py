@@ -25,6 +25,7 @@ from ..atomic import atomic_path
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalConfig, UniversalEncoder
 from ..errors import BrainVizDataError
+from ..jobs import run_jobs
 from .context import Context
 from .workdir import models_dir, save_registry
 
@@ -66,9 +67,16 @@ def train(ctx: Context) -> dict:
                                           train_seconds=time.perf_counter() - t0)
 
         cfg = ue_config(ctx)
+        workers = ctx.workers(cfg.device)
+        if workers > 1:  # side by side the epoch bars of two fits would garble each other
+            cfg.progress = False
+
+        def named(model_id: str, subs: list[str]) -> str:
+            return f"{model_id} ({', '.join(subs)})"
 
         def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder:
-            _progress.step(f"{model_id} ({', '.join(subs)})")
+            if workers == 1:
+                _progress.step(named(model_id, subs))
             t0 = time.perf_counter()
             path = mdir / f"{model_id}.pt"
             enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
@@ -80,14 +88,10 @@ def train(ctx: Context) -> dict:
                       + ", ".join(f"{s} {c:.2f}" for s, c in enc.embedding_cosine_.items()), flush=True)
             return enc
 
-        for s in ctx.main_subjects:
-            fit_ue(f"ue_single-{s}", "ue_single", [s])
-        if len(subjects) > 1:
-            fit_ue("ue_multi", "ue_multi", subjects)
-        new = ctx.transfer_subject
-        if new is not None:
+        def pretrain_and_transfer(new: str) -> None:
             pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", [s for s in subjects if s != new])
-            _progress.step(f"ue_transfer-{new} ({new})")
+            if workers == 1:
+                _progress.step(named(f"ue_transfer-{new}", [new]))
             t0 = time.perf_counter()
             X, Y = _ue_data(ctx, [new])[new]
             pre.transfer(new, X, Y)
@@ -96,6 +100,23 @@ def train(ctx: Context) -> dict:
             registry[f"ue_transfer-{new}"] = dict(kind="ue_transfer", subjects=[new], checkpoint=str(path),
                                                  config=cfg.to_dict(), pretrained_on=[s for s in subjects if s != new],
                                                  train_seconds=time.perf_counter() - t0)
+
+        # longest first, so that the two workers finish together (demo brain: the joint model and the
+        # pre-training each take as long as the four single-subject models)
+        jobs = []
+        if len(subjects) > 1:
+            jobs.append((named("ue_multi", subjects), lambda: fit_ue("ue_multi", "ue_multi", subjects)))
+        new = ctx.transfer_subject
+        if new is not None:
+            jobs.append((named(f"ue_pretrain-{new}", [s for s in subjects if s != new]) + f", then ue_transfer-{new}",
+                         lambda: pretrain_and_transfer(new)))
+        jobs += [(named(f"ue_single-{s}", [s]), lambda s=s: fit_ue(f"ue_single-{s}", "ue_single", [s]))
+                 for s in ctx.main_subjects]
+        run_jobs(jobs, workers)
+    # the order of a one-after-the-other run, whatever order the jobs finished in
+    order = [f"ridge-{s}" for s in subjects] + [f"ue_single-{s}" for s in ctx.main_subjects] + ["ue_multi"]
+    order += [f"ue_pretrain-{new}", f"ue_transfer-{new}"] if new is not None else []
+    registry = {k: registry[k] for k in order if k in registry}
     save_registry(ctx, registry)
     return registry
 

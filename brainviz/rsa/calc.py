@@ -432,7 +432,7 @@ def crossvalidated_inner_products(repeats, center: bool) -> np.ndarray:
     if center:
         a = a - a.mean(axis=2, keepdims=True)
     total = a.sum(axis=1)  # (n, p)
-    same = np.einsum("nkp,mkp->nm", a, a)  # sum over k of x_ik . x_jk
+    same = sum(a[:, r] @ a[:, r].T for r in range(k))  # sum over repeats of x_ir . x_jr (BLAS, not einsum's loop)
     g = (total @ total.T - same) / (k * (k - 1) * p)
     return (g + g.T) / 2
 

@@ -164,7 +164,7 @@ def rdm_noise_ceiling(rdms, method: str = "spearman") -> tuple[float, float]:
 # ----------------------------------------------------------------------------------------
 def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = "kendall_tau_a",
                   subjects: Sequence[str] | None = None, n_perm: int = 1000,
-                  seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0, n_jobs: int = 1) -> pd.DataFrame:
     """RSA of candidate RDMs against the human IT RDMs of the 92-image set.
 
     Parameters
@@ -182,6 +182,8 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
         leave-one-out reference, which lifts the lower noise bound).
     n_perm, seed : image-label permutation test (:func:`rsa_permutation_test`)
         of the mean-over-units statistic.
+    n_jobs : models scored side by side in threads (:func:`brainviz.jobs.run_jobs`; the
+        Kendall tau-a permutations are numpy sorts, which release the GIL); same result.
 
     Returns
     -------
@@ -206,21 +208,25 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
     lower, upper = rdm_noise_ceiling(units, method)
     group = _pool(units, method)
     plain_mean = units.mean(axis=0)
-    rows = []
-    for name, model in model_rdms.items():
+    def score(name: str, model) -> dict:
         m = np.asarray(model, dtype=np.float64)
         if as_square(m).shape != h.shape[1:]:
             raise BrainVizDataError(f"model_rdms[{name!r}]", f"expected {h.shape[1:]}, got {m.shape}")
         vm = upper_triangle(m)
         per_unit = np.array([_compare_vectors(vm, u, method) for u in units])
         test = rsa_permutation_test(m, units, n_perm=n_perm, seed=seed, method=method)
-        rows.append({
+        return {
             "model": name, "method": method, "rsa": float(per_unit.mean()),
             "rsa_sem": float(per_unit.std(ddof=1) / np.sqrt(len(per_unit))) if len(per_unit) > 1 else np.nan,
             "rsa_group": _compare_vectors(vm, group, method), "rsa_mean": _compare_vectors(vm, plain_mean, method),
             "per_unit": per_unit.tolist(), "p_value": test.p_value,
             "nc_lower": lower, "nc_upper": upper, "n_units": len(units),
-        })
+        }
+
+    from ..jobs import run_jobs
+
+    rows = list(run_jobs([(name, lambda name=name, model=model: score(name, model))
+                          for name, model in model_rdms.items()], n_jobs, describe=False).values())
     return pd.DataFrame(rows, columns=["model", "method", "rsa", "rsa_sem", "rsa_group", "rsa_mean", "per_unit",
                                        "p_value", "nc_lower", "nc_upper", "n_units"])
 
@@ -288,7 +294,7 @@ def within_subject_ceiling(repeat_rdms, method: str = "spearman") -> WithinSubje
 
 def layer_sweep(model_rdms: Mapping[str, np.ndarray], human_rdms, subjects: Sequence[str] | None = None,
                 methods: Sequence[str] = ("kendall_tau_a", "spearman"), depth: Mapping[str, float] | None = None,
-                n_perm: int = 1000, seed: int = 0) -> pd.DataFrame:
+                n_perm: int = 1000, seed: int = 0, n_jobs: int = 1) -> pd.DataFrame:
     """RSA of every layer (and reference model) with a group of subject RDMs, for several methods.
 
     Parameters
@@ -299,6 +305,7 @@ def layer_sweep(model_rdms: Mapping[str, np.ndarray], human_rdms, subjects: Sequ
     methods : RSA methods (see :func:`rsa`)
     depth : {name: relative depth in [0, 1]} for network layers (NaN for others)
     n_perm, seed : image-label permutation test of the mean-over-subjects statistic
+    n_jobs : models scored side by side (see :func:`k92_rsa_table`)
 
     Returns
     -------
@@ -310,7 +317,8 @@ def layer_sweep(model_rdms: Mapping[str, np.ndarray], human_rdms, subjects: Sequ
     """
     frames = []
     for m in methods:
-        t = k92_rsa_table(model_rdms, human_rdms, method=m, subjects=subjects, n_perm=n_perm, seed=seed)
+        t = k92_rsa_table(model_rdms, human_rdms, method=m, subjects=subjects, n_perm=n_perm, seed=seed,
+                          n_jobs=n_jobs)
         t["depth"] = [float(depth[n]) if depth is not None and n in depth else np.nan for n in t.model]
         frames.append(t)
     return pd.concat(frames, ignore_index=True)

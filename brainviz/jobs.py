@@ -1,0 +1,140 @@
+"""Run independent fits side by side: threads with one torch / BLAS thread each.
+
+A Universal Encoder step is a stream of small matrix products, which a few CPU cores share
+poorly. Measured on the 2-core demo machine (one training step of the demo's joint model,
+32 images x 1,041 voxels each): 135 ms with torch's 2
+threads, 224 ms with 1 thread, and two fits with 1 thread each running at the same time take
+226-239 ms per step each, about 116 ms per step of work. So the independent fits of a run
+(the Universal Encoders of the train stage, the transfer curve's image subsamples) finish
+sooner as concurrent jobs with one thread each than one after the other with every thread.
+
+Each job's arithmetic runs in one thread, so its result does not depend on what runs beside
+it or in which order the jobs finish: results are deterministic given the number of workers
+(with 1 worker everything runs in the calling thread, with the thread settings unchanged).
+
+:func:`run_jobs` names the running jobs in the progress display (:func:`brainviz.progress.step`).
+The worker threads are daemons: after Ctrl-C or a failed job the call returns at once (the
+exception is raised) and jobs already running finish in the background or end with the process.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from typing import Callable, Sequence, TypeVar
+
+from . import progress as _progress
+from .errors import BrainVizDataError
+
+__all__ = ["default_workers", "run_jobs", "worker_threads"]
+
+T = TypeVar("T")
+
+
+def default_workers(device: str | None = None) -> int:
+    """Jobs run at once by default: 2 on a CPU with at least 2 cores, 1 on a GPU (``device``
+    'cuda...' or, when None, whenever CUDA is available: one GPU runs one fit at a time best)."""
+    import torch
+
+    if (device is None and torch.cuda.is_available()) or (device or "").startswith("cuda"):
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+@contextlib.contextmanager
+def worker_threads(workers: int):
+    """``with``: torch and BLAS threads per job, all cores shared among ``workers`` jobs
+    (process-wide; restored afterwards); yields the threads per job. Nothing changes with 1
+    worker. OpenMP's limit belongs to each thread: a job thread sets its own (:func:`run_jobs`)."""
+    import torch
+
+    if workers <= 1:
+        yield torch.get_num_threads()
+        return
+    from threadpoolctl import threadpool_limits
+
+    from .features.base import torch_threads
+
+    per_job = max(1, torch.get_num_threads() // workers)
+    with torch_threads(per_job), threadpool_limits(limits=per_job, user_api="blas"):
+        yield per_job
+
+
+def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
+             describe: bool = True) -> dict[str, T]:
+    """Run ``jobs`` ([(name, function)]) with ``workers`` at a time; returns {name: result}.
+
+    Jobs start in the given order (put the longest first). With ``workers`` > 1 the torch and
+    BLAS / OpenMP threads are divided among them for the duration (:func:`worker_threads`), and
+    (``describe``) the progress display names the running jobs. The first exception of a job is
+    raised once it happens; no further job starts.
+    """
+    names = [n for n, _ in jobs]
+    if len(set(names)) != len(names):
+        raise BrainVizDataError("jobs", f"job names must be unique, got {names}")
+    if workers < 1:
+        raise BrainVizDataError("workers", f"must be >= 1, got {workers}")
+    results: dict[str, T] = {}
+    if workers == 1 or len(jobs) <= 1:
+        for name, fn in jobs:
+            results[name] = fn()
+        return results
+
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    running: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def show() -> None:
+        if not describe:
+            return
+        with lock:
+            now = list(running)
+        if now:
+            _progress.step(" + ".join(now) + f" ({len(results)}/{len(jobs)} done)")
+
+    def worker(threads: int) -> None:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads, user_api="openmp"):  # scikit-learn's OpenMP, this thread
+            work()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                name, fn = todo.get_nowait()
+            except queue.Empty:
+                return
+            with lock:
+                running.append(name)
+            show()
+            try:
+                out = fn()
+            except BaseException as e:  # noqa: BLE001  (handed to the calling thread)
+                done.put((name, None, e))
+                return
+            finally:
+                with lock:
+                    running.remove(name)
+            done.put((name, out, None))
+
+    with worker_threads(workers) as per_job:
+        for i in range(min(workers, len(jobs))):
+            threading.Thread(target=worker, args=(per_job,), name=f"brainviz-job-{i}", daemon=True).start()
+        try:
+            while len(results) < len(jobs):
+                try:
+                    name, out, err = done.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if err is not None:
+                    raise err
+                results[name] = out
+                show()
+        finally:
+            stop.set()
+    return {n: results[n] for n in names}
