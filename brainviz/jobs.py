@@ -1,12 +1,16 @@
 """Run independent fits side by side: threads with one torch / BLAS thread each.
 
 A Universal Encoder step is a stream of small matrix products, which a few CPU cores share
-poorly. Measured on the 2-core demo machine (one training step of the demo's joint model,
-32 images x 1,041 voxels each): 135 ms with torch's 2
-threads, 224 ms with 1 thread, and two fits with 1 thread each running at the same time take
-226-239 ms per step each, about 116 ms per step of work. So the independent fits of a run
-(the Universal Encoders of the train stage, the transfer curve's image subsamples) finish
-sooner as concurrent jobs with one thread each than one after the other with every thread.
+poorly. Measured on the 2-core demo machine: one training step of the demo's joint model (32
+images x 1,041 voxels each) takes 135 ms with torch's 2 threads and 224 ms with 1, and two fits
+with 1 thread each running at the same time take 226-239 ms per step each, about 116 ms per
+step of work; two whole UE fits took 0.84x the wall time side by side (``python -m bench --only
+ue``, bench/RESULTS.md). scikit-learn's k-means on a few thousand embeddings is even slower
+with OpenMP's second thread (:func:`brainviz.clusters.kmeans_threads`). So the independent fits
+of a run (the Universal Encoders of the train stage, the transfer curve's image subsamples,
+k-means fits, permutation tests) finish sooner as concurrent jobs with one thread each than one
+after the other with every thread: ``precompute all`` on the demo brain took 650 s instead of
+836 s (bench/RESULTS.md, precompute section).
 
 Each job's arithmetic runs in one thread, so its result does not depend on what runs beside
 it or in which order the jobs finish: results are deterministic given the number of workers
