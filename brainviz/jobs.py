@@ -31,9 +31,18 @@ from typing import Callable, Sequence, TypeVar
 from . import progress as _progress
 from .errors import BrainVizDataError
 
-__all__ = ["default_workers", "run_jobs", "worker_threads"]
+__all__ = ["default_workers", "report", "run_jobs", "worker_threads"]
 
 T = TypeVar("T")
+_local = threading.local()
+
+
+def report(text: str) -> None:
+    """From inside a job: what it is doing now (e.g. ``'epoch 3/10'``), shown after its name in the
+    progress display; does nothing outside a job of :func:`run_jobs` with several workers."""
+    hook = getattr(_local, "report", None)
+    if hook is not None:
+        hook(text)
 
 
 def default_workers(device: str | None = None) -> int:
@@ -89,17 +98,23 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
     for job in jobs:
         todo.put(job)
     done: queue.SimpleQueue = queue.SimpleQueue()
-    running: list[str] = []
+    running: dict[str, str] = {}  # name -> what it reported last
     lock = threading.Lock()
     stop = threading.Event()
 
-    def show() -> None:
+    def show(announce: bool = True) -> None:
         if not describe:
             return
         with lock:
-            now = list(running)
+            now = [f"{n} {what}".rstrip() for n, what in running.items()]
         if now:
-            _progress.step(" + ".join(now) + f" ({len(results)}/{len(jobs)} done)")
+            _progress.step(" + ".join(now) + f" ({len(results)}/{len(jobs)} done)", announce=announce)
+
+    def status(name: str, text: str) -> None:
+        with lock:
+            if name in running:
+                running[name] = text
+        show(announce=False)  # a heartbeat line shows it, not a line per epoch
 
     def worker(threads: int) -> None:
         from threadpoolctl import threadpool_limits
@@ -114,16 +129,18 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
             except queue.Empty:
                 return
             with lock:
-                running.append(name)
+                running[name] = ""
             show()
+            _local.report = lambda text, name=name: status(name, text)
             try:
                 out = fn()
             except BaseException as e:  # noqa: BLE001  (handed to the calling thread)
                 done.put((name, None, e))
                 return
             finally:
+                _local.report = None
                 with lock:
-                    running.remove(name)
+                    running.pop(name, None)
             done.put((name, out, None))
 
     with worker_threads(workers) as per_job:

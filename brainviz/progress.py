@@ -148,14 +148,15 @@ class Progress:
         """Whether library code may draw its own tqdm bars (only beneath a terminal display)."""
         return self.mode == "tty"
 
-    def step(self, text: str) -> None:
-        """Name what the current stage is doing now (e.g. ``'ue_multi (subj01, subj02)'``)."""
+    def step(self, text: str, announce: bool = True) -> None:
+        """Name what the current stage is doing now (e.g. ``'ue_multi (subj01, subj02)'``); ``announce``
+        False: no line of its own in plain mode (the next heartbeat line shows it)."""
         with self._lock:
             if self._steps:
                 self._steps[-1] = text
             else:
                 self._steps.append(text)
-        self._changed(announce=True)
+        self._changed(announce=announce)
 
     @contextmanager
     def substep(self, text: str):
@@ -304,8 +305,10 @@ class Progress:
         self._last_line = time.perf_counter()
         if self.mode == "tty":
             tqdm.write(text, file=self.stream)
-        else:
-            print(f"[{self.title} {fmt_seconds(self.elapsed)}] {text}", file=self.stream, flush=True)
+        else:  # one write per line: jobs running side by side (brainviz.jobs) report from several threads
+            with self._lock:
+                self.stream.write(f"[{self.title} {fmt_seconds(self.elapsed)}] {text}\n")
+                self.stream.flush()
 
     def _changed(self, announce: bool) -> None:
         if self.mode == "tty" and self._overall is not None:
@@ -335,10 +338,10 @@ def bar(iterable: Iterable | None = None, desc: str = "", total: int | None = No
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled)
 
 
-def step(text: str) -> None:
-    """Name the current step of the active :class:`Progress` (no-op without one)."""
+def step(text: str, announce: bool = True) -> None:
+    """Name the current step of the active :class:`Progress` (no-op without one); see :meth:`Progress.step`."""
     if _active is not None:
-        _active.step(text)
+        _active.step(text, announce=announce)
 
 
 @contextmanager

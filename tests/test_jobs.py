@@ -77,3 +77,24 @@ def test_bad_arguments():
         run_jobs([("a", lambda: 1)], 0)
     assert default_workers("cuda:0") == 1
     assert default_workers("cpu") in (1, 2)
+
+
+def test_jobs_name_what_they_are_doing_in_the_progress_display(monkeypatch):
+    from brainviz import jobs as J
+
+    shown = []
+    monkeypatch.setattr(J._progress, "step", lambda text, announce=True: shown.append((text, announce)))
+    both = threading.Barrier(2, timeout=10)
+
+    def job(name):
+        both.wait()
+        J.report(f"epoch 1/3 of {name}")
+        both.wait()
+        return name
+
+    run_jobs([("fit a", lambda: job("a")), ("fit b", lambda: job("b"))], 2)
+    texts = [t for t, _ in shown]
+    assert any("fit a" in t and "fit b" in t for t in texts)  # both running, by name
+    assert any("fit a epoch 1/3 of a" in t for t, announce in shown if not announce)  # no line of its own
+    assert all(t.endswith("done)") for t in texts)  # how many jobs have finished
+    J.report("outside a job: nothing happens")

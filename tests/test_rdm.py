@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
@@ -174,6 +175,11 @@ def test_k92_rsa_table_synthetic():
     assert t.loc["truth", "rsa"] > t.loc["noise", "rsa"]
     assert t.loc["truth", "p_value"] < 0.05 < t.loc["noise", "p_value"]
     assert (df["nc_lower"] <= df["nc_upper"]).all()
+    # models scored side by side (brainviz.jobs): the same table, rows in input order (Kendall tau-a too)
+    for method in ("spearman", "kendall_tau_a"):
+        one = R.k92_rsa_table(models, human, method=method, subjects=["a", "a", "b", "b"], n_perm=30)
+        two = R.k92_rsa_table(models, human, method=method, subjects=["a", "a", "b", "b"], n_perm=30, n_jobs=2)
+        pd.testing.assert_frame_equal(one, two)
     with pytest.raises(BrainVizDataError):
         R.k92_rsa_table({"bad": np.zeros((5, 5))}, human)
 

@@ -101,6 +101,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..errors import BrainVizDataError
 from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select
+from ..jobs import report
 from ._inputs import as_layers, as_responses
 from ..ddp import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
@@ -399,7 +400,9 @@ class UniversalEncoder:
     # ------------------------------------------------------------------ training loop
     def _run_epochs(self, subjects: list[_Subject], optimizer: torch.optim.Optimizer, start_epoch: int,
                     n_epochs: int, rng_key: tuple, desc: str, history: list[dict],
-                    checkpoint_path: str | Path | None = None, track_best: bool = True) -> None:
+                    checkpoint_path: str | Path | None = None, track_best: bool = True,
+                    of: int | None = None) -> None:
+        """Epochs ``start_epoch`` .. ``n_epochs - 1`` (of ``of`` in all, for the progress display)."""
         cfg = self.config
         dev = self.device
         info = dist_info()
@@ -421,6 +424,7 @@ class UniversalEncoder:
         if track_best and self._best is not None and has_val:
             since_best = start_epoch - self._best["epoch"]
         for epoch in range(start_epoch, n_epochs):
+            report(f"{desc} epoch {epoch + 1}/{of or n_epochs}")  # when run as a job beside others (brainviz.jobs)
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, *rng_key, epoch])
             steps = self._schedule(subjects, rng, world)
@@ -629,7 +633,7 @@ class UniversalEncoder:
             since = 0
             for epoch in range(n_epochs):  # epoch by epoch so that early stopping keeps the best embedding
                 self._run_epochs(subjects, optimizer, epoch, epoch + 1, (1, zlib.crc32(subject.encode())),
-                                 f"transfer {subject}", hist, track_best=False)
+                                 f"transfer {subject}", hist, track_best=False, of=n_epochs)
                 if len(sd.val_idx):
                     score = hist[-1]["val_score"]
                     if best is None or score > best[0]:

@@ -166,7 +166,8 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     main_keys = ctx.catalog.image_key[ctx.catalog.dataset == ctx.main_source].tolist()
     # predicted responses of every main-source image, per subject (top images "by the encoder")
     with ctx.timed("predict all images"):
-        preds = run_jobs([(s, lambda s=s: predict(enc, ctx, s, main_keys)) for s in main], ctx.workers())
+        preds = run_jobs([(s, lambda s=s: predict(enc, ctx, s, main_keys)) for s in main], ctx.workers(),
+                         describe=False)
     measured = {s: (np.concatenate([ctx.responses(s, "train")] + ([ctx.responses(s, "test")] if ctx.has_test(s) else [])),
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}

@@ -101,8 +101,8 @@ def train(ctx: Context) -> dict:
                                                  config=cfg.to_dict(), pretrained_on=[s for s in subjects if s != new],
                                                  train_seconds=time.perf_counter() - t0)
 
-        # longest first, so that the two workers finish together (demo brain: the joint model and the
-        # pre-training each take as long as the four single-subject models)
+        # longest first, so that the workers finish close together (demo brain, one thread each: the joint
+        # model 277 s, the pre-training 240 s, each single-subject model 35 s)
         jobs = []
         if len(subjects) > 1:
             jobs.append((named("ue_multi", subjects), lambda: fit_ue("ue_multi", "ue_multi", subjects)))
