@@ -417,7 +417,7 @@ def stability_curve(embeddings: np.ndarray, ks: Sequence[int], seed: int = 0, *,
     x = normalize_embeddings(embeddings, normalize)
     n = len(x)
     m = max(2, int(round(fraction * n)))
-    fits = []  # (k, round, subsample indices, random state), drawn in one fixed order
+    fits = []  # (name, k, subsample indices, random state), drawn in one fixed order
     for k in ks:
         k = int(k)
         if not 2 <= k < m:

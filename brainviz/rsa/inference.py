@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import BrainVizDataError
+from ..jobs import run_jobs
 from .calc import as_square, upper_triangle
 from .compare import _check_method, _compare_vectors, kendall_tau_a
 
@@ -208,6 +209,7 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
     lower, upper = rdm_noise_ceiling(units, method)
     group = _pool(units, method)
     plain_mean = units.mean(axis=0)
+
     def score(name: str, model) -> dict:
         m = np.asarray(model, dtype=np.float64)
         if as_square(m).shape != h.shape[1:]:
@@ -222,8 +224,6 @@ def k92_rsa_table(model_rdms: Mapping[str, np.ndarray], human_it, method: str = 
             "per_unit": per_unit.tolist(), "p_value": test.p_value,
             "nc_lower": lower, "nc_upper": upper, "n_units": len(units),
         }
-
-    from ..jobs import run_jobs
 
     rows = list(run_jobs([(name, lambda name=name, model=model: score(name, model))
                           for name, model in model_rdms.items()], n_jobs, describe=False).values())
