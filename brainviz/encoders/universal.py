@@ -58,7 +58,10 @@ about ``lr`` per step, so 1e-3 would leave the embeddings near their start.
 ``voxel_updates`` 150 was measured (demo brain seed 0, subj01 alone, test images):
 50 -> 150 updates raised the median test r from 0.379 to 0.439 and the category-region
 ARI of k-means on the embeddings (k = 8) from 0.56 to 0.79; 300 gave no further gain
-(0.431, 0.76) at twice the time.
+(0.431, 0.76) at twice the time. Checked again on every NSD subject alone (seed 0, UE-single
+median test r of subj01-04): 150 updates 0.439 / 0.445 / 0.359 / 0.286; 220 updates 0.435 /
+0.445 / 0.359 / 0.284; ``embed_lr`` 1e-2: 0.426 / 0.443 / 0.356 / 0.269; 3e-2: 0.426 / 0.445 /
+0.361 / 0.289; ``weight_decay`` 1e-4 (Adam's, on every parameter): 0.349 / 0.244 / 0.168 / 0.212.
 ``transfer_updates`` 75 (only the new subject's embeddings learn) was measured likewise
 (seed 7, subj01, 100 training images, pretrained on subj02-05): 25 / 50 / 75 updates gave a
 median test r of 0.393 / 0.395 (lr 4e-2) / 0.408; ridge on all 450 images: 0.399. Embeddings start at N(0, 0.05^2)
