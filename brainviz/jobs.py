@@ -9,8 +9,8 @@ ue``, bench/RESULTS.md). scikit-learn's k-means on a few thousand embeddings is 
 with OpenMP's second thread (:func:`brainviz.clusters.kmeans_threads`). So the independent fits
 of a run (the Universal Encoders of the train stage, the transfer curve's image subsamples,
 k-means fits, permutation tests) finish sooner as concurrent jobs with one thread each than one
-after the other with every thread: ``precompute all`` on the demo brain took 650 s instead of
-836 s (bench/RESULTS.md, precompute section).
+after the other with every thread: ``precompute all`` on the demo brain took 650-707 s instead
+of 836 s (bench/RESULTS.md, precompute section).
 
 Each job's arithmetic runs in one thread, so its result does not depend on what runs beside
 it or in which order the jobs finish: results are deterministic given the number of workers
