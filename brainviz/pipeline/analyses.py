@@ -553,32 +553,43 @@ def write_decoding(ctx: Context, w: StoreWriter) -> dict:
     fs = ctx.features
     registry = load_registry(ctx)
     headline = {}
-    with ctx.timed("decoding"):
-        for s in _bar(ctx, [s for s in ctx.main_subjects if ctx.has_test(s)], "decoding"):
+    def identify(s: str) -> dict | None:
+        """{approach: (metrics, similarities)} of subject ``s`` (None without ROI sets)."""
+        sub = ctx.dataset.subjects[s]
+        sets = {name: sub.roi_mask(name) for name in ROI_SETS if sub.roi_mask(name).sum() > 0}
+        if not sets:
+            return None
+        voters = list(sets)
+        sets[WHOLE_CORTEX] = np.ones(sub.roi_mask(None).shape, bool)
+        tr, te = ctx.images[s].train_keys, ctx.images[s].test_keys
+        y_tr, y_te = ctx.responses(s, "train"), ctx.responses(s, "test")
+        results = {}
+        results["decoder"] = decode_roi_sets({n: y_tr[:, m] for n, m in sets.items()},
+                                             np.asarray(fs.pooled[fs.indices(tr)], np.float32),
+                                             {n: y_te[:, m] for n, m in sets.items()},
+                                             np.asarray(fs.pooled[fs.indices(te)], np.float32),
+                                             vote_over=voters, seed=ctx.config.seed)
+        for model_id, entry in registry.items():
+            pred = load_predictions(ctx, model_id, s) if entry["kind"] in ENCODER_KINDS and s in entry["subjects"] else None
+            if pred is None:
+                continue
+            results[f"encoder:{entry['kind']}"] = identify_roi_sets(
+                {n: y_te[:, m] for n, m in sets.items()}, {n: pred[:, m] for n, m in sets.items()},
+                vote_over=voters, seed=ctx.config.seed)
+        return results
+
+    subjects = [s for s in ctx.main_subjects if ctx.has_test(s)]
+    with ctx.timed("decoding"):  # subjects side by side (brainviz.jobs), written one after the other
+        found = run_jobs([(s, lambda s=s: identify(s)) for s in subjects], ctx.workers(), describe=False)
+        for s in subjects:
             sub = ctx.dataset.subjects[s]
             w.write_table("decoding_rois", pd.DataFrame(
                 [dict(subject=s, roi_set=name, roi=roi, n_vertices=int(sub.roi_mask(roi).sum()))
                  for name, rois in ROI_SETS.items() for roi in dict.fromkeys(rois)]))
-            sets = {name: sub.roi_mask(name) for name in ROI_SETS if sub.roi_mask(name).sum() > 0}
-            if not sets:
+            results = found[s]
+            if results is None:
                 continue
-            voters = list(sets)
-            sets[WHOLE_CORTEX] = np.ones(sub.roi_mask(None).shape, bool)
-            tr, te = ctx.images[s].train_keys, ctx.images[s].test_keys
-            y_tr, y_te = ctx.responses(s, "train"), ctx.responses(s, "test")
-            results = {}
-            results["decoder"] = decode_roi_sets({n: y_tr[:, m] for n, m in sets.items()},
-                                                 np.asarray(fs.pooled[fs.indices(tr)], np.float32),
-                                                 {n: y_te[:, m] for n, m in sets.items()},
-                                                 np.asarray(fs.pooled[fs.indices(te)], np.float32),
-                                                 vote_over=voters, seed=ctx.config.seed)
-            for model_id, entry in registry.items():
-                pred = load_predictions(ctx, model_id, s) if entry["kind"] in ENCODER_KINDS and s in entry["subjects"] else None
-                if pred is None:
-                    continue
-                results[f"encoder:{entry['kind']}"] = identify_roi_sets(
-                    {n: y_te[:, m] for n, m in sets.items()}, {n: pred[:, m] for n, m in sets.items()},
-                    vote_over=voters, seed=ctx.config.seed)
+            te = ctx.images[s].test_keys
             rows, weights = [], []
             for approach, (metrics, sims) in results.items():
                 for name, sim in sims.items():

@@ -72,37 +72,47 @@ def roi_labels(ctx: Context, subject: str) -> dict[str, np.ndarray]:
 def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
     """Predict every model's test images, score them, and write the results tables."""
     registry = registry or load_registry(ctx)
-    rows, roi_rows, vm = [], [], {}
-    with ctx.timed("evaluate"):
-        for model_id, entry in _progress.bar(registry.items(), desc="evaluate", enabled=ctx.config.progress,
-                                             total=len(registry)):
+    workers = ctx.workers()
+
+    def score(model_id: str, entry: dict) -> tuple[list[dict], list[dict], dict]:
+        """One model's rows of the encoders and ROI tables and its per-vertex metrics."""
+        if workers == 1:
             _progress.step(f"{model_id} ({', '.join(entry['subjects'])})")
-            model = load_model(entry)
-            for s in entry["subjects"]:
-                if not ctx.has_test(s):
-                    continue
-                keys = ctx.images[s].test_keys
-                y = ctx.responses(s, "test")
-                pred = predict(model, ctx, s, keys)
-                save_predictions(ctx, model_id, s, pred)
-                nc = noise_ceiling(ctx, s)
-                sc = vertex_scores(y, pred, nc)
-                vm[f"{model_id}|{s}"] = sc
-                ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))
-                ret = retrieval_summary(ranks)
-                r = sc["r"]
-                rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
-                                 n_test=len(keys), median_r=float(np.nanmedian(r)),
-                                 p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
-                                 median_nna=float(np.nanmedian(sc["nna"])) if "nna" in sc else np.nan,
-                                 mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
-                                 train_seconds=entry.get("train_seconds", np.nan)))
-                for roi, mask in roi_labels(ctx, s).items():
-                    rr = r[mask]
-                    roi_rows.append(dict(model_id=model_id, subject=s, roi=roi, median_r=float(np.nanmedian(rr)),
-                                         p25=float(np.nanpercentile(rr, 25)), p75=float(np.nanpercentile(rr, 75)),
-                                         median_nna=float(np.nanmedian(sc["nna"][mask])) if "nna" in sc else np.nan,
-                                         n=int(mask.sum())))
+        rows, roi_rows, vm = [], [], {}
+        model = load_model(entry)
+        for s in entry["subjects"]:
+            if not ctx.has_test(s):
+                continue
+            keys = ctx.images[s].test_keys
+            y = ctx.responses(s, "test")
+            pred = predict(model, ctx, s, keys)
+            save_predictions(ctx, model_id, s, pred)
+            nc = noise_ceiling(ctx, s)
+            sc = vertex_scores(y, pred, nc)
+            vm[f"{model_id}|{s}"] = sc
+            ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))
+            ret = retrieval_summary(ranks)
+            r = sc["r"]
+            rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
+                             n_test=len(keys), median_r=float(np.nanmedian(r)),
+                             p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
+                             median_nna=float(np.nanmedian(sc["nna"])) if "nna" in sc else np.nan,
+                             mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
+                             train_seconds=entry.get("train_seconds", np.nan)))
+            for roi, mask in roi_labels(ctx, s).items():
+                rr = r[mask]
+                roi_rows.append(dict(model_id=model_id, subject=s, roi=roi, median_r=float(np.nanmedian(rr)),
+                                     p25=float(np.nanpercentile(rr, 25)), p75=float(np.nanpercentile(rr, 75)),
+                                     median_nna=float(np.nanmedian(sc["nna"][mask])) if "nna" in sc else np.nan,
+                                     n=int(mask.sum())))
+        return rows, roi_rows, vm
+
+    with ctx.timed("evaluate"):  # models side by side (brainviz.jobs); tables in registry order
+        done = run_jobs([(f"{m} ({', '.join(e['subjects'])})", lambda m=m, e=e: score(m, e))
+                         for m, e in registry.items()], workers)
+    rows = [row for out in done.values() for row in out[0]]
+    roi_rows = [row for out in done.values() for row in out[1]]
+    vm = {k: v for out in done.values() for k, v in out[2].items()}
     table = pd.DataFrame(rows)
     write_results(ctx, "encoders", table)
     write_results(ctx, "roi_metrics", pd.DataFrame(roi_rows))

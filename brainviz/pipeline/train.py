@@ -53,8 +53,9 @@ def train(ctx: Context) -> dict:
     subjects = ctx.subject_names
     ctx.features  # noqa: B018  (compute / open the feature cache first, timed separately)
     with ctx.timed("train"):
-        for s in _progress.bar(subjects, desc="ridge", enabled=ctx.config.progress):
-            _progress.step(f"ridge-{s} ({s})")
+        def fit_ridge(s: str) -> None:
+            if workers == 1:
+                _progress.step(f"ridge-{s} ({s})")
             t0 = time.perf_counter()
             model = RidgeEncoder(seed=ctx.config.seed, alphas=np.logspace(-1, 6, 8) if ctx.config.quick else np.logspace(-1, 6, 15))
             model.fit(ctx.feature_subset(ctx.images[s].train_keys), ctx.responses(s, "train"))
@@ -112,6 +113,7 @@ def train(ctx: Context) -> dict:
                          lambda: pretrain_and_transfer(new)))
         jobs += [(named(f"ue_single-{s}", [s]), lambda s=s: fit_ue(f"ue_single-{s}", "ue_single", [s]))
                  for s in ctx.main_subjects]
+        jobs += [(named(f"ridge-{s}", [s]), lambda s=s: fit_ridge(s)) for s in subjects]  # seconds each
         run_jobs(jobs, workers)
     # the order of a one-after-the-other run, whatever order the jobs finished in
     order = [f"ridge-{s}" for s in subjects] + [f"ue_single-{s}" for s in ctx.main_subjects] + ["ue_multi"]
