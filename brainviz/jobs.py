@@ -7,8 +7,8 @@ with 1 thread each running at the same time take 226-239 ms per step each, about
 step of work; two whole UE fits took 0.84x the wall time side by side (``python -m bench --only
 ue``, bench/RESULTS.md). scikit-learn's k-means on a few thousand embeddings is even slower
 with OpenMP's second thread (:func:`brainviz.clusters.kmeans_threads`). So the independent fits
-of a run (the Universal Encoders of the train stage, the transfer curve's image subsamples,
-k-means fits, permutation tests) finish sooner as concurrent jobs with one thread each than one
+of a run (the encoders of the train stage, the models scored by the evaluate stage, the transfer
+curve's image subsamples, k-means fits, decoding per subject, permutation tests) finish sooner as concurrent jobs with one thread each than one
 after the other with every thread: ``precompute all`` on the demo brain took 650-707 s instead
 of 836 s (bench/RESULTS.md, precompute section).
 
