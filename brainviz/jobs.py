@@ -39,7 +39,7 @@ _local = threading.local()
 
 def report(text: str) -> None:
     """From inside a job: what it is doing now (e.g. ``'epoch 3/10'``), shown after its name in the
-    progress display; does nothing outside a job of :func:`run_jobs` with several workers."""
+    progress display; does nothing outside a job of :func:`run_jobs`."""
     hook = getattr(_local, "report", None)
     if hook is not None:
         hook(text)
@@ -79,8 +79,9 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
     """Run ``jobs`` ([(name, function)]) with ``workers`` at a time; returns {name: result}.
 
     Jobs start in the given order (put the longest first). With ``workers`` > 1 the torch and
-    BLAS / OpenMP threads are divided among them for the duration (:func:`worker_threads`), and
-    (``describe``) the progress display names the running jobs. The first exception of a job is
+    BLAS / OpenMP threads are divided among them for the duration (:func:`worker_threads`). With
+    ``describe`` the progress display names the running jobs (with one worker too) and what they
+    :func:`report`. The first exception of a job is
     raised once it happens; no further job starts.
     """
     names = [n for n, _ in jobs]
@@ -89,18 +90,8 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
     if workers < 1:
         raise BrainVizDataError("workers", f"must be >= 1, got {workers}")
     results: dict[str, T] = {}
-    if workers == 1 or len(jobs) <= 1:
-        for name, fn in jobs:
-            results[name] = fn()
-        return results
-
-    todo: queue.SimpleQueue = queue.SimpleQueue()
-    for job in jobs:
-        todo.put(job)
-    done: queue.SimpleQueue = queue.SimpleQueue()
     running: dict[str, str] = {}  # name -> what it reported last
     lock = threading.Lock()
-    stop = threading.Event()
 
     def show(announce: bool = True) -> None:
         if not describe:
@@ -116,6 +107,30 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
                 running[name] = text
         show(announce=False)  # a heartbeat line shows it, not a line per epoch
 
+    def call(name: str, fn: Callable[[], T]) -> T:
+        """Run one job in this thread, named in the progress display while it runs."""
+        with lock:
+            running[name] = ""
+        show()
+        _local.report = lambda text: status(name, text)
+        try:
+            return fn()
+        finally:
+            _local.report = None
+            with lock:
+                running.pop(name, None)
+
+    if workers == 1 or len(jobs) <= 1:
+        for name, fn in jobs:
+            results[name] = call(name, fn)
+        return results
+
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
     def worker(threads: int) -> None:
         from threadpoolctl import threadpool_limits
 
@@ -128,19 +143,11 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
                 name, fn = todo.get_nowait()
             except queue.Empty:
                 return
-            with lock:
-                running[name] = ""
-            show()
-            _local.report = lambda text, name=name: status(name, text)
             try:
-                out = fn()
+                out = call(name, fn)
             except BaseException as e:  # noqa: BLE001  (handed to the calling thread)
                 done.put((name, None, e))
                 return
-            finally:
-                _local.report = None
-                with lock:
-                    running.pop(name, None)
             done.put((name, out, None))
 
     with worker_threads(workers) as per_job:

@@ -98,3 +98,7 @@ def test_jobs_name_what_they_are_doing_in_the_progress_display(monkeypatch):
     assert any("fit a epoch 1/3 of a" in t for t, announce in shown if not announce)  # no line of its own
     assert all(t.endswith("done)") for t in texts)  # how many jobs have finished
     J.report("outside a job: nothing happens")
+    # one worker: the same display, from the calling thread
+    shown.clear()
+    run_jobs([("fit c", lambda: J.report("epoch 2/3") or "c")], 1)
+    assert [t for t, _ in shown] == ["fit c (0/1 done)", "fit c epoch 2/3 (0/1 done)"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import progress as _progress
 from ..jobs import run_jobs
 from ..names import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
@@ -72,12 +71,9 @@ def roi_labels(ctx: Context, subject: str) -> dict[str, np.ndarray]:
 def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
     """Predict every model's test images, score them, and write the results tables."""
     registry = registry or load_registry(ctx)
-    workers = ctx.workers()
 
     def score(model_id: str, entry: dict) -> tuple[list[dict], list[dict], dict]:
         """One model's rows of the encoders and ROI tables and its per-vertex metrics."""
-        if workers == 1:
-            _progress.step(f"{model_id} ({', '.join(entry['subjects'])})")
         rows, roi_rows, vm = [], [], {}
         model = load_model(entry)
         for s in entry["subjects"]:
@@ -109,7 +105,7 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
 
     with ctx.timed("evaluate"):  # models side by side (brainviz.jobs); tables in registry order
         done = run_jobs([(f"{m} ({', '.join(e['subjects'])})", lambda m=m, e=e: score(m, e))
-                         for m, e in registry.items()], workers)
+                         for m, e in registry.items()], ctx.workers())
     rows = [row for out in done.values() for row in out[0]]
     roi_rows = [row for out in done.values() for row in out[1]]
     vm = {k: v for out in done.values() for k, v in out[2].items()}
@@ -153,11 +149,8 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
     sizes = [n if n and n < len(keys) else len(keys) for n in ctx.config.transfer_sizes]
     repeats = 1 if ctx.config.quick else TRANSFER_REPEATS
     runs = [(n, rep) for n in sorted(set(sizes)) for rep in range(repeats if n < len(keys) else 1)]
-    workers = ctx.workers(run_cfg.device)
 
     def run(n: int, rep: int) -> list[dict]:
-        if workers == 1:
-            _progress.step(f"ue_pretrain-{new} + {new} with {n} images (subsample {rep + 1})")
         # subsample `rep` of size n, the same images for both methods; "all images" runs once
         rng = np.random.default_rng([ctx.config.seed, n, rep])
         idx = np.sort(rng.choice(len(keys), n, replace=False))
@@ -181,8 +174,9 @@ def transfer_curve(ctx: Context) -> pd.DataFrame:
     with ctx.timed("transfer_curve"):
         # largest first (each run takes about as long: the number of steps is set by transfer_updates;
         # the reused "all images" point is quick); the table keeps the order of `runs`
-        names = {run_: f"{new} with {run_[0]} images (subsample {run_[1] + 1})" for run_ in runs}
-        done = run_jobs([(names[r], lambda r=r: run(*r)) for r in sorted(runs, key=lambda r: -r[0])], workers)
+        names = {r: f"ue_pretrain-{new} + {new} with {r[0]} images (subsample {r[1] + 1})" for r in runs}
+        done = run_jobs([(names[r], lambda r=r: run(*r)) for r in sorted(runs, key=lambda r: -r[0])],
+                        ctx.workers(run_cfg.device))
         rows = [row for r in runs for row in done[names[r]]]
     table = pd.DataFrame(rows)
     write_results(ctx, "transfer_curve", table)

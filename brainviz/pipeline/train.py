@@ -20,7 +20,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .. import progress as _progress
 from ..atomic import atomic_path
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalConfig, UniversalEncoder
@@ -54,8 +53,6 @@ def train(ctx: Context) -> dict:
     ctx.features  # noqa: B018  (compute / open the feature cache first, timed separately)
     with ctx.timed("train"):
         def fit_ridge(s: str) -> None:
-            if workers == 1:
-                _progress.step(f"ridge-{s} ({s})")
             t0 = time.perf_counter()
             model = RidgeEncoder(seed=ctx.config.seed, alphas=np.logspace(-1, 6, 8) if ctx.config.quick else np.logspace(-1, 6, 15))
             model.fit(ctx.feature_subset(ctx.images[s].train_keys), ctx.responses(s, "train"))
@@ -76,8 +73,6 @@ def train(ctx: Context) -> dict:
             return f"{model_id} ({', '.join(subs)})"
 
         def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder:
-            if workers == 1:
-                _progress.step(named(model_id, subs))
             t0 = time.perf_counter()
             path = mdir / f"{model_id}.pt"
             enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
@@ -91,8 +86,6 @@ def train(ctx: Context) -> dict:
 
         def pretrain_and_transfer(new: str) -> None:
             pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", [s for s in subjects if s != new])
-            if workers == 1:
-                _progress.step(named(f"ue_transfer-{new}", [new]))
             t0 = time.perf_counter()
             X, Y = _ue_data(ctx, [new])[new]
             pre.transfer(new, X, Y)
