@@ -331,7 +331,7 @@ def test_joint_multi_subject_different_images_and_voxels(tmp_path):
 def test_config_defaults_and_overrides():
     cfg = UniversalConfig()
     assert cfg.embed_dim == 256 and cfg.batch_images == 32 and cfg.lr == 1e-3
-    assert cfg.embed_init_std == 0.05 and cfg.n_epochs is None and cfg.voxel_updates >= 40
+    assert cfg.embed_init_std == 0.01 and cfg.n_epochs is None and cfg.voxel_updates >= 40
     assert UniversalConfig.report().batch_images == 32
     ue = UniversalEncoder(proj_dim=16, seed=3)
     assert ue.config.proj_dim == 16 and ue.config.seed == 3
@@ -470,9 +470,9 @@ def test_forward_matches_the_documented_equations():
 def test_embeddings_move_far_from_their_start():
     """With the default init and step rule the embeddings end far from their random start."""
     X, Y = planted(160, 64, seed=8)
-    ue = UniversalEncoder(**{**TINY, "embed_init_std": 0.05, "voxel_updates": 60, "batch_voxels": 32}).fit({"a": (X, Y)})
+    ue = UniversalEncoder(**{**TINY, "voxel_updates": 60, "batch_voxels": 32}).fit({"a": (X, Y)})
     assert ue.embedding_cosine_["a"] < 0.5, ue.embedding_cosine_
-    np.testing.assert_allclose(ue.initial_embeddings("a").std(), 0.05, rtol=0.1)
+    np.testing.assert_allclose(ue.initial_embeddings("a").std(), UniversalConfig().embed_init_std, rtol=0.1)
     # the control: a run with (almost) no steps stays at its start
     still = UniversalEncoder(**{**TINY, "n_epochs": 0}).fit({"a": (X, Y)})
     assert still.embedding_cosine_["a"] > 0.99

@@ -95,7 +95,7 @@ class UniversalEncoderModule(nn.Module):
     """
 
     def __init__(self, n_layers: int, n_patches: int, in_channels: int, proj_dim: int = 32,
-                 embed_dim: int = 256, mlp_hidden: int | None = None, embed_init_std: float = 0.05,
+                 embed_dim: int = 256, mlp_hidden: int | None = None, embed_init_std: float = 0.01,
                  pos_init_std: float = 1.0):
         super().__init__()
         L, P, Cin, C, E = n_layers, n_patches, in_channels, proj_dim, embed_dim
