@@ -71,10 +71,13 @@ the median cosine(final, initial) fell from 0.13-0.20 to 0.03-0.04 and UE-multi'
 rose for every NSD subject (seed 0 subj01-04: 0.460 / 0.457 / 0.384 / 0.308 -> 0.460 / 0.462 /
 0.389 / 0.315; seed 7: 0.429 / 0.434 / 0.385 / 0.332 -> 0.437 / 0.441 / 0.396 / 0.344), as did
 transfer with 100 images (0.439 -> 0.444; 0.405 -> 0.410); UE-single moved within its
-training-seed spread (seed 7 subj04, training seeds 7 / 8 / 9: 0.256 / 0.293 / 0.291 with 0.01,
+training-seed spread (sd over training seeds 0-2 / 7-9 of each subject: 0.002-0.008 on seed 0,
+0.013-0.021 on seed 7; seed 7 subj04, training seeds 7 / 8 / 9: 0.256 / 0.293 / 0.291 with 0.01,
 0.300 / 0.296 / 0.296 with 0.05). Not adopted: a cosine decay of every learning rate to 0 over the
 run (UE-single, seed 0 subj01-04: 0.422 / 0.418 / 0.287 / 0.244 against 0.439 / 0.445 / 0.359 / 0.286)
-and a shared-weight ``lr`` of 2e-3 or 4e-3 (0.415 / 0.430 / 0.350 / 0.286 and 0.419 / 0.421 / 0.322 / 0.279). ``proj_dim`` C = 32 value channels (report: not stated; 128 in
+and a shared-weight ``lr`` of 2e-3 or 4e-3 (0.415 / 0.430 / 0.350 / 0.286 and 0.419 / 0.421 / 0.322 / 0.279).
+
+``proj_dim`` C = 32 value channels (report: not stated; 128 in
 :meth:`UniversalConfig.report`). L = 5 layers of EfficientNet-Lite0 instead of
 DINOv2 ViT-g/14 (see :mod:`brainviz.features.efficientnet` for the criterion).
 
