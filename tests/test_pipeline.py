@@ -139,3 +139,30 @@ def test_all_reports_progress_readably(built, capsys):
     assert main(["features", *args, "--quiet"]) == 0
     q = capsys.readouterr()
     assert "%|" not in q.err and "\r" not in q.err and "features:" in q.out
+
+
+def test_demo_results_table_reads_the_store(built):
+    """scripts/demo_results.py (the README's results table) on a real store: every cluster target has a row,
+    and the yardsticks (noise-free, measured and ridge-predicted responses, same vertices and k) are ARIs in [-1, 1]."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "demo_results.py"
+    spec = importlib.util.spec_from_file_location("demo_results", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    root, _ = built
+    rows = mod.measure(root / "store.duckdb")
+    assert "joint category-region ARI >= 0.8" in rows
+    ref = next(v for n, v in rows.items() if n.startswith("references:"))[0]
+    values = [float(x) for x in re.findall(r"-?\d+\.\d+", ref)]
+    assert len(values) == 3 and all(-1 <= x <= 1 for x in values), ref
+    per_subject = [v[0] for n, v in rows.items() if re.match(r"subj\d\d ARI", n)]
+    assert per_subject and all(all(src in v for src in mod.REFERENCES) for v in per_subject)
+    with Store(root / "store.duckdb") as st:
+        scope = st.cluster_settings("ue_multi").query("is_default").scope.iloc[0]
+        k = int(st.cluster_settings("ue_multi", scope).chosen_k.iloc[0])
+        refs = [mod.reference_ari(st, scope, k, src) for src in mod.REFERENCES]
+    assert np.isfinite(refs).all()
+    assert " / ".join(f"{x:.2f}" for x in refs) in ref
