@@ -487,6 +487,39 @@ def recovery_scores(labels: np.ndarray, planted: Sequence | np.ndarray,
     return out
 
 
+def reference_ari(responses: Sequence[np.ndarray], planted: Sequence[np.ndarray], k: int,
+                  regions: Sequence[str], seed: int = 0) -> float:
+    """A yardstick for the embeddings' category-region ARI (SIMULATION CHECK): the same vertices
+    clustered with the same k on response profiles instead of embeddings.
+
+    Parameters
+    ----------
+    responses : per subject, (n_images, V_s) responses of that subject's clustered vertices to the
+        SAME images (same rows in every subject), e.g. measured, predicted or noise-free ones;
+        z-scored per vertex here.
+    planted : per subject, (V_s,) planted region names of those vertices.
+    k : number of clusters (the scope's chosen k); ``regions``: the category regions scored.
+
+    Returns
+    -------
+    ARI of k-means (:func:`kmeans_clusters`, no normalisation after the z-scoring) over ``regions``
+    (:func:`recovery_scores`); NaN when there are too few vertices or images.
+    """
+    if len(responses) != len(planted) or not len(responses):
+        raise BrainVizDataError("responses", "need one response matrix per planted array, at least one")
+    n_img = {int(np.shape(r)[0]) for r in responses}
+    if len(n_img) != 1:
+        raise BrainVizDataError("responses", f"every subject needs the same images (rows), got {sorted(n_img)}")
+    x = np.concatenate([zscore_columns(np.asarray(r, np.float32)).T for r in responses])
+    pl = np.concatenate([np.asarray(p, dtype=object) for p in planted])
+    if len(pl) != len(x):
+        raise BrainVizDataError("planted", f"{len(pl)} labels for {len(x)} vertices")
+    if len(x) <= k or n_img.pop() < 2:
+        return float("nan")
+    labels = kmeans_clusters(np.nan_to_num(x), k, seed, normalize=None)
+    return recovery_scores(labels, pl, regions)["ari"]
+
+
 def position_score(labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None,
                    n_perm: int = 200, seed: int = 0) -> dict[str, float]:
     """Do clusters follow visual-field position? (SIMULATION CHECK for early visual cortex.)

@@ -207,8 +207,13 @@ if len(curve):
                                 hovertemplate="k = %{x}<br>stability %{y:.2f}<extra></extra>"))
     if chosen_k is not None:
         kfig.add_vline(x=chosen_k, line_dash="dot", annotation_text=f"chosen k = {chosen_k}")
-    kfig.update_layout(height=260, margin=dict(l=0, r=0, t=30, b=0), xaxis_title="k",
-                       yaxis_title="stability (mean ARI)", yaxis_range=[0, 1.02], plot_bgcolor="white")
+    if k_rule.startswith("stability >= "):  # the rule's threshold, as written by precompute
+        kfig.add_hline(y=float(k_rule.split(">=")[1]), line_dash="dash", line_color="gray",
+                       annotation_text=f"threshold {k_rule.split('>=')[1].strip()}", annotation_position="bottom left")
+    # margins leave room for the tick labels (with zero margins they are cut off)
+    kfig.update_layout(height=280, margin=dict(l=60, r=10, t=30, b=45), xaxis_title="k",
+                       yaxis_title="stability (mean ARI)", yaxis_range=[0, 1.02], plot_bgcolor="white",
+                       xaxis=dict(tickmode="array", tickvals=[int(x) for x in curve["k"]]))
     st.plotly_chart(kfig, key="k_curve", theme=None)
     st.caption("Stability: k-means is run on two random 80 % subsamples of the clustered vertices, each fit labels "
                "every vertex, and the agreement of the two labelings (adjusted Rand index) is averaged over 10 "
@@ -291,10 +296,26 @@ if planted is not None:
             m3.metric("Homogeneity / completeness", f"{row.get('homogeneity', float('nan')):.2f} / "
                                                     f"{row.get('completeness', float('nan')):.2f}",
                       help="Homogeneity: each cluster holds one region; completeness: each region is one cluster")
-            m4.metric("Early visual: position explained", f"{row.get('early_eta2', float('nan')):.2f}",
-                      help="Early visual cortex is tuned to visual-field position, not categories: share of the "
-                           "variance of its planted pRF centres explained by the clusters (unrelated clusters of "
-                           f"the same sizes: {row.get('early_null_eta2', float('nan')):.2f})")
+            eta2 = row.get("early_eta2", float("nan"))
+            if np.isfinite(eta2):
+                m4.metric("Early visual: position explained", f"{eta2:.2f}",
+                          help="Early visual cortex is tuned to visual-field position, not categories: share of the "
+                               "variance of its planted pRF centres explained by the clusters (unrelated clusters of "
+                               f"the same sizes: {row.get('early_null_eta2', float('nan')):.2f})")
+            else:
+                m4.metric("Early visual: position explained", "—",
+                          help="No early visual vertex (V1-hV4) was clustered in this scope; the scope 'joint' "
+                               "(whole visual cortex) judges early visual cortex by visual-field position")
+            refs = {src: row.get(f"reference:{src}") for src in ("noise-free", "measured", "ridge")}
+            if any(v is not None and np.isfinite(v) for v in refs.values()):
+                st.caption(
+                    f"Yardsticks at k = {k} (the same vertices clustered with the same k on test-image responses "
+                    "instead of embeddings): " + " · ".join(
+                        f"{label} **{refs[src]:.2f}**" for src, label in (
+                            ("noise-free", "noise-free simulated (what is reachable)"),
+                            ("measured", "measured (what the data hold)"),
+                            ("ridge", "ridge-predicted (what a linear read-out of the same features holds)"))
+                        if refs[src] is not None and np.isfinite(refs[src])))
         cols_keep = [c for c in ("ari", "coverage", "homogeneity", "completeness", "early_eta2", "early_null_eta2")
                      + tuple(c for c in wide.columns if c.startswith("precision:") or c.startswith("ppa")) if c in wide]
         st.caption("Every k of this scope (SIMULATION CHECK against the planted ground truth; "
@@ -306,6 +327,7 @@ if planted is not None:
         st.metric("Adjusted Rand index (planted vs clusters)", f"{ari:.2f}",
                   help="1 = clusters match planted regions exactly; 0 = chance")
     if len(tab):
+        st.caption(f"{subject}'s clustered vertices: planted region (rows) by cluster (columns), vertex counts:")
         st.dataframe(tab, key="recovery_table")
 
 # ------------------------------------------------------------------ download

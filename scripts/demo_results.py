@@ -15,7 +15,8 @@ SIMULATION CHECKS against the demo brain's planted regions. The "references" are
 ARI targets, not methods: the same clustering of the same vertices on the demo brain's noise-free
 simulated responses (its ground truth: what is reachable without noise or encoder), on the
 measured, noisy test responses (what the data hold without an encoder) and on the ridge encoders'
-predicted test responses (what a linear read-out of the same backbone features holds).
+predicted test responses (what a linear read-out of the same backbone features holds), scored by
+``precompute`` at the chosen k (stores written before those rows existed show nan).
 """
 from __future__ import annotations
 
@@ -32,14 +33,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from brainviz import clusters as cl  # noqa: E402
-from brainviz.data.algonauts import load_dataset  # noqa: E402
+from brainviz.pipeline.analyses import REFERENCE_SOURCES  # noqa: E402
 from brainviz.store.reader import Store  # noqa: E402
 
 CATEGORIES = ("faces", "bodies", "food", "words", "places-indoor", "places-outdoor")
 PER_SUBJECT_TARGET = {"subj01": 0.8, "subj02": 0.8, "subj03": 0.8, "subj04": 0.7}
-#: yardsticks for the cluster ARI (:func:`reference_ari`)
-REFERENCES = ("noise-free", "measured", "ridge")
+#: yardsticks for the cluster ARI, in the table's order
+REFERENCES = REFERENCE_SOURCES
 
 
 def build(seed: int, out: Path) -> tuple[Path, float]:
@@ -61,40 +61,10 @@ def _quality(st: Store, scope: str) -> tuple[int | None, pd.DataFrame]:
     return int(settings.chosen_k.iloc[0]), q.pivot_table(index="k", columns="metric", values="value")
 
 
-def reference_ari(st: Store, scope: str, k: int, source: str = "noise-free", seed: int = 0) -> float:
-    """Category-region ARI of k-means (k clusters, the product's :func:`brainviz.clusters.kmeans_clusters`)
-    on responses to the test images that every subject of ``scope`` saw, z-scored per vertex, of the
-    vertices the scope clustered: a yardstick for the encoder's embeddings (SIMULATION CHECK; NaN when
-    the store's dataset cannot be read).
-
-    ``source``: "noise-free" reads the demo brain's ground truth (its noise-free simulated responses:
-    what the same clustering reaches without noise or encoder); "measured" uses the measured
-    (repeat-averaged, noisy) test responses (what the data hold without an encoder); "ridge" the
-    stored test predictions of each subject's ridge encoder (what a linear read-out of the same
-    backbone features holds)."""
-    ds = st.datasets()
-    dataset = load_dataset(str(ds.path.iloc[0]), validate=False) if len(ds) else None
-    gt = dataset.ground_truth_dir if dataset is not None else None
-    lab = st.clusters("ue_multi", scope, k)
-    if dataset is None or lab.empty or (source == "noise-free" and gt is None):
-        return float("nan")
-    subjects = sorted(lab.subject.unique())
-    splits = {s: st.image_splits(s, "test") for s in subjects}
-    common = sorted(set.intersection(*(set(d.image_key) for d in splits.values())))
-    profiles, planted = [], []
-    for s in subjects:
-        rows = splits[s].set_index("image_key").loc[common, "row"].to_numpy()
-        if source == "noise-free":
-            resp = np.concatenate([np.load(gt / s / f"{h}_test_clean.npy") for h in ("lh", "rh")], axis=1)[rows]
-        elif source == "ridge":
-            resp = st.predictions(f"ridge-{s}", s, common)
-        else:
-            resp = dataset.subjects[s].responses("test")[rows]
-        v = lab.loc[lab.subject == s, "vertex"].to_numpy()
-        profiles.append(cl.zscore_columns(resp[:, v]).T)
-        planted.append(dataset.planted_regions(s)[v])
-    labels = cl.kmeans_clusters(np.concatenate(profiles), k, seed, normalize=None)
-    return cl.recovery_scores(labels, np.concatenate(planted), list(CATEGORIES))["ari"]
+def _refs(row: pd.Series) -> dict[str, float]:
+    """The stored yardsticks of one scope at its chosen k (``reference:<source>`` rows of
+    ``cluster_quality``, written by the pipeline; NaN where the store has none)."""
+    return {src: float(row.get(f"reference:{src}", np.nan)) for src in REFERENCES}
 
 
 def measure(store: Path) -> dict:
@@ -114,7 +84,7 @@ def measure(store: Path) -> dict:
             rows["joint category-region ARI >= 0.8"] = (f"{r['ari']:.2f}", bool(r["ari"] >= 0.8))
             rows["references: ARI of k-means on the test responses, noise-free simulated / measured / "
                  "ridge-predicted (same vertices, same k, the test images all subjects saw)"] = (
-                "joint " + " / ".join(f"{reference_ari(st, default, k, src):.2f}" for src in REFERENCES), None)
+                "joint " + " / ".join(f"{v:.2f}" for v in _refs(r).values()), None)
             rows["joint coverage >= 50 %"] = (f"{100 * r['coverage']:.0f} %", bool(r["coverage"] >= 0.5))
             rows["joint homogeneity / completeness"] = (f"{r['homogeneity']:.2f} / {r['completeness']:.2f}", None)
             rows["early visual: position variance explained (null)"] = (
@@ -138,7 +108,7 @@ def measure(store: Path) -> dict:
                 a = qs.loc[ks, "ari"]
                 rows[f"{s} ARI >= {target} (k of the joint scope)"] = (
                     f"{a:.2f} at k = {ks} (coverage {100 * qs.loc[ks, 'coverage']:.0f} %; references: "
-                    + ", ".join(f"{src} {reference_ari(st, s, ks, src):.2f}" for src in REFERENCES) + ")",
+                    + ", ".join(f"{src} {v:.2f}" for src, v in _refs(qs.loc[ks]).items()) + ")",
                     bool(a >= target))
         _, qp = _quality(st, "joint:PPA")
         if len(qp):

@@ -25,6 +25,7 @@ def test_real_shapes_load(real_shaped):
     ds = load_dataset(real_shaped)
     s = ds.subjects["subj01"]
     assert not ds.simulated
+    assert ds.planted_regions("subj01") is None and ds.clean_responses("subj01", "test") is None  # no ground truth
     assert s.surface == "fsaverage"
     assert s.n_vertices == {"lh": 19_004, "rh": 20_544}
     assert len(s.train_images) == 12 and len(s.test_images) == 5

@@ -91,9 +91,17 @@ def test_clusters_page_widgets(with_store):
     at = run(page("1_Voxel_clusters"))
     assert "SIMULATED" in at.warning[0].value
     assert charts(at) >= 4  # brain, map, planted, recovered
-    assert any("Adjusted Rand" in m.label for m in at.metric)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Category-region ARI"] == "0.61" and metrics["Coverage"] == "70 %"
+    assert metrics["Early visual: position explained"] == "—"  # no early visual vertex scored in this scope
+    assert "noise-free simulated (what is reachable) **0.93** · measured (what the data hold) **0.84** · " \
+           "ridge-predicted" in texts(at)
     k = at.select_slider[0]
-    k.set_value(3)
+    k.set_value(5)
+    run(at)
+    assert {m.label: m.value for m in at.metric}["Category-region ARI"] == "0.51"
+    assert "Yardsticks" not in texts(at)  # scored at the chosen k only
+    at.select_slider[0].set_value(3)
     run(at)
     assert len(at.selectbox(key="cluster_pick").options) == 3
     at.selectbox(key="cluster_pick").set_value(1)

@@ -237,3 +237,25 @@ def test_pooled_top_images_averages_subjects_who_saw_each_image():
     assert c1.image_key.tolist()[0] == "d" and len(c1) == 2  # only subject 2 has cluster 1: its two images
     with pytest.raises(BrainVizDataError):
         C.pooled_top_images({"s1": (y1, ["a", "b", "c"])}, {"s1": np.array([-1, -1, -1])})
+
+
+def test_reference_ari_scores_response_profiles():
+    """The yardstick clusters z-scored response profiles of several subjects together: profiles that follow the
+    regions recover them exactly, profiles of pure noise do not; subjects must share the images."""
+    from brainviz.clusters import reference_ari
+
+    rng = np.random.default_rng(0)
+    regions = ["faces", "words", "food"]
+    proto = rng.normal(size=(60, 3))  # one response profile per region over 60 images
+    resp, planted = [], []
+    for n in (45, 30):  # two subjects with different vertex counts, same images
+        lab = np.repeat(np.arange(3), n // 3)
+        resp.append(proto[:, lab] * rng.uniform(0.5, 2, len(lab)) + rng.normal(0, 0.2, (60, len(lab))))
+        planted.append(np.array(regions, dtype=object)[lab])
+    assert reference_ari(resp, planted, 3, regions) == pytest.approx(1.0)
+    noise = [rng.normal(size=r.shape) for r in resp]
+    assert abs(reference_ari(noise, planted, 3, regions)) < 0.2
+    with pytest.raises(BrainVizDataError, match="same images"):
+        reference_ari([resp[0], resp[1][:50]], planted, 3, regions)
+    with pytest.raises(BrainVizDataError, match="labels"):
+        reference_ari(resp, [planted[0], planted[1][:-1]], 3, regions)

@@ -42,6 +42,9 @@ def test_layout_and_manifest(demo, dataset):
     assert m["simulated"] is True and m["surface"] == "fsaverage5" and m["seed"] == 3
     assert list(dataset.subjects) == ["subj01", "subj02", "subj03"] == list(m["subjects"])
     assert dataset.simulated and dataset.ground_truth_dir is not None
+    clean = dataset.clean_responses("subj01", "test")  # ground truth, rows and columns as the measured responses
+    assert clean.shape == dataset.subjects["subj01"].responses("test").shape
+    np.testing.assert_array_equal(clean, _gt(demo, "subj01", "test_clean"))
     assert m["subjects"]["subj01"]["snr"] == "7T-like" and m["subjects"]["subj03"]["snr"] == "3T-like"
     assert m["subjects"]["subj03"]["dataset"] == "vim1"
     assert {r["name"] for r in m["regions"]} == set(REGIONS.values())

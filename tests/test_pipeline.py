@@ -160,9 +160,23 @@ def test_demo_results_table_reads_the_store(built):
     assert len(values) == 3 and all(-1 <= x <= 1 for x in values), ref
     per_subject = [v[0] for n, v in rows.items() if re.match(r"subj\d\d ARI", n)]
     assert per_subject and all(all(src in v for src in mod.REFERENCES) for v in per_subject)
+    # the stored 'measured' yardstick equals the library function on the store's clustered vertices
+    from brainviz import clusters as cl
+    from brainviz.data.algonauts import load_dataset
+
+    demo = load_dataset(root / "demo")
     with Store(root / "store.duckdb") as st:
         scope = st.cluster_settings("ue_multi").query("is_default").scope.iloc[0]
         k = int(st.cluster_settings("ue_multi", scope).chosen_k.iloc[0])
-        refs = [mod.reference_ari(st, scope, k, src) for src in mod.REFERENCES]
-    assert np.isfinite(refs).all()
-    assert " / ".join(f"{x:.2f}" for x in refs) in ref
+        lab = st.clusters("ue_multi", scope, k)
+        resp, planted = [], []
+        for s in sorted(lab.subject.unique()):
+            v = lab.loc[lab.subject == s, "vertex"].to_numpy()
+            resp.append(demo.subjects[s].responses("test")[:, v])  # the pipeline's demo: every subject sees the same test images
+            planted.append(demo.planted_regions(s)[v])
+        q = st.cluster_quality("ue_multi", scope)
+    stored = q[(q.k == k) & (q.metric == "reference:measured")].value
+    assert len(stored) == 1
+    expect = cl.reference_ari(resp, planted, k, ["faces", "bodies", "food", "words", "places-indoor", "places-outdoor"])
+    assert stored.iloc[0] == pytest.approx(expect, abs=1e-6)
+    assert f"{values[1]:.2f}" == f"{expect:.2f}"

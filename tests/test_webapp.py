@@ -150,6 +150,10 @@ def test_label_map_and_planted_regions():
     assert V.planted_codes(v.drop(columns="planted_region")) is None
     tab, ari = V.recovery_table(np.array([0, 0, 1, 2, 0, -1]), v)
     assert ari == pytest.approx(1.0) and tab.loc["early", 0] == 3
+    # an unclustered vertex before others: counts still pair each vertex's region with its own cluster
+    tab, ari = V.recovery_table(np.array([0, -1, 1, 2, 0, -1]), v)
+    assert tab.to_dict() == {0: {"early": 2, "faces": 0, "food": 0}, 1: {"early": 0, "faces": 1, "food": 0},
+                             2: {"early": 0, "faces": 0, "food": 1}}
 
 
 def test_model_and_result_tables():

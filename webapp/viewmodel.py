@@ -151,7 +151,8 @@ def recovery_table(clusters: np.ndarray, vertices: pd.DataFrame) -> tuple[pd.Dat
     ok = (lab >= 0) & pl.notna().to_numpy()
     if ok.sum() < 2:
         return pd.DataFrame(), None
-    tab = pd.crosstab(pl[ok].rename("planted region"), pd.Series(lab[ok], name="cluster"))
+    # plain arrays: crosstab aligns Series on their index, and the planted labels keep the vertex index
+    tab = pd.crosstab(pd.Series(pl[ok].to_numpy(), name="planted region"), pd.Series(lab[ok], name="cluster"))
     try:
         from brainviz.clusters import cluster_recovery
 

@@ -454,6 +454,16 @@ class AlgonautsDataset:
         codes = np.concatenate([np.load(gt / subject / f"{h}_region.npy") for h in HEMIS])
         return np.array([names[str(int(c))] for c in codes], dtype=object)
 
+    def clean_responses(self, subject: str, split: str) -> np.ndarray | None:
+        """(n_images, V) the demo brain's NOISE-FREE simulated responses of ``subject`` to the ``split``
+        images, rows as :meth:`Subject.responses`, lh then rh (GROUND TRUTH: for simulation checks
+        only); None when the dataset has none (real data)."""
+        gt = self.ground_truth_dir
+        files = [gt / subject / f"{h}_{split}_clean.npy" for h in HEMIS] if gt is not None else []
+        if not files or not all(f.exists() for f in files):
+            return None
+        return np.concatenate([np.load(f) for f in files], axis=1)
+
     def summary(self) -> dict[str, object]:
         return {"path": str(self.path), "simulated": self.simulated,
                 "subjects": [s.summary() for s in self.subjects.values()]}

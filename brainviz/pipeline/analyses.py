@@ -83,7 +83,9 @@ def _planted_prf(ctx: Context, subject: str) -> np.ndarray | None:
 
 
 def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dict]:
-    """The clusterings written: name, base, subjects, region, percentile, ks, default.
+    """The clusterings written: name, base, subjects, region, percentile, ks, default, yardsticks
+    (score the reference clusterings of :func:`_reference_responses` at the chosen k: the default
+    scope and each subject alone, the scopes of the recovery targets; a few seconds each).
 
     The default ('joint:non-early') clusters the reliable vertices outside early visual
     cortex: V1-hV4 are organised by visual-field position, a continuum that k-means cuts
@@ -100,7 +102,8 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dic
     """
     ks = tuple(int(k) for k in ctx.config.cluster_ks)
     base = dict(base="joint", subjects=joint, ks=ks)
-    plan = [dict(scope=DEFAULT_SCOPE, region="non-early", percentile=DEFAULT_PERCENTILE, default=True, **base)]
+    plan = [dict(scope=DEFAULT_SCOPE, region="non-early", percentile=DEFAULT_PERCENTILE, default=True, yardsticks=True,
+                 **base)]
     for p in RELIABILITY_PERCENTILES:
         if p != DEFAULT_PERCENTILE:
             plan.append(dict(scope=f"{DEFAULT_SCOPE}@p{int(p)}", region="non-early", percentile=p, default=False,
@@ -108,7 +111,7 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dic
     plan.append(dict(scope="joint", region=None, percentile=DEFAULT_PERCENTILE, default=False, **base))
     for s in subjects:
         plan.append(dict(scope=s, base=s, subjects=[s], region="non-early", percentile=DEFAULT_PERCENTILE, ks=ks,
-                         default=False, k_from=DEFAULT_SCOPE if joint else None))
+                         default=False, k_from=DEFAULT_SCOPE if joint else None, yardsticks=True))
     plan.append(dict(scope="joint:PPA", base="joint", subjects=joint, region="PPA", percentile=DEFAULT_PERCENTILE,
                      ks=(2,), default=False))
     return plan
@@ -135,7 +138,10 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     outside V1-hV4), 'joint:non-early@p<percentile>' (other thresholds), 'joint' (the whole
     visual cortex), each subject alone outside V1-hV4, 'joint:PPA' (k = 2).
     On the demo brain, recovery of the planted regions is scored for every scope and k
-    (``cluster_quality`` rows with simulation_check = true; the only place ground truth is read).
+    (``cluster_quality`` rows with simulation_check = true; the only place ground truth is read),
+    and at the chosen k of the default and per-subject scopes against yardsticks: the same vertices
+    and k clustered on noise-free, measured and ridge-predicted test responses (metrics
+    ``reference:<source>``, :func:`_reference_responses`).
     """
     registry = load_registry(ctx)
     if EMBEDDING_MODEL not in registry:
@@ -177,19 +183,49 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     measured = {s: (cl.zscore_columns(y), keys) for s, (y, keys) in measured.items()}
     planted = {s: ctx.planted_regions(s) for s in subjects}
     prf = {s: _planted_prf(ctx, s) for s in subjects}
+    refs = _reference_responses(ctx, main, planted)
     headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
                       "scopes": {}}
     with ctx.timed("clusters"):
         for plan in _bar(ctx, _scope_plan(ctx, subjects, joint), "clusters"):
             k_from = headline["scopes"].get(plan.get("k_from"), {}).get("chosen_k")
             headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
-                                                             scores, planted, prf, k_from=k_from)
+                                                             scores, planted, prf, k_from=k_from, refs=refs)
     return headline
 
 
+#: the response profiles the embeddings' clusters are measured against (:func:`_reference_responses`)
+REFERENCE_SOURCES = ("noise-free", "measured", "ridge")
+
+
+def _reference_responses(ctx: Context, subjects: list[str], planted: dict) -> dict[str, dict[str, np.ndarray]]:
+    """{source: {subject: (n_common, V) responses to the test images every one of ``subjects`` saw}},
+    the profiles of the cluster yardsticks (:func:`brainviz.clusters.reference_ari`; demo brain only,
+    SIMULATION CHECK): 'noise-free' the simulation's noise-free responses (ground truth: what the same
+    clustering reaches without noise or encoder), 'measured' the measured test responses (what the
+    data hold without an encoder), 'ridge' each subject's ridge encoder's test predictions (what a
+    linear read-out of the same backbone features holds). Empty for real data."""
+    if not subjects or any(planted[s] is None or not ctx.has_test(s) for s in subjects):
+        return {}
+    shared = set.intersection(*(set(ctx.images[s].test_keys) for s in subjects))
+    common = [key for key in ctx.images[subjects[0]].test_keys if key in shared]  # the first subject's order
+    if len(common) < 2:
+        return {}
+    out: dict[str, dict[str, np.ndarray]] = {src: {} for src in REFERENCE_SOURCES}
+    for s in subjects:
+        pos = {key: i for i, key in enumerate(ctx.images[s].test_keys)}
+        rows = np.array([pos[key] for key in common])
+        for src, y in (("noise-free", ctx.dataset.clean_responses(s, "test")),
+                       ("measured", ctx.responses(s, "test")),
+                       ("ridge", load_predictions(ctx, f"ridge-{s}", s))):
+            if y is not None and len(y) == len(pos):
+                out[src][s] = np.asarray(y[rows], np.float32)
+    return {src: d for src, d in out.items() if d}
+
+
 def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, preds: dict, measured: dict,
-                 main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict, k_from: int | None = None
-                 ) -> dict:
+                 main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict, k_from: int | None = None,
+                 refs: dict | None = None) -> dict:
     """Select, choose k, cluster, describe and score one scope; returns its headline numbers.
 
     k: ``k_from`` when given (another scope's chosen k, see :func:`_scope_plan`), 2 for a scope with
@@ -270,6 +306,8 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
                 rec[f"precision:{region}"] = d["precision"]
             if scope.endswith(":PPA"):
                 rec.update(_ppa_split(top, desc, scores))
+            if k == chosen and refs and plan.get("yardsticks"):
+                rec.update(_yardsticks(ctx, refs, subs, codes, planted, k))
             quality += [(k, m, float(v), True) for m, v in rec.items() if np.isscalar(v)]
         out["per_k"][int(k)] = {m: (round(float(v), 3) if np.isscalar(v) else v) for m, v in rec.items()}
     quality = [q for q in quality if np.isfinite(q[2])]  # undefined scores (e.g. too few vertices) are left out
@@ -278,6 +316,18 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
             [dict(model_id=EMBEDDING_MODEL, scope=scope, k=int(k), metric=m, value=v, simulation_check=sim)
              for k, m, v, sim in quality]))
     return out
+
+
+def _yardsticks(ctx: Context, refs: dict, subs: list[str], codes: dict, planted: dict, k: int) -> dict:
+    """{'reference:<source>': ARI} of k-means with the same k on the reference profiles of the clustered
+    vertices (:func:`_reference_responses`), for each source every subject of the scope has."""
+    sel = {s: codes[s] == 0 for s in subs}
+    jobs = [(f"reference:{src}", lambda d=d: cl.reference_ari([d[s][:, sel[s]] for s in subs],
+                                                               [planted[s][sel[s]] for s in subs], k,
+                                                               list(PLANTED_CATEGORY), seed=ctx.config.seed))
+            for src, d in refs.items() if all(s in d for s in subs)]
+    with cl.kmeans_threads():
+        return run_jobs(jobs, ctx.workers(), describe=False)
 
 
 def _ppa_split(top: pd.DataFrame, desc: pd.DataFrame, scores: pd.DataFrame) -> dict:
