@@ -150,14 +150,16 @@ if tc.empty:
     st.write("No transfer curve stored.")
 else:
     st.caption("Accuracy on a held-out subject as a function of how many of its own images were used: the "
-               "Universal Encoder only learns the new subject's voxel embeddings.")
+               "Universal Encoder only learns the new subject's voxel embeddings. Error bars: sd over the image "
+               "subsamples of each size.")
     fig = go.Figure()
     for (s, m), d in tc.groupby(["subject", "method"]):
         fig.add_trace(go.Scatter(x=d["n_train"], y=d["median_r"], mode="lines+markers", name=f"{s} · {m}",
                                  error_y=dict(type="data", array=d["sd"].fillna(0))))
     fig.update_layout(height=340, margin=dict(l=60, r=20, t=30, b=80), xaxis_title="training images of the new subject",
                       yaxis_title="median test r", plot_bgcolor="white")
-    fig.update_xaxes(type="log")
+    ns = sorted(int(n) for n in tc["n_train"].unique())
+    fig.update_xaxes(type="log", tickmode="array", tickvals=ns, ticktext=[str(n) for n in ns])  # the sizes run
     st.plotly_chart(fig, key="transfer", theme=None)
 
 pm = store.pair_model()

@@ -85,11 +85,12 @@ for col, a in zip(cols, approaches):
     for s in show_sets:
         fig.add_trace(go.Histogram(x=d[(d["approach"] == a) & (d["roi_set"] == s)]["rank"], name=s, opacity=0.65,
                                    xbins=bins, autobinx=False))
-    fig.update_layout(barmode="overlay", height=300, margin=dict(l=50, r=10, t=40, b=50), title=approach_label(a),
+    fig.update_layout(barmode="overlay", height=280, margin=dict(l=50, r=10, t=30, b=50),
                       xaxis_title="rank of the true image (1 = best)", yaxis_title="images", plot_bgcolor="white",
                       legend=dict(orientation="h", y=-0.3))
     fig.update_xaxes(range=[0.5, n_cand + 0.5])
-    with col:
+    with col:  # the title above the chart: in a narrow column the chart's tool bar covers an in-figure title
+        st.markdown(f"**{approach_label(a)}**")
         st.plotly_chart(fig, key=f"rank_hist_{a}", theme=None)
 
 # ------------------------------------------------------------------ vote weights and ROI availability
