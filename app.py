@@ -84,9 +84,11 @@ def home() -> None:
     st.header("Guided tour (for a class demo, ~15 minutes)")
     tour = [
         ("pages/1_Voxel_clusters.py", "1 · Voxel clusters",
-         "Start with the joint model and k = 8. Each color is a group of vertices the encoder learned to treat alike. "
-         "Pick a cluster: its top images tell you what it likes (faces? scenes? food?). On the demo brain, compare "
-         "with the planted regions: did the method find what was hidden?"),
+         "The page opens on the default view: the reliable vertices of all good subjects together, outside early "
+         "visual cortex, with the k the data support ('How k was chosen'). Each color is a group of vertices the "
+         "encoder learned to treat alike; gray vertices were not clustered (the legend says why). Pick a cluster: "
+         "its top images tell you what it likes (faces? scenes? food?). On the demo brain, compare with the planted "
+         "regions: did the method find what was hidden?"),
         ("pages/3_Live_prediction.py", "2 · Live prediction",
          "Ask a student for a photo (or use the camera). Where does the model predict activity? Try a face, then a "
          "house, and look at the difference map."),
