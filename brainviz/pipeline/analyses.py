@@ -51,6 +51,8 @@ GOOD_SUBJECT_SHARE = 0.5
 #: The clustering shown first: reliable vertices of the good subjects together, outside V1-hV4.
 DEFAULT_SCOPE = "joint:non-early"
 STABILITY_MAX_VERTICES = 2500
+#: the response profiles the embeddings' clusters are measured against (:func:`_reference_responses`)
+REFERENCE_SOURCES = ("noise-free", "measured", "ridge")
 
 
 def training_noise_ceiling(ctx: Context, subject: str) -> tuple[np.ndarray | None, str]:
@@ -192,10 +194,6 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
             headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
                                                              scores, planted, prf, k_from=k_from, refs=refs)
     return headline
-
-
-#: the response profiles the embeddings' clusters are measured against (:func:`_reference_responses`)
-REFERENCE_SOURCES = ("noise-free", "measured", "ridge")
 
 
 def _reference_responses(ctx: Context, subjects: list[str], planted: dict) -> dict[str, dict[str, np.ndarray]]:
