@@ -306,16 +306,15 @@ if planted is not None:
                 m4.metric("Early visual: position explained", "—",
                           help="No early visual vertex (V1-hV4) was clustered in this scope; the scope 'joint' "
                                "(whole visual cortex) judges early visual cortex by visual-field position")
-            refs = {src: row.get(f"reference:{src}") for src in ("noise-free", "measured", "ridge")}
-            if any(v is not None and np.isfinite(v) for v in refs.values()):
-                st.caption(
-                    f"Yardsticks at k = {k} (the same vertices clustered with the same k on test-image responses "
-                    "instead of embeddings): " + " · ".join(
-                        f"{label} **{refs[src]:.2f}**" for src, label in (
-                            ("noise-free", "noise-free simulated (what is reachable)"),
-                            ("measured", "measured (what the data hold)"),
-                            ("ridge", "ridge-predicted (what a linear read-out of the same features holds)"))
-                        if refs[src] is not None and np.isfinite(refs[src])))
+            yardsticks = {"noise-free": "noise-free simulated (what is reachable)",
+                          "measured": "measured (what the data hold)",
+                          "ridge": "ridge-predicted (what a linear read-out of the same features holds)"}
+            refs = {label: row.get(f"reference:{src}") for src, label in yardsticks.items()}
+            refs = {label: v for label, v in refs.items() if v is not None and np.isfinite(v)}
+            if refs:  # scored by precompute at the chosen k only
+                st.caption(f"Yardsticks at k = {k} (the same vertices clustered with the same k on test-image "
+                           "responses instead of embeddings): "
+                           + " · ".join(f"{label} **{v:.2f}**" for label, v in refs.items()))
         cols_keep = [c for c in ("ari", "coverage", "homogeneity", "completeness", "early_eta2", "early_null_eta2")
                      + tuple(c for c in wide.columns if c.startswith("precision:") or c.startswith("ppa")) if c in wide]
         st.caption("Every k of this scope (SIMULATION CHECK against the planted ground truth; "

@@ -38,8 +38,6 @@ from brainviz.store.reader import Store  # noqa: E402
 
 CATEGORIES = ("faces", "bodies", "food", "words", "places-indoor", "places-outdoor")
 PER_SUBJECT_TARGET = {"subj01": 0.8, "subj02": 0.8, "subj03": 0.8, "subj04": 0.7}
-#: yardsticks for the cluster ARI, in the table's order
-REFERENCES = REFERENCE_SOURCES
 
 
 def build(seed: int, out: Path) -> tuple[Path, float]:
@@ -64,7 +62,7 @@ def _quality(st: Store, scope: str) -> tuple[int | None, pd.DataFrame]:
 def _refs(row: pd.Series) -> dict[str, float]:
     """The stored yardsticks of one scope at its chosen k (``reference:<source>`` rows of
     ``cluster_quality``, written by the pipeline; NaN where the store has none)."""
-    return {src: float(row.get(f"reference:{src}", np.nan)) for src in REFERENCES}
+    return {src: float(row.get(f"reference:{src}", np.nan)) for src in REFERENCE_SOURCES}
 
 
 def measure(store: Path) -> dict:

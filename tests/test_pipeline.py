@@ -159,7 +159,7 @@ def test_demo_results_table_reads_the_store(built):
     values = [float(x) for x in re.findall(r"-?\d+\.\d+", ref)]
     assert len(values) == 3 and all(-1 <= x <= 1 for x in values), ref
     per_subject = [v[0] for n, v in rows.items() if re.match(r"subj\d\d ARI", n)]
-    assert per_subject and all(all(src in v for src in mod.REFERENCES) for v in per_subject)
+    assert per_subject and all(all(src in v for src in mod.REFERENCE_SOURCES) for v in per_subject)
     # the stored 'measured' yardstick equals the library function on the store's clustered vertices
     from brainviz import clusters as cl
     from brainviz.data.algonauts import load_dataset
