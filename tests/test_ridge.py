@@ -132,8 +132,13 @@ def test_memory_mapped_responses_are_read_in_bounded_chunks(tmp_path):
     peak_whole, whole = traced_peak(None)
     assert peak_chunked < 0.4 * y_bytes, (peak_chunked, y_bytes)
     assert peak_whole > y_bytes  # the measure does see a whole-array copy
-    np.testing.assert_array_equal(chunked.best_alphas_, whole.best_alphas_)
-    np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-5, atol=2e-6 * np.abs(whole.coef_).max())
+    # float32 products of 250 and of 6,000 columns round differently: where two alphas' CV errors tie to
+    # float32 rounding (a few of 6,000 vertices on some BLAS builds), either may be chosen
+    np.testing.assert_allclose(chunked.cv_errors_, whole.cv_errors_, rtol=1e-5)
+    same = chunked.best_alphas_ == whole.best_alphas_
+    assert same.mean() > 0.998, same.mean()
+    np.testing.assert_allclose(chunked.coef_[:, same], whole.coef_[:, same], rtol=1e-5,
+                               atol=2e-6 * np.abs(whole.coef_).max())
     ref = RidgeEncoder(alphas=ALPHAS, n_targets_batch=250, device="cpu").fit(X, np.array(Y))
     np.testing.assert_array_equal(chunked.coef_, ref.coef_)
 
