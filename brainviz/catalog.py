@@ -1,6 +1,6 @@
 """The images and responses of a dataset, indexed by image key, for the pipeline.
 
-An image key is ``f"{dataset}-{id:05d}"`` (``nsd-02951``, ``vim1-00012``), the
+An image key is ``f"{dataset}-{id:05d}"`` (``nsd-02950``, ``vim1-00012``), the
 same key whatever subject saw the image, so subjects who saw the same image
 share its features.
 """
@@ -16,7 +16,7 @@ from .data.algonauts import AlgonautsDataset, AlgonautsSubject, parse_image_name
 
 
 def image_key(path: str | Path) -> str:
-    """``train-0001_nsd-02951.png`` -> ``nsd-02951``."""
+    """``train-0001_nsd-02950.png`` -> ``nsd-02950``."""
     info = parse_image_name(path)
     return f"{info['dataset']}-{int(info['id']):05d}"
 

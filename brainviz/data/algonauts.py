@@ -104,7 +104,8 @@ def _read_mapping(path: Path) -> dict[int, str]:
 def parse_image_name(path: str | Path) -> dict[str, object]:
     """Parse ``train-0001_nsd-00013.png`` into split, 1-based index, dataset and id.
 
-    The id is kept as written (NSD: the 1-based NSD id of the image).
+    The id is kept as written: for NSD the 0-based index into the 73,000 NSD images, as the
+    Algonauts 2023 release writes it (:data:`brainviz.data.images.NSD_ID_CONVENTION`).
     """
     m = _IMAGE_NAME.match(Path(path).name)
     if not m:

@@ -9,7 +9,7 @@ Conventions
 * ``subject``: ``"subj01"`` ... ``"subj05"``.
 * ``vertex``: 0..n-1 over one subject's challenge-space vertices, left
   hemisphere first, then right (the column order of every response matrix).
-* ``image_key``: ``f"{dataset}-{id:05d}"``, e.g. ``"nsd-02951"`` (see docs/ARCHITECTURE.md).
+* ``image_key``: ``f"{dataset}-{id:05d}"``, e.g. ``"nsd-02950"`` (see docs/ARCHITECTURE.md).
 * ``model_id``: free string, unique per trained encoder (``models`` table).
 * ``scope`` (clusters): a subject (``"subj01"``: k-means over that subject's
   voxel embeddings), ``"joint"`` (k-means over all subjects' embeddings
@@ -152,7 +152,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            *[_opt(col, "VARCHAR", f"ROI name in class {cls}, NULL if none") for cls, col in ROI_COLUMNS.items()],
            _opt("planted_region", "VARCHAR", "demo brain ground-truth region name; NULL for real data"))),
     Table("images", "Every image the store refers to.",
-          (_c("image_key", "VARCHAR", "global image key, e.g. nsd-02951"),
+          (_c("image_key", "VARCHAR", "global image key, e.g. nsd-02950"),
            _c("dataset", "VARCHAR", "'nsd' | 'vim1' | 'k92'"),
            _opt("dataset_id", "VARCHAR", "datasets.dataset_id it was read from (NULL for k92)"),
            _c("path", "VARCHAR", "image file path")),

@@ -325,7 +325,7 @@ class StoreWriter:
     # ------------------------------------------------------------------ images
     def add_images(self, image_keys: Sequence[str], paths: Sequence[str | Path],
                    dataset_id: str | None = None) -> None:
-        """Images (keys like 'nsd-02951'; the dataset is the key's prefix). Already stored keys are skipped."""
+        """Images (keys like 'nsd-02950'; the dataset is the key's prefix). Already stored keys are skipped."""
         keys = [str(k) for k in image_keys]
         bad = [k for k in keys if "-" not in k]
         if bad:
