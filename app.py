@@ -55,7 +55,11 @@ def home() -> None:
         else:
             show = subj.copy()
             show["vertices"] = show["n_lh"] + show["n_rh"]
-            st.dataframe(show[["subject", "source", "n_train", "n_test", "vertices"]], hide_index=True)
+            show["evaluated on"] = show["evaluation"].map({"held-out": "held-out training images",
+                                                           "test": "test fMRI"}).fillna("")
+            st.dataframe(show[["subject", "source", "n_train", "n_test", "evaluated on", "vertices"]], hide_index=True,
+                         column_config={"n_train": st.column_config.NumberColumn("fitted images"),
+                                        "n_test": st.column_config.NumberColumn("evaluation images")})
     with right:
         st.subheader("Models")
         if models.empty:
@@ -70,15 +74,20 @@ def home() -> None:
     if hl.empty:
         st.write("No evaluation results in this store.")
     else:
-        st.caption("Test-set accuracy averaged over subjects: median Pearson r over all vertices, median "
-                   "noise-normalized accuracy (r² / noise ceiling), and image identification from predicted "
-                   "responses (top-1 / top-5 among the test images)."
+        st.caption(f"Accuracy on the {V.evaluation_label(store)}, averaged over subjects: median Pearson r over all "
+                   "vertices, median noise-normalized accuracy (r² / noise ceiling), and image identification from "
+                   "predicted responses (top-1 / top-5 among the evaluation images)."
                    + (" Values come from SIMULATED responses." if store.simulated else ""))
         st.dataframe(hl, hide_index=True,
                      column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),
                                     "median_nna": st.column_config.NumberColumn("median NNA", format="%.3f"),
                                     "top1": st.column_config.NumberColumn("top-1", format="percent"),
                                     "top5": st.column_config.NumberColumn("top-5", format="percent")})
+
+    notes = V.skip_notes(store)
+    if notes:
+        with st.expander(f"Not computed on this dataset ({len(notes)}): why, and what would enable it"):
+            st.markdown("\n".join(f"- {n}" for n in notes))
 
     # ------------------------------------------------------------------ guided tour
     st.header("Guided tour (for a class demo, ~15 minutes)")

@@ -18,6 +18,8 @@ store, path = shell.page_start(__file__)
 
 models = V.model_options(store, need_clusters=True)
 if not models:
+    if shell.show_skips(store, "clusters", "ue_multi"):
+        st.stop()
     shell.stop_nothing_stored("This store has no voxel clusters (they come from a Universal-Encoder model).")
 
 # ------------------------------------------------------------------ controls
@@ -40,16 +42,25 @@ with st.sidebar:
     scope = family
     fam = settings[(settings["scope"] == family) | settings["scope"].str.startswith(family + "@p")] \
         if not settings.empty else settings
-    if len(fam):
+    reliable = bool(len(fam)) and fam["nc_threshold"].notna().any()  # False: no reliability estimate at all
+    if len(fam) and not reliable:
+        st.select_slider("Reliability threshold (noise-ceiling percentile)", ["every vertex"], disabled=True,
+                         help="This dataset has no reliability estimate (no single-trial repetitions and no "
+                              "per-vertex noise-ceiling files), so every vertex of the scope is clustered. Build the "
+                              "store with `--noise-ceiling DIR` (the Algonauts 2023 noise-ceiling files) to cluster "
+                              "only the reliable vertices.")
+        st.caption("No reliability estimate: every vertex is clustered (see the help of the threshold).")
+    elif len(fam):
         pct_of = {float(p): sc for sc, p in fam.groupby("scope")["percentile"].first().items()}
         if len(pct_of) > 1:
             default_pct = float(fam.loc[fam["scope"] == family, "percentile"].iloc[0]) \
                 if (fam["scope"] == family).any() else sorted(pct_of)[0]
             pct = st.select_slider("Reliability threshold (noise-ceiling percentile)", sorted(pct_of),
                                    value=default_pct, format_func=lambda p: f"top {100 - p:g} %",
-                                   help="Only vertices whose noise ceiling (from the repeats of the TRAINING images) "
-                                        "is at or above this percentile of their subject's are clustered; the rest "
-                                        "are drawn gray. Weakly driven vertices otherwise take over the clusters.")
+                                   help="Only vertices whose noise ceiling (from the repeats of the FITTED images, "
+                                        "else the dataset's published noise ceilings) is at or above this percentile "
+                                        "of their subject's are clustered; the rest are drawn gray. Weakly driven "
+                                        "vertices otherwise take over the clusters.")
             scope = pct_of[pct]
     ks = store.available_k(model_id, scope)
     here = settings[settings["scope"] == scope] if not settings.empty else settings
@@ -150,10 +161,15 @@ with left:
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
-    st.caption(f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
-               f"threshold ({nc_thr:.1%} for {subject}); light gray: {n_out} vertices outside the clustering scope"
+    below = (f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
+             f"threshold ({nc_thr:.1%} for {subject}); " if np.isfinite(nc_thr) else
+             "No reliability estimate (no repetitions, no noise-ceiling files): every vertex of the scope is "
+             "clustered; ")
+    st.caption(below + f"light gray: {n_out} vertices outside the clustering scope"
                + (" (early visual cortex V1-hV4: see 'whole visual cortex')" if outside_early else "") + ". "
-               "Shaded gray: no data (outside the challenge space or filtered out). "
+               "Shaded gray: no data (outside the challenge space or filtered out"
+               + ("; only the fsaverage vertices that are also fsaverage5 vertices are drawn" if
+                  (vertices["fsaverage5_index"] < 0).any() else "") + "). "
                "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
 with right:
     cl = st.selectbox("Cluster", clusters_present, key="cluster_pick", format_func=lambda c: names.get(c, str(c)))
@@ -215,10 +231,14 @@ if len(curve):
                        yaxis_title="stability (mean ARI)", yaxis_range=[0, 1.02], plot_bgcolor="white",
                        xaxis=dict(tickmode="array", tickvals=[int(x) for x in curve["k"]]))
     st.plotly_chart(kfig, key="k_curve", theme=None)
+    min_stab = float(k_rule.split(">=")[1]) if k_rule.startswith("stability >= ") else 0.75
+    reached = bool((curve["value"] >= min_stab).any())
     st.caption("Stability: k-means is run on two random 80 % subsamples of the clustered vertices, each fit labels "
                "every vertex, and the agreement of the two labelings (adjusted Rand index) is averaged over 10 "
                "rounds. The chosen k is the largest k whose stability is at least 0.75: as many clusters as the "
-               "embeddings support reproducibly. No ground truth is used.")
+               "embeddings support reproducibly" + ("" if reached else
+               "; here no k reaches 0.75, so the most stable k is shown: treat these clusters as tentative")
+               + ". No ground truth is used.")
 elif k_rule.startswith("k of "):
     st.subheader("How k was chosen")
     st.caption(f"One subject alone: k = {chosen_k}, the k chosen by bootstrap stability for "

@@ -53,7 +53,7 @@ def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, h
 
 # ------------------------------------------------------------------ brain / model RDMs
 if rdms.empty:
-    st.info(M.rebuild_hint("This store has no RDMs of the study's images."))
+    shell.show_skips(store, "evaluation", "RDM", otherwise=M.rebuild_hint("This store has no RDMs of the study's images."))
 else:
     brain = rdms[rdms["subject"].notna()]
     other = rdms[rdms["subject"].isna()]
@@ -84,7 +84,8 @@ else:
         with c1:
             st.markdown(f"**{label} · {source} · {metric}{sim}**")
             st.plotly_chart(heatmap(R, keys, order_how), key="rdm_heatmap", theme=None)
-            st.caption(f"{len(keys)} images; RDM id `{rdm_id}`.")
+            st.caption(f"{len(keys)} images{' (' + V.evaluation_label(store, subject) + ')' if source in ('measured', 'predicted') else ''}; "
+                       f"RDM id `{rdm_id}`.")
         with c2:
             st.subheader("RSA: this RDM vs others")
             rsa = store.rsa(rdm_id)
@@ -122,6 +123,7 @@ else:
                 cols = [c for c in ["compared with", "method", "value", "p_value", "nc_lower", "nc_upper", "nc_within",
                                     "reliability_within"] if c in rsa.columns]
                 st.dataframe(rsa[cols], hide_index=True)
+                shell.show_skips(store, "ceiling", subject=subject)
 
         st.subheader("Extreme pairs")
         pairs = store.extreme_pairs(rdm_id)
@@ -147,7 +149,7 @@ st.success("This section is **REAL data**: fMRI of human inferior temporal corte
            "Models are compared with it by RSA.")
 k92 = store.k92_rsa()
 if k92.empty and not k92_ids:
-    st.info("No 92-image results in this store.")
+    shell.show_skips(store, "92-image", otherwise="No 92-image results in this store.")
 else:
     methods = sorted(k92["method"].unique()) if not k92.empty else []
     meth = st.radio("RSA statistic", methods, horizontal=True, key="k92_method",

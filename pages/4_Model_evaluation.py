@@ -18,6 +18,7 @@ store, path = shell.page_start(__file__)
 models = store.models()
 if models.empty:
     shell.stop_nothing_stored("No trained models in this store.")
+st.caption(f"Every score on this page is measured on {V.evaluation_label(store)}: images the models never saw.")
 METRICS = {"r": ("Pearson r (test set)", "RdBu_r", True),
            "nc": ("noise ceiling (fraction of explainable variance)", "viridis", False),
            "nna": ("noise-normalized accuracy r² / nc", "magma", False)}
@@ -41,7 +42,8 @@ with st.sidebar:
 vm = store.vertex_metrics(model_id, subject) if subject else pd.DataFrame()
 title = desc = None
 if vm.empty or metric not in vm or vm[metric].isna().all():
-    st.info(f"No per-vertex {metric} stored for {model_id} / {subject}.")
+    shell.show_skips(store, *(("noise ceiling",) if metric != "r" else ("evaluation",)), subject=subject,
+                     otherwise=f"No per-vertex {metric} stored for {model_id} / {subject}.")
 else:
     vertices = store.vertices(subject)
     vals = np.full(len(vertices), np.nan)
@@ -112,8 +114,8 @@ ret = store.retrieval()
 if ret.empty:
     st.write("No retrieval results stored.")
 else:
-    st.caption("For each test image, the measured response is compared with the predicted responses of all test "
-               "images; rank 1 = the right image is the best match. Chance top-1 = 1 / candidates.")
+    st.caption("For each evaluation image, the measured response is compared with the predicted responses of all "
+               "evaluation images; rank 1 = the right image is the best match. Chance top-1 = 1 / candidates.")
     st.dataframe(ret, hide_index=True, column_config={
         "mean_rank": st.column_config.NumberColumn(format="%.2f"),
         "top1": st.column_config.NumberColumn("top-1", format="percent"),
@@ -147,7 +149,7 @@ else:
 st.subheader("Transfer to a new subject")
 tc = V.transfer_summary(store.transfer_curve())
 if tc.empty:
-    st.write("No transfer curve stored.")
+    shell.show_skips(store, "transfer", otherwise="No transfer curve stored.")
 else:
     st.caption("Accuracy on a held-out subject as a function of how many of its own images were used: the "
                "Universal Encoder only learns the new subject's voxel embeddings. Error bars: sd over the image "

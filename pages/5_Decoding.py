@@ -21,8 +21,11 @@ st.caption("Two directions of image identification among the same held-out candi
            "on held-out queries only (each image is scored with weights picked on the other half of the images); "
            "'vote (equal weights)' is the plain average.")
 
+st.caption(f"Candidates: the {V.evaluation_label(store)} of each subject.")
 dec = store.decoding()
 if dec.empty:
+    if shell.show_skips(store, "decoding", "evaluation"):
+        st.stop()
     shell.stop_nothing_stored("No decoding results in this store.")
 dec = dec.copy()
 if "approach" not in dec.columns:

@@ -25,9 +25,10 @@ def _cmd_demo_brain(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from brainviz.data.algonauts import load_dataset
+    from brainviz.pipeline import Context, PipelineConfig
 
-    ds = load_dataset(args.dataset, validate=True)
+    ctx = Context(PipelineConfig(dataset=args.dataset, data_root=args.data_root, noise_ceiling=args.noise_ceiling))
+    ds = ctx.dataset
     kind = "SIMULATED (demo brain)" if ds.simulated else "real (no manifest marks it simulated)"
     print(f"dataset: {ds.path}")
     print(f"data:    {kind}")
@@ -40,7 +41,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  vertices: lh={info['vertices']['lh']}  rh={info['vertices']['rh']}")
         for cls, names in info["rois"].items():
             print(f"  {cls:15s} {', '.join(names) if names else '(none)'}")
-    print("\nOK: every file has the expected shape, dtype and image count.")
+    print("\nOK: every file has the expected shape, dtype and image count.\n")
+    from .stages import print_plan
+
+    for s in ds.subjects:
+        _, source = ctx.noise_ceiling(s, "train")
+        print(f"reliability of {s}: {source}")
+    print_plan(ctx)
     return 0
 
 
@@ -61,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="validate a dataset in the Algonauts 2023 layout and print what it holds")
     i.add_argument("dataset", type=Path, help="folder holding subjNN/ folders (or one subject folder)")
+    i.add_argument("--data-root", type=Path, default=None,
+                   help="shared data folder (default: $BRAINVIZ_DATA, else ../shared/data)")
+    i.add_argument("--noise-ceiling", type=Path, default=None, metavar="DIR",
+                   help="per-vertex noise ceilings subjNN/{lh,rh}.npy in percent (as for the pipeline)")
     i.set_defaults(func=_cmd_inspect)
 
     from . import stages  # noqa: F401  (registers the pipeline subcommands when available)

@@ -23,7 +23,7 @@ def _context(args: argparse.Namespace):
     cfg = PipelineConfig(dataset=args.dataset, store=args.store, work_dir=args.work_dir, cache_dir=args.cache_dir,
                          data_root=args.data_root, backbone=args.backbone, weights=args.weights, seed=args.seed,
                          quick=args.quick, n_perm=args.n_perm, jobs=args.jobs,
-                         ue_overrides=_ue_overrides(args))
+                         ue_overrides=_ue_overrides(args), noise_ceiling=args.noise_ceiling)
     cfg.progress = not getattr(args, "quiet", False)  # --quiet: no progress bars
     return Context(cfg)
 
@@ -100,7 +100,7 @@ def _all(args) -> int:
         with prog.stage("transfer curve"):
             tc = transfer_curve(ctx)
             prog.wrote(f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
-                       else "nothing (one subject: no transfer)")
+                       else "nothing: " + transfer_skip_reason(ctx))
         with prog.stage("analyze"):
             head = analyze(ctx)
             size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
@@ -109,8 +109,33 @@ def _all(args) -> int:
     if not args.quiet:
         print("headline: " + json.dumps(head, default=str))
         print("\n" + prog.summary() + "\n")
+        print_plan(ctx)
     print(f"store written: {args.store} (total {time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def transfer_skip_reason(ctx) -> str:
+    """Why the transfer curve has no rows (the plan's reason, else the held-out subject's)."""
+    from brainviz.pipeline.plan import skipped_analyses
+
+    for k in skipped_analyses(ctx):
+        if k.analysis.startswith("transfer curve"):
+            return k.reason
+    return f"no pre-trained model for {ctx.transfer_subject} in {ctx.work / 'models'} (run the train stage)"
+
+
+def print_plan(ctx) -> None:
+    """Where each subject's evaluation images come from, the reliability source, and what was skipped."""
+    from brainviz.pipeline.plan import evaluation_notes, format_skips, skipped_analyses
+
+    print("evaluation images:")
+    for s, note in evaluation_notes(ctx).items():
+        print(f"  {s}: {note}")
+    skips = skipped_analyses(ctx)
+    if skips:
+        print("skipped (why, and what would enable it):")
+        for line in format_skips(skips):
+            print("  " + line)
 
 
 def _positive_int(text: str) -> int:
@@ -139,6 +164,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                         help="image backbone: efficientnet-lite0 (offline default) or open_clip:<model>")
     common.add_argument("--weights", default=None,
                         help="open_clip weights: a pretrained tag (needs internet) or a local state-dict file")
+    common.add_argument("--noise-ceiling", type=Path, default=None, metavar="DIR",
+                        help="per-vertex noise ceilings subjNN/{lh,rh}.npy in percent (the Algonauts 2023 files), "
+                             "used when the dataset has no repetitions (default: the data root's "
+                             "algonauts2023_noise_ceiling/ for subjects whose vertex counts match)")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
     common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')

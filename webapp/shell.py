@@ -106,6 +106,19 @@ def stop_nothing_stored(what: str) -> NoReturn:
     st.stop()
 
 
+def show_skips(store: Store, *words: str, subject: str | None = None, otherwise: str | None = None) -> bool:
+    """Say why an analysis is missing (precompute's ``skipped_analyses`` whose name holds any of ``words``):
+    one info box; ``otherwise`` (if given) when nothing was recorded. Returns True when a note was shown."""
+    from webapp import viewmodel as V
+
+    notes = V.skip_notes(store, *words, subject=subject)
+    if notes:
+        st.info("\n\n".join(notes))
+    elif otherwise:
+        st.info(otherwise)
+    return bool(notes)
+
+
 def show_banner(store: Store) -> None:
     """The data banner (SIMULATED or REAL) under a page's heading."""
     kind, text = M.banner(store)

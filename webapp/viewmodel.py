@@ -31,6 +31,38 @@ ROI_CLASS_COLUMNS: dict[str, str] = {
 }
 
 
+# --------------------------------------------------------------------------- evaluation images and skips
+def evaluation_label(store, subject: str | None = None) -> str:
+    """What the store's "test" images are, for captions: ``'test images (test fMRI)'``, ``'images held out of
+    the training images (the dataset has no test fMRI)'``, or both when subjects differ (``subject``: one)."""
+    ev = store.evaluation()
+    kinds = {ev.get(subject)} if subject is not None else set(ev.values())
+    if kinds == {"held-out"}:
+        return "images held out of the training images (the dataset has no test fMRI; brainviz.splits)"
+    if kinds == {"test"}:
+        return "test images (test fMRI)"
+    return "evaluation images (test fMRI where the dataset has it, else held out of the training images)"
+
+
+def skip_notes(store, *words: str, subject: str | None = None) -> list[str]:
+    """Markdown lines for the analyses precompute skipped whose name contains any of ``words`` (case-insensitive):
+    what, for whom, why, and what would enable it (table ``skipped_analyses``); [] when none matches."""
+    df = store.skipped_analyses()
+    if df.empty:
+        return []
+    hit = df["analysis"].str.lower().apply(lambda a: any(w.lower() in a for w in words)) if words else \
+        pd.Series(True, index=df.index)
+    df = df[hit]
+    if subject is not None:
+        df = df[df["subject"].isna() | (df["subject"] == subject)]
+    out = []
+    for (analysis, reason, enable), grp in df.groupby(["analysis", "reason", "enable"], sort=False):
+        subs = sorted(s for s in grp["subject"].dropna().unique())
+        who = f" ({', '.join(subs)})" if subs else ""
+        out.append(f"**Not computed: {analysis}**{who}. Why: {reason}. What would enable it: {enable}.")
+    return out
+
+
 # --------------------------------------------------------------------------- overview
 def overview(store) -> dict:
     """Facts for the home page: datasets, subjects, backbones, models, headline metrics."""

@@ -340,10 +340,11 @@ class AlgonautsSubject:
         return _load_npy(self._fmri_path(split, hemi), mmap=True)
 
     def responses(self, split: str = "train", rois: str | Iterable[str] | None = None,
-                  hemis: Sequence[str] = HEMIS) -> np.ndarray:
+                  hemis: Sequence[str] = HEMIS, rows: np.ndarray | None = None) -> np.ndarray:
         """(n_images, n_selected) float32 responses, hemispheres concatenated.
 
-        ``split`` is ``"train"`` or ``"test"``; ``rois`` as in :meth:`roi_mask`.
+        ``split`` is ``"train"`` or ``"test"``; ``rois`` as in :meth:`roi_mask`; ``rows``: only these rows
+        of the file, in this order (None: all), read from the memory map without loading the rest.
         """
         if not self.has_responses(split):
             raise BrainVizDataError(self._fmri_path(split, hemis[0]), f"no {split} responses in this dataset")
@@ -353,12 +354,18 @@ class AlgonautsSubject:
             n = self.n_vertices[h]
             m = mask[start:start + n]
             start += n
-            parts.append(np.asarray(self.hemi_responses(split, h)[:, m], dtype=np.float32))
+            arr = self.hemi_responses(split, h)
+            if rows is not None:
+                arr = arr[np.asarray(rows, dtype=np.int64)]
+            parts.append(np.asarray(arr[:, m] if not m.all() else arr, dtype=np.float32))
         return np.concatenate(parts, axis=1)
 
-    def repeats(self, split: str = "train", hemis: Sequence[str] = HEMIS) -> np.ndarray:
-        """(n_images, n_repeats, n_vertices) single-trial responses, hemispheres concatenated."""
+    def repeats(self, split: str = "train", hemis: Sequence[str] = HEMIS, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n_images, n_repeats, n_vertices) single-trial responses, hemispheres concatenated (``rows`` as in
+        :meth:`responses`)."""
         arrs = [_load_npy(self._fmri_path(split, h, repeats=True), mmap=True) for h in hemis]
+        if rows is not None:
+            arrs = [a[np.asarray(rows, dtype=np.int64)] for a in arrs]
         return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrs], axis=2)
 
     # ---- validation

@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
 from ..names import PERCENT
@@ -14,6 +15,7 @@ from ..paths import PROJECT_ROOT
 from ..store.writer import StoreWriter
 from . import analyses
 from .context import Context
+from .plan import skipped_analyses
 from .workdir import load_predictions, load_registry, read_results, read_vertex_metrics
 
 
@@ -36,7 +38,7 @@ def write_inputs(ctx: Context, w: StoreWriter) -> None:
     for s, sub in ds.subjects.items():
         imgs = ctx.images[s]
         w.add_subject(s, dataset_id, imgs.source, n_train=len(imgs.train_keys), n_test=len(imgs.test_keys),
-                      n_lh=sub.n_vertices["lh"], n_rh=sub.n_vertices["rh"])
+                      n_lh=sub.n_vertices["lh"], n_rh=sub.n_vertices["rh"], evaluation=imgs.evaluation)
         w.add_vertices(s, sub.vertex_table(), planted_region=ctx.planted_regions(s))
         w.add_image_splits(s, "train", imgs.train_keys)
         if imgs.test_keys:
@@ -61,7 +63,7 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
                                 "pretrained_on": e.get("pretrained_on"), "git_commit": _git_commit(),
                                 "dataset": str(ctx.dataset.path), "simulated": ctx.dataset.simulated})
     table = read_results(ctx, "encoders")
-    if table is None:
+    if table is None or table.empty:  # no evaluation images (see pipeline.plan)
         return {}
     if "top1_pct" in table:  # results of an older run: nna / top-1 / top-5 in percent
         table = table.rename(columns={"nna": "median_nna", "top1_pct": "top1", "top5_pct": "top5"})
@@ -77,7 +79,9 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
         pred = load_predictions(ctx, row.model_id, row.subject)
         if pred is not None:
             w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, pred)
-    w.write_table("roi_metrics", read_results(ctx, "roi_metrics"))
+    roi = read_results(ctx, "roi_metrics")
+    if roi is not None and len(roi):
+        w.write_table("roi_metrics", roi)
     tc = read_results(ctx, "transfer_curve")
     if tc is not None and len(tc):
         w.write_table("transfer_curve", tc)
@@ -99,6 +103,9 @@ def analyze(ctx: Context) -> dict:
         headline["k92"] = k92
         headline["pair_model"] = analyses.write_pair_model(ctx, w, pair_rows)
         headline["decoding"] = analyses.write_decoding(ctx, w)
+        skips = skipped_analyses(ctx)
+        if skips:
+            w.write_table("skipped_analyses", pd.DataFrame([k.as_row() for k in skips]))
         w.set_meta(simulated=ctx.dataset.simulated, dataset=str(ctx.dataset.path), backbone=ctx.config.backbone,
                    brainviz_version=__version__, git_commit=_git_commit() or "",
                    config=ctx.config.to_dict(), headline=json.loads(json.dumps(headline, default=float)),

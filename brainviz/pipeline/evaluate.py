@@ -14,13 +14,12 @@ from ..jobs import run_jobs
 from ..names import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalEncoder
-from ..metrics import (nna_per_vertex, noise_ceiling_from_repeats, pattern_correlations, pearson_per_vertex,
-                       retrieval_ranks, retrieval_summary)
+from ..metrics import nna_per_vertex, pattern_correlations, pearson_per_vertex, retrieval_ranks, retrieval_summary
 from .context import Context
 from .train import ue_config
 from .workdir import load_model, load_registry, save_predictions, write_results, write_vertex_metrics
 
-__all__ = ["TRANSFER_REPEATS", "predict", "noise_ceiling", "vertex_scores", "roi_labels", "evaluate", "transfer_curve"]
+__all__ = ["TRANSFER_REPEATS", "predict", "vertex_scores", "roi_labels", "evaluate", "transfer_curve"]
 
 #: Random image subsamples per transfer-curve size (report 004 Fig. 6: mean and sd over runs).
 TRANSFER_REPEATS = 3
@@ -29,15 +28,6 @@ TRANSFER_REPEATS = 3
 def predict(model, ctx: Context, subject: str, keys: list[str]) -> np.ndarray:
     """(n, V) predictions of ``model`` (any encoder: ``predict(X, subject=...)``) for ``subject`` on images ``keys``."""
     return model.predict(ctx.feature_subset(keys), subject=subject).astype(np.float32)
-
-
-def noise_ceiling(ctx: Context, subject: str) -> np.ndarray | None:
-    """(V,) noise ceiling (fraction) from the subject's test (else train) repetitions, or None."""
-    sub = ctx.dataset.subjects[subject]
-    for split in ("test", "train"):
-        if sub.has_repeats(split):
-            return noise_ceiling_from_repeats(sub.repeats(split))
-    return None
 
 
 def vertex_scores(y_true: np.ndarray, y_pred: np.ndarray, nc: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -83,7 +73,7 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
             y = ctx.responses(s, "test")
             pred = predict(model, ctx, s, keys)
             save_predictions(ctx, model_id, s, pred)
-            nc = noise_ceiling(ctx, s)
+            nc, _ = ctx.noise_ceiling(s, "test")
             sc = vertex_scores(y, pred, nc)
             vm[f"{model_id}|{s}"] = sc
             ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))

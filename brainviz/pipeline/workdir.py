@@ -125,7 +125,12 @@ def write_results(ctx: Any, name: str, df: pd.DataFrame) -> Path:
 def read_results(ctx: Any, name: str) -> pd.DataFrame | None:
     """``<work>/results/<name>.csv``, or None when that table was not written."""
     path = _results(ctx) / f"{name}.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # a table written without rows (nothing could be evaluated)
+        return pd.DataFrame()
 
 
 def write_vertex_metrics(ctx: Any, metrics: Mapping[str, Mapping[str, np.ndarray]]) -> None:

@@ -499,7 +499,8 @@ class Store:
         return self._df("datasets", order=["dataset_id"])
 
     def subjects(self) -> pd.DataFrame:
-        """subject, dataset_id, source ('nsd'|'vim1'), n_train, n_test, n_lh, n_rh; sorted by subject."""
+        """subject, dataset_id, source ('nsd'|'vim1'), n_train (fitted), n_test (evaluation images), n_lh, n_rh,
+        evaluation ('test' fMRI | 'held-out' training images); sorted by subject."""
         return self._df("subjects", order=["subject"])
 
     def n_vertices(self, subject: str) -> int:
@@ -657,7 +658,8 @@ class Store:
                         ["cluster"], model_id=model_id, scope=scope, k=int(k))
 
     def vertex_reliability(self, subject: str) -> np.ndarray:
-        """(V,) float32 noise ceiling (fraction, from training repeats) used to pick clustered vertices; NaN if none."""
+        """(V,) float32 noise ceiling (fraction: repetitions of the fitted images, else the dataset's published
+        noise ceilings) used to pick clustered vertices; all NaN when the store has no reliability estimate."""
         out = np.full(self.n_vertices(subject), np.nan, np.float32)
         df = self._df("vertex_reliability", ["vertex", "nc"], ["vertex"], subject=subject)
         out[df["vertex"].to_numpy()] = df["nc"].to_numpy(np.float32)
@@ -733,6 +735,16 @@ class Store:
     def transfer_curve(self, subject: str | None = None) -> pd.DataFrame:
         """subject, n_train, method, median_r, seed."""
         return self._df("transfer_curve", order=["subject", "method", "n_train", "seed"], subject=subject)
+
+    # ------------------------------------------------------------------ what the run could not compute
+    def skipped_analyses(self) -> pd.DataFrame:
+        """analysis, subject (None = the whole run), reason, enable: what precompute skipped on this dataset."""
+        return self._df("skipped_analyses", ["analysis", "subject", "reason", "enable"])
+
+    def evaluation(self) -> dict[str, str]:
+        """{subject: 'test' | 'held-out'}: where each subject's evaluation ('test') images come from."""
+        t = self._select("subjects", ["subject", "evaluation"], ["subject"])
+        return dict(zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
 
 
 __all__ = ["Store", "REBUILD"]

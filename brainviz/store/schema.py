@@ -43,7 +43,7 @@ meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
 voxel_embeddings, embedding_maps, clusters, cluster_top_images,
 cluster_descriptions, vertex_reliability, cluster_settings, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
 rdms, extreme_pairs, rsa, k92_rsa, k92_fit, pair_model, decoding, decoding_rois, decoding_weights, transfer_curve,
-image_features. Each :class:`Table` in :data:`TABLES` documents its meaning
+image_features, skipped_analyses. Each :class:`Table` in :data:`TABLES` documents its meaning
 and columns.
 """
 from __future__ import annotations
@@ -55,7 +55,9 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: Version of this schema; stored in ``meta`` under ``schema_version``.
 #: 3: vertex_reliability.nc and cluster_settings.nc_threshold are fractions (were percent).
 #: 4: cluster_settings.k_rule (how chosen_k was chosen).
-SCHEMA_VERSION = 4
+#: 5: subjects.evaluation (test fMRI or held-out training images); cluster_settings.percentile / nc_threshold
+#:    NULL without a reliability estimate; skipped_analyses (what was not computed, why, what would enable it).
+SCHEMA_VERSION = 5
 
 
 
@@ -141,8 +143,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("subjects", "One row per subject.",
           (_SUBJ, _c("dataset_id", "VARCHAR", "datasets.dataset_id"),
            _c("source", "VARCHAR", "image source dataset: 'nsd' or 'vim1'"),
-           _c("n_train", "INTEGER", "training images"), _c("n_test", "INTEGER", "test images"),
-           _c("n_lh", "INTEGER", "lh challenge-space vertices"), _c("n_rh", "INTEGER", "rh vertices")),
+           _c("n_train", "INTEGER", "images the models were fitted on"),
+           _c("n_test", "INTEGER", "evaluation images (see evaluation)"),
+           _c("n_lh", "INTEGER", "lh challenge-space vertices"), _c("n_rh", "INTEGER", "rh vertices"),
+           _c("evaluation", "VARCHAR", "where the evaluation ('test') images come from: 'test' (the dataset's test "
+              "fMRI) or 'held-out' (held out of the training images: the dataset has no test fMRI; "
+              "brainviz.splits)")),
           primary_key=("subject",)),
     Table("vertices", "One row per challenge-space vertex of each subject (AlgonautsSubject.vertex_table()).",
           (_SUBJ, _VERTEX, _c("hemi", "VARCHAR", "'lh' or 'rh'"),
@@ -159,7 +165,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           primary_key=("image_key",)),
     Table("image_splits", "Which images a subject saw, in which split, at which response row.",
           (_SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
-           _c("split", "VARCHAR", "'train' or 'test'"),
+           _c("split", "VARCHAR", "'train' (fitted) or 'test' (evaluation: test fMRI or held-out training "
+              "images, subjects.evaluation)"),
            _c("row", "INTEGER", "row of this image in the subject's (n_split, V) response matrix"))),
     Table("image_tags", "Category scores in [0, 1] per image (brainviz.data.images.hed_category_scores).",
           (_c("image_key", "VARCHAR", "images.image_key"),
@@ -198,15 +205,19 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _opt("source", "VARCHAR", "which top images were described: 'measured' or 'predicted'"),
            _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
     Table("vertex_reliability", "Noise ceiling of each vertex used to choose the vertices that are clustered "
-          "(from the repeats of the TRAINING images, never the test images).",
-          (_SUBJ, _VERTEX, _c("nc", "FLOAT", "noise ceiling, fraction of explainable variance (0..1)"),
-           _c("source", "VARCHAR", "'training repeats' or 'dataset'"))),
+          "(from the repetitions of the FITTED images, never the evaluation images; else the dataset's published "
+          "noise ceilings). No rows for a subject without any reliability estimate.",
+          (_SUBJ, _VERTEX, _opt("nc", "FLOAT", "noise ceiling, fraction of explainable variance (0..1)"),
+           _c("source", "VARCHAR", "where it comes from, e.g. 'repetitions of the fitted images', "
+              "'noise-ceiling files (<folder>)'"))),
     Table("cluster_settings", "How each cluster scope selected its vertices and its k (one row per scope x subject).",
           (_MODEL, _SCOPE, _SUBJ,
            _c("base", "VARCHAR", "'joint' or a subject: whose embeddings were clustered together"),
            _opt("region", "VARCHAR", "vertices restricted to this ROI or ROI set (NULL = whole cortex)"),
-           _c("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings"),
-           _c("nc_threshold", "FLOAT", "the threshold on the noise ceiling (fraction, 0..1) for this subject"),
+           _opt("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings "
+                "(NULL: no reliability estimate, every vertex of the scope is clustered)"),
+           _opt("nc_threshold", "FLOAT", "the threshold on the noise ceiling (fraction, 0..1) for this subject "
+                "(NULL: no reliability estimate)"),
            _c("chosen_k", "INTEGER", "the k shown first (chosen without ground truth, see k_rule)"),
            _c("k_rule", "VARCHAR", "how chosen_k was chosen: 'stability >= 0.75' (largest k whose bootstrap "
               "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k), 'fixed'"),
@@ -303,6 +314,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           (_c("backbone", "VARCHAR", "backbone name"), _c("image_key", "VARCHAR", "images.image_key"),
            _c("pooled", "FLOAT[{dim}]", "(D,) pooled features")),
           array_column="pooled"),
+    Table("skipped_analyses", "Analyses the run could not compute on this dataset: why, and what would "
+          "enable them (shown by the CLI, `precompute inspect` and every page that would show them).",
+          (_c("analysis", "VARCHAR", "e.g. 'transfer curve', 'clusters', 'within-subject RDM ceiling'"),
+           _opt("subject", "VARCHAR", "the subject concerned, NULL for the whole run"),
+           _c("reason", "VARCHAR", "why it was skipped"),
+           _c("enable", "VARCHAR", "what would enable it"))),
 )}
 
 
