@@ -136,9 +136,14 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--data-root", type=Path, default=None,
                         help="shared data folder (default: $BRAINVIZ_DATA, else ../shared/data)")
     common.add_argument("--backbone", default="efficientnet-lite0",
-                        help="image backbone: efficientnet-lite0 (offline default) or open_clip:<model>")
+                        help="image backbone: efficientnet-lite0 (offline default, shipped ImageNet weights), "
+                             "open_clip:<model> (e.g. open_clip:ViT-B-32) or dinov2:<model> (dinov2:vit_small_patch14, "
+                             "dinov2:vit_base_patch14, dinov2:vit_large_patch14, dinov2:vit_giant_patch14; "
+                             "_reg4 variants too); open_clip and dinov2 without --weights are RANDOM weights")
     common.add_argument("--weights", default=None,
-                        help="open_clip weights: a pretrained tag (needs internet) or a local state-dict file")
+                        help="backbone weights: a local file (dinov2: timm's model.safetensors / pytorch_model.bin "
+                             "or Meta's dinov2_vit*14_pretrain.pth; open_clip: a state-dict file) or an open_clip "
+                             "pretrained tag (needs internet)")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
     common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
