@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,17 @@ def _context(args: argparse.Namespace):
                          quick=args.quick, n_perm=args.n_perm, jobs=args.jobs,
                          ue_overrides=_ue_overrides(args))
     cfg.progress = not getattr(args, "quiet", False)  # --quiet: no progress bars
-    return Context(cfg)
+    ctx = Context(cfg)
+    if ctx.random_weights:  # printed even with --quiet: the whole run is then meaningless for vision
+        print(random_weights_warning(cfg.backbone, cfg.seed), file=sys.stderr, flush=True)
+    return ctx
+
+
+def random_weights_warning(backbone: str, seed: int) -> str:
+    """The one-line CLI warning of a run on a randomly initialized backbone."""
+    return (f"WARNING: {backbone} runs with RANDOM weights (random init, seed {seed}): no --weights given, so the "
+            "features carry no learned visual knowledge and every encoder, cluster and RDM of this run says nothing "
+            "about vision; pass --weights FILE")
 
 
 def _features(args) -> int:

@@ -481,7 +481,7 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
             paths.append(p)
         w.add_images(k92.image_keys, paths, dataset_id=None)
         w.add_image_tags(_k92_scores(k92), tags=dict(zip(k92.image_keys, k92.categories["category"].astype(str))))
-        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights)
+        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights, seed=ctx.config.seed)
         ims = k92.pil_images()
         fs = extract_features(backbone, ims, progress=ctx.config.progress)
         w.add_image_features(ctx.config.backbone, k92.image_keys, np.asarray(fs.pooled, np.float32))
