@@ -492,8 +492,9 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         models = {f"{bb} {n}": r for n, r in blocks.items()}
         family = {f"{bb} {n}": "block" for n in blocks}
         depth = {f"{bb} {n}": float(i / max(1, len(blocks) - 1)) for i, n in enumerate(blocks)}
-        stages = {f"{bb} {n} (7x7 pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
-                                                                             include_pooled=False).items()}
+        grid = "x".join(str(int(g)) for g in fs.grid)  # the encoder layers' patch grid (7x7; DINOv2: 8x8)
+        stages = {f"{bb} {n} ({grid} pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
+                                                                                include_pooled=False).items()}
         models.update(stages)
         family.update({n: "stage (7x7 pooled)" for n in stages})
         refs = {f"reference: {n}": r for n, r in k92.models.items()}
