@@ -79,7 +79,9 @@ and a shared-weight ``lr`` of 2e-3 or 4e-3 (0.415 / 0.430 / 0.350 / 0.286 and 0.
 
 ``proj_dim`` C = 32 value channels (report: not stated; 128 in
 :meth:`UniversalConfig.report`). L = 5 layers of EfficientNet-Lite0 instead of
-DINOv2 ViT-g/14 (see :mod:`brainviz.features.efficientnet` for the criterion).
+DINOv2 ViT-g/14 by default (see :mod:`brainviz.features.efficientnet` for the criterion;
+``--backbone dinov2:vit_giant_patch14 --weights FILE`` gives the report's backbone,
+:mod:`brainviz.features.dinov2`).
 
 Determinism: the parameter init comes from ``seed``; the batch schedule of
 epoch ``k`` from ``(seed, k)``; new subjects' embeddings from ``(seed, name)``.
