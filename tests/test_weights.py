@@ -234,7 +234,7 @@ def test_app_pages_refuse_a_missing_weights_file_and_home_warns_about_random_wei
     monkeypatch.setenv("BRAINVIZ_STORE", str(path))
     home = run(AppTest.from_file(HOME, default_timeout=TIMEOUT))
     warn = [w.value for w in home.warning if "RANDOM backbone weights" in w.value]
-    assert len(warn) == 1 and "`open_clip:ViT-B-32` ran with a random initialization (random init (seed 3))" in warn[0]
+    assert len(warn) == 1 and "`open_clip:ViT-B-32` ran with random init (seed 3), not trained weights" in warn[0]
     assert "--weights FILE" in warn[0]
     monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
     assert "RANDOM backbone weights" not in texts(run(AppTest.from_file(HOME, default_timeout=TIMEOUT)))

@@ -55,9 +55,9 @@ def store_error_message(exc: BaseException, path: str | Path | None = None) -> s
 
 
 def random_weights_warning(backbone: str, how: str, what: str = "Everything in this store") -> str:
-    """Markdown warning that ``backbone`` ran with a random initialization (``how``, e.g. "seed 0"):
-    ``what`` (e.g. "Predictions") rests on features without learned visual knowledge."""
-    return (f"**RANDOM backbone weights** — `{backbone}` ran with a random initialization ({how}), not trained "
+    """Markdown warning that ``backbone`` ran with a random initialization (``how``, e.g. "random init
+    (seed 0)"): ``what`` (e.g. "Predictions") rests on features without learned visual knowledge."""
+    return (f"**RANDOM backbone weights** — `{backbone}` ran with {how}, not trained "
             f"weights. {what} rests on features that carry no learned visual knowledge: encoders, clusters and "
             "RDMs say nothing about vision. Rebuild with `python -m precompute all --backbone "
             f"{backbone} --weights FILE`.")

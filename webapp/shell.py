@@ -171,7 +171,7 @@ def page_predictor(store: Store, path: Path, purpose: str):
         st.error(f"The model could not be loaded ({type(exc).__name__}: {exc}).")
         st.stop()
     if getattr(predictor.backbone, "random_weights", False):
-        st.warning(M.random_weights_warning(predictor.backbone.name, f"seed {predictor.seed}", "Predictions"),
+        st.warning(M.random_weights_warning(predictor.backbone.name, f"random init (seed {predictor.seed})", "Predictions"),
                    icon=":material/warning:")
     store_subjects = set(store.subjects()["subject"])
     subjects = [s for s in predictor.subjects if s in store_subjects] or list(predictor.subjects)
