@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from brainviz.errors import BrainVizDataError
+from brainviz.features.weights import WeightsSpec
 from webapp import messages as M
 from webapp import shell
 from webapp import viewmodel as V
@@ -29,6 +30,7 @@ def home() -> None:
         shell.stop_on_store_error(exc, path, build_command=True)
 
     shell.show_banner(store)
+    spec = WeightsSpec.from_meta(store.meta())  # the backbone weights of the run (None: not recorded)
     with st.sidebar:
         st.markdown(f"**Data:** {M.data_label(store)}")
         st.caption(f"Store: `{path}`  \nBuilt {ov['summary'].get('created_at') or '?'} · "
@@ -45,7 +47,10 @@ def home() -> None:
     c[1].metric("Data", M.data_label(store))
     c[2].metric("Subjects", len(subj))
     c[3].metric("Models", len(models))
-    st.markdown("**Image backbone:** " + (", ".join(f"`{b}`" for b in ov["backbones"]) or "—"))
+    st.markdown("**Image backbone:** " + (", ".join(f"`{b}`" for b in ov["backbones"]) or "—")
+                + (f" · weights: {spec.description}" if spec is not None else ""))
+    if spec is not None and spec.random:
+        st.warning(M.random_weights_warning(spec.backbone, spec.description), icon=":material/warning:")
 
     left, right = st.columns([1, 1])
     with left:

@@ -295,9 +295,11 @@ def _resolve_image_path(path: str, store_path: str | Path | None) -> Path:
     return PROJECT_ROOT / p
 
 
-def _pipeline_feature_cache(store, backbone: str, cache_dir: str | Path):
+def _pipeline_feature_cache(store, backbone: str, cache_dir: str | Path, weights: str | Path | None = None,
+                            seed: int = 0):
     """The pipeline's feature-cache entry of the store's dataset images (all non-k92 images, sorted
-    by key, as ``precompute features`` wrote it), or None when it is not on disk."""
+    by key, as ``precompute features`` wrote it) for the backbone with ``weights`` / ``seed`` (the
+    live predictor's), or None when it is not on disk."""
     try:
         from .features import cached_features
         from .features.cache import cache_entry_dir, image_set_hash
@@ -308,10 +310,12 @@ def _pipeline_feature_cache(store, backbone: str, cache_dir: str | Path):
         keys = imgs["image_key"].tolist()
         paths = [_resolve_image_path(p, store.path) for p in imgs["path"]]
         folder = Path(cache_dir) / "features"
-        entry = cache_entry_dir(folder, backbone, weights_identity(backbone), len(keys), image_set_hash(keys, paths))
+        entry = cache_entry_dir(folder, backbone, weights_identity(backbone, weights, seed), len(keys),
+                                image_set_hash(keys, paths))
         if not entry.is_dir():
             return None
-        return cached_features(backbone, keys, paths, folder, progress=False, on_corrupt="raise")
+        return cached_features(backbone, keys, paths, folder, weights=weights, seed=seed, progress=False,
+                               on_corrupt="raise")
     except (BrainVizDataError, OSError, ValueError, TypeError, KeyError, ImportError):
         return None
 
@@ -344,7 +348,8 @@ def predict_store_images(predictor, store, keys: Sequence[str], subject: str, *,
             return store.predictions(mid, subject, keys).astype(np.float32, copy=False), "stored"
     from .paths import DEFAULT_CACHE_DIR
 
-    fs = _pipeline_feature_cache(store, predictor.backbone.name, cache_dir or DEFAULT_CACHE_DIR)
+    fs = _pipeline_feature_cache(store, predictor.backbone.name, cache_dir or DEFAULT_CACHE_DIR,
+                                 getattr(predictor, "weights", None), getattr(predictor, "seed", 0))
     if fs is not None:
         out = []
         for i in range(0, len(keys), 128):

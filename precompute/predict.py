@@ -8,7 +8,11 @@ Writes into ``--out`` (built in a temporary folder, renamed into place when comp
     roi_means.csv          mean predicted response per ROI group (rows = images.csv order)
     lh.mean.func.gii       mean predicted map over the images, per hemisphere (rh. too)
     lh.predicted.func.gii  one data array per image, named by file (rh. too; skipped when huge)
-    summary.json           model, subject, surface, counts, device, timings
+    summary.json           model, subject, backbone and its weights' identity, surface, counts, device, timings
+
+The backbone gets the weights the store's run trained the encoder on (the recorded file, or
+``--weights FILE`` in its place with the same content hash); a missing or different file is an
+error naming it (exit code 2), never a silent switch to other weights.
 
 A thin layer over :mod:`brainviz.insilico` and :mod:`brainviz.export`.
 """
@@ -81,7 +85,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from brainviz import export, insilico
     from brainviz.rois import roi_groups
     from brainviz.atomic import atomic_dir
-    from brainviz.live import LivePredictor, live_model_of
+    from brainviz.live import LivePredictor, live_model_of, store_weights
     from brainviz.store.reader import Store
 
     _check_args(args)
@@ -95,8 +99,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device = resolve_device(args.device, strict=True)
     except BrainVizDataError as exc:
         raise BrainVizDataError("--device", exc.problem) from None
+    # the backbone weights of the run that trained the encoder (the recorded file, or --weights in its
+    # place with the same content hash); a missing or different file: one line naming it, exit code 2
+    weights, seed, weights_id = store_weights(store, backbone, model_id, override=args.weights,
+                                              hint="pass --weights FILE with the file the encoder was trained on")
     t_load = time.perf_counter()
-    predictor = LivePredictor(ck, backbone, device=device, model_id=model_id, cpu_threads=None)
+    predictor = LivePredictor(ck, backbone, device=device, model_id=model_id, cpu_threads=None, weights=weights,
+                              seed=seed, weights_id=weights_id)
     t_load = time.perf_counter() - t_load
     subjects = list(predictor.subjects)
     subject = args.subject or ("subj01" if "subj01" in subjects else subjects[0])
@@ -149,7 +158,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             maps = export.SurfaceMap.from_vertices(pred, vertices, surface, name="predicted",
                                                    map_names=list(res.names), meta=meta)
             written += [p.name for p in export.save_gifti(maps, tmp, "predicted")]
-        summary = {"model": model_id, "subject": subject, "backbone": backbone, "surface": surface,
+        summary = {"model": model_id, "subject": subject, "backbone": backbone,
+                   "backbone_weights": predictor.backbone.weights_id, "surface": surface,
                    "simulated": simulated, "store": str(store.path), "images": str(args.images),
                    "n_images": res.n, "n_bad": len(res.bad), "n_vertices": int(pred.shape[1]),
                    "device": res.device, "batch_size": args.batch_size,
@@ -177,6 +187,9 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ue_multi", help="model id or kind (default ue_multi)")
     p.add_argument("--subject", default=None, help="subject to predict (default subj01, else the model's first)")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"DuckDB store (default {DEFAULT_STORE})")
+    p.add_argument("--weights", default=None,
+                   help="backbone weights file, when it is no longer where the store's run had it (its content "
+                        "must be the file the encoder was trained on; default: the file the store records)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto = cuda when available, else cpu")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,17 @@ def _context(args: argparse.Namespace):
                          quick=args.quick, n_perm=args.n_perm, jobs=args.jobs,
                          ue_overrides=_ue_overrides(args), noise_ceiling=args.noise_ceiling)
     cfg.progress = not getattr(args, "quiet", False)  # --quiet: no progress bars
-    return Context(cfg)
+    ctx = Context(cfg)
+    if ctx.random_weights:  # printed even with --quiet: the whole run is then meaningless for vision
+        print(random_weights_warning(cfg.backbone, cfg.seed), file=sys.stderr, flush=True)
+    return ctx
+
+
+def random_weights_warning(backbone: str, seed: int) -> str:
+    """The one-line CLI warning of a run on a randomly initialized backbone."""
+    return (f"WARNING: {backbone} runs with RANDOM weights (random init, seed {seed}): no --weights given, so the "
+            "features carry no learned visual knowledge and every encoder, cluster and RDM of this run says nothing "
+            "about vision; pass --weights FILE")
 
 
 def _features(args) -> int:
@@ -161,9 +172,14 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--data-root", type=Path, default=None,
                         help="shared data folder (default: $BRAINVIZ_DATA, else ../shared/data)")
     common.add_argument("--backbone", default="efficientnet-lite0",
-                        help="image backbone: efficientnet-lite0 (offline default) or open_clip:<model>")
+                        help="image backbone: efficientnet-lite0 (offline default, shipped ImageNet weights), "
+                             "open_clip:<model> (e.g. open_clip:ViT-B-32) or dinov2:<model> (dinov2:vit_small_patch14, "
+                             "dinov2:vit_base_patch14, dinov2:vit_large_patch14, dinov2:vit_giant_patch14; "
+                             "_reg4 variants too); open_clip and dinov2 without --weights are RANDOM weights")
     common.add_argument("--weights", default=None,
-                        help="open_clip weights: a pretrained tag (needs internet) or a local state-dict file")
+                        help="backbone weights: a local file (dinov2: timm's model.safetensors / pytorch_model.bin "
+                             "or Meta's dinov2_vit*14_pretrain.pth; open_clip: a state-dict file) or an open_clip "
+                             "pretrained tag (needs internet)")
     common.add_argument("--noise-ceiling", type=Path, default=None, metavar="DIR",
                         help="per-vertex noise ceilings subjNN/{lh,rh}.npy in percent (the Algonauts 2023 files), "
                              "used when the dataset has no repetitions (default: the data root's "

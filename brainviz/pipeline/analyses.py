@@ -486,7 +486,7 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
             paths.append(p)
         w.add_images(k92.image_keys, paths, dataset_id=None)
         w.add_image_tags(_k92_scores(k92), tags=dict(zip(k92.image_keys, k92.categories["category"].astype(str))))
-        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights)
+        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights, seed=ctx.config.seed)
         ims = k92.pil_images()
         fs = extract_features(backbone, ims, progress=ctx.config.progress)
         w.add_image_features(ctx.config.backbone, k92.image_keys, np.asarray(fs.pooled, np.float32))
@@ -497,8 +497,9 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         models = {f"{bb} {n}": r for n, r in blocks.items()}
         family = {f"{bb} {n}": "block" for n in blocks}
         depth = {f"{bb} {n}": float(i / max(1, len(blocks) - 1)) for i, n in enumerate(blocks)}
-        stages = {f"{bb} {n} (7x7 pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
-                                                                             include_pooled=False).items()}
+        grid = "x".join(str(int(g)) for g in fs.grid)  # the encoder layers' patch grid (7x7; DINOv2: 8x8)
+        stages = {f"{bb} {n} ({grid} pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
+                                                                                include_pooled=False).items()}
         models.update(stages)
         family.update({n: "stage (7x7 pooled)" for n in stages})
         refs = {f"reference: {n}": r for n, r in k92.models.items()}

@@ -46,11 +46,15 @@ def _ue_data(ctx: Context, subjects: list[str]) -> dict[str, tuple[np.ndarray, n
 
 
 def train(ctx: Context) -> dict:
-    """Train ridge, UE-single, UE-multi, UE-pretrain and UE-transfer models; return the registry."""
+    """Train ridge, UE-single, UE-multi, UE-pretrain and UE-transfer models; return the registry.
+
+    Every registry entry records the backbone and its weights' identity (``backbone``,
+    ``weights_id``): the analyze stage refuses to store models of other weights than its own."""
     mdir = models_dir(ctx)
     registry: dict = {}
     subjects = ctx.subject_names
     ctx.features  # noqa: B018  (compute / open the feature cache first, timed separately)
+    made_with = {"backbone": ctx.config.backbone, "weights_id": ctx.weights_spec.weights_id}
     with ctx.timed("train"):
         def fit_ridge(s: str) -> None:
             t0 = time.perf_counter()
@@ -111,7 +115,7 @@ def train(ctx: Context) -> dict:
     # the order of a one-after-the-other run, whatever order the jobs finished in
     order = [f"ridge-{s}" for s in subjects] + [f"ue_single-{s}" for s in ctx.main_subjects] + ["ue_multi"]
     order += [f"ue_pretrain-{new}", f"ue_transfer-{new}"] if new is not None else []
-    registry = {k: registry[k] for k in order if k in registry}
+    registry = {k: {**registry[k], **made_with} for k in order if k in registry}
     save_registry(ctx, registry)
     return registry
 

@@ -129,7 +129,11 @@ _NC = ("nc_lower", "nc_upper")
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table("meta", "Key/value facts about the store: schema_version, created_at (ISO time), "
-          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes.",
+          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes; the run's backbone and "
+          "the weights its encoders were trained on (brainviz.features.weights.META_KEYS: backbone_weights_id "
+          "'imagenet:<file>' | 'random-seed<N>' | 'tag:<name>' | 'sha256:<16 hex>', backbone_weights "
+          "(description), backbone_weights_file (absolute path or ''), backbone_weights_tag, "
+          "backbone_weights_seed, random_weights ('true'/'false')).",
           (_c("key", "VARCHAR", "fact name"), _c("value", "VARCHAR", "fact value as text")),
           primary_key=("key",)),
     Table("datasets", "Input dataset folders the store was built from.",
