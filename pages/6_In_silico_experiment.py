@@ -275,10 +275,13 @@ st.dataframe(table, hide_index=True, key="is_roi_table", column_config={
     "peak_t": st.column_config.NumberColumn("peak t", format="%.2f"),
     "mean_d": st.column_config.NumberColumn("mean d", format="%.2f"),
     "mean_diff": st.column_config.NumberColumn("mean A − B", format="%.3f"),
-    "pct_sig_A>B": st.column_config.NumberColumn("% A>B, FDR", format="%.0f%%"),
-    "pct_sig_A<B": st.column_config.NumberColumn("% A<B, FDR", format="%.0f%%"),
-    "pct_pass_A>B": st.column_config.NumberColumn(f"% A>B, FDR & d ≥ {min_d:g}", format="%.0f%%"),
-    "pct_pass_A<B": st.column_config.NumberColumn(f"% A<B, FDR & d ≤ −{min_d:g}", format="%.0f%%")})
+    "n_vertices": st.column_config.NumberColumn("vertices"),
+    "pct_sig_A>B": st.column_config.NumberColumn("A>B FDR", format="%.0f%%"),
+    "pct_sig_A<B": st.column_config.NumberColumn("A<B FDR", format="%.0f%%"),
+    "pct_pass_A>B": st.column_config.NumberColumn("A>B both", format="%.0f%%"),
+    "pct_pass_A<B": st.column_config.NumberColumn("A<B both", format="%.0f%%")})
+st.caption(f"Share of each ROI's vertices where A > B or A < B: 'FDR' passes FDR at q = {q:g}; 'both' also has "
+           f"|d| ≥ {min_d:g}. Mean t, peak t (largest |t|), mean d and mean A − B over the ROI's vertices.")
 if any("planted" in g for g in groups):
     st.caption("'food (planted)' uses the demo brain's planted food region (SIMULATED ground truth); real Algonauts "
                "data has no food ROI.")
