@@ -87,11 +87,11 @@ clusters_present = sorted(int(c) for c in np.unique(labels[labels >= 0]))
 if not clusters_present:
     st.info(f"{subject} has no clustered vertices in {scope} (k={k}).")
     st.stop()
-# where each cluster lies (atlas ROIs, not ground truth): top-image tags alone can name two clusters alike
-# (demo brain: the top images of the faces and the bodies clusters all carry both tags)
+# where each cluster lies (atlas ROIs, not ground truth), beside its name in the cluster selector; the legends
+# show the short names (long ones squeezed the brain)
 where = cluster_roi_majority(labels, roi_groups(vertices, include_planted_food=False))
-names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ")
-         + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
+short_names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
+names = {c: short_names[c] + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
 colors = B.category_colors(list(range(k)))
 # vertices that were not clustered, and why (drawn gray)
 nc_v = store.vertex_reliability(subject) if len(here) else np.full(len(labels), np.nan)
@@ -103,8 +103,8 @@ if np.isfinite(nc_thr):
     reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
 reason[(labels < 0) & (reason < 0)] = OUTSIDE
 outside_early = bool(len(here)) and here["region"].iloc[0] == "non-early"  # the scope leaves out V1-hV4
-gray_names = {BELOW: "not clustered: below the reliability threshold",
-              OUTSIDE: "not clustered: outside the scope" + (" (V1-hV4)" if outside_early else "")}
+gray_names = {BELOW: "not clustered: unreliable",
+              OUTSIDE: "not clustered: outside scope" + (" (V1-hV4)" if outside_early else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
@@ -142,7 +142,7 @@ if highlight:
     sel = st.session_state.get("cluster_pick")
     shown_colors = {c: col if c == sel else B.fade_color(col) for c, col in colors.items()}
 shown_colors = {**shown_colors, **gray_colors}
-names_all = {**names, **gray_names}
+names_all = {**short_names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
@@ -152,7 +152,7 @@ with left:
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
-    st.caption(f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
+    st.caption(f"Dark gray ('unreliable'): {n_below} vertices not clustered because their noise ceiling is below the reliability "
                f"threshold ({nc_thr:.1%} for {subject}); light gray: {n_out} vertices outside the clustering scope"
                + (" (early visual cortex V1-hV4: see 'whole visual cortex')" if outside_early else "") + ". "
                "Shaded gray: no data (outside the challenge space or filtered out). "
@@ -167,21 +167,24 @@ with right:
         enr = descs.loc[descs["cluster"] == cl, "enrichment"]
         if len(enr) and isinstance(enr.iloc[0], dict) and enr.iloc[0]:
             table, fit = V.cluster_evidence(enr.iloc[0])
-            st.dataframe(table.head(6), hide_index=True, key="cluster_evidence", column_config={
+            table["top 10"] = [f"{t} ({b:.0f}%)" if t and pd.notna(b) else t
+                               for t, b in zip(table["top 10"], table["base rate"])]
+            st.dataframe(table.drop(columns=["base rate", "p"]).head(6), hide_index=True, key="cluster_evidence",
+                         column_config={
                 "effect": st.column_config.NumberColumn("effect", format="%.2f",
                                                         help="unique effect of the tag on this cluster's response"),
-                "elsewhere": st.column_config.NumberColumn("other clusters", format="%.2f",
+                "elsewhere": st.column_config.NumberColumn("others", format="%.2f",
                                                            help="the largest effect of the tag on another cluster"),
-                "base rate": st.column_config.NumberColumn(format="%.0f%%"),
-                "p": st.column_config.NumberColumn(format="%.1g", help="binomial test: more of the top images "
-                                                                       "carry the tag than of all images")})
+                "top 10": st.column_config.TextColumn("top 10 (all)", help="how many of the 10 images driving the "
+                                                      "cluster most carry the tag (in parentheses: the share of all "
+                                                      "images that do)")})
             if fit:
                 st.caption(f"How the name was chosen: the cluster's mean measured response to each of "
                            f"{fit['n_images']:,} tagged images is regressed on the ten tag scores at once; 'effect' is "
                            f"a tag's standardized coefficient (what it adds with the other tags held fixed). The tags "
                            f"explain R² = {fit['r2']:.2f} of this cluster's response. A cluster is named by its "
-                           f"largest effect when R² ≥ 0.3 and the effect ≥ 0.3, else 'mixed / weak'. 'top 10': the "
-                           "tag among the 10 images driving the cluster most (measured), against its base rate.")
+                           f"largest effect when R² ≥ 0.3 and the effect ≥ 0.3, else 'mixed / weak'; 'others': the largest "
+                           "effect of the tag on another cluster.")
     # ROI make-up of the cluster
     comp = cluster_roi_counts(labels, roi_groups(vertices)).get(cl, {})
     if comp:
@@ -259,7 +262,7 @@ else:
     for c in sorted(emb["cluster"].unique()):
         d = emb[emb["cluster"] == c]
         mfig.add_trace(go.Scattergl(
-            x=d["x"], y=d["y"], mode="markers", name=names.get(int(c), str(c)),
+            x=d["x"], y=d["y"], mode="markers", name=short_names.get(int(c), str(c)),
             customdata=np.c_[d["cluster"].to_numpy(), d["vertex"].to_numpy()],
             text=d["subject"], hovertemplate="%{text} vertex %{customdata[1]}<br>cluster %{customdata[0]}<extra></extra>",
             marker=dict(size=4 if int(c) == cl else 3, color=colors[int(c)], opacity=1.0 if int(c) == cl else 0.35)))

@@ -40,9 +40,9 @@ def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, h
             fig.add_shape(type="line", y0=e - 0.5, y1=e - 0.5, x0=-0.5, x1=len(k) - 0.5, line=dict(color="white", width=1))
         starts = [0] + edges
         ends = edges + [len(cats)]
-        # a label per category block, leaving out small blocks whose labels would run into their neighbours
-        # (the plot area is about height - 150 px square; rotated x labels need the same spacing as y labels)
-        vals, text = C.spaced_ticks(starts, ends, [cats[a] for a in starts], len(k), height - 150)
+        # a label per category block, leaving out small blocks whose labels would run into their neighbours;
+        # the square plot area is at most height - 150 px, and about 250 px in a column of a 1,280 px window
+        vals, text = C.spaced_ticks(starts, ends, [cats[a] for a in starts], len(k), min(height - 150, 250))
         fig.update_xaxes(tickmode="array", tickvals=vals, ticktext=text, tickangle=-45)
         fig.update_yaxes(tickmode="array", tickvals=vals, ticktext=text)
     else:

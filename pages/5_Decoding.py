@@ -83,7 +83,8 @@ summ = pd.DataFrame(rows).sort_values(["_a", "_o"])
 wide = summ.pivot_table(index=["_o", "ROI set"], columns="_a", values=["top-1", "mean rank"], sort=False)
 wide = wide.sort_index(level=0).droplevel(0)
 wide = wide[[(m, i) for i in range(len(approaches)) for m in ("top-1", "mean rank") if (m, i) in wide.columns]]
-wide.columns = [f"{SHORT.get(approaches[i], approaches[i])} · {m}" for m, i in wide.columns]
+TINY = {"decoder": "decoder", "encoder:ue_multi": "UE", "encoder:ridge": "ridge enc."}  # narrow table columns
+wide.columns = [f"{TINY.get(approaches[i], approaches[i])} {m.replace('mean rank', 'rank')}" for m, i in wide.columns]
 fmt = {c: ("{:.0%}" if c.endswith("top-1") else "{:.1f}") for c in wide.columns}
 st.dataframe(wide.style.format(fmt), column_config={"ROI set": st.column_config.TextColumn("ROI set", width="medium")})
 # rows that are the same ranking (e.g. a set covering every vertex = whole cortex; a vote that chose one set)
@@ -98,7 +99,7 @@ for a in approaches:
             classes.append([s_])
     for c in classes:
         if len(c) > 1:
-            same.setdefault(tuple(c), []).append(SHORT.get(a, a))
+            same.setdefault(tuple(c), []).append(TINY.get(a, a))
 rois_here = store.decoding_rois(subject)
 full_sets = set()
 if not rois_here.empty:
@@ -110,11 +111,11 @@ for group, who in same.items():
     why = " (the validated vote put its weight on one set)" if any(g.startswith("vote") for g in group) else ""
     notes.append(" = ".join(f"**{g}**" for g in group) + f" for {', '.join(who)}: the same rank for every "
                  f"image{why}")
-st.caption("Top-1: share of the held-out images whose true image is ranked first; mean rank: 1 = always first, "
+st.caption("UE = identification through the multi-subject Universal Encoder, ridge enc. = through the subject's ridge "
+           "encoder, decoder = ridge decoder. "
+           "Top-1: share of the held-out images whose true image is ranked first; rank: mean rank, 1 = always first, "
            f"chance {(n_cand + 1) / 2:.1f}. {n_cand} held-out images, every one a candidate for every query: chance "
-           f"top-1 = {C.percent(1 / n_cand, 1)}. encoder: UE = through the multi-subject Universal Encoder's "
-           "predictions, encoder: ridge = through the subject's ridge encoder, decoder = ridge decoder (response → "
-           "embedding)." + (" Responses are SIMULATED (demo brain)." if store.simulated else ""))
+           f"top-1 = {C.percent(1 / n_cand, 1)}." + (" Responses are SIMULATED (demo brain)." if store.simulated else ""))
 if notes:
     st.caption("Identical rows: " + "; ".join(notes) + ".")
 

@@ -110,7 +110,7 @@ def test_decoding_opens_on_the_method_that_works(app_store, tmp_path, monkeypatc
     msg = texts(at)
     assert "finds it best here (top-1 **100%**" in msg and "The **decoder** is far weaker (top-1 0%)" in msg
     # the fixture's ROI sets rank every image alike: said once, as one group per approach
-    assert "Identical rows: " in msg and "**set1** = **set2** = **set3** = **vote** for encoder: UE, decoder: the same" in msg
+    assert "Identical rows: " in msg and "**set1** = **set2** = **set3** = **vote** for UE, decoder: the same" in msg
     roi_list = next(m.value for m in at.markdown if "- **set1**" in str(m.value))
     assert all(roi_list.count(f"**{s}**") == 1 for s in ("set1", "set2", "set3"))  # each set on one line
     assert "- **set3**: ventral" in roi_list and "every vertex: the same as whole cortex" in roi_list
