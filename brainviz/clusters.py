@@ -381,18 +381,21 @@ def name_clusters(means: pd.DataFrame, top: pd.DataFrame, tag_scores: pd.DataFra
     mixed ones are numbered by size ("mixed / weak 2").
 
     means: (n_images x clusters) as :func:`pooled_cluster_means`; top: a :func:`top_images` frame with
-    image_key (every cluster of ``means``); tag_scores: category scores. Returns columns cluster,
-    n_vertices (from ``n_vertices``, else None), description (the name), enrichment: {category: the
-    top-image enrichment of :func:`describe_cluster` plus ``effect`` (this cluster's coefficient) and
+    image_key (every cluster of ``means``); tag_scores: category scores (NaN rows = untagged images, left
+    out of the base rates). Returns columns cluster, n_vertices (from ``n_vertices``, else None),
+    description (the name), enrichment: {category: the top-image enrichment of :func:`describe_cluster`
+    (base rates among the tagged images) plus ``effect`` (this cluster's coefficient) and
     ``effect_others`` (the largest of the other clusters'), "_fit": {"r2", "n_images", "rule"}} -- ready
     for StoreWriter.add_cluster_descriptions.
     """
     effects, r2, n_img = tag_effects(means, tag_scores)
     clusters = [int(c) for c in means.columns]
+    cats = [c for c in tag_scores.columns if pd.api.types.is_numeric_dtype(tag_scores[c])]
+    tagged = list(tag_scores.index[tag_scores[cats].notna().any(axis=1)])  # base rates among tagged images only
     enrich, primary = {}, {}
     for c in clusters:
         keys = top.loc[top["cluster"] == c].sort_values("rank")["image_key"].tolist()
-        enr = describe_cluster(keys, tag_scores, threshold=threshold)[1] if keys else {}
+        enr = describe_cluster(keys, tag_scores, background=tagged or None, threshold=threshold)[1] if keys else {}
         e = effects.loc[c]
         others = effects.drop(index=c).max(axis=0) if len(clusters) > 1 else e * np.nan
         for cat in effects.columns:

@@ -298,6 +298,11 @@ def test_name_clusters_says_what_distinguishes_each_cluster():
     assert old.loc[0, "description"].split()[0] == old.loc[1, "description"].split()[0]
     enr = out.set_index("cluster").loc[1, "enrichment"]
     assert enr["bodies"]["effect"] > 0.5 > enr["faces"]["effect"] and enr["bodies"]["count"] == 10
+    # base rates among the tagged images: untagged images (another image set) do not dilute them
+    untagged = pd.DataFrame(np.nan, index=[f"vim1-{i:05d}" for i in range(600)], columns=tags.columns)
+    again = C.name_clusters(means, top, pd.concat([tags, untagged]), n_vertices={0: 50, 1: 40, 2: 30, 3: 20, 4: 15, 5: 60})
+    assert again.set_index("cluster").loc[1, "enrichment"]["bodies"]["base_rate"] == pytest.approx(tags["bodies"].mean())
+    assert again["description"].tolist() == out["description"].tolist()
     assert enr["faces"]["effect_others"] == pytest.approx(out.set_index("cluster").loc[0, "enrichment"]["faces"]["effect"],
                                                           abs=1e-3)
     assert 0.3 < enr["_fit"]["r2"] <= 1 and enr["_fit"]["n_images"] == 600
