@@ -187,7 +187,7 @@ else:
         # reference models as dotted lines named in the legend: labels written beside the lines overlap
         # where two references score alike (e.g. 'behaviour' and 'EVA')
         for i, r in enumerate(refs.itertuples()):
-            fig.add_trace(go.Scatter(x=[names[0], names[-1]], y=[r.value, r.value], mode="lines",
+            fig.add_trace(go.Scatter(x=names, y=[r.value] * len(names), mode="lines",
                                      name=f"{r.model.replace('reference: ', '')} ({r.value:.2f})",
                                      legendgroup="references", legendgrouptitle_text="reference models",
                                      line=dict(color=palette[i % len(palette)], dash="dot", width=1.4),
@@ -206,7 +206,7 @@ else:
                           yaxis_title=f"RSA with human IT ({meth})",
                           legend=dict(x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11),
                                       groupclick="toggleitem"))
-        fig.update_xaxes(tickangle=-45)
+        fig.update_xaxes(tickangle=-45, categoryorder="array", categoryarray=names)
         st.plotly_chart(C.tidy(fig), key="k92_depth", theme=None, config=C.CONFIG)
         st.caption("Blue: RSA of each block's RDM with each subject's session-averaged human-IT RDM, mean ± SEM "
                    "over the 4 subjects (p: image-label permutation test). Gray band: the between-subject noise "
