@@ -273,12 +273,16 @@ def test_layout_checker_catches_bad_charts(driver, tmp_path):
     bad.add_annotation(x=1, y=30, text="first label", showarrow=False)
     bad.add_annotation(x=1, y=30, text="second label", showarrow=False)
     bad.add_annotation(x=-0.3, y=0.5, xref="paper", yref="paper", text="far outside on the left", showarrow=False)
+    from webapp import charts as C
+
     good = go.Figure(go.Bar(x=[f"long label number {i}" for i in range(8)], y=[1, 3, 2, 4, 1, 3, 2, 4], name="bars"))
-    good.update_layout(width=500, height=360, margin=dict(l=50, r=20, t=50, b=130), title="a good chart")
+    good.update_layout(width=500, height=360, margin=dict(l=50, r=20, t=10, b=130), title="a good chart")
     good.update_xaxes(tickangle=-45)  # rotated labels whose boxes overlap but whose text does not
+    C.tidy(good)  # the pages' fix: the tool bar's row kept free, the title at the left
     html = tmp_path / "charts.html"
     html.write_text("<html><body>" + bad.to_html(full_html=False, include_plotlyjs=True, div_id="bad")
-                    + good.to_html(full_html=False, include_plotlyjs=False, div_id="good") + "</body></html>")
+                    + good.to_html(full_html=False, include_plotlyjs=False, div_id="good", config=C.CONFIG)
+                    + "</body></html>")
     driver.set_window_size(1280, 1000)
     driver.get(html.as_uri())
     time.sleep(2.0)
