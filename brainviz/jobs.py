@@ -16,7 +16,8 @@ Each job's arithmetic runs in one thread, so its result does not depend on what 
 it or in which order the jobs finish: results are deterministic given the number of workers
 (with 1 worker everything runs in the calling thread, with the thread settings unchanged).
 
-:func:`run_jobs` names the running jobs in the progress display (:func:`brainviz.progress.step`).
+:func:`run_jobs` shows its jobs in the progress display (:func:`brainviz.progress.jobs_begin`): how many are
+done, the running ones by name with what they :func:`report`, and the time left from their progress.
 The worker threads are daemons: after Ctrl-C or a failed job the call returns at once (the
 exception is raised) and jobs already running finish in the background or end with the process.
 """
@@ -37,12 +38,14 @@ T = TypeVar("T")
 _local = threading.local()
 
 
-def report(text: str) -> None:
+def report(text: str, done: float | None = None) -> None:
     """From inside a job: what it is doing now (e.g. ``'epoch 3/10'``), shown after its name in the
-    progress display; does nothing outside a job of :func:`run_jobs`."""
+    progress display, and ``done``, the fraction of the job's work finished (0..1) when known: the
+    time-left estimate follows it (:class:`brainviz.progress.Progress`). Does nothing outside a job of
+    :func:`run_jobs`."""
     hook = getattr(_local, "report", None)
     if hook is not None:
-        hook(text)
+        hook(text, done)
 
 
 def default_workers(device: str | None = None) -> int:
@@ -80,8 +83,8 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
 
     Jobs start in the given order (put the longest first). With ``workers`` > 1 the torch and
     BLAS / OpenMP threads are divided among them for the duration (:func:`worker_threads`). With
-    ``describe`` the progress display names the running jobs (with one worker too) and what they
-    :func:`report`. The first exception of a job is
+    ``describe`` the progress display shows the jobs (with one worker too): how many are done, the
+    running ones and what they :func:`report`. The first exception of a job is
     raised once it happens; no further job starts.
     """
     names = [n for n, _ in jobs]
@@ -90,39 +93,25 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
     if workers < 1:
         raise BrainVizDataError("workers", f"must be >= 1, got {workers}")
     results: dict[str, T] = {}
-    running: dict[str, str] = {}  # name -> what it reported last
-    lock = threading.Lock()
-
-    def show(announce: bool = True) -> None:
-        if not describe:
-            return
-        with lock:
-            now = [f"{n} {what}".rstrip() for n, what in running.items()]
-        if now:
-            _progress.step(" + ".join(now) + f" ({len(results)}/{len(jobs)} done)", announce=announce)
-
-    def status(name: str, text: str) -> None:
-        with lock:
-            if name in running:
-                running[name] = text
-        show(announce=False)  # a heartbeat line shows it, not a line per epoch
+    token = _progress.jobs_begin(names, min(workers, len(jobs))) if describe else None
 
     def call(name: str, fn: Callable[[], T]) -> T:
-        """Run one job in this thread, named in the progress display while it runs."""
-        with lock:
-            running[name] = ""
-        show()
-        _local.report = lambda text: status(name, text)
+        """Run one job in this thread, shown in the progress display while it runs."""
+        _progress.job_started(token, name)
+        _local.report = lambda text, done=None: _progress.job_report(token, name, text, done)
         try:
-            return fn()
+            out = fn()
         finally:
             _local.report = None
-            with lock:
-                running.pop(name, None)
+        _progress.job_finished(token, name)
+        return out
 
     if workers == 1 or len(jobs) <= 1:
-        for name, fn in jobs:
-            results[name] = call(name, fn)
+        try:
+            for name, fn in jobs:
+                results[name] = call(name, fn)
+        finally:
+            _progress.jobs_end(token)
         return results
 
     todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -162,7 +151,7 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
                 if err is not None:
                     raise err
                 results[name] = out
-                show()
         finally:
             stop.set()
+            _progress.jobs_end(token)
     return {n: results[n] for n in names}

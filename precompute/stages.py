@@ -73,12 +73,73 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _save_headline(ctx, head: dict) -> Path | None:
+    """The analyze stage's headline numbers as ``<work>/results/headline.json`` (also in the store's meta)."""
+    from brainviz.atomic import atomic_path
+
+    path = ctx.work / "results" / "headline.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, ".json") as tmp:
+            Path(tmp).write_text(json.dumps(head, indent=1, default=str))
+    except OSError:
+        return None
+    return path
+
+
+def results_summary(head: dict, table=None) -> str:
+    """A short, readable table of a run's results: median test r per model and subject (``table``: the
+    evaluate stage's rows), the default clustering, and identification top-1 (whole cortex)."""
+    lines = []
+    if table is not None and len(table):
+        kind = table["model_id"].str.split("-").str[0]
+        wide = table.assign(model=kind).pivot_table(index="model", columns="subject", values="median_r",
+                                                     aggfunc="first")
+        wide = wide.reindex([m for m in ("ridge", "ue_single", "ue_multi", "ue_pretrain", "ue_transfer") if m in wide.index]
+                            + [m for m in wide.index if m not in ("ridge", "ue_single", "ue_multi", "ue_pretrain",
+                                                                   "ue_transfer")])
+        wide.columns.name = None
+        lines.append("median test r per vertex (model x subject):")
+        lines += ["  " + ln for ln in wide.reset_index().to_string(index=False, float_format=lambda v: f"{v:.3f}",
+                                                                   na_rep="-").splitlines()]
+    scopes = (head.get("clusters") or {}).get("scopes") or {}
+    default = next(((sc, d) for sc, d in scopes.items() if d.get("chosen_k")), None)
+    if default:
+        sc, d = default
+        k = d["chosen_k"]
+        text = f"clusters: {sc}, k = {k}"
+        if d.get("stability", {}).get(k) is not None:
+            text += f" (bootstrap stability {d['stability'][k]:.2f})"
+        text += f", {d.get('n_clustered', 0):,} vertices"
+        ari = (d.get("per_k") or {}).get(k, {}).get("ari")
+        if ari is not None:
+            text += f"; category-region ARI {ari:.2f} (simulation check)"
+        lines.append(text)
+    dec = head.get("decoding") or {}
+    if dec:
+        from brainviz.decoding import WHOLE_CORTEX
+
+        by_approach: dict[str, list[float]] = {}
+        for per_subject in dec.values():
+            for approach, sets in per_subject.items():
+                if WHOLE_CORTEX in sets:
+                    by_approach.setdefault(approach, []).append(sets[WHOLE_CORTEX]["top1"])
+        if by_approach:
+            lines.append(f"identification top-1, {WHOLE_CORTEX}, mean over {len(dec)} subjects: "
+                         + " · ".join(f"{a} {sum(v) / len(v):.0%}" for a, v in sorted(
+                             by_approach.items(), key=lambda kv: -sum(kv[1]) / len(kv[1]))))
+    return "\n".join(lines)
+
+
 def _analyze(args) -> int:
     from brainviz.pipeline.analyze import analyze
 
     ctx = _context(args)
     head = analyze(ctx)
-    print(json.dumps(head, indent=1, default=str))
+    saved = _save_headline(ctx, head)
+    print(results_summary(head))
+    if saved:
+        print(f"every headline number: {saved}")
     print(f"store written: {args.store}")
     return 0
 
@@ -117,9 +178,12 @@ def _all(args) -> int:
             size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
             prog.wrote(f"store {args.store} ({size:.0f} MB)")
     prog.save_history()
+    saved = _save_headline(ctx, head)
     if not args.quiet:
-        print("headline: " + json.dumps(head, default=str))
         print("\n" + prog.summary() + "\n")
+        print(results_summary(head, table) + "\n")
+        if saved:
+            print(f"every headline number: {saved} (and the store's meta table)")
         print_plan(ctx)
     print(f"store written: {args.store} (total {time.perf_counter() - t0:.0f} s)")
     return 0

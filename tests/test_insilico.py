@@ -58,6 +58,25 @@ def test_fdr_finds_the_true_effects_and_controls_false_discoveries():
     assert I.contrast(a, b, q=0.001).significant.sum() <= res.significant.sum()
 
 
+def test_effect_size_threshold_drops_tiny_differences_that_pass_fdr():
+    """Noise-free predictions: with many images a tiny shift passes FDR everywhere; |d| >= min_d keeps only the
+    vertices where the sets differ by a size that matters."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(400, 200))
+    b = rng.normal(size=(400, 200))
+    a[:, :150] += 0.25  # small (d = 0.25) but everywhere
+    a[:, 150:170] += 1.5  # large in 20 vertices
+    res = I.contrast(a, b, q=0.05, min_d=0.8)
+    assert res.significant[:150].mean() > 0.9  # FDR alone: most of the tiny effects pass
+    assert res.passes[150:170].all() and not res.passes[:150].any() and not res.passes[170:].any()
+    assert np.isnan(res.t_thresholded[:150]).all() and np.isfinite(res.t_thresholded[150:170]).all()
+    row = I.roi_table(res, {}).iloc[0]
+    assert row["pct_sig_A>B"] > 70 and row["pct_pass_A>B"] == 10.0
+    assert (I.contrast(a, b, q=0.05).passes == I.contrast(a, b, q=0.05).significant).all()  # min_d = 0: FDR alone
+    with pytest.raises(BrainVizDataError, match="min_d"):
+        I.contrast(a, b, min_d=-1)
+
+
 def test_contrast_refuses_bad_input():
     with pytest.raises(BrainVizDataError, match="at least 3"):
         I.contrast(np.zeros((2, 5)), np.zeros((10, 5)))

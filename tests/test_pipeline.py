@@ -129,7 +129,10 @@ def test_all_reports_progress_readably(built, capsys):
     # the running models by name and subjects (two side by side on a 2-core CPU: brainviz.jobs)
     assert any("stage 2/5 train · " in ln and "ue_multi (subj01, subj02, subj03)" in ln for ln in lines)
     assert any("stage 2/5 train · " in ln and "ue_single-subj02 (subj02)" in ln for ln in lines)
-    assert any("left" in ln and "elapsed" in ln for ln in lines)
+    assert any("left" in ln and ln.startswith("[precompute ") for ln in lines)  # [precompute 0:12]: elapsed
+    assert max(len(ln) for ln in lines) <= 120  # brainviz.progress.MAX_LINE
+    assert max(len(ln) for ln in out.splitlines()) < 200  # no headline JSON: a results table
+    assert "median test r per vertex" in out and "headline.json" in out
     table = out[out.index("what was written"):]
     for stage in ("features", "train", "evaluate", "transfer curve", "analyze", "total"):
         assert any(ln.startswith(stage + " ") for ln in table.splitlines()), stage

@@ -446,7 +446,8 @@ class UniversalEncoder:
         if track_best and self._best is not None and has_val:
             since_best = start_epoch - self._best["epoch"]
         for epoch in range(start_epoch, n_epochs):
-            report(f"{desc} epoch {epoch + 1}/{of or n_epochs}")  # when run as a job beside others (brainviz.jobs)
+            # when run as a job (brainviz.jobs): the epoch, and the fraction of the epochs finished
+            report(f"{desc} epoch {epoch + 1}/{of or n_epochs}", done=epoch / (of or n_epochs))
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, *rng_key, epoch])
             steps = self._schedule(subjects, rng, world)

@@ -287,7 +287,10 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
         # categories such as words are predicted poorly from 450 training images).
         top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False)
         source = "measured"
-        desc = cl.describe_top_images(top, scores, n_vertices=counts)
+        # named by what distinguishes a cluster: the tag with the largest unique effect on its mean measured
+        # response over every tagged image; "mixed / weak" when the tags explain little of it
+        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        desc = cl.name_clusters(means, top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
         rec = {}

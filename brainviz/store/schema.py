@@ -202,12 +202,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("rank", "INTEGER", "1 = highest"),
            _c("image_key", "VARCHAR", "images.image_key"),
            _c("score", "FLOAT", "mean (z-scored) response over the cluster's vertices"))),
-    Table("cluster_descriptions", "Tag-enrichment description of each cluster's top images.",
+    Table("cluster_descriptions", "Name of each cluster (brainviz.clusters.name_clusters) and the tag evidence.",
           (_MODEL, _SCOPE, _K, _CLUSTER,
            _c("n_vertices", "INTEGER", "vertices in the cluster (all subjects of the scope)"),
-           _c("description", "VARCHAR", "e.g. 'faces 9/10'"),
+           _c("description", "VARCHAR", "the name: 'faces', 'words + faces', 'mixed / weak 2' (older stores: "
+                                        "'faces 9/10')"),
            _opt("source", "VARCHAR", "which top images were described: 'measured' or 'predicted'"),
-           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
+           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value (top images), effect, "
+                                      "effect_others (unique tag effect)}, '_fit': {r2, n_images, rule}}"))),
     Table("vertex_reliability", "Noise ceiling of each vertex used to choose the vertices that are clustered "
           "(from the repetitions of the FITTED images, never the evaluation images; else the dataset's published "
           "noise ceilings). No rows for a subject without any reliability estimate.",
