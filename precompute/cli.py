@@ -44,9 +44,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print("\nOK: every file has the expected shape, dtype and image count.\n")
     from .stages import print_plan
 
+    import textwrap
+
     for s in ds.subjects:
         _, source = ctx.noise_ceiling(s, "train")
-        print(f"reliability of {s}: {source}")
+        print(textwrap.fill(f"reliability of {s}: {source}", 118, subsequent_indent="    "))
     print_plan(ctx)
     return 0
 

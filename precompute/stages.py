@@ -200,17 +200,22 @@ def transfer_skip_reason(ctx) -> str:
 
 
 def print_plan(ctx) -> None:
-    """Where each subject's evaluation images come from, the reliability source, and what was skipped."""
+    """Where each subject's evaluation images come from, and what was skipped (lines of at most 120 characters)."""
+    import textwrap
+
     from brainviz.pipeline.plan import evaluation_notes, format_skips, skipped_analyses
+
+    def say(text: str, indent: str = "  ") -> None:
+        print(textwrap.fill(text, 118, initial_indent=indent, subsequent_indent=indent + "    "))
 
     print("evaluation images:")
     for s, note in evaluation_notes(ctx).items():
-        print(f"  {s}: {note}")
+        say(f"{s}: {note}")
     skips = skipped_analyses(ctx)
     if skips:
         print("skipped (why, and what would enable it):")
         for line in format_skips(skips):
-            print("  " + line)
+            say(line)
 
 
 def _positive_int(text: str) -> int:
