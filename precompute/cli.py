@@ -97,10 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("terminated (SIGTERM): nothing was half-written (outputs are renamed into place only when "
               "complete)", file=sys.stderr)
-        return 143
+        return _end_jobs(143)
     except KeyboardInterrupt:
         print("interrupted: nothing was half-written (outputs are renamed into place only when complete)",
               file=sys.stderr)
-        return 130
+        return _end_jobs(130)
     finally:
         restore_sigterm(previous)
+
+
+def _end_jobs(code: int) -> int:
+    """``code``, or end the process now with it when a job thread is still inside torch / BLAS
+    (leaving the interpreter then aborts natively with exit code 134; :mod:`brainviz.jobs`)."""
+    import os
+
+    from brainviz.jobs import stragglers
+
+    if stragglers():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -114,8 +114,9 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import BrainVizDataError
+from ..safe_load import safe_message
 from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select
-from ..jobs import report
+from ..jobs import check_cancelled, report
 from ._inputs import as_layers, as_responses
 from ..ddp import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
@@ -447,6 +448,7 @@ class UniversalEncoder:
             bar = tqdm(steps, desc=f"{desc} epoch {epoch + 1}/{n_epochs}", leave=False,
                        disable=not cfg.progress or rank != 0)
             for si, imgs, vox in bar:
+                check_cancelled()  # a stopping run (Ctrl-C, SIGTERM) ends this job thread within a step
                 sd = subjects[si]
                 local = imgs[rank::world]
                 x = sd.X[local].to(dev, torch.float32)
