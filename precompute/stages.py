@@ -124,8 +124,24 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _bounded_int(lo: int, hi: int):
+    """argparse type: an integer in [lo, hi] (else argparse's usage error, exit code 2)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi:,}, got {text!r}") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi:,}, got {n}")
+        return n
+
+    return parse
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register the pipeline subcommands on ``sub``."""
+    from .checks import MAX_N_PERM
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dataset", type=Path, default=DEFAULT_DEMO_DIR,
                         help=f"dataset in the Algonauts 2023 layout (default {DEFAULT_DEMO_DIR})")
@@ -140,12 +156,16 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--weights", default=None,
                         help="open_clip weights: a pretrained tag (needs internet) or a local state-dict file")
     common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
+    common.add_argument("--n-perm", type=_bounded_int(1, MAX_N_PERM), default=200,
+                        help=f"permutations for RSA p-values (1 to {MAX_N_PERM:,})")
     common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
     common.add_argument("--jobs", type=_positive_int, default=None,
                         help="independent model fits run side by side, one CPU thread each (default: 2 on a CPU "
                              "with >= 2 cores, 1 on a GPU; 1 = one after the other with every thread)")
     common.add_argument("--quick", action="store_true", help="tiny settings (smoke tests)")
+    common.add_argument("--no-reuse", action="store_true",
+                        help="train every model and run every stage again (default: keep the finished models and "
+                             "stages of an earlier run whose data, settings and code are unchanged)")
     common.add_argument("--quiet", action="store_true",
                         help="no progress display (for scripts); `all` then prints only its last line")
     for name, func, text in (

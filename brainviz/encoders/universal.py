@@ -189,6 +189,10 @@ class UniversalConfig:
         return cls(**base)
 
     def validate(self) -> None:
+        for f in fields(self):  # inf / nan (JSON's Infinity, NaN) pass every comparison below
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not np.isfinite(v):
+                raise BrainVizDataError(f"config.{f.name}", f"must be a finite number, got {v!r}")
         checks = {
             "embed_dim": self.embed_dim >= 1, "proj_dim": self.proj_dim >= 1,
             "mlp_hidden": self.mlp_hidden is None or self.mlp_hidden >= 1,
