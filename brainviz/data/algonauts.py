@@ -40,7 +40,7 @@ import pandas as pd
 from ..atomic import save_npy
 from ..errors import BrainVizDataError
 from ..names import HEMIS, N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES, ROI_GROUPS, ROI_SETS, SURFACE_SIZES
-from ..safe_load import load_npy_object
+from ..safe_load import load_npy_object, safe_message
 
 _IMAGE_NAME = re.compile(r"^(?P<split>train|test)-(?P<index>\d+)_(?P<dataset>[A-Za-z0-9]+)-(?P<id>\d+)\.(png|jpg|jpeg)$")
 
@@ -58,7 +58,7 @@ def _load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for corrupt files
-        raise BrainVizDataError(path, f"not a readable .npy array ({exc})") from None
+        raise BrainVizDataError(path, f"not a readable .npy array ({safe_message(exc)})") from None
 
 
 def _check_responses(path: Path, arr: np.ndarray, *, n_rows: int | None, n_cols: int | None,

@@ -829,7 +829,7 @@ class UniversalEncoder:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise BrainVizDataError(path, f"not a readable checkpoint ({exc})") from None
+            raise BrainVizDataError(path, f"not a readable checkpoint ({safe_message(exc)})") from None
         if isinstance(ck, dict) and ck.get("format") in _OLD_FORMATS:
             raise BrainVizDataError(path, f"is a {ck['format']} checkpoint from an older BrainViz "
                                     f"({_OLD_FORMATS[ck['format']]}); retrain it with `python -m precompute train`")
