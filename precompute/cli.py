@@ -24,10 +24,28 @@ def _cmd_demo_brain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _constant_vertices(sub) -> int:
+    """Vertices of ``sub`` whose training response is the same in every image (r undefined); raises
+    BrainVizDataError when that is every vertex (nothing to learn from)."""
+    from brainviz.data.streaming import streamed_vertex_stats
+
+    n_const, n_all = 0, 0
+    for h in ("lh", "rh"):
+        stats = streamed_vertex_stats(sub.hemi_responses("train", h))
+        n_const += int((stats["min"] == stats["max"]).sum())
+        n_all += len(stats["min"])
+    if n_all and n_const == n_all:
+        raise BrainVizDataError(sub._fmri_path("train", "lh").parent,  # noqa: SLF001
+                                "every vertex has the same training response in every image (constant data): "
+                                "there is nothing to learn from; check how the files were written")
+    return n_const
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from brainviz.data.algonauts import load_dataset
 
     ds = load_dataset(args.dataset, validate=True)
+    constant = {name: _constant_vertices(s) for name, s in ds.subjects.items()}
     kind = "SIMULATED (demo brain)" if ds.simulated else "real (no manifest marks it simulated)"
     print(f"dataset: {ds.path}")
     print(f"data:    {kind}")
@@ -38,6 +56,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
               f"  (test responses: {'yes' if info['test_responses'] else 'no'};"
               f" repetitions: {'yes' if info['repeats'] else 'no'})")
         print(f"  vertices: lh={info['vertices']['lh']}  rh={info['vertices']['rh']}")
+        if constant[s.name]:
+            print(f"  WARNING: {constant[s.name]} vertices have the same training response in every image: "
+                  "their accuracy (r) is undefined and they are left out of medians")
         for cls, names in info["rois"].items():
             print(f"  {cls:15s} {', '.join(names) if names else '(none)'}")
     print("\nOK: every file has the expected shape, dtype and image count.")
