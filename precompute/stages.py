@@ -40,7 +40,7 @@ def _train(args) -> int:
     from brainviz.pipeline.train import train
 
     ctx = _context(args)
-    reg = train(ctx)
+    reg = train(ctx, reuse=not args.no_reuse)
     for mid, e in reg.items():
         print(f"{mid:28s} {e['kind']:12s} {','.join(e['subjects']):40s} {e['train_seconds']:7.1f} s")
     return 0
@@ -76,6 +76,7 @@ def _all(args) -> int:
     from brainviz.pipeline.analyze import analyze
     from brainviz.pipeline.evaluate import evaluate, transfer_curve
     from brainviz.pipeline.train import train
+    from brainviz.pipeline.workdir import finished_stage, mark_stage, read_results, stage_fingerprint
     from brainviz.progress import Progress, library_bars
 
     t0 = time.perf_counter()
@@ -90,17 +91,30 @@ def _all(args) -> int:
             fs = ctx.features
             prog.wrote(f"{fs.n_images} images x {len(fs.layer_names)} layers ({ctx.config.backbone}) "
                        f"in the feature cache {Path(ctx.config.cache_dir) / 'features'}")
+        reuse = not args.no_reuse  # finished models and stages of an earlier run with the same inputs are kept
         with prog.stage("train"):
-            reg = train(ctx)
+            reg = train(ctx, reuse=reuse)
             prog.wrote(f"{len(reg)} models in {ctx.work / 'models'}")
         with prog.stage("evaluate"):
-            table = evaluate(ctx)
-            prog.wrote(f"{len(table)} model x subject rows: {ctx.work / 'results'}/encoders.csv, roi_metrics.csv, "
+            fp = stage_fingerprint(ctx, "evaluate", reg)
+            kept = reuse and finished_stage(ctx, "evaluate", fp)
+            table = read_results(ctx, "encoders") if kept else evaluate(ctx)
+            if not kept:
+                mark_stage(ctx, "evaluate", fp, ["results/encoders.csv", "results/roi_metrics.csv",
+                                                 "results/vertex_metrics.npz", "predictions"])
+            prog.wrote(("kept from an earlier run (same models, data and settings): " if kept else "")
+                       + f"{len(table)} model x subject rows: {ctx.work / 'results'}/encoders.csv, roi_metrics.csv, "
                        "vertex_metrics.npz")
         with prog.stage("transfer curve"):
-            tc = transfer_curve(ctx)
-            prog.wrote(f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
-                       else "nothing (one subject: no transfer)")
+            fp = stage_fingerprint(ctx, "transfer curve", reg)
+            kept = reuse and finished_stage(ctx, "transfer curve", fp)
+            tc = (read_results(ctx, "transfer_curve") if kept else None)
+            if tc is None:
+                kept, tc = False, transfer_curve(ctx)
+                mark_stage(ctx, "transfer curve", fp, ["results/transfer_curve.csv"] if len(tc) else [])
+            prog.wrote(("kept from an earlier run: " if kept else "")
+                       + (f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
+                          else "nothing (one subject: no transfer)"))
         with prog.stage("analyze"):
             head = analyze(ctx)
             size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
