@@ -165,14 +165,28 @@ def _insilico_session(url: str, files: list[Path], timeout: float = 600) -> dict
         raise RuntimeError(f"timed out waiting for {what} (screenshot {shot}); the page says: "
                            + drv.find_element(By.TAG_NAME, "body").text[-1500:])
 
-    for slot in range(2):
-        labels = wait_for(lambda: [e for e in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label')
-                                   if e.text.strip() == "Upload images"], "the Upload choice")
-        labels[slot if len(labels) > slot else 0].click()
-        inputs = wait_for(lambda: (drv.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
-                                   if len(drv.find_elements(By.CSS_SELECTOR, 'input[type="file"]')) > slot else None),
-                          "the file input")
-        inputs[slot].send_keys("\n".join(str(f) for f in files))
+    def upload_choice(slot: str):
+        """The "Upload images" label of set ``slot``'s radio, or None while the page is not drawn."""
+        for radio in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"]'):
+            if f"Set {slot}: images from" in radio.text:
+                return [e for e in radio.find_elements(By.TAG_NAME, "label") if e.text.strip() == "Upload images"]
+        return None
+
+    def uploader(slot: str):
+        for up in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stFileUploader"]'):
+            if f"Set {slot}: image files" in up.text:
+                return up.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
+        return None
+
+    for slot in ("A", "B"):
+        for _ in range(10):  # a click during a rerun can be lost: click until the uploader is there
+            wait_for(lambda: upload_choice(slot), f"set {slot}'s Upload choice")[0].click()
+            t_click = time.time()
+            while time.time() - t_click < 15 and not uploader(slot):
+                time.sleep(0.3)
+            if uploader(slot):
+                break
+        wait_for(lambda: uploader(slot), f"set {slot}'s file input")[0].send_keys("\n".join(str(f) for f in files))
         time.sleep(1.0)
     text = lambda: drv.find_element(By.TAG_NAME, "body").text  # noqa: E731
     running = lambda: drv.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')  # noqa: E731
