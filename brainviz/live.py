@@ -191,7 +191,8 @@ def validate_image(
     -------
     PIL.Image.Image in mode RGB; ``.info["brainviz_notes"]`` lists conversions made, and
     ``.info["brainviz_source"]`` = {"format", "mode", "size" (as shown, after EXIF rotation),
-    "stored_size", "exif_orientation", "frames"} of the original.
+    "stored_size", "exif_orientation", "frames"} of the original and "decoded_pixels" (pixels
+    decoded: a JPEG's are fewer, decoded at a reduced scale).
 
     Raises
     ------
@@ -262,6 +263,7 @@ def validate_image(
                 if draftable and max_side:
                     img.draft(img.mode, (max_side, max_side))  # DCT-scaled decode: 1/2 .. 1/8 of the pixels
                 img.load()
+                source["decoded_pixels"] = img.size[0] * img.size[1]  # after a JPEG's reduced-scale decode
                 if max_side and max(img.size) >= 2 * max_side:
                     try:  # box-reduce before any conversion: the full-size image is freed at once
                         img = img.reduce(max(img.size) // max_side)

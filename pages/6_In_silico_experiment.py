@@ -83,8 +83,9 @@ def set_input(slot: str, col):
         if src == "Upload images":
             ups = st.file_uploader(f"Set {slot}: image files or a zip", type=L.UPLOAD_TYPES + ["zip"],
                                    accept_multiple_files=True, key=f"is_up_{slot}",
-                                   help=f"Up to {I.MAX_UPLOAD_IMAGES} images per set: PNG, JPEG, GIF, WebP, BMP or "
-                                        "TIFF files (25 MB each at most), or zips of them.")
+                                   help=f"Up to {I.MAX_UPLOAD_IMAGES} images and {I.MAX_SET_BYTES // L.MB} MB per set: "
+                                        "PNG, JPEG, GIF, WebP, BMP or TIFF files (25 MB each at most), or zips of "
+                                        "them. Larger sets: `python -m precompute predict`.")
             return "upload", [(u.name, u.getvalue()) for u in (ups or [])]
         if slot == "A":
             cat = st.multiselect("Set A: categories (an image counts when any of them applies)", cats,
@@ -132,22 +133,23 @@ def nsd_predictions(keys: list[str]) -> np.ndarray:
 
 
 def upload_predictions(slot: str, files: list[tuple[str, bytes]]):
-    """PredictedSet of the uploaded files (memoized per session by content) and the entries by name."""
+    """PredictedSet of the uploaded files and the entries by name, remembered for this session's set
+    ``slot`` only (one set each: listed and predicted once, freed when replaced or the session ends)."""
     h = hashlib.sha1()
     for name, data in files:
         h.update(name.encode() + b"\0" + hashlib.sha1(data).digest())
     sig = (h.hexdigest(), subject, model_id)
     memo = st.session_state.setdefault("_is_upload_memo", {})
-    entries, problems = I.image_entries_from_uploads(files, max_images=I.MAX_UPLOAD_IMAGES)
-    if sig not in memo:
+    if memo.get(slot, (None,))[0] != sig:
+        memo.pop(slot, None)  # the previous set of this slot is let go before the new one is read
+        entries, problems = I.image_entries_from_uploads(files, max_images=I.MAX_UPLOAD_IMAGES)
         bar = st.progress(0.0, text=f"Set {slot}: predicting {len(entries)} images…")
         res = I.predict_entries(predictor, entries, [subject], progress=lambda d, t: bar.progress(
-            min(1.0, d / max(t, 1)), text=f"Set {slot}: {d}/{t} images"), bad=problems)
+            min(1.0, d / max(t, 1)), text=f"Set {slot}: {d}/{t} images"), bad=problems,
+            max_pixels=I.MAX_SET_DECODED_PIXELS)
         bar.empty()
-        if len(memo) > 6:
-            memo.clear()
-        memo[sig] = res
-    return memo[sig], {e.name: e for e in entries}
+        memo[slot] = (sig, res, {e.name: e for e in entries})
+    return memo[slot][1], memo[slot][2]
 
 
 sets: dict[str, dict] = {}
@@ -173,7 +175,8 @@ for slot, col in (("A", col_a), ("B", col_b)):
             sets[slot] = {"kind": "nsd", "label": label, "names": keys}
         else:
             if not val:
-                st.info(f"Upload images (or one zip) for set {slot}: at most {I.MAX_UPLOAD_IMAGES} images.")
+                st.info(f"Upload images (or one zip) for set {slot}: at most {I.MAX_UPLOAD_IMAGES} images and "
+                        f"{I.MAX_SET_BYTES // L.MB} MB.")
                 continue
             try:
                 res, by_name = upload_predictions(slot, val)

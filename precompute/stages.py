@@ -51,7 +51,7 @@ def _train(args) -> int:
     from brainviz.pipeline.train import train
 
     ctx = _context(args)
-    reg = train(ctx)
+    reg = train(ctx, reuse=not args.no_reuse)
     for mid, e in reg.items():
         print(f"{mid:28s} {e['kind']:12s} {','.join(e['subjects']):40s} {e['train_seconds']:7.1f} s")
     return 0
@@ -148,6 +148,7 @@ def _all(args) -> int:
     from brainviz.pipeline.analyze import analyze
     from brainviz.pipeline.evaluate import evaluate, transfer_curve
     from brainviz.pipeline.train import train
+    from brainviz.pipeline.workdir import finished_stage, mark_stage, read_results, stage_fingerprint
     from brainviz.progress import Progress, library_bars
 
     t0 = time.perf_counter()
@@ -162,17 +163,30 @@ def _all(args) -> int:
             fs = ctx.features
             prog.wrote(f"{fs.n_images} images x {len(fs.layer_names)} layers ({ctx.config.backbone}) "
                        f"in the feature cache {Path(ctx.config.cache_dir) / 'features'}")
+        reuse = not args.no_reuse  # finished models and stages of an earlier run with the same inputs are kept
         with prog.stage("train"):
-            reg = train(ctx)
+            reg = train(ctx, reuse=reuse)
             prog.wrote(f"{len(reg)} models in {ctx.work / 'models'}")
         with prog.stage("evaluate"):
-            table = evaluate(ctx)
-            prog.wrote(f"{len(table)} model x subject rows: {ctx.work / 'results'}/encoders.csv, roi_metrics.csv, "
+            fp = stage_fingerprint(ctx, "evaluate", reg)
+            kept = reuse and finished_stage(ctx, "evaluate", fp)
+            table = read_results(ctx, "encoders") if kept else evaluate(ctx)
+            if not kept:
+                mark_stage(ctx, "evaluate", fp, ["results/encoders.csv", "results/roi_metrics.csv",
+                                                 "results/vertex_metrics.npz", "predictions"])
+            prog.wrote(("kept from an earlier run (same models, data and settings): " if kept else "")
+                       + f"{len(table)} model x subject rows: {ctx.work / 'results'}/encoders.csv, roi_metrics.csv, "
                        "vertex_metrics.npz")
         with prog.stage("transfer curve"):
-            tc = transfer_curve(ctx)
-            prog.wrote(f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
-                       else "nothing: " + transfer_skip_reason(ctx))
+            fp = stage_fingerprint(ctx, "transfer curve", reg)
+            kept = reuse and finished_stage(ctx, "transfer curve", fp)
+            tc = (read_results(ctx, "transfer_curve") if kept else None)
+            if tc is None:
+                kept, tc = False, transfer_curve(ctx)
+                mark_stage(ctx, "transfer curve", fp, ["results/transfer_curve.csv"] if len(tc) else [])
+            prog.wrote(("kept from an earlier run: " if kept else "")
+                       + (f"{len(tc)} rows: {ctx.work / 'results' / 'transfer_curve.csv'}" if len(tc)
+                          else "nothing: " + transfer_skip_reason(ctx)))
         with prog.stage("analyze"):
             head = analyze(ctx)
             size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
@@ -229,8 +243,24 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _bounded_int(lo: int, hi: int):
+    """argparse type: an integer in [lo, hi] (else argparse's usage error, exit code 2)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi:,}, got {text!r}") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi:,}, got {n}")
+        return n
+
+    return parse
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register the pipeline subcommands on ``sub``."""
+    from .checks import MAX_N_PERM
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dataset", type=Path, default=DEFAULT_DEMO_DIR,
                         help=f"dataset in the Algonauts 2023 layout (default {DEFAULT_DEMO_DIR})")
@@ -254,12 +284,16 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                              "used when the dataset has no repetitions (default: the data root's "
                              "algonauts2023_noise_ceiling/ for subjects whose vertex counts match)")
     common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--n-perm", type=int, default=200, help="permutations for RSA p-values")
+    common.add_argument("--n-perm", type=_bounded_int(1, MAX_N_PERM), default=200,
+                        help=f"permutations for RSA p-values (1 to {MAX_N_PERM:,})")
     common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
     common.add_argument("--jobs", type=_positive_int, default=None,
                         help="independent model fits run side by side, one CPU thread each (default: 2 on a CPU "
                              "with >= 2 cores, 1 on a GPU; 1 = one after the other with every thread)")
     common.add_argument("--quick", action="store_true", help="tiny settings (smoke tests)")
+    common.add_argument("--no-reuse", action="store_true",
+                        help="train every model and run every stage again (default: keep the finished models and "
+                             "stages of an earlier run whose data, settings and code are unchanged)")
     common.add_argument("--quiet", action="store_true",
                         help="no progress display (for scripts); `all` then prints only its last line")
     for name, func, text in (

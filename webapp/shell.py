@@ -12,6 +12,7 @@ in a page (a damaged block, a file replaced by a bad one) is shown the same way 
 """
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 from typing import NoReturn
@@ -22,7 +23,7 @@ from brainviz.errors import BrainVizDataError
 from brainviz.store.reader import Store
 
 from . import messages as M
-from . import storefile
+from . import storefile, uploads
 from .pages import PAGES, page_of
 
 PAGE_ICON = "🧠"
@@ -58,6 +59,20 @@ def install_store_error_display() -> None:
 
 
 install_store_error_display()
+
+
+def _release_at_exit() -> None:
+    """Drop the cached store and live model before the interpreter tears modules down: DuckDB
+    connections still referenced then are reported as leaked by its bindings (nanobind)."""
+    for cached in (open_store, load_predictor):
+        try:
+            cached.clear()
+        except Exception:  # pragma: no cover - nothing to report at exit
+            pass
+
+
+atexit.register(_release_at_exit)
+uploads.install()  # per-session upload bytes; large freed blocks go back to the system (webapp/uploads.py)
 
 
 # --------------------------------------------------------------------------- preamble
@@ -141,9 +156,10 @@ def page_start(script: str) -> tuple[Store, Path]:
 ENV_WEIGHTS = "BRAINVIZ_WEIGHTS"
 
 
-@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
+@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…", max_entries=1)
 def load_predictor(store_file: str, stamp: tuple, model_id: str, weights: str | None = None):
-    """The live model of the store, loaded once per server and shared by every page that predicts.
+    """The live model of the store, loaded once per server and shared by every page that predicts
+    (one at a time: a rebuilt store's model replaces the old one, which is freed).
 
     Its backbone gets the weights the store's run trained the encoder on (``weights``: a file in
     place of the recorded one, from ``$BRAINVIZ_WEIGHTS``; its content hash must match), or the

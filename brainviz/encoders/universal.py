@@ -116,8 +116,9 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import BrainVizDataError
+from ..safe_load import safe_message
 from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select, to_device
-from ..jobs import report
+from ..jobs import check_cancelled, report
 from ._inputs import as_layers, as_responses
 from ..ddp import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
@@ -191,6 +192,10 @@ class UniversalConfig:
         return cls(**base)
 
     def validate(self) -> None:
+        for f in fields(self):  # inf / nan (JSON's Infinity, NaN) pass every comparison below
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not np.isfinite(v):
+                raise BrainVizDataError(f"config.{f.name}", f"must be a finite number, got {v!r}")
         checks = {
             "embed_dim": self.embed_dim >= 1, "proj_dim": self.proj_dim >= 1,
             "mlp_hidden": self.mlp_hidden is None or self.mlp_hidden >= 1,
@@ -458,6 +463,7 @@ class UniversalEncoder:
             bar = tqdm(steps, desc=f"{desc} epoch {epoch + 1}/{n_epochs}", leave=False,
                        disable=not cfg.progress or rank != 0)
             for si, imgs, vox in bar:
+                check_cancelled()  # a stopping run (Ctrl-C, SIGTERM) ends this job thread within a step
                 sd = subjects[si]
                 local = imgs[rank::world]
                 # host -> device: pinned and non-blocking on CUDA, features cast to float32 there
@@ -836,7 +842,7 @@ class UniversalEncoder:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise BrainVizDataError(path, f"not a readable checkpoint ({exc})") from None
+            raise BrainVizDataError(path, f"not a readable checkpoint ({safe_message(exc)})") from None
         if isinstance(ck, dict) and ck.get("format") in _OLD_FORMATS:
             raise BrainVizDataError(path, f"is a {ck['format']} checkpoint from an older BrainViz "
                                     f"({_OLD_FORMATS[ck['format']]}); retrain it with `python -m precompute train`")
