@@ -57,7 +57,8 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: 4: cluster_settings.k_rule (how chosen_k was chosen).
 #: 5: subjects.evaluation (test fMRI or held-out training images); cluster_settings.percentile / nc_threshold
 #:    NULL without a reliability estimate; skipped_analyses (what was not computed, why, what would enable it).
-SCHEMA_VERSION = 5
+#: 6: decoding.rank is FLOAT (one ties rule for every ranking: ties count half).
+SCHEMA_VERSION = 6
 
 
 
@@ -301,7 +302,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("decoding", "fMRI -> image-embedding decoding: rank of each test image among candidates.",
           (_SUBJ, _c("roi_set", "VARCHAR", "'set1' | 'set2' | 'set3' | 'vote'"),
            _c("image_key", "VARCHAR", "the true image"),
-           _c("rank", "INTEGER", "rank of the true image (1 = best)"),
+           _c("rank", "FLOAT", "rank of the true image (1 = best; a tie counts half: brainviz.metrics.retrieval_ranks)"),
            _c("top_keys", "VARCHAR[]", "best candidate image keys, best first"),
            _opt("cosine", "FLOAT", "cosine of decoded and true embedding"),
            _opt("approach", "VARCHAR", "'decoder' (responses -> embedding, ridge; NULL in old stores) | "
