@@ -41,7 +41,7 @@ def home() -> None:
     st.header("What is loaded")
     subj = ov["subjects"]
     models = ov["models"]
-    c = st.columns(4)
+    c = st.columns([2, 1, 1, 1])  # the dataset's id ("algonauts2023") needs the room
     ds_names = ", ".join(ov["datasets"]["name"].astype(str)) if not ov["datasets"].empty else "—"
     c[0].metric("Dataset", ov["datasets"]["dataset_id"].iloc[0] if not ov["datasets"].empty else "—",
                 help=ds_names)
@@ -88,7 +88,7 @@ def home() -> None:
                    "vertices, median noise-normalized accuracy (r² / noise ceiling: 1 = as good as the noise allows), "
                    "and image identification from predicted responses (top-1 / top-5 among the evaluation images)."
                    + (" Values come from SIMULATED responses." if store.simulated else ""))
-        st.dataframe(C.percent_table(hl, ["top1", "top5"]), hide_index=True, height=C.table_height(len(hl)),
+        st.dataframe(C.drop_empty(C.percent_table(hl, ["top1", "top5"]), ["median_nna"]), hide_index=True, height=C.table_height(len(hl)),
                      column_config={"model_id": "model",
                                     "median_r": st.column_config.NumberColumn("median r", format="%.3f"),
                                     "median_nna": st.column_config.NumberColumn("median r² / nc", format="%.3f"),

@@ -136,7 +136,8 @@ else:
                            "the subject's OWN predicted RDM. p: permutation test over images.")
                 cols = [c for c in ["compared with", "method", "value", "p_value", "nc_lower", "nc_upper", "nc_within",
                                     "reliability_within"] if c in rsa.columns]
-                st.dataframe(rsa[cols], hide_index=True)
+                st.dataframe(C.drop_empty(rsa[cols], ["nc_lower", "nc_upper", "nc_within", "reliability_within"]),
+                             hide_index=True)
                 shell.show_skips(store, "ceiling", subject=subject)
 
         st.subheader("Extreme pairs")

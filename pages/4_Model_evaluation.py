@@ -22,7 +22,7 @@ if models.empty:
 st.caption(f"Every score on this page is measured on {V.evaluation_label(store)}: images the models never saw.")
 # one scale for r and its ceiling: the noise ceiling nc is a fraction of variance (r² scale); its square root is
 # the highest r a perfect model could reach on these noisy test responses
-METRICS = {"r": ("Pearson r (test set)", "RdBu_r", True),
+METRICS = {"r": ("Pearson r (evaluation images)", "RdBu_r", True),
            "nc": ("noise ceiling as r (√nc: the best r a perfect model could reach)", "viridis", False),
            "nna": ("noise-normalized accuracy r² / nc (1 = at the ceiling)", "magma", False)}
 
@@ -35,7 +35,7 @@ with st.sidebar:
     subject = st.selectbox("Subject", subjects)
     metric = st.radio("Map", list(METRICS), horizontal=True,
                       format_func=lambda m: {"r": "r", "nc": "ceiling (√nc)", "nna": "r² / nc"}[m],
-                      help="r: correlation of predicted and measured test responses. Ceiling: √nc, the r a perfect "
+                      help="r: correlation of predicted and measured responses to the evaluation images. Ceiling: √nc, the r a perfect "
                            "model would reach given the measurement noise (same scale as r). r² / nc: the share of "
                            "the explainable variance the model explains (noise-normalized accuracy).")
     surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
@@ -75,11 +75,11 @@ else:
         v = pd.Series(vals[np.isfinite(vals)])
         # the three numbers side by side on the scale of r: the ceiling is √nc, not nc (a variance fraction)
         has_nc = "nc" in vm and vm["nc"].notna().any()
-        st.metric("median r", f"{vm['r'].median():.3f}", help="Pearson r of predicted and measured test responses, "
+        st.metric("median r", f"{vm['r'].median():.3f}", help="Pearson r of predicted and measured responses to the evaluation images, "
                   "median over vertices")
         if has_nc:
             st.metric("median ceiling on r (√nc)", f"{np.sqrt(max(vm['nc'].median(), 0)):.3f}",
-                      help=f"The noise ceiling nc (median {vm['nc'].median():.2f}) is the fraction of the test "
+                      help=f"The noise ceiling nc (median {vm['nc'].median():.2f}) is the fraction of the evaluation "
                            "responses' variance that is not noise; its square root is the highest r a perfect model "
                            "could reach. Compare r with this, not with nc.")
         if "nna" in vm and vm["nna"].notna().any():
@@ -119,7 +119,7 @@ else:
                 for r, m in masks.items()}
         ceil["all"] = float(np.sqrt(max(np.nanmedian(nc_all), 0)))
         mine.insert(mine.columns.get_loc("median_r") + 1, "median_ceiling", mine["roi"].map(ceil))
-    st.dataframe(mine, hide_index=True,
+    st.dataframe(C.drop_empty(mine, ["median_nna"]), hide_index=True,
                  column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),
                                 "median_ceiling": st.column_config.NumberColumn("ceiling on r (√nc)", format="%.3f"),
                                 "p25": st.column_config.NumberColumn("r 25th pct", format="%.3f"),
@@ -194,7 +194,7 @@ else:
         fig.add_trace(go.Scatter(x=d["n_train"], y=d["median_r"], mode="lines+markers", name=f"{s} · {m}",
                                  error_y=dict(type="data", array=d["sd"].fillna(0))))
     fig.update_layout(height=340, margin=dict(l=60, r=20, t=30, b=80), xaxis_title="training images of the new subject",
-                      yaxis_title="median test r", plot_bgcolor="white")
+                      yaxis_title="median r (evaluation images)", plot_bgcolor="white")
     ns = sorted(int(n) for n in tc["n_train"].unique())
     fig.update_xaxes(type="log", tickmode="array", tickvals=ns, ticktext=[str(n) for n in ns])  # the sizes run
     st.plotly_chart(C.tidy(fig), key="transfer", theme=None, config=C.CONFIG)

@@ -20,6 +20,7 @@ from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
+from webapp.uploads import MAX_SESSION_BYTES
 
 store, path = shell.page_start(__file__)
 st.caption("A localizer without a scanner: the encoder predicts every vertex's response to each image of two sets, "
@@ -85,7 +86,9 @@ def set_input(slot: str, col):
                                    accept_multiple_files=True, key=f"is_up_{slot}",
                                    help=f"Up to {I.MAX_UPLOAD_IMAGES} images and {I.MAX_SET_BYTES // L.MB} MB per set: "
                                         "PNG, JPEG, GIF, WebP, BMP or TIFF files (25 MB each at most), or zips of "
-                                        "them. Larger sets: `python -m precompute predict`.")
+                                        f"them. One browser session holds at most {MAX_SESSION_BYTES // L.MB} MB of "
+                                        "uploads (both sets and the Live page's image; the server refuses more: "
+                                        "remove files first). Larger sets: `python -m precompute predict`.")
             return "upload", [(u.name, u.getvalue()) for u in (ups or [])]
         if slot == "A":
             cat = st.multiselect("Set A: categories (an image counts when any of them applies)", cats,

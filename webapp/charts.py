@@ -76,6 +76,13 @@ def percent_table(df, columns: Sequence[str]):
 
 
 # --------------------------------------------------------------------------- tables
+def drop_empty(df, columns: Sequence[str]):
+    """``df`` without those of ``columns`` that hold no value at all (e.g. noise-normalized accuracy of a dataset
+    without repetitions: a column of "None" says nothing; the page's skip note says why it is missing)."""
+    empty = [c for c in columns if c in df and df[c].isna().all()]
+    return df.drop(columns=empty)
+
+
 def table_height(n_rows: int, max_rows: int = 12) -> int:
     """px of an ``st.dataframe`` that shows ``n_rows`` rows without scrolling (up to ``max_rows``)."""
     return 38 + 35 * max(1, min(int(n_rows), max_rows))

@@ -505,7 +505,7 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         stages = {f"{bb} {n} ({grid} pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
                                                                                 include_pooled=False).items()}
         models.update(stages)
-        family.update({n: "stage (7x7 pooled)" for n in stages})
+        family.update({n: f"stage ({grid} pooled)" for n in stages})
         refs = {f"reference: {n}": r for n, r in k92.models.items()}
         models.update(refs)
         family.update({n: "reference" for n in refs})

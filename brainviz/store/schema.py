@@ -286,7 +286,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _opt("rsa_sem", "FLOAT", "standard error of the mean over the 4 subjects"),
            _opt("rsa_mean", "FLOAT", "RSA with the subject-mean human-IT RDM (no ceiling applies)"),
            _opt("per_subject", "FLOAT[]", "RSA with each subject's session-averaged RDM"),
-           _opt("family", "VARCHAR", "'block' (every backbone block, full resolution) | 'stage (7x7 pooled)' | 'reference'"),
+           _opt("family", "VARCHAR", "'block' (every backbone block, full resolution) | 'stage (GxG pooled)' (G: the "
+                "encoder layers' grid, 7 for EfficientNet / ViT-B-32, 8 for DINOv2) | 'reference'"),
            _opt("depth", "FLOAT", "relative depth of a block in [0, 1] (NULL otherwise)"),
            _opt("rdm_id", "VARCHAR", "rdms.rdm_id of the model's RDM"))),
     Table("k92_fit", "Cross-validated weighted mix of layer RDMs vs the 92-image human-IT RDMs (held-out images x subjects).",
