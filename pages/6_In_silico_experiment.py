@@ -294,13 +294,13 @@ if any("planted" in g for g in groups):
 def thumb(slot: str, name: str):
     s = sets[slot]
     if s["kind"] == "nsd":
-        return V.thumbnail(V.image_paths(store, [name]).get(name, ""))
+        return V.thumbnail(store, name)
     try:
         img = L.validate_image(s["entries"][name].read(), name=name, max_side=256)
         img.thumbnail((256, 256))
         return img
     except (BrainVizDataError, KeyError):
-        return V.thumbnail("")
+        return V.placeholder()
 
 
 def caption(slot: str, name: str) -> str:

@@ -215,7 +215,7 @@ def test_predict_command_on_good_and_bad_files(app_store, tmp_path, capsys):
         keys = ["nsd-00001", "nsd-00002"]
         for k in keys:
             (folder / f"{k}.png").write_bytes(Path(imgs.set_index("image_key").loc[k, "path"]).read_bytes())
-        stored = st.predictions("ue_multi", "subj01", keys)
+        stored = st.predictions("ue_multi", "subj01", keys, "tagged")
         V = st.n_vertices("subj01")
         n_lh = int((st.vertices("subj01")["hemi"] == "lh").sum())
     out = tmp_path / "out"
@@ -297,9 +297,8 @@ def test_simulation_check_faces_places_food_contrasts_find_the_planted_regions(t
     assert (table["auc"] >= 0.9).all(), table.to_string()
 
 
-def test_predict_store_images_three_sources_agree(app_store, tmp_path):
-    """Stored predictions, the pipeline's feature cache and the image files give the same numbers."""
-    from brainviz.features import cached_features
+def test_predict_store_images_from_the_store_alone(app_store):
+    """The store's predictions of tagged images, else its thumbnails through the predictor: close numbers."""
     from brainviz.live import LivePredictor
     from brainviz.store.reader import Store
 
@@ -308,16 +307,13 @@ def test_predict_store_images_three_sources_agree(app_store, tmp_path):
         keys = ["nsd-00003", "nsd-00011", "nsd-00020", "nsd-00029"]
         stored, how = I.predict_store_images(predictor, st, keys, "subj02")
         assert how == "stored"
+        np.testing.assert_array_equal(stored, st.predictions("ue_multi", "subj02", keys, "tagged"))
         predictor.model_id = "ue_multi-renamed"  # no stored predictions under this id
-        from_images, how = I.predict_store_images(predictor, st, keys, "subj02", cache_dir=tmp_path / "none")
-        assert how == "images"
-        np.testing.assert_allclose(from_images, stored, atol=2e-3)
-        imgs = st.images()
-        imgs = imgs[imgs["dataset_id"].notna()].sort_values("image_key")
-        cached_features(predictor.backbone.name, imgs["image_key"].tolist(), imgs["path"].tolist(),
-                        tmp_path / "cache" / "features", progress=False)  # what `precompute features` writes
         seen = []
-        from_cache, how = I.predict_store_images(predictor, st, keys, "subj02", cache_dir=tmp_path / "cache",
-                                                 progress=lambda d, t: seen.append((d, t)))
-        assert how == "feature cache" and seen[-1] == (4, 4)
-        np.testing.assert_allclose(from_cache, stored, atol=2e-3)
+        from_thumbs, how = I.predict_store_images(predictor, st, keys, "subj02",
+                                                  progress=lambda d, t: seen.append((d, t)))
+        assert how == "thumbnails" and seen[-1] == (4, 4)
+        # a JPEG thumbnail (quality 90) is not the PNG file: close numbers, not equal ones (measured: r 0.990,
+        # largest difference 0.29 standard deviations)
+        assert np.corrcoef(from_thumbs.ravel(), stored.ravel())[0, 1] > 0.97
+        assert np.abs(from_thumbs - stored).max() < 0.6 * stored.std()
