@@ -16,6 +16,7 @@ from ..names import EARLY_ROIS, HEMIS, ROI_SETS
 from ..paths import KRIEGESKORTE92, resolve_data_root
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..jobs import run_jobs
+from ..metrics import retrieval_ranks
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
@@ -585,9 +586,11 @@ ENCODER_KINDS = ("ue_multi", "ridge")
 
 
 def _rank_rows(subject: str, approach: str, name: str, sim: np.ndarray, keys: list[str]) -> list[dict]:
+    """One row per query image: its rank (:func:`brainviz.metrics.retrieval_ranks`, the one ties rule) and
+    the five best candidates (``sim``: (n, n) scores, query i's true candidate is i)."""
     order = np.argsort(-sim, axis=1, kind="stable")
-    ranks = 1 + np.argmax(order == np.arange(len(keys))[:, None], axis=1)
-    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=int(ranks[q]),
+    ranks = retrieval_ranks(sim)
+    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=float(ranks[q]),
                  top_keys=[keys[i] for i in order[q, :5]], cosine=np.nan, approach=approach)
             for q in range(len(keys))]
 

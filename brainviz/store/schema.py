@@ -84,10 +84,11 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: 4: cluster_settings.k_rule (how chosen_k was chosen).
 #: 5: subjects.evaluation (test fMRI or held-out training images); cluster_settings.percentile / nc_threshold
 #:    NULL without a reliability estimate; skipped_analyses (what was not computed, why, what would enable it).
-#: 6: a self-contained store: thumbnails (a JPEG of every image), checkpoints (the live model's checkpoint),
+#: 6: decoding.rank is FLOAT (one ties rule for every ranking: ties count half).
+#: 7: a self-contained store: thumbnails (a JPEG of every image), checkpoints (the live model's checkpoint),
 #:    predictions.image_set ('test' | 'tagged'; the tagged images were model 'ue_multi:all-images', subj01 only),
 #:    images.path NULL allowed (the 92-image set has no file).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: ``predictions.image_set`` values: the subject's evaluation images; every tagged image (In-silico sets).
 PREDICTION_SETS: tuple[str, ...] = ("test", "tagged")
@@ -341,7 +342,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("decoding", "fMRI -> image-embedding decoding: rank of each test image among candidates.",
           (_SUBJ, _c("roi_set", "VARCHAR", "'set1' | 'set2' | 'set3' | 'vote'"),
            _c("image_key", "VARCHAR", "the true image"),
-           _c("rank", "INTEGER", "rank of the true image (1 = best)"),
+           _c("rank", "FLOAT", "rank of the true image (1 = best; a tie counts half: brainviz.metrics.retrieval_ranks)"),
            _c("top_keys", "VARCHAR[]", "best candidate image keys, best first"),
            _opt("cosine", "FLOAT", "cosine of decoded and true embedding"),
            _opt("approach", "VARCHAR", "'decoder' (responses -> embedding, ridge; NULL in old stores) | "
