@@ -589,13 +589,14 @@ class Store:
         return df.set_index("image_key")
 
     def thumbnails(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """{image_key: the thumbnail's bytes (a JPEG file, ``thumbnails.format``)} of the ``keys`` that have one;
-        only these rows are read (unknown keys are left out)."""
+        """{image_key: the thumbnail's bytes (a JPEG file, ``thumbnails.format``)} of the ``keys`` that have one, in
+        their order; only these rows are read (unknown keys are left out)."""
         keys = list(dict.fromkeys(str(k) for k in keys))
         if not keys or "thumbnails" not in self._tables:
             return {}
         t = self._arrow("SELECT image_key, data FROM thumbnails WHERE image_key IN (SELECT unnest(?))", [keys])
-        return dict(zip(t.column("image_key").to_pylist(), t.column("data").to_pylist()))
+        got = dict(zip(t.column("image_key").to_pylist(), t.column("data").to_pylist()))
+        return {k: got[k] for k in keys if k in got}
 
     def backbones(self) -> list[str]:
         """Backbones with stored pooled image features."""
