@@ -6,7 +6,7 @@
 Encoder trained on real efficientnet-lite0 features of those pictures, its checkpoint
 stored in the store) with voxel embeddings / 2-D map / clusters (subject and joint
 scopes, k = 3 and 5) / top images / descriptions, a ridge model, vertex and ROI
-metrics, retrieval, test predictions and predictions of every tagged image, RDMs with
+metrics, retrieval, test predictions and predictions of every tagged image (training images left out), RDMs with
 extreme pairs and RSA, a k92 "human-IT" RDM with k92_rsa, decoding, transfer curve,
 pair model, pooled image features and a thumbnail of every image. Like a store
 ``precompute`` writes, it is self-contained: the app needs none of ``root/images``.
@@ -245,7 +245,8 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
         for s in SUBJECTS:
             te = splits[s][1]
             w.add_predictions("ue_multi", s, te, preds[s][[row[x] for x in te]])  # image set 'test'
-            w.add_predictions("ue_multi", s, nsd_keys, preds[s], image_set="tagged")  # every tagged image
+            held_out = [k for k in nsd_keys if k not in set(splits[s][0])]  # every tagged image but training ones
+            w.add_predictions("ue_multi", s, held_out, preds[s][[row[x] for x in held_out]], image_set="tagged")
         # RDMs over subj01's test images
         te = splits["subj01"][1]
         rsa_rows = []

@@ -212,10 +212,10 @@ def test_predict_command_on_good_and_bad_files(app_store, tmp_path, capsys):
     # two of the store's own images, to compare with its stored predictions
     with Store(app_store) as st:
         imgs = st.images()
-        keys = ["nsd-00001", "nsd-00002"]
+        keys = ["nsd-00021", "nsd-00022"]  # test images of subj01
         for k in keys:
             (folder / f"{k}.png").write_bytes(Path(imgs.set_index("image_key").loc[k, "path"]).read_bytes())
-        stored = st.predictions("ue_multi", "subj01", keys, "tagged")
+        stored = st.predictions("ue_multi", "subj01", keys)
         V = st.n_vertices("subj01")
         n_lh = int((st.vertices("subj01")["hemi"] == "lh").sum())
     out = tmp_path / "out"
@@ -304,7 +304,7 @@ def test_predict_store_images_from_the_store_alone(app_store):
 
     with Store(app_store) as st:
         predictor = LivePredictor.from_store(st, "ue_multi")
-        keys = ["nsd-00003", "nsd-00011", "nsd-00020", "nsd-00029"]
+        keys = ["nsd-00003", "nsd-00005", "nsd-00021", "nsd-00029"]  # not subj02's training images
         stored, how = I.predict_store_images(predictor, st, keys, "subj02")
         assert how == "stored"
         np.testing.assert_array_equal(stored, st.predictions("ue_multi", "subj02", keys, "tagged"))

