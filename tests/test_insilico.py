@@ -313,7 +313,9 @@ def test_predict_store_images_from_the_store_alone(app_store):
         from_thumbs, how = I.predict_store_images(predictor, st, keys, "subj02",
                                                   progress=lambda d, t: seen.append((d, t)))
         assert how == "thumbnails" and seen[-1] == (4, 4)
-        # a JPEG thumbnail (quality 90) is not the PNG file: close numbers, not equal ones (measured: r 0.990,
-        # largest difference 0.29 standard deviations)
-        assert np.corrcoef(from_thumbs.ravel(), stored.ravel())[0, 1] > 0.97
-        assert np.abs(from_thumbs - stored).max() < 0.6 * stored.std()
+        thumbs = st.thumbnails(keys)  # what was predicted: the store's pictures, nothing else
+        direct = I.predict_entries(predictor, [I.ImageEntry(k, lambda k=k: thumbs[k]) for k in keys], ["subj02"])
+        np.testing.assert_allclose(from_thumbs, direct.responses["subj02"], rtol=0, atol=1e-6)
+        # a JPEG thumbnail (quality 90) is not the PNG file: related numbers, not equal ones (r 0.91 here, on the
+        # fixture's flat synthetic pictures and tiny model; 0.99 per image in the median on the demo brain's, brainviz/thumbnails.py)
+        assert np.corrcoef(from_thumbs.ravel(), stored.ravel())[0, 1] > 0.8
