@@ -21,8 +21,8 @@ Pieces (pure functions; the CLI ``python -m precompute predict`` and the app pag
   and :data:`MAX_SET_DECODED_PIXELS` decoded pixels; what is over a bound is listed, not used.
 * **Prediction** — :func:`predict_entries` runs a :class:`~brainviz.live.LivePredictor` over
   decoded images in batches (CPU or GPU) with a progress callback; :func:`predict_store_images`
-  predicts images the store knows (NSD) from stored predictions, the pipeline's feature
-  cache, or the image files, in that order.
+  gives the predictions of images the store knows (NSD): the ones the store holds (the live
+  model's predictions of every tagged image), else its thumbnails run through the predictor.
 * **Tag sets** — :func:`tag_sets`: NSD images by category (e.g. faces vs everything else),
   excluding a subject's training images.
 * **Statistics** — :func:`contrast`: per-vertex Welch t, Welch-Satterthwaite df, two-sided p,
@@ -422,89 +422,40 @@ def predict_entries(predictor, entries: Sequence[ImageEntry], subjects: Sequence
 
 
 # --------------------------------------------------------------------------- store images (NSD by tag)
-def _resolve_image_path(path: str, store_path: str | Path | None) -> Path:
-    from .paths import PROJECT_ROOT
-
-    p = Path(str(path)).expanduser()
-    if p.is_absolute():
-        return p
-    for base in ([Path(store_path).parent] if store_path else []) + [PROJECT_ROOT, Path.cwd()]:
-        if (base / p).is_file():
-            return base / p
-    return PROJECT_ROOT / p
-
-
-def _pipeline_feature_cache(store, backbone: str, cache_dir: str | Path, weights: str | Path | None = None,
-                            seed: int = 0):
-    """The pipeline's feature-cache entry of the store's dataset images (all non-k92 images, sorted
-    by key, as ``precompute features`` wrote it) for the backbone with ``weights`` / ``seed`` (the
-    live predictor's), or None when it is not on disk."""
-    try:
-        from .features import cached_features
-        from .features.cache import cache_entry_dir, image_set_hash
-        from .features.weights import weights_identity
-
-        imgs = store.images()
-        imgs = imgs[imgs["dataset_id"].notna()].sort_values("image_key")
-        keys = imgs["image_key"].tolist()
-        paths = [_resolve_image_path(p, store.path) for p in imgs["path"]]
-        folder = Path(cache_dir) / "features"
-        entry = cache_entry_dir(folder, backbone, weights_identity(backbone, weights, seed), len(keys),
-                                image_set_hash(keys, paths))
-        if not entry.is_dir():
-            return None
-        return cached_features(backbone, keys, paths, folder, weights=weights, seed=seed, progress=False,
-                               on_corrupt="raise")
-    except (BrainVizDataError, OSError, ValueError, TypeError, KeyError, ImportError):
-        return None
-
-
-def predict_store_images(predictor, store, keys: Sequence[str], subject: str, *, cache_dir: str | Path | None = None,
-                         batch_size: int = 32, progress: ProgressFn | None = None) -> tuple[np.ndarray, str]:
+def predict_store_images(predictor, store, keys: Sequence[str], subject: str, *, batch_size: int = 32,
+                         progress: ProgressFn | None = None) -> tuple[np.ndarray, str]:
     """(n, V) float32 predicted responses of ``subject`` to images the store knows, and how they were got.
 
-    In order of preference:
+    1. ``"stored"``: the store's predictions of the predictor's model for these images (``predictions``,
+       image set 'tagged': every tagged image, for each subject of the live model; else 'test');
+    2. ``"thumbnails"``: the store's thumbnails (JPEG, at most 256 px) through the backbone and encoder,
+       in batches: close to, not exactly, the predictions of the original image files.
 
-    1. ``"stored"``: the store's predictions of this model for these images (``predictions`` table,
-       model id or ``<model id>:all-images``);
-    2. ``"feature cache"``: the pipeline's cached backbone features (``<cache_dir>/features``) + the encoder;
-    3. ``"images"``: the image files, decoded and run through the backbone and encoder in batches.
-
-    All three give the same numbers up to float16 feature rounding (the live path rounds like the cache).
+    Only the store is read (no feature cache, no image files).
     """
     keys = [str(k) for k in keys]
     if not keys:
         return np.zeros((0, store.n_vertices(subject)), np.float32), "stored"
     model_id = getattr(predictor, "model_id", "")
-    for mid in (model_id, f"{model_id}:all-images"):
-        try:
-            have = set(store.prediction_keys(mid, subject))
-        except BrainVizDataError:
-            continue
+    for image_set in ("tagged", "test"):
+        have = set(store.prediction_keys(model_id, subject, image_set))
         if have and set(keys) <= have:
             if progress:
                 progress(len(keys), len(keys))
-            return store.predictions(mid, subject, keys).astype(np.float32, copy=False), "stored"
-    from .paths import DEFAULT_CACHE_DIR
-
-    fs = _pipeline_feature_cache(store, predictor.backbone.name, cache_dir or DEFAULT_CACHE_DIR,
-                                 getattr(predictor, "weights", None), getattr(predictor, "seed", 0))
-    if fs is not None:
-        out = []
-        for i in range(0, len(keys), 128):
-            sub = fs.subset(keys[i:i + 128])
-            out.append(np.asarray(predictor.encoder.predict(sub, subject), dtype=np.float32))
-            if progress:
-                progress(min(len(keys), i + 128), len(keys))
-        return np.concatenate(out), "feature cache"
-    imgs = store.images(keys)
-    paths = dict(zip(imgs["image_key"], imgs["path"]))
-    entries = [ImageEntry(k, (lambda p=_resolve_image_path(paths[k], store.path): p.read_bytes())) for k in keys]
+            return store.predictions(model_id, subject, keys, image_set).astype(np.float32, copy=False), "stored"
+    entries = [ImageEntry(k, (lambda k=k: _stored_thumbnail(store, k))) for k in keys]
     res = predict_entries(predictor, entries, [subject], batch_size=batch_size, progress=progress)
     if res.bad:
         name, reason = res.bad[0]
         raise BrainVizDataError(name, f"stored image cannot be used: {reason}")
-    return res.responses[subject], "images"
+    return res.responses[subject], "thumbnails"
+
+
+def _stored_thumbnail(store, key: str) -> bytes:
+    data = store.thumbnails([key]).get(key)
+    if data is None:
+        raise BrainVizDataError(key, "no thumbnail in the store")
+    return data
 
 
 def tag_sets(tags: pd.DataFrame, category: str | Sequence[str], *, versus: str | Sequence[str] | None = None,

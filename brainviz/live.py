@@ -36,13 +36,15 @@ Two parts:
   Large images are downscaled to at most ``max_side`` px (default 1024) after decoding;
   the backbone works at 224 px anyway.
 
-* :class:`LivePredictor` loads a stored Universal-Encoder checkpoint and its backbone
-  once (use :func:`get_live_predictor`, an ``lru_cache``, or ``st.cache_resource`` in
-  the app) and maps a PIL image to a (V,) predicted response per subject. It runs on
-  cuda when available, else CPU. The backbone gets the SAME weights as the run that
-  trained the encoder (:func:`store_weights`: the store's record of the weights, the
-  recorded file or one given in its place with the same content hash); a missing or
-  different file is refused with one line naming it, never replaced by other weights.
+* :class:`LivePredictor` loads the Universal-Encoder checkpoint the store holds
+  (table ``checkpoints``: bytes read with ``torch.load(weights_only=True)``, so no pickled
+  code runs) and its backbone once (use :func:`get_live_predictor`, or ``st.cache_resource``
+  in the app) and maps a PIL image to a (V,) predicted response per subject. It needs
+  nothing but the store and the backbone's weights. It runs on cuda when available, else
+  CPU. The backbone gets the SAME weights as the run that trained the encoder
+  (:func:`store_weights`: the store's record of the weights, the recorded file or one given
+  in its place with the same content hash); a missing or different file is refused with one
+  line naming it, never replaced by other weights.
 """
 from __future__ import annotations
 
@@ -52,9 +54,8 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -314,30 +315,21 @@ class LiveResult:
     device: str = "cpu"
 
 
-def pick_live_model(models) -> str | None:
-    """The model to use for live prediction: a Universal-Encoder model with a checkpoint file,
-    preferring the multi-subject one (it predicts every subject)."""
+def pick_live_model(models, stored: Collection[str] | None = None) -> str | None:
+    """The model to use for live prediction: a Universal-Encoder model, preferring the multi-subject one
+    (it predicts every subject). ``stored``: the model ids whose checkpoint a store holds
+    (``Store.checkpoints()``), the only candidates; None: the rows with a ``checkpoint_path`` (a work
+    folder's models, when the pipeline chooses the model a store will hold)."""
     if models is None or len(models) == 0:
         return None
     order = {k: i for i, k in enumerate(UE_KINDS)}
     cands = []
     for _, m in models.iterrows():
-        if m.get("kind") in order and m.get("checkpoint_path"):
+        usable = m["model_id"] in stored if stored is not None else bool(m.get("checkpoint_path"))
+        if m.get("kind") in order and usable:
             n_subj = len(m.get("subjects") if m.get("subjects") is not None else [])
             cands.append((order[m["kind"]], -n_subj, m["model_id"]))
     return sorted(cands)[0][2] if cands else None
-
-
-def _resolve_checkpoint(path: str, store_path: str | Path | None) -> Path:
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    from .paths import PROJECT_ROOT
-
-    for base in ([Path(store_path).parent] if store_path else []) + [PROJECT_ROOT, Path.cwd()]:
-        if (base / p).is_file():
-            return base / p
-    return (PROJECT_ROOT / p)
 
 
 class LivePredictor:
@@ -345,7 +337,8 @@ class LivePredictor:
 
     Parameters
     ----------
-    checkpoint : path of a ``UniversalEncoder.save`` checkpoint.
+    checkpoint : the bytes of a stored checkpoint (``Store.checkpoint``, ``UniversalEncoder.to_bytes``) or
+        the path of a ``UniversalEncoder.save`` file.
     backbone : backbone name the model was trained on (``models.backbone``).
     device : None (cuda if available else cpu), 'cpu' or 'cuda'.
     model_id : label for display.
@@ -362,7 +355,7 @@ class LivePredictor:
     (:func:`get_live_predictor`). :meth:`predict` is thread-safe.
     """
 
-    def __init__(self, checkpoint: str | Path, backbone: str, device: str | None = None, model_id: str = "",
+    def __init__(self, checkpoint: bytes | str | Path, backbone: str, device: str | None = None, model_id: str = "",
                  cpu_threads: int | None = 1, *, weights: str | Path | None = None, seed: int = 0,
                  weights_id: str | None = None):
         from .encoders.universal import UniversalEncoder
@@ -377,7 +370,8 @@ class LivePredictor:
         if weights_id and self.backbone.weights_id != weights_id:
             raise BrainVizDataError(weights or backbone, f"the backbone's weights ({self.backbone.weights_id}) differ "
                                                          f"from those model {model_id!r} was trained with ({weights_id})")
-        self.encoder = UniversalEncoder.load(checkpoint, device=str(self.device))
+        self.encoder = UniversalEncoder.load(checkpoint, device=str(self.device),
+                                             name=f"stored checkpoint of model {model_id!r}")
         self.encoder.config.progress = False
         # the per-voxel half of the forward pass does not depend on the image: compute it once per
         # subject, for as many subjects as fit in CACHE_BYTES (every subject of the demo brain)
@@ -392,13 +386,13 @@ class LivePredictor:
     def from_store(cls, store, model_id: str | None = None, device: str | None = None,
                    weights: str | Path | None = None, cpu_threads: int | None = 1,
                    weights_hint: str = "") -> "LivePredictor":
-        """Build from a :class:`~brainviz.store.reader.Store`: its checkpointed UE model, with the backbone
-        weights of the run that trained it (``weights``: a file in place of the recorded one, see
+        """Build from a :class:`~brainviz.store.reader.Store`: the UE model whose checkpoint it holds, with the
+        backbone weights of the run that trained it (``weights``: a file in place of the recorded one, see
         :func:`store_weights`)."""
-        ck, backbone, model_id = live_model_of(store, model_id)
+        _, backbone, model_id = live_model_of(store, model_id)
         w, seed, wid = store_weights(store, backbone, model_id, override=weights, hint=weights_hint)
-        return cls(ck, backbone, device=device, model_id=model_id, cpu_threads=cpu_threads, weights=w, seed=seed,
-                   weights_id=wid)
+        return cls(store.checkpoint(model_id), backbone, device=device, model_id=model_id, cpu_threads=cpu_threads,
+                   weights=w, seed=seed, weights_id=wid)
 
     def features(self, images: Image.Image | Sequence[Image.Image]):
         """FeatureSet of one image or a short list (backbone forward)."""
@@ -436,11 +430,10 @@ class LivePredictor:
                           str(self.device))
 
 
-@lru_cache(maxsize=4)
-def _cached_predictor(checkpoint: str, mtime_ns: int, backbone: str, device: str | None, model_id: str,
-                      weights: str | None, seed: int, weights_id: str | None) -> LivePredictor:
-    return LivePredictor(checkpoint, backbone, device=device, model_id=model_id, weights=weights, seed=seed,
-                         weights_id=weights_id)
+_PREDICTORS: "dict[tuple, LivePredictor]" = {}
+_PREDICTORS_LOCK = threading.Lock()
+#: Live predictors :func:`get_live_predictor` keeps (the oldest is dropped first).
+MAX_PREDICTORS = 4
 
 
 #: How a user points BrainViz at a weights file that moved (for :func:`store_weights` messages).
@@ -467,39 +460,50 @@ def store_weights(store, backbone: str, model_id: str = "", override: str | Path
     return w, seed, spec.weights_id or None
 
 
-def live_model_of(store, model_id: str | None = None) -> tuple[Path, str, str]:
-    """(checkpoint file, backbone name, model id) of the store's live model (default: :func:`pick_live_model`).
+def live_model_of(store, model_id: str | None = None) -> tuple[str, str, str]:
+    """(SHA-256 of the stored checkpoint, backbone name, model id) of the store's live model (default:
+    :func:`pick_live_model` among the models whose checkpoint the store holds); the bytes are
+    ``store.checkpoint(model_id)``.
 
     Raises :class:`BrainVizDataError` naming the store and what is missing.
     """
     models = store.models()
-    model_id = model_id or pick_live_model(models)
+    held = store.checkpoints()
+    digests = dict(zip(held["model_id"], held["sha256"])) if len(held) else {}
+    model_id = model_id or pick_live_model(models, stored=digests)
     if model_id is None:
         raise BrainVizDataError(store.path, "no Universal-Encoder model with a checkpoint in this store; "
-                                            "live prediction needs one (`python -m precompute all` trains it)")
+                                            "live prediction needs one (`python -m precompute all` stores it)")
     row = models[models["model_id"] == model_id]
     if row.empty:
         raise BrainVizDataError(store.path, f"model {model_id!r} is not in this store")
     row = row.iloc[0]
-    if not row.get("checkpoint_path"):
-        raise BrainVizDataError(store.path, f"model {model_id!r} has no checkpoint file")
-    ck = _resolve_checkpoint(row["checkpoint_path"], store.path)
-    if not ck.is_file():
-        raise BrainVizDataError(ck, f"checkpoint of model {model_id!r} is missing; rebuild with "
-                                    "`python -m precompute all`")
+    if model_id not in digests:
+        raise BrainVizDataError(store.path, f"this store holds no checkpoint of model {model_id!r} (it holds the "
+                                            f"checkpoint of the live model only: {', '.join(digests) or 'none'})")
     if not row.get("backbone"):
         raise BrainVizDataError(store.path, f"model {model_id!r} does not name its backbone")
-    return ck, row["backbone"], model_id
+    return digests[model_id], row["backbone"], model_id
 
 
 def get_live_predictor(store, model_id: str | None = None, device: str | None = None,
                        weights: str | Path | None = None) -> LivePredictor:
-    """One :class:`LivePredictor` per (checkpoint file version, backbone and its weights, device) per
-    process; the weights are those of the store's run (:func:`store_weights`, ``weights`` in place of
-    the recorded file)."""
-    ck, backbone, model_id = live_model_of(store, model_id)
+    """One :class:`LivePredictor` per (stored checkpoint, backbone and its weights, device) per process (at
+    most :data:`MAX_PREDICTORS`); the weights are those of the store's run (:func:`store_weights`,
+    ``weights`` in place of the recorded file). The checkpoint is read from the store only when the
+    predictor is built."""
+    digest, backbone, model_id = live_model_of(store, model_id)
     w, seed, wid = store_weights(store, backbone, model_id, override=weights)
-    return _cached_predictor(str(ck), ck.stat().st_mtime_ns, backbone, device, model_id, w, seed, wid)
+    key = (digest, backbone, device, model_id, w, seed, wid)
+    with _PREDICTORS_LOCK:
+        if key in _PREDICTORS:
+            return _PREDICTORS[key]
+        predictor = LivePredictor(store.checkpoint(model_id), backbone, device=device, model_id=model_id,
+                                  weights=w, seed=seed, weights_id=wid)
+        while len(_PREDICTORS) >= MAX_PREDICTORS:
+            _PREDICTORS.pop(next(iter(_PREDICTORS)))
+        _PREDICTORS[key] = predictor
+        return predictor
 
 
 # --------------------------------------------------------------------------- helpers for the page

@@ -225,8 +225,9 @@ else:
                 st.caption("none stored")
                 continue
             grid = st.columns(4)
+            pics = V.thumbnails(store, list(sub["image_key"]))
             for i, (_, r) in enumerate(sub.iterrows()):
-                grid[i % 4].image(V.thumbnail(str(r["path"])),
+                grid[i % 4].image(pics[r["image_key"]],
                                   caption=f"#{int(r['rank'])} {V.tag_caption(r['image_key'], tags)} ({r['score']:.2f})")
 
 # ------------------------------------------------------------------ how k was chosen

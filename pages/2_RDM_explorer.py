@@ -145,7 +145,8 @@ else:
         if pairs.empty:
             st.write("No extreme pairs stored for this RDM.")
         else:
-            paths = V.image_paths(store, list(pairs["image_a"]) + list(pairs["image_b"]))
+            shown = pairs.sort_values("rank").groupby("kind").head(4)
+            pics = V.thumbnails(store, list(shown["image_a"]) + list(shown["image_b"]))
             kinds = V.pair_kinds(pairs["kind"].unique())
             cols = st.columns(len(kinds))
             for col, (kind_, title) in zip(cols, kinds):
@@ -153,8 +154,8 @@ else:
                     st.markdown(f"**{title}**")
                     for _, p in pairs[pairs["kind"] == kind_].sort_values("rank").head(4).iterrows():
                         a, b = st.columns(2)
-                        a.image(V.thumbnail(paths.get(p["image_a"], "")), caption=V.tag_caption(p["image_a"], tags))
-                        b.image(V.thumbnail(paths.get(p["image_b"], "")), caption=V.tag_caption(p["image_b"], tags))
+                        a.image(pics[p["image_a"]], caption=V.tag_caption(p["image_a"], tags))
+                        b.image(pics[p["image_b"]], caption=V.tag_caption(p["image_b"], tags))
                         st.markdown(f"dissimilarity **{p['value']:.3f}**")
 
 # ------------------------------------------------------------------ the 92 images, REAL human IT

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -98,13 +97,14 @@ def image_input(slot: str, label: str):
         return None, None
     key = st.selectbox(f"{label}: example image", examples, key=f"ex_{slot}",
                        index=examples.index(teaching_examples[0 if slot == "a" else 1]),
-                       format_func=lambda k: V.tag_caption(k, tags))
-    p = Path(str(images.set_index("image_key").loc[key, "path"]))
-    try:
-        return p.read_bytes(), key
-    except OSError as exc:
-        st.error(f"Example image {key} cannot be read ({exc}).")
+                       format_func=lambda k: V.tag_caption(k, tags),
+                       help="Predicted from the store's thumbnail of the image (JPEG, at most 256 px): close to, "
+                            "not exactly, the prediction of the original file")
+    data = store.thumbnails([key]).get(key)  # the store's picture of it: the image files are not needed
+    if data is None:
+        st.error(f"The store holds no picture of example image {key}.")
         return None, None
+    return data, key
 
 
 def run_prediction(data: bytes, name: str, subject: str):
@@ -204,10 +204,10 @@ if result_a is not None:
         st.write("No stored predictions to compare with.")
     else:
         near = L.nearest_images(pred, bank - baseline, keys, k=6)
-        paths = V.image_paths(store, [k for k, _ in near])
+        pics = V.thumbnails(store, [k for k, _ in near])
         cols = st.columns(6)
         for c, (k, r) in zip(cols, near):
-            c.image(V.thumbnail(paths.get(k, "")), caption=f"{V.tag_caption(k, tags)} · r={r:.2f}")
+            c.image(pics[k], caption=f"{V.tag_caption(k, tags)} · r={r:.2f}")
 
     png_maps = {"image A": dict(values_by_hemi=maps_a, cmap="RdBu_r", vmin=-lim, vmax=lim,
                                 title=f"predicted response to {name_a} · {subject}", colorbar_title=what)}

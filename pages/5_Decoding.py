@@ -180,11 +180,11 @@ rows = d[(d["image_key"] == image_key) & (d["approach"] == approach)].copy()
 rows["o"] = rows["roi_set"].map(lambda s: SET_ORDER.get(s, 9))
 rows = rows.sort_values("o")
 all_keys = [image_key] + [k for lst in rows["top_keys"] for k in (list(lst) if lst is not None else [])]
-paths = V.image_paths(store, list(dict.fromkeys(all_keys)))
+pics = V.thumbnails(store, list(dict.fromkeys(all_keys)))
 true_col, rest = st.columns([1, 5])
 with true_col:
     st.markdown("**True image**")
-    st.image(V.thumbnail(paths.get(image_key, "")), caption=V.tag_caption(image_key, tags))
+    st.image(pics[image_key], caption=V.tag_caption(image_key, tags))
 with rest:
     for _, r in rows.iterrows():
         top = list(r["top_keys"]) if r["top_keys"] is not None else []
@@ -193,4 +193,4 @@ with rest:
         cols = st.columns(n_show)
         for i, (c, k) in enumerate(zip(cols, top[:n_show])):
             hit = "✓ TRUE · " if k == image_key else ""
-            c.image(V.thumbnail(paths.get(k, "")), caption=f"{hit}#{i + 1} {V.tag_caption(k, tags)}")
+            c.image(pics[k], caption=f"{hit}#{i + 1} {V.tag_caption(k, tags)}")

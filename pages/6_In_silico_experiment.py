@@ -121,15 +121,16 @@ def nsd_keys(slot: str) -> list[str]:
 
 
 def nsd_predictions(keys: list[str]) -> np.ndarray:
-    """(n, V) predictions of ``subject`` for store images (all tagged images predicted once per server)."""
+    """(n, V) predictions of ``subject`` for store images (its candidates: every tagged image it was not trained
+    on, predicted once per server, or read from the store)."""
     cache = nsd_prediction_cache(str(path), stamp, model_id)
     if subject not in cache:
-        bar = st.progress(0.0, text=f"Predicting {len(tagged_keys)} NSD images for {subject} (once per server)…")
+        bar = st.progress(0.0, text=f"Predicting {len(candidates)} NSD images for {subject} (once per server)…")
         preds, how = I.predict_store_images(
-            predictor, store, tagged_keys, subject,
+            predictor, store, candidates, subject,
             progress=lambda d, t: bar.progress(min(1.0, d / max(t, 1)), text=f"Predicting NSD images: {d}/{t}"))
         bar.empty()
-        cache[subject] = (tagged_keys, preds, how)
+        cache[subject] = (candidates, preds, how)
     keys_all, preds, _ = cache[subject]
     pos = {k: i for i, k in enumerate(keys_all)}
     return preds[[pos[k] for k in keys]]
@@ -297,13 +298,13 @@ if any("planted" in g for g in groups):
 def thumb(slot: str, name: str):
     s = sets[slot]
     if s["kind"] == "nsd":
-        return V.thumbnail(V.image_paths(store, [name]).get(name, ""))
+        return V.thumbnail(store, name)
     try:
         img = L.validate_image(s["entries"][name].read(), name=name, max_side=256)
         img.thumbnail((256, 256))
         return img
     except (BrainVizDataError, KeyError):
-        return V.thumbnail("")
+        return V.placeholder()
 
 
 def caption(slot: str, name: str) -> str:

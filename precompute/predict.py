@@ -11,9 +11,10 @@ Writes into ``--out`` (built in a temporary folder, renamed into place when comp
     summary.json           model, subject, backbone and its weights' identity, surface, counts, device, timings
     .brainviz-predict.json the marker of a folder this command wrote: the files it wrote
 
-The backbone gets the weights the store's run trained the encoder on (the recorded file, or
-``--weights FILE`` in its place with the same content hash); a missing or different file is an
-error naming it (exit code 2), never a silent switch to other weights.
+The encoder's checkpoint is read from the store (its ``checkpoints`` table: the live model's), so a
+copied store predicts anywhere. The backbone gets the weights the store's run trained the encoder
+on (the recorded file, or ``--weights FILE`` in its place with the same content hash); a missing or
+different file is an error naming it (exit code 2), never a silent switch to other weights.
 
 An existing ``--out`` folder is replaced only when it is one this command wrote and holds
 nothing else: its marker lists every file in it. Any other folder (a project folder, an
@@ -50,7 +51,7 @@ def _pick_model(store, wanted: str) -> str:
     elif wanted in set(models["kind"]):
         from brainviz.live import pick_live_model
 
-        mid = pick_live_model(models[models["kind"] == wanted])
+        mid = pick_live_model(models[models["kind"] == wanted], stored=set(store.checkpoints()["model_id"]))
         if mid is None:
             raise BrainVizDataError("--model", f"no {wanted} model with a checkpoint in {store.path}")
         row = models[models["model_id"] == mid].iloc[0]
@@ -128,7 +129,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     entries, problems = insilico.list_image_files(args.images)
     store = Store(args.store)
     model_id = _pick_model(store, args.model)
-    ck, backbone, model_id = live_model_of(store, model_id)
+    _, backbone, model_id = live_model_of(store, model_id)  # the store must hold its checkpoint
     from brainviz.gpu import resolve_device
 
     try:
@@ -140,7 +141,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     weights, seed, weights_id = store_weights(store, backbone, model_id, override=args.weights,
                                               hint="pass --weights FILE with the file the encoder was trained on")
     t_load = time.perf_counter()
-    predictor = LivePredictor(ck, backbone, device=device, model_id=model_id, cpu_threads=None, weights=weights,
+    predictor = LivePredictor(store.checkpoint(model_id), backbone, device=device, model_id=model_id, cpu_threads=None, weights=weights,
                               seed=seed, weights_id=weights_id)
     t_load = time.perf_counter() - t_load
     subjects = list(predictor.subjects)
@@ -222,7 +223,8 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
                                    "Universal-Encoder model of the store; bad files are listed and skipped.")
     p.add_argument("--images", type=Path, required=True, help="folder or .zip of images (PNG, JPEG, GIF, WebP, BMP, TIFF)")
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
-    p.add_argument("--model", default="ue_multi", help="model id or kind (default ue_multi)")
+    p.add_argument("--model", default="ue_multi", help="model id or kind of a model whose checkpoint the store holds "
+                                                        "(the live model; default ue_multi)")
     p.add_argument("--subject", default=None, help="subject to predict (default subj01, else the model's first)")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"DuckDB store (default {DEFAULT_STORE})")
     p.add_argument("--weights", default=None,

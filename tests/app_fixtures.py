@@ -1,13 +1,15 @@
 """A small synthetic BrainViz store for the app tests (built with StoreWriter in seconds).
 
-``build_app_store(root)`` writes ``root/images/*.png`` (synthetic pictures), a tiny
-Universal-Encoder checkpoint trained on real efficientnet-lite0 features of those
-pictures, and ``root/brainviz.duckdb`` with every table the app reads: 2 subjects on
-fsaverage5 (occipital vertices, ROI columns, planted regions), a ue_multi model with
-voxel embeddings / 2-D map / clusters (subject and joint scopes, k = 3 and 5) / top
-images / descriptions, a ridge model, vertex and ROI metrics, retrieval, predictions
-of every image, RDMs with extreme pairs and RSA, a k92 "human-IT" RDM with k92_rsa,
-decoding, transfer curve, pair model and pooled image features.
+``build_app_store(root)`` writes ``root/images/*.png`` (synthetic pictures) and
+``root/brainviz.duckdb`` with every table the app reads: 2 subjects on fsaverage5
+(occipital vertices, ROI columns, planted regions), a ue_multi model (a tiny Universal
+Encoder trained on real efficientnet-lite0 features of those pictures, its checkpoint
+stored in the store) with voxel embeddings / 2-D map / clusters (subject and joint
+scopes, k = 3 and 5) / top images / descriptions, a ridge model, vertex and ROI
+metrics, retrieval, test predictions and predictions of every tagged image (training images left out), RDMs with
+extreme pairs and RSA, a k92 "human-IT" RDM with k92_rsa, decoding, transfer curve,
+pair model, pooled image features and a thumbnail of every image. Like a store
+``precompute`` writes, it is self-contained: the app needs none of ``root/images``.
 
 Marked SIMULATED (``meta.simulated = true``), like the demo brain.
 """
@@ -82,9 +84,10 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
     """Write the synthetic store under ``root``; return the store path."""
     import torch
 
-    from brainviz.encoders.universal import UniversalEncoder
+    from brainviz.encoders.universal import CHECKPOINT_FORMAT, UniversalEncoder
     from brainviz.features.extract import extract_features
     from brainviz.store.writer import StoreWriter
+    from brainviz.thumbnails import thumbnail_of_file
 
     torch.manual_seed(seed)
     root = Path(root)
@@ -122,13 +125,10 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
         resp[s] = (clean + noise).astype(np.float32)
     row = {k: i for i, k in enumerate(nsd_keys)}
 
-    ck_path = root / "models" / "ue_multi.pt"
     ue = UniversalEncoder(embed_dim=8, proj_dim=8, n_epochs=2, batch_voxels=2048, batch_images=16,
                           progress=False, seed=seed, device="cpu")
     data = {s: (fs.layers[[row[k] for k in splits[s][0]]], resp[s][[row[k] for k in splits[s][0]]]) for s in SUBJECTS}
     ue.fit(data)
-    if checkpoint:
-        ue.save(ck_path)
     preds = {s: ue.predict(fs, s) for s in SUBJECTS}
     emb = {s: ue.voxel_embeddings(s) for s in SUBJECTS}
 
@@ -150,7 +150,8 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
         w.add_dataset("synthetic", "Synthetic app-test brain", root, simulated=True, surface="fsaverage5",
                       manifest={"name": "synthetic", "simulated": True})
         w.add_images(nsd_keys, [paths[k] for k in nsd_keys], dataset_id="synthetic")
-        w.add_images(k92_keys, [paths[k] for k in k92_keys])
+        w.add_images(k92_keys)  # like precompute: the 92 images have no files, only thumbnails
+        w.add_thumbnails(nsd_keys + k92_keys, [thumbnail_of_file(paths[k]) for k in nsd_keys + k92_keys])
         w.add_image_tags(tags.astype(np.float32), tag_text)
         w.add_image_features(BACKBONE, nsd_keys, pooled)
         for s in SUBJECTS:
@@ -163,7 +164,9 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
 
         w.set_meta(backbone=BACKBONE, **weights_spec(BACKBONE).to_meta())  # the weights the encoder was trained on
         w.add_model("ue_multi", "ue_multi", list(SUBJECTS), backbone=BACKBONE, config={"embed_dim": 8},
-                    checkpoint_path=ck_path if checkpoint else None, provenance={"seed": seed})
+                    provenance={"seed": seed})
+        if checkpoint:
+            w.add_checkpoint("ue_multi", ue.to_bytes(), CHECKPOINT_FORMAT)
         w.add_model("ridge-subj01", "ridge", ["subj01"], backbone=BACKBONE, config={"alphas": "logspace"})
         # voxel embeddings, map, clusters
         allemb = np.concatenate([emb[s] for s in SUBJECTS])
@@ -240,7 +243,10 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
                                 top1=0.5 if mid == "ue_multi" else 0.3, top5=0.9 if mid == "ue_multi" else 0.7)
         w.write_table("roi_metrics", pd.DataFrame(roi_rows))
         for s in SUBJECTS:
-            w.add_predictions("ue_multi", s, nsd_keys, preds[s])
+            te = splits[s][1]
+            w.add_predictions("ue_multi", s, te, preds[s][[row[x] for x in te]])  # image set 'test'
+            held_out = [k for k in nsd_keys if k not in set(splits[s][0])]  # every tagged image but training ones
+            w.add_predictions("ue_multi", s, held_out, preds[s][[row[x] for x in held_out]], image_set="tagged")
         # RDMs over subj01's test images
         te = splits["subj01"][1]
         rsa_rows = []

@@ -83,7 +83,7 @@ def ridge_check(out_dir: str | Path, seed: int = 0, categories: Mapping[str, tup
 
 
 def store_check(store_path: str | Path, demo_dir: str | Path, subjects: Sequence[str] | None = None,
-                model_id: str | None = None, cache_dir: str | Path | None = None, detail: bool = True) -> pd.DataFrame:
+                model_id: str | None = None, detail: bool = True) -> pd.DataFrame:
     """:func:`recovery_aucs` for subjects of a built store, predicting with its live (UE) model."""
     import time
 
@@ -103,7 +103,7 @@ def store_check(store_path: str | Path, demo_dir: str | Path, subjects: Sequence
         if not keys:
             continue
         t0 = time.perf_counter()
-        pred, how = I.predict_store_images(predictor, store, keys, s, cache_dir=cache_dir)
+        pred, how = I.predict_store_images(predictor, store, keys, s)
         df = recovery_aucs(pred, keys, tags, planted_regions(demo_dir, s), {**PLANTED, **(DETAIL if detail else {})})
         df.insert(0, "subject", s)
         df["model"] = predictor.model_id
@@ -125,12 +125,11 @@ if __name__ == "__main__":
     p.add_argument("--out", default="/tmp/brainviz_insilico_check", help="folder for --ridge-seed's demo brain")
     p.add_argument("--subject", action="append")
     p.add_argument("--model", default=None)
-    p.add_argument("--cache-dir", default=None)
     a = p.parse_args()
     pd.set_option("display.width", 200)
     if a.ridge_seed is not None:
         print(ridge_check(a.out, a.ridge_seed, {**PLANTED, **DETAIL}).to_string(index=False,
                                                                             float_format=lambda v: f"{v:.3f}"))
         raise SystemExit(0)
-    print(store_check(a.store, a.demo, a.subject, a.model, a.cache_dir).to_string(index=False,
+    print(store_check(a.store, a.demo, a.subject, a.model).to_string(index=False,
                                                                                   float_format=lambda v: f"{v:.3f}"))

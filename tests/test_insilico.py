@@ -212,7 +212,7 @@ def test_predict_command_on_good_and_bad_files(app_store, tmp_path, capsys):
     # two of the store's own images, to compare with its stored predictions
     with Store(app_store) as st:
         imgs = st.images()
-        keys = ["nsd-00001", "nsd-00002"]
+        keys = ["nsd-00021", "nsd-00022"]  # test images of subj01
         for k in keys:
             (folder / f"{k}.png").write_bytes(Path(imgs.set_index("image_key").loc[k, "path"]).read_bytes())
         stored = st.predictions("ue_multi", "subj01", keys)
@@ -297,27 +297,25 @@ def test_simulation_check_faces_places_food_contrasts_find_the_planted_regions(t
     assert (table["auc"] >= 0.9).all(), table.to_string()
 
 
-def test_predict_store_images_three_sources_agree(app_store, tmp_path):
-    """Stored predictions, the pipeline's feature cache and the image files give the same numbers."""
-    from brainviz.features import cached_features
+def test_predict_store_images_from_the_store_alone(app_store):
+    """The store's predictions of tagged images, else its thumbnails through the predictor: close numbers."""
     from brainviz.live import LivePredictor
     from brainviz.store.reader import Store
 
     with Store(app_store) as st:
         predictor = LivePredictor.from_store(st, "ue_multi")
-        keys = ["nsd-00003", "nsd-00011", "nsd-00020", "nsd-00029"]
+        keys = ["nsd-00003", "nsd-00005", "nsd-00021", "nsd-00029"]  # not subj02's training images
         stored, how = I.predict_store_images(predictor, st, keys, "subj02")
         assert how == "stored"
+        np.testing.assert_array_equal(stored, st.predictions("ue_multi", "subj02", keys, "tagged"))
         predictor.model_id = "ue_multi-renamed"  # no stored predictions under this id
-        from_images, how = I.predict_store_images(predictor, st, keys, "subj02", cache_dir=tmp_path / "none")
-        assert how == "images"
-        np.testing.assert_allclose(from_images, stored, atol=2e-3)
-        imgs = st.images()
-        imgs = imgs[imgs["dataset_id"].notna()].sort_values("image_key")
-        cached_features(predictor.backbone.name, imgs["image_key"].tolist(), imgs["path"].tolist(),
-                        tmp_path / "cache" / "features", progress=False)  # what `precompute features` writes
         seen = []
-        from_cache, how = I.predict_store_images(predictor, st, keys, "subj02", cache_dir=tmp_path / "cache",
-                                                 progress=lambda d, t: seen.append((d, t)))
-        assert how == "feature cache" and seen[-1] == (4, 4)
-        np.testing.assert_allclose(from_cache, stored, atol=2e-3)
+        from_thumbs, how = I.predict_store_images(predictor, st, keys, "subj02",
+                                                  progress=lambda d, t: seen.append((d, t)))
+        assert how == "thumbnails" and seen[-1] == (4, 4)
+        thumbs = st.thumbnails(keys)  # what was predicted: the store's pictures, nothing else
+        direct = I.predict_entries(predictor, [I.ImageEntry(k, lambda k=k: thumbs[k]) for k in keys], ["subj02"])
+        np.testing.assert_allclose(from_thumbs, direct.responses["subj02"], rtol=0, atol=1e-6)
+        # a JPEG thumbnail (quality 90) is not the PNG file: related numbers, not equal ones (r 0.91 here, on the
+        # fixture's flat synthetic pictures and tiny model; 0.99 per image in the median on the demo brain's, brainviz/thumbnails.py)
+        assert np.corrcoef(from_thumbs.ravel(), stored.ravel())[0, 1] > 0.8

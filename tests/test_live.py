@@ -161,6 +161,10 @@ def test_pick_live_model_prefers_multi_subject_checkpoints():
     ])
     assert L.pick_live_model(models) == "m"
     assert L.pick_live_model(models.iloc[:1]) is None
+    # a store's candidates are the models whose checkpoint it holds, whatever their checkpoint_path
+    assert L.pick_live_model(models, stored={"m2", "s"}) == "m2"
+    assert L.pick_live_model(models, stored={"s"}) == "s"
+    assert L.pick_live_model(models, stored=set()) is None
 
 
 # --------------------------------------------------------------------------- predictor on the synthetic store
@@ -200,8 +204,12 @@ def test_live_prediction_matches_the_stored_precomputed_one(predictor, store):
     assert L.nearest_images(live, bank, keys, k=1)[0][0] == key
 
 
-def test_predictor_is_cached_and_rejects_unknown_subjects(predictor, store):
-    assert L.get_live_predictor(store) is predictor
+def test_predictor_is_cached_and_rejects_unknown_subjects(predictor, store, monkeypatch):
+    reads = []
+    checkpoint = store.checkpoint
+    monkeypatch.setattr(store, "checkpoint", lambda m: reads.append(m) or checkpoint(m))
+    assert L.get_live_predictor(store) is predictor and L.get_live_predictor(store) is predictor
+    assert reads == []  # the stored checkpoint was read once, when the predictor was built
     with pytest.raises(BrainVizDataError, match="subj99"):
         predictor.predict(Image.new("RGB", (32, 32)), ["subj99"])
     batch = predictor.predict([Image.new("RGB", (32, 32)), Image.new("RGB", (40, 40), "red")], ["subj02"])

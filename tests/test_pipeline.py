@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import io
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -91,6 +92,18 @@ def test_store_holds_every_analysis(built):
         tc = st.transfer_curve()
         assert set(tc.method) == {"ue_transfer", "ridge"}
         assert st.predictions("ridge-subj01", "subj01").shape[1] == st.n_vertices("subj01")
+        # self-contained (issue 28): a thumbnail of every image, the live model's checkpoint and its predictions of
+        # every tagged image but its training ones for each of its subjects; every predicted model is a model of the store
+        keys = st.images()["image_key"].tolist()
+        assert set(st.thumbnails(keys)) == set(keys) and any(k.startswith("k92-") for k in keys)
+        assert list(st.checkpoints()["model_id"]) == ["ue_multi"]
+        imgs = st.images()
+        tagged = set(st.image_tags().index) & set(imgs[imgs["dataset_id"].notna()]["image_key"])  # not the 92
+        for s in ("subj01", "subj02", "subj03"):
+            train = set(st.image_splits(s, "train")["image_key"])
+            assert set(st.prediction_keys("ue_multi", s, "tagged")) == tagged - train
+    with duckdb.connect(str(root / "store.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT DISTINCT model_id FROM predictions EXCEPT SELECT model_id FROM models").fetchall() == []
 
 
 def test_failed_rerun_keeps_last_good_store(built, monkeypatch):

@@ -47,6 +47,12 @@ def _build(path: Path) -> dict:
         w.add_model("ue_multi", "ue_multi", list(SUBJECTS), backbone="effnet",
                     config={"E": E, "lr": np.float32(0.5)}, provenance={"seed": 3})
         w.add_model("ridge01", "ridge", ["subj01"])
+        from brainviz.thumbnails import thumbnail
+
+        d["thumbs"] = {k: thumbnail(RNG.integers(0, 255, (6, 9, 3), dtype=np.uint8)) for k in KEYS}
+        w.add_thumbnails(KEYS, list(d["thumbs"].values()))
+        w.add_thumbnails(KEYS[:2], list(d["thumbs"].values())[:2])  # already stored: skipped
+        w.add_checkpoint("ue_multi", b"\x00bytes of a checkpoint", "test/1")
         for s, (n_lh, n_rh) in SUBJECTS.items():
             v = n_lh + n_rh
             w.add_subject(s, "demo", "nsd", n_train=6, n_test=2, n_lh=n_lh, n_rh=n_rh)
@@ -140,6 +146,8 @@ def test_round_trip_every_table(built):
         assert set(summ["rows"]) == set(TABLES)
         assert all(n > 0 for n in summ["rows"].values())
         assert st.meta()["dim:voxel_embeddings"] == str(E)
+        assert st.thumbnails(KEYS) == {k: t.data for k, t in d["thumbs"].items()}
+        assert st.checkpoint("ue_multi") == b"\x00bytes of a checkpoint"
         rel = st.vertex_reliability("subj01")
         assert rel.shape == (12,) and np.allclose(rel, np.linspace(0, 0.55, 12))
         assert np.isnan(st.vertex_reliability("subj02")).all()
@@ -205,7 +213,8 @@ def test_round_trip_every_table(built):
         lab = st.cluster_labels("ue_multi", "subj01:PPA", 2, "subj01")
         assert lab.shape == (12,) and lab[2] == 0 and lab[9] == 1 and (np.delete(lab, [2, 9]) == -1).all()
         top = st.cluster_top_images("ue_multi", "joint", 3, subject="subj01")
-        assert top["image_key"].tolist() == KEYS[:3] and top["path"].tolist()[0] == f"/img/{KEYS[0]}.png"
+        assert top["image_key"].tolist() == KEYS[:3] and "path" not in top  # pictures: Store.thumbnails
+        assert list(st.thumbnails(top["image_key"])) == KEYS[:3]
         assert len(st.cluster_top_images("ue_multi", "joint", 3, cluster=0)) == 4
         desc = st.cluster_descriptions("ue_multi", "joint", 3)
         assert desc["description"].tolist() == ["faces 9/10", "food 3/10"]

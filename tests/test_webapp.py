@@ -189,8 +189,8 @@ def test_image_captions_and_rdm_order():
         ("lowest", "Most similar pairs"), ("largest", "Most dissimilar pairs"), ("weird_kind", "Weird kind")]
 
 
-def test_thumbnail_placeholder_for_a_missing_image(tmp_path):
-    im = V.thumbnail(str(tmp_path / "missing.jpg"), 64)
+def test_placeholder_picture():
+    im = V.placeholder(64)
     assert im.size == (64, 64) and im.mode == "RGB"
 
 
@@ -205,7 +205,10 @@ def test_viewmodel_on_the_app_store(app_store):
         ids = V.k92_rdm_ids(store)
         assert ids and ids[0] == "k92|human-IT"
         keys = store.images()["image_key"].tolist()[:3]
-        assert list(V.image_paths(store, keys + ["nope"])) == keys
+        pics = V.thumbnails(store, keys + ["nope"])  # the store's JPEG bytes; a placeholder for an unknown key
+        assert list(pics) == keys + ["nope"] and pics["nope"] is V.placeholder()
+        assert all(isinstance(pics[k], bytes) and pics[k][:2] == b"\xff\xd8" for k in keys)
+        assert V.thumbnail(store, keys[0]) == pics[keys[0]]
 
 
 # --------------------------------------------------------------------------- exports

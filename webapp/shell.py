@@ -187,7 +187,7 @@ def page_predictor(store: Store, path: Path, purpose: str):
     ``purpose``: what the page calls it in messages, e.g. "Live prediction"."""
     from brainviz import live as L
 
-    model_id = L.pick_live_model(store.models())
+    model_id = L.pick_live_model(store.models(), stored=set(store.checkpoints()["model_id"]))
     if model_id is None:
         stop_nothing_stored(f"{purpose} needs a Universal-Encoder model with a saved checkpoint; this store has none.")
     stamp = storefile.store_stamp(path)

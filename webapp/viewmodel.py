@@ -8,7 +8,6 @@ The pages (``app.py``, ``pages/*.py``) stay thin views: they read the store thro
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,7 +16,6 @@ import pandas as pd
 from brainviz import plotting as B
 from brainviz.errors import BrainVizDataError
 from brainviz.names import HEMIS
-from brainviz.paths import PROJECT_ROOT
 from brainviz.rois import roi_groups
 
 #: vertices-table ROI columns -> user-facing class name (outline choices).
@@ -197,31 +195,26 @@ def recovery_table(clusters: np.ndarray, vertices: pd.DataFrame) -> tuple[pd.Dat
 
 
 # --------------------------------------------------------------------------- images
-@lru_cache(maxsize=4096)
-def thumbnail(path: str, size: int = 256):
-    """A PIL RGB thumbnail of an image file, or a gray placeholder naming the problem."""
+@lru_cache(maxsize=8)
+def placeholder(size: int = 256, text: str = "image missing"):
+    """A gray PIL picture saying ``text``: shown where the store holds no thumbnail."""
     from PIL import Image, ImageDraw
 
-    p = Path(path)
-    if not p.is_absolute() and not p.is_file():
-        p = PROJECT_ROOT / p
-    try:
-        with Image.open(p) as im:
-            im.draft("RGB", (size, size))
-            im = im.convert("RGB")
-            im.thumbnail((size, size))
-            return im
-    except Exception:
-        im = Image.new("RGB", (size, size), (200, 200, 200))
-        ImageDraw.Draw(im).text((8, size // 2 - 6), "image missing", fill=(90, 90, 90))
-        return im
+    im = Image.new("RGB", (size, size), (200, 200, 200))
+    ImageDraw.Draw(im).text((8, size // 2 - 6), text, fill=(90, 90, 90))
+    return im
 
 
-def image_paths(store, keys: Sequence[str]) -> dict[str, str]:
-    """{key: path} for keys known to the store (unknown keys are left out)."""
-    df = store.images()
-    paths = dict(zip(df["image_key"], df["path"]))
-    return {k: paths[k] for k in keys if k in paths}
+def thumbnails(store, keys: Sequence[str]) -> dict:
+    """{key: picture for ``st.image``} of every key: the bytes of the store's thumbnail (a JPEG), or the
+    gray :func:`placeholder` where it holds none. Reads only these keys' thumbnails."""
+    stored = store.thumbnails(keys)
+    return {k: stored[k] if k in stored else placeholder() for k in keys}
+
+
+def thumbnail(store, key: str):
+    """The picture of one image (see :func:`thumbnails`)."""
+    return thumbnails(store, [key])[key]
 
 
 def tag_caption(key: str, tags: pd.DataFrame, max_tags: int = 3, threshold: float = 0.5) -> str:

@@ -103,6 +103,7 @@ feature cache); the backbone here is frozen.
 from __future__ import annotations
 
 import copy
+import io
 import time
 import zlib
 from collections import OrderedDict
@@ -811,36 +812,55 @@ class UniversalEncoder:
         return attn.cpu().numpy()
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path: str | Path) -> None:
-        """Write a checkpoint (config, weights, subjects, optimizer state, epoch, history) atomically."""
+    def _payload(self, prediction_only: bool = False) -> dict:
+        """The checkpoint dict; ``prediction_only`` leaves out the optimizer state and the best-epoch
+        weights (what resuming training needs, not predicting: about 2/3 of the bytes)."""
         self._check_fitted()
         m = self.module_
-        payload = {
+        keep_training = not prediction_only
+        return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "shape": [m.n_layers, m.n_patches, m.in_channels],
             "subjects": {k: int(v.shape[0]) for k, v in m.embeddings.items()},
             "subject_order": list(self._subject_order),
             "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
-            "optimizer": self._opt_state,
+            "optimizer": self._opt_state if keep_training else None,
             "epoch": int(self._epochs_done),
             "embedding_cosine": dict(self.embedding_cosine_),
             "history": list(self.history_),
             "transfer_history": dict(self.transfer_history_),
-            "best": None if self._best is None else {
+            "best": None if self._best is None or not keep_training else {
                 "score": float(self._best["score"]), "epoch": int(self._best["epoch"]),
                 "state": {k: v.detach().cpu() for k, v in self._best["state"].items()}},
         }
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint (config, weights, subjects, optimizer state, epoch, history) atomically."""
+        payload = self._payload()
         with atomic_path(path, suffix=".pt") as tmp:
             torch.save(payload, tmp)
 
+    def to_bytes(self) -> bytes:
+        """A prediction-only checkpoint as bytes (no optimizer state, no best-epoch weights): what the
+        store keeps for live prediction; :meth:`load` reads it back (``torch.load(weights_only=True)``)."""
+        buf = io.BytesIO()
+        torch.save(self._payload(prediction_only=True), buf)
+        return buf.getvalue()
+
     @staticmethod
-    def _read_checkpoint(path: str | Path) -> dict:
-        path = Path(path)
-        if not path.is_file():
-            raise BrainVizDataError(path, "checkpoint file is missing")
+    def _read_checkpoint(source: str | Path | bytes, name: str | Path | None = None) -> dict:
+        """The checkpoint dict of a file or of bytes (``name``: what messages call the bytes). Tensors and
+        plain containers only (``torch.load(weights_only=True)``): no pickled code runs."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            path, stream = (name or "stored checkpoint"), io.BytesIO(source)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise BrainVizDataError(path, "checkpoint file is missing")
+            stream = path
         try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
+            ck = torch.load(stream, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise BrainVizDataError(path, f"not a readable checkpoint ({safe_message(exc)})") from None
         if isinstance(ck, dict) and ck.get("format") in _OLD_FORMATS:
@@ -872,16 +892,19 @@ class UniversalEncoder:
             "state": {k: v.to(self.device) for k, v in best["state"].items()}}
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "UniversalEncoder":
-        """Load a checkpoint written by :meth:`save` (config and all subjects included)."""
-        ck = cls._read_checkpoint(path)
+    def load(cls, path: str | Path | bytes, device: str | None = None,
+             name: str | Path | None = None) -> "UniversalEncoder":
+        """Load a checkpoint written by :meth:`save` (a file) or :meth:`to_bytes` (bytes; ``name`` labels
+        them in messages), config and all subjects included."""
+        ck = cls._read_checkpoint(path, name)
+        where = (name or "stored checkpoint") if isinstance(path, (bytes, bytearray, memoryview)) else path
         cfg = UniversalConfig.from_dict(ck["config"])
         cfg.device = device
         est = cls(cfg)
         try:
             est._restore(ck)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise BrainVizDataError(path, f"inconsistent checkpoint ({exc})") from None
+            raise BrainVizDataError(where, f"inconsistent checkpoint ({exc})") from None
         return est
 
     def __repr__(self) -> str:

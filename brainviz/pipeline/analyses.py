@@ -6,11 +6,8 @@ writes it with the store writer; each returns a small dict of headline numbers
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from .. import clusters as cl
 from .. import rsa as rdmlib
@@ -23,6 +20,7 @@ from ..metrics import retrieval_ranks
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
+from ..thumbnails import thumbnail
 from .context import Context
 from .evaluate import predict
 from .workdir import load_model, load_predictions, load_registry
@@ -175,7 +173,6 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     measured = {s: (np.concatenate([ctx.responses(s, "train")] + ([ctx.responses(s, "test")] if ctx.has_test(s) else [])),
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}
-    w.add_predictions(EMBEDDING_MODEL + ":all-images", main[0], main_keys, preds[main[0]])
     # top images rank cluster means of per-vertex z-scored responses: z-score once, not per scope and k
     preds = {s: cl.zscore_columns(p) for s, p in preds.items()}
     measured = {s: (cl.zscore_columns(y), keys) for s, (y, keys) in measured.items()}
@@ -480,15 +477,8 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         return {}
     with ctx.timed("k92"):
         k92 = load_kriegeskorte92(ctx.config.data_root)
-        img_dir = Path(ctx.config.cache_dir) / "k92_images"
-        img_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for key, arr in zip(k92.image_keys, k92.images):
-            p = img_dir / f"{key}.png"
-            if not p.exists():
-                Image.fromarray(arr).save(p)
-            paths.append(p)
-        w.add_images(k92.image_keys, paths, dataset_id=None)
+        w.add_images(k92.image_keys, dataset_id=None)  # no files: the pictures are the store's thumbnails
+        w.add_thumbnails(k92.image_keys, [thumbnail(arr, name=key) for key, arr in zip(k92.image_keys, k92.images)])
         w.add_image_tags(_k92_scores(k92), tags=dict(zip(k92.image_keys, k92.categories["category"].astype(str))))
         backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights, seed=ctx.config.seed)
         ims = k92.pil_images()

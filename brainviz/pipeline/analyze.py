@@ -1,6 +1,11 @@
 """The analyze stage: run the analyses and write every result of a precompute run into one DuckDB
 store (temp file, renamed into place). The analyses themselves are in :mod:`brainviz.pipeline.analyses`;
-the train / evaluate results are read from the work folder through :mod:`brainviz.pipeline.workdir`."""
+the train / evaluate results are read from the work folder through :mod:`brainviz.pipeline.workdir`.
+
+The store is self-contained (:mod:`brainviz.store.schema`): besides the results it gets a thumbnail
+of every image (:func:`write_inputs`) and the live model's checkpoint with its predictions of every
+tagged image it was not trained on (:func:`write_live_model`), so the app needs neither the work folder, the caches nor the
+dataset."""
 from __future__ import annotations
 
 import json
@@ -14,10 +19,12 @@ from ..errors import BrainVizDataError
 from ..names import PERCENT
 from ..paths import PROJECT_ROOT
 from ..store.writer import StoreWriter
+from ..thumbnails import thumbnails_of_files
 from . import analyses
 from .context import Context
 from .plan import skipped_analyses
-from .workdir import load_predictions, load_registry, read_results, read_vertex_metrics
+from .evaluate import predict
+from .workdir import load_model, load_predictions, load_registry, read_results, read_vertex_metrics
 
 
 def _git_commit() -> str | None:
@@ -44,7 +51,11 @@ def write_inputs(ctx: Context, w: StoreWriter) -> None:
         w.add_image_splits(s, "train", imgs.train_keys)
         if imgs.test_keys:
             w.add_image_splits(s, "test", imgs.test_keys)
-    w.add_images(ctx.catalog.image_key.tolist(), ctx.catalog.path.tolist(), dataset_id=dataset_id)
+    keys, paths = ctx.catalog.image_key.tolist(), ctx.catalog.path.tolist()
+    w.add_images(keys, paths, dataset_id=dataset_id)
+    with ctx.timed("store: thumbnails"):
+        for start, thumbs in thumbnails_of_files(paths, workers=ctx.workers()):
+            w.add_thumbnails(keys[start:start + len(thumbs)], thumbs)
     tags = ctx.tags
     cats = [c for c in tags.columns if c != "tags"]
     known = tags[cats].notna().any(axis=1)
@@ -106,6 +117,43 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
                                            "top1": round(r.top1, 3)} for r in table.itertuples()}
 
 
+def tagged_keys(ctx: Context) -> list[str]:
+    """Keys of the dataset's images with category tags (what the In-silico page's image sets choose from)."""
+    tags = ctx.tags
+    cats = [c for c in tags.columns if c != "tags"]
+    known = set(tags.index[tags[cats].notna().any(axis=1)])
+    return [k for k in ctx.catalog.image_key if k in known]
+
+
+def write_live_model(ctx: Context, w: StoreWriter) -> dict:
+    """The live model (:func:`brainviz.live.pick_live_model`: the multi-subject Universal Encoder) into the
+    store: its prediction-only checkpoint (``checkpoints``) and, for each of its subjects, its predictions of
+    every tagged image it was not trained on (``predictions``, image set 'tagged': the In-silico page's
+    NSD sets leave a subject's training images out), made by the model loaded back from those bytes
+    (what the app loads). Returns {"model", "checkpoint_mb", "tagged_images"} (empty: no such model)."""
+    from ..encoders.universal import CHECKPOINT_FORMAT, UniversalEncoder
+    from ..live import pick_live_model
+
+    registry = load_registry(ctx)
+    models = pd.DataFrame([{"model_id": m, "kind": e["kind"], "subjects": e["subjects"],
+                            "checkpoint_path": e.get("checkpoint")} for m, e in registry.items()])
+    model_id = pick_live_model(models)
+    if model_id is None:
+        return {}
+    data = load_model(registry[model_id]).to_bytes()
+    w.add_checkpoint(model_id, data, CHECKPOINT_FORMAT)
+    enc = UniversalEncoder.load(data, name=f"checkpoint of {model_id}")
+    keys = tagged_keys(ctx)
+    n = {}
+    for s in enc.subjects:
+        train = set(ctx.images[s].train_keys) if s in ctx.images else set()
+        held_out = [k for k in keys if k not in train]
+        if held_out:
+            w.add_predictions(model_id, s, held_out, predict(enc, ctx, s, held_out), image_set="tagged")
+        n[s] = len(held_out)
+    return {"model": model_id, "checkpoint_mb": round(len(data) / 2**20, 1), "tagged_images": n}
+
+
 def analyze(ctx: Context) -> dict:
     """The analyze stage: run the analyses and write the store; returns the headline numbers."""
     headline: dict = {}
@@ -114,6 +162,8 @@ def analyze(ctx: Context) -> dict:
         with ctx.timed("store: inputs"):
             write_inputs(ctx, w)
             headline["encoders"] = write_encoders(ctx, w)
+        with ctx.timed("store: live model"):
+            headline["live_model"] = write_live_model(ctx, w)
         headline["clusters"] = analyses.write_clusters(ctx, w)
         headline["rdms"] = analyses.write_rdms(ctx, w)
         k92 = analyses.write_k92(ctx, w)

@@ -39,8 +39,10 @@ wrong and the command that rebuilds it; a read that fails later (a damaged
 block) raises it too, never a raw DuckDB error. Asking for arrays that are not
 stored (unknown model, subject, image, RDM) raises BrainVizDataError too.
 DataFrame methods return an empty frame when nothing matches. Image and
-checkpoint paths are stored relative to the store's folder (older stores:
-relative to the project) and returned resolved (:meth:`Store.resolve_path`).
+checkpoint paths (provenance: what the store was built from) are stored relative
+to the store's folder and returned resolved (:meth:`Store.resolve_path`); the
+pages need neither: pictures come from :meth:`Store.thumbnails` (only the keys
+asked for are read) and the live model from :meth:`Store.checkpoint`.
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ import pyarrow as pa
 
 from ..errors import BrainVizDataError
 from ..paths import DEFAULT_STORE, PROJECT_ROOT
-from .schema import SCHEMA_VERSION, TABLES, dim_key
+from .schema import PREDICTION_SETS, SCHEMA_VERSION, TABLES, dim_key
 
 REBUILD = "python -m precompute all"
 #: DuckDB settings of every read connection: no extension is ever loaded or downloaded implicitly.
@@ -567,7 +569,8 @@ class Store:
         if given (unknown keys raise)."""
         df = self._df("images", order=["image_key"])
         if "path" in df:
-            df["path"] = [self.resolve_path(v) for v in df["path"]]
+            df["path"] = pd.Series([None if pd.isna(v) else self.resolve_path(v) for v in df["path"]], index=df.index,
+                                   dtype=object)
         if keys is None:
             return df
         df = df.set_index("image_key", drop=False)
@@ -584,6 +587,16 @@ class Store:
         """Category scores in [0, 1], indexed by image_key; columns faces ... people, tags (text)."""
         df = self._df("image_tags", order=["image_key"])
         return df.set_index("image_key")
+
+    def thumbnails(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """{image_key: the thumbnail's bytes (a JPEG file, ``thumbnails.format``)} of the ``keys`` that have one, in
+        their order; only these rows are read (unknown keys are left out)."""
+        keys = list(dict.fromkeys(str(k) for k in keys))
+        if not keys or "thumbnails" not in self._tables:
+            return {}
+        t = self._arrow("SELECT image_key, data FROM thumbnails WHERE image_key IN (SELECT unnest(?))", [keys])
+        got = dict(zip(t.column("image_key").to_pylist(), t.column("data").to_pylist()))
+        return {k: got[k] for k in keys if k in got}
 
     def backbones(self) -> list[str]:
         """Backbones with stored pooled image features."""
@@ -617,6 +630,19 @@ class Store:
             df["checkpoint_path"] = [self.resolve_path(v) for v in df["checkpoint_path"]]
         return df
 
+    def checkpoints(self) -> pd.DataFrame:
+        """model_id, format, n_bytes, sha256 of the stored checkpoints (without their bytes), by model_id."""
+        return self._df("checkpoints", ["model_id", "format", "n_bytes", "sha256"], ["model_id"])
+
+    def checkpoint(self, model_id: str) -> bytes:
+        """The stored checkpoint bytes of ``model_id`` (load with ``UniversalEncoder.load(data)``: tensors only)."""
+        t = self._select("checkpoints", ["data"], model_id=model_id)
+        if len(t) == 0:
+            held = ", ".join(self.checkpoints()["model_id"]) or "none"
+            raise BrainVizDataError(self.path, f"no checkpoint of model {model_id!r} in this store (checkpoints "
+                                               f"stored: {held}); rebuild it with `{REBUILD}`")
+        return t.column("data")[0].as_py()
+
     def voxel_embeddings(self, model_id: str, subject: str) -> np.ndarray:
         """(V, E) float32 voxel embeddings of ``subject``'s vertices 0..V-1 (bit-exact as written)."""
         t = self._select("voxel_embeddings", ["embedding"], ["vertex"], model_id=model_id, subject=subject)
@@ -640,23 +666,34 @@ class Store:
         """model_id, subject, n_candidates, mean_rank, top1, top5."""
         return self._df("retrieval", order=["model_id", "subject"], model_id=model_id, subject=subject)
 
-    def prediction_keys(self, model_id: str, subject: str) -> list[str]:
-        """Image keys with stored predictions for (model, subject), sorted."""
-        t = self._select("predictions", ["image_key"], ["image_key"], model_id=model_id, subject=subject)
+    @staticmethod
+    def _image_set(image_set: str) -> str:
+        if image_set not in PREDICTION_SETS:
+            raise BrainVizDataError("image_set", f"got {image_set!r}, expected one of {PREDICTION_SETS}")
+        return image_set
+
+    def prediction_keys(self, model_id: str, subject: str, image_set: str = "test") -> list[str]:
+        """Image keys with stored predictions for (model, subject) in ``image_set`` ('test' | 'tagged'), sorted."""
+        t = self._select("predictions", ["image_key"], ["image_key"], model_id=model_id, subject=subject,
+                         image_set=self._image_set(image_set))
         return t.column(0).to_pylist()
 
-    def predictions(self, model_id: str, subject: str, image_keys: Sequence[str] | None = None) -> np.ndarray:
-        """(n, V) float32 predicted responses, rows in ``image_keys`` order (default: :meth:`prediction_keys`)."""
-        what = f"predictions for model {model_id!r}, subject {subject!r}"
+    def predictions(self, model_id: str, subject: str, image_keys: Sequence[str] | None = None,
+                    image_set: str = "test") -> np.ndarray:
+        """(n, V) float32 predicted responses of ``image_set`` ('test': evaluation images, 'tagged': every tagged
+        image), rows in ``image_keys`` order (default: :meth:`prediction_keys`)."""
+        what = f"{image_set} predictions for model {model_id!r}, subject {subject!r}"
+        self._image_set(image_set)
         if image_keys is None:
-            t = self._select("predictions", ["image_key", "values"], ["image_key"], model_id=model_id, subject=subject)
+            t = self._select("predictions", ["image_key", "values"], ["image_key"], model_id=model_id, subject=subject,
+                             image_set=image_set)
             self._need(t, what)
             return _to_matrix(t.column("values"), what)
         keys = [str(k) for k in image_keys]
         if not keys:
             return np.zeros((0, self.n_vertices(subject)), np.float32)
         t = self._arrow('SELECT image_key, "values" FROM predictions WHERE model_id = ? AND subject = ? '
-                        'AND image_key IN (SELECT unnest(?))', [model_id, subject, keys])
+                        'AND image_set = ? AND image_key IN (SELECT unnest(?))', [model_id, subject, image_set, keys])
         got = t.column("image_key").to_pylist()
         return self._pick(got, _to_matrix(t.column("values"), what), keys, what)[1]
 
@@ -685,17 +722,11 @@ class Store:
 
     def cluster_top_images(self, model_id: str, scope: str, k: int, *, subject: str | None = None,
                            source: str | None = None, cluster: int | None = None) -> pd.DataFrame:
-        """cluster, subject, source, rank, image_key, score, path; ordered by cluster, subject, source, rank."""
-        where = [("t.model_id", model_id), ("t.scope", scope), ("t.k", int(k)), ("t.subject", subject),
-                 ("t.source", source), ("t.cluster", cluster)]
-        where = [(c, v) for c, v in where if v is not None]
-        sql = ("SELECT t.cluster, t.subject, t.source, t.rank, t.image_key, t.score, i.path "
-               "FROM cluster_top_images t LEFT JOIN images i USING (image_key) WHERE "
-               + " AND ".join(f"{c} = ?" for c, _ in where)
-               + " ORDER BY t.cluster, t.subject, t.source, t.rank")
-        df = self._arrow(sql, [v for _, v in where]).to_pandas()
-        df["path"] = [self.resolve_path(v) for v in df["path"]]
-        return df
+        """cluster, subject, source, rank, image_key, score; ordered by cluster, subject, source, rank
+        (pictures: :meth:`thumbnails`)."""
+        return self._df("cluster_top_images", ["cluster", "subject", "source", "rank", "image_key", "score"],
+                        ["cluster", "subject", "source", "rank"], model_id=model_id, scope=scope, k=int(k),
+                        subject=subject, source=source, cluster=cluster)
 
     def cluster_descriptions(self, model_id: str, scope: str, k: int) -> pd.DataFrame:
         """cluster, n_vertices, description ('faces 9/10'), source, enrichment (dict); by cluster."""

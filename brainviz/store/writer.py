@@ -10,19 +10,21 @@ store (if any) stays byte-identical. A process killed with SIGKILL may leave a
 next StoreWriter of the same path removes it once that pid no longer runs
 (:func:`brainviz.atomic.sweep_stale_temps`).
 
-Paths (``images.path``, ``models.checkpoint_path``) are stored relative to the
-store's folder when the file lies below the folder above it (e.g. the project
-for ``data/brainviz.duckdb``), else absolute; the reader resolves them against
-the store's location, so a moved project or another working folder still
-finds them.
+Paths (``images.path``, ``models.checkpoint_path``: provenance, what the store was
+built from; the pages read thumbnails and checkpoints from the store itself) are
+stored relative to the store's folder when the file lies below the folder above it
+(e.g. the project for ``data/brainviz.duckdb``), else absolute; the reader resolves
+them against the store's location.
 
 Everything is bulk-inserted from pandas DataFrames or Arrow tables
 (``INSERT INTO t BY NAME SELECT * FROM <registered>``); fixed-size embedding
 columns are written from Arrow ``FixedSizeListArray``\\ s, so float32 values
-round-trip bit-exact. Column meanings: :mod:`brainviz.store.schema`.
+round-trip bit-exact; thumbnails and checkpoints (``BLOB``) from Arrow binary
+arrays, many rows per insert. Column meanings: :mod:`brainviz.store.schema`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -41,7 +43,8 @@ import pyarrow.compute as pc
 from .. import __version__
 from ..atomic import sweep_stale_temps, temp_prefix
 from ..errors import BrainVizDataError
-from .schema import MODEL_KINDS, ROI_COLUMNS, SCHEMA_VERSION, TABLES, TAG_CATEGORIES, create_statements, dim_key
+from .schema import (MODEL_KINDS, PREDICTION_SETS, ROI_COLUMNS, SCHEMA_VERSION, TABLES, TAG_CATEGORIES,
+                     create_statements, dim_key)
 
 Data = pd.DataFrame | pa.Table
 
@@ -324,16 +327,40 @@ class StoreWriter:
         self.write_table("vertices", self._frame(n, **cols))
 
     # ------------------------------------------------------------------ images
-    def add_images(self, image_keys: Sequence[str], paths: Sequence[str | Path],
+    def add_images(self, image_keys: Sequence[str], paths: Sequence[str | Path | None] | None = None,
                    dataset_id: str | None = None) -> None:
-        """Images (keys like 'nsd-02950'; the dataset is the key's prefix). Already stored keys are skipped."""
+        """Images (keys like 'nsd-02950'; the dataset is the key's prefix) and the files they were read from
+        (None: no file, e.g. the 92-image set). Already stored keys are skipped. Their pictures go to
+        :meth:`add_thumbnails`."""
         keys = [str(k) for k in image_keys]
         bad = [k for k in keys if "-" not in k]
         if bad:
             raise BrainVizDataError("image_key", f"expected '<dataset>-<id>' keys, got {bad[:3]}")
+        paths = [None] * len(keys) if paths is None else list(paths)
+        if len(paths) != len(keys):
+            raise BrainVizDataError("images", f"{len(keys)} keys but {len(paths)} paths")
         df = pd.DataFrame({"image_key": keys, "dataset": [k.split("-", 1)[0] for k in keys],
-                           "dataset_id": dataset_id, "path": [self.relative_path(p) for p in paths]})
+                           "dataset_id": dataset_id,
+                           "path": pd.Series([self.relative_path(p) for p in paths], dtype=object)})
         self.write_table("images", df.drop_duplicates("image_key"), ignore_duplicates=True)
+
+    def add_thumbnails(self, image_keys: Sequence[str], thumbnails: Sequence[Any]) -> None:
+        """Thumbnails of ``image_keys`` (:class:`brainviz.thumbnails.Thumbnail`: ``data`` bytes, ``format``,
+        ``width``, ``height``), written in one bulk insert from an Arrow binary array. Already stored keys
+        are skipped."""
+        keys = [str(k) for k in image_keys]
+        if len(thumbnails) != len(keys):
+            raise BrainVizDataError("thumbnails", f"{len(keys)} keys but {len(thumbnails)} thumbnails")
+        seen: set[str] = set()
+        rows = [(k, t) for k, t in zip(keys, thumbnails) if not (k in seen or seen.add(k))]
+        if any(not t.data for _, t in rows):
+            raise BrainVizDataError("thumbnails", "an empty thumbnail (no bytes)")
+        self.write_table("thumbnails", pa.table({
+            "image_key": pa.array([k for k, _ in rows], pa.string()),
+            "format": pa.array([t.format for _, t in rows], pa.string()),
+            "width": pa.array([int(t.width) for _, t in rows], pa.int32()),
+            "height": pa.array([int(t.height) for _, t in rows], pa.int32()),
+            "data": pa.array([bytes(t.data) for _, t in rows], pa.large_binary())}), ignore_duplicates=True)
 
     def add_image_splits(self, subject: str, split: str, image_keys: Sequence[str]) -> None:
         """The (n,) images of ``subject``'s ``split`` in response-row order (row = position)."""
@@ -375,6 +402,16 @@ class StoreWriter:
             "config": to_json(config), "checkpoint_path": self.relative_path(checkpoint_path),
             "created_at": created_at or datetime.now(timezone.utc).replace(tzinfo=None),
             "provenance": to_json(provenance)}]))
+
+    def add_checkpoint(self, model_id: str, data: bytes, fmt: str) -> None:
+        """The checkpoint bytes ``data`` (format ``fmt``, e.g. ``UniversalEncoder.to_bytes()``) of a model
+        already added with :meth:`add_model`; its SHA-256 is stored beside it."""
+        if not data:
+            raise BrainVizDataError(f"checkpoints[{model_id}]", "no bytes")
+        data = bytes(data)
+        self.write_table("checkpoints", pa.table({
+            "model_id": [model_id], "format": [fmt], "n_bytes": pa.array([len(data)], pa.int64()),
+            "sha256": [hashlib.sha256(data).hexdigest()], "data": pa.array([data], pa.large_binary())}))
 
     def add_voxel_embeddings(self, model_id: str, subject: str, embeddings: np.ndarray) -> None:
         """(V, E) float32 voxel embeddings of ``subject``'s vertices 0..V-1 (stored as FLOAT[E], bit-exact)."""
@@ -438,12 +475,16 @@ class StoreWriter:
             "model_id": model_id, "subject": subject, "n_candidates": int(n_candidates),
             "mean_rank": float(mean_rank), "top1": float(top1), "top5": float(top5)}]))
 
-    def add_predictions(self, model_id: str, subject: str, image_keys: Sequence[str], values: np.ndarray) -> None:
-        """(n, V) predicted responses of ``subject``'s vertices for ``image_keys`` (one row per image)."""
+    def add_predictions(self, model_id: str, subject: str, image_keys: Sequence[str], values: np.ndarray,
+                        image_set: str = "test") -> None:
+        """(n, V) predicted responses of ``subject``'s vertices for ``image_keys`` (one row per image);
+        ``image_set``: 'test' (the subject's evaluation images) or 'tagged' (every tagged image)."""
+        if image_set not in PREDICTION_SETS:
+            raise BrainVizDataError("predictions.image_set", f"got {image_set!r}, expected one of {PREDICTION_SETS}")
         m = _float_matrix(f"predictions[{model_id}, {subject}]", values)
         if m.shape[0] != len(image_keys):
             raise BrainVizDataError(f"predictions[{model_id}, {subject}]", f"{m.shape[0]} rows but {len(image_keys)} keys")
-        self.write_table("predictions", self._frame(len(m), model_id=model_id, subject=subject,
+        self.write_table("predictions", self._frame(len(m), model_id=model_id, subject=subject, image_set=image_set,
                                                     image_key=[str(k) for k in image_keys], values=_list_array(m)))
 
     # ------------------------------------------------------------------ RDMs
