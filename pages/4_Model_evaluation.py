@@ -11,6 +11,7 @@ from brainviz import plotting as B
 from brainviz.rois import ROI_GROUP_COLUMNS
 from webapp import shell
 from webapp import viewmodel as V
+from webapp.brainview import brain_view, hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -57,10 +58,9 @@ else:
     title = f"{model_id} · {subject} · {desc}" + (" · SIMULATED" if store.simulated else "")
     c1, c2 = st.columns([3, 1])
     with c1:
-        st.plotly_chart(B.brain_figure(maps, surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
-                                       title=title, colorbar_title=metric, outlines=outlines,
-                                       view=None if surface == "flat" else view, hover_name=metric),
-                        key="acc_brain", theme=None, config={"displaylogo": False})
+        brain_view(maps, key="acc_brain", surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
+                   title=title, colorbar_title=metric, outlines=outlines, rois=hover_rois(vertices),
+                   view=None if surface == "flat" else view, hover_name=metric)
     with c2:
         v = vm[metric].dropna()
         st.metric(f"median {metric}", f"{v.median():.3f}")

@@ -127,18 +127,21 @@ def page_start(script: str) -> tuple[Store, Path]:
 def load_predictor(store_file: str, stamp: tuple, model_id: str):
     """The live model of the store, loaded once per server and shared by every page that predicts.
 
-    Also warms the mesh caches, plotly's lazy imports and the figure scaffold of every surface, so
-    the first map is as fast as the next ones (cold, the first figure took ~300 ms).
+    Also warms the mesh caches and writes the brain view's mesh file of every surface, so the first
+    map is as fast as the next ones.
     """
     import numpy as np
 
     from brainviz import plotting as B
     from brainviz import live as L
 
+    from .brainview import ensure_mesh_file
+
     predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
     empty = {h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}
     for surf in B.SURFACES:
-        B.map_figure(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
+        B.view_payload(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
+        ensure_mesh_file(surf)
     return predictor
 
 
