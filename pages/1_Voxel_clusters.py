@@ -12,7 +12,7 @@ from brainviz import export as X
 from brainviz.rois import cluster_roi_counts, cluster_roi_majority, roi_groups
 from webapp import shell
 from webapp import viewmodel as V
-from webapp.brainview import brain_view, hover_rois, selected_category
+from webapp.brainview import brain_view, selected_category, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -152,7 +152,7 @@ def pick_from_brain(selection: dict, present=tuple(clusters_present)) -> None:
         st.session_state["cluster_pick"] = code
 
 
-roi_hover = hover_rois(vertices)
+roi_hover = store_hover_rois(store, subject)
 left, right = st.columns([3, 2])
 with left:
     title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")

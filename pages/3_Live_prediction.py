@@ -16,7 +16,7 @@ from brainviz.errors import BrainVizDataError
 from brainviz.rois import roi_groups
 from webapp import shell
 from webapp import viewmodel as V
-from webapp.brainview import brain_view, hover_rois
+from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -117,7 +117,7 @@ if result_a is not None:
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
     t_map = time.perf_counter()
     maps_a = V.to_fsaverage5(pred, vertices)
-    roi_hover = hover_rois(vertices)
+    roi_hover = store_hover_rois(store, subject)
     # token of what is drawn (the browser reports it once on screen): the image and every setting of the map
     token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative)])
     map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, rois=roi_hover,

@@ -11,7 +11,7 @@ from brainviz import plotting as B
 from brainviz.rois import ROI_GROUP_COLUMNS
 from webapp import shell
 from webapp import viewmodel as V
-from webapp.brainview import brain_view, hover_rois
+from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -59,7 +59,7 @@ else:
     c1, c2 = st.columns([3, 1])
     with c1:
         brain_view(maps, key="acc_brain", surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
-                   title=title, colorbar_title=metric, outlines=outlines, rois=hover_rois(vertices),
+                   title=title, colorbar_title=metric, outlines=outlines, rois=store_hover_rois(store, subject),
                    view=None if surface == "flat" else view, hover_name=metric)
     with c2:
         v = vm[metric].dropna()

@@ -18,7 +18,7 @@ from brainviz.errors import BrainVizDataError
 from brainviz.rois import roi_groups
 from webapp import shell
 from webapp import viewmodel as V
-from webapp.brainview import brain_view, hover_rois
+from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -233,7 +233,7 @@ if outline_name != "none":
 map_title = (f"{title_what} · {subject} · {shown}" + (f" (q = {q:g})" if shown.startswith("t (FDR") else "")
              + (" · SIMULATED" if store.simulated else ""))
 brain_view(maps, key="is_brain", surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, title=map_title,
-           colorbar_title=cbar, outlines=outlines, rois=hover_rois(vertices), labels=labels_pos,
+           colorbar_title=cbar, outlines=outlines, rois=store_hover_rois(store, subject), labels=labels_pos,
            view=None if surface == "flat" else view, hover_name=hover)
 if n_pos + n_neg == 0 and shown.startswith("t (FDR"):
     st.info(f"No vertex survives FDR at q = {q:g}: the model predicts no reliable difference between the sets. "

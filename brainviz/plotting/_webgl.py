@@ -93,6 +93,7 @@ def mesh_asset(surface: str = "inflated") -> bytes:
     return b"BVM1" + struct.pack("<I", len(head)) + head + b"".join(buffers)
 
 
+@lru_cache(maxsize=len(SURFACES))
 def mesh_asset_name(surface: str = "inflated") -> str:
     """File name of a surface's mesh asset: ``<surface>-<first 12 hex digits of its sha1>.bin``
     (a new mesh gets a new name, so a browser never keeps a stale one)."""
@@ -171,11 +172,30 @@ def _quantise(values_by_hemi: Mapping[str, np.ndarray], hemis: Sequence[str], ca
     return out, lo, step
 
 
+_LABEL_CACHE: dict = {}
+
+
 def _label_section(labels_by_hemi: Mapping[str, np.ndarray] | None, hemis: Sequence[str]):
     """(codes by hemi, names, missing code, dtype) of per-vertex label names (None / '' / NaN / 0 /
-    'Unknown' = unlabelled, as :func:`brainviz.plotting.outline_vertices`), or None when nothing is labelled."""
+    'Unknown' = unlabelled, as :func:`brainviz.plotting.outline_vertices`), or None when nothing is labelled.
+
+    Remembered for the same label arrays (the same objects, e.g. a cached hover-name map: the cache
+    holds them, so their ids stay theirs)."""
     if not labels_by_hemi:
         return None
+    arrays = tuple(labels_by_hemi.get(h) for h in hemis)
+    key = (tuple(hemis), tuple(id(a) for a in arrays))
+    hit = _LABEL_CACHE.get(key)
+    if hit is not None and all(x is y for x, y in zip(hit[0], arrays)):
+        return hit[1]
+    out = _encode_labels(labels_by_hemi, hemis)
+    if len(_LABEL_CACHE) >= 32:
+        _LABEL_CACHE.clear()
+    _LABEL_CACHE[key] = (arrays, out)
+    return out
+
+
+def _encode_labels(labels_by_hemi: Mapping[str, np.ndarray], hemis: Sequence[str]):
     raw = []
     for h in hemis:
         lab = labels_by_hemi.get(h)
@@ -183,21 +203,37 @@ def _label_section(labels_by_hemi: Mapping[str, np.ndarray] | None, hemis: Seque
         if arr.shape != (N_FSAVERAGE5,):
             raise ValueError(f"{h}: expected {N_FSAVERAGE5} labels, got {arr.shape[0]}")
         raw.append(arr)
-    lab = pd.Series(np.concatenate(raw))
-    ok = lab.notna() & ~lab.isin(["", "Unknown", 0])  # notna: None and NaN
-    if not ok.any():
+    codes_all, uniques = pd.factorize(np.concatenate(raw), use_na_sentinel=True)  # None and NaN -> -1
+    keep = [i for i, u in enumerate(uniques) if _labelled(u)]
+    if not keep:
         return None
-    codes_ok, names = pd.factorize(lab[ok].astype(str))
+    names = [str(uniques[i]) for i in keep]
     dtype = np.uint8 if len(names) < 255 else np.uint16
     missing = int(np.iinfo(dtype).max)
-    codes = np.full(len(lab), missing, dtype)
-    codes[ok.to_numpy()] = codes_ok
-    return ({h: codes[i * N_FSAVERAGE5:(i + 1) * N_FSAVERAGE5] for i, h in enumerate(hemis)},
-            [str(n) for n in names], missing, dtype)
+    remap = np.full(len(uniques) + 1, missing, np.int64)  # last slot: the NA sentinel -1
+    remap[keep] = np.arange(len(keep))
+    codes = remap[codes_all].astype(dtype)
+    return ({h: codes[i * N_FSAVERAGE5:(i + 1) * N_FSAVERAGE5] for i, h in enumerate(hemis)}, names, missing, dtype)
+
+
+def _labelled(x) -> bool:
+    """A label name (not None / NaN / '' / 'Unknown' / 0, the unlabelled marks of ``outline_vertices``)."""
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return False
+    return not (isinstance(x, str) and x in ("", "Unknown")) and not (not isinstance(x, str) and x == 0)
 
 
 def _lut(cmap) -> list[str]:
     """256 ``#rrggbb`` colours of a matplotlib colour map (index round(t x 255), as ``vertex_rgb``)."""
+    return list(_named_lut(cmap)) if isinstance(cmap, str) else _lut_of(cmap)
+
+
+@lru_cache(maxsize=32)
+def _named_lut(cmap: str) -> tuple[str, ...]:
+    return tuple(_lut_of(cmap))
+
+
+def _lut_of(cmap) -> list[str]:
     cm = _mpl_cmap(cmap)
     rgb = np.round(np.clip(cm(np.linspace(0, 1, 256))[:, :3], 0, 1) * 255).astype(int)
     return ["#%02x%02x%02x" % tuple(c) for c in rgb]
@@ -267,7 +303,10 @@ def view_payload(
         if selected is not None and np.isfinite(float(selected)):
             spec["selected"] = int(selected)
     else:
-        vlo, vhi = color_limits({h: _as_hemi_array(values_by_hemi.get(h), h) for h in hemis}, vmin, vmax)
+        if vmin is not None and vmax is not None and vmax > vmin:
+            vlo, vhi = float(vmin), float(vmax)
+        else:
+            vlo, vhi = color_limits({h: _as_hemi_array(values_by_hemi.get(h), h) for h in hemis}, vmin, vmax)
         spec.update(vmin=vlo, vmax=vhi, lut=_lut(cmap), cmap=str(cmap) if isinstance(cmap, str) else "custom")
         if threshold is not None:
             spec["threshold"] = float(threshold)

@@ -15,7 +15,8 @@ A click on a vertex or on a legend entry comes back to Python as the component's
 calls ``on_select``. Without WebGL the browser shows a static picture and a message.
 
 Reference path (benchmarks): with ``?brain=plotly`` in the page URL every brain view is drawn with the
-Plotly figure of before (:func:`brainviz.plotting.brain_figure`), with the same drawn marker.
+Plotly figure of before (:func:`brainviz.plotting.map_figure`, the cached scaffold, for continuous maps
+without text labels; :func:`brainviz.plotting.brain_figure` otherwise), with the same drawn marker.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -142,12 +144,15 @@ def brain_view(
                              category_names=category_names, category_colors=category_colors, outlines=outlines,
                              rois=rois, labels=labels, view=view, height=height, hover_name=hover_name,
                              selected=selected, token=token)
-    if reference_mode():
-        fig = B.brain_figure(values_by_hemi, surface=surface, hemis=hemis, cmap=cmap, categorical=categorical,
-                             title=title, vmin=vmin, vmax=vmax, threshold=threshold, colorbar_title=colorbar_title,
-                             category_names=category_names, category_colors=category_colors, outlines=outlines,
-                             labels=labels, view=view, height=height, hover_name=hover_name)
-        fig.update_layout(meta=payload.token)
+    if reference_mode():  # the Plotly figures of before: cached scaffold for continuous maps, else rebuilt
+        common = dict(surface=surface, hemis=hemis, cmap=cmap, title=title, vmin=vmin, vmax=vmax, threshold=threshold,
+                      colorbar_title=colorbar_title, outlines=outlines, view=view, height=height, hover_name=hover_name)
+        if categorical or labels:
+            fig = B.brain_figure(values_by_hemi, categorical=categorical, category_names=category_names,
+                                 category_colors=category_colors, labels=labels, **common)
+            fig.update_layout(meta=payload.token)
+        else:
+            fig = B.map_figure(values_by_hemi, meta=payload.token, **common)
         st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
         _drawn_marker(payload.token, key)
         return None
@@ -198,6 +203,21 @@ def hover_rois(vertices) -> dict:
         arr[idx[m]] = names[m]
         out[h] = arr
     return out
+
+
+_HOVER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def store_hover_rois(store, subject: str) -> dict:
+    """:func:`hover_rois` of a subject's vertices in ``store``, computed once per store and subject (read-only
+    arrays, the same objects on every rerun: the payload encoder then reuses their codes too)."""
+    per_store = _HOVER.setdefault(store, {})
+    if subject not in per_store:
+        rois = hover_rois(store.vertices(subject))
+        for arr in rois.values():
+            arr.setflags(write=False)
+        per_store[subject] = rois
+    return per_store[subject]
 
 
 def selected_category(selection, present: Sequence) -> int | None:

@@ -451,12 +451,13 @@ function draw() {
   }
 }
 
-function markDrawn(token) {
+function markDrawn(token, received) {
   // the frame with this map has been submitted; one more frame and it is on screen
   requestAnimationFrame(() => {
     const t = String(performance.timeOrigin + performance.now());
     document.body.dataset.token = token;
     document.body.dataset.t = t;
+    document.body.dataset.received = String(received);
     try {
       const doc = window.parent.document;
       const id = `brainview-drawn-${state.key || "view"}`;
@@ -470,6 +471,7 @@ function markDrawn(token) {
       }
       m.dataset.token = token;
       m.dataset.t = t;
+      m.dataset.received = String(received); // when this map's arguments reached the view
     } catch (e) {
       // another origin: the marker on this frame's <body> is enough
     }
@@ -586,14 +588,14 @@ pngBtn.addEventListener("click", () => {
 
 // --------------------------------------------------------------------------- updates
 let seq = 0;
-async function update(args, theme) {
+async function update(args, theme, received) {
   const spec = args.spec;
   if (!spec) return;
   state.key = args.key || state.key;
   if (theme && theme.font) document.body.style.fontFamily = theme.font;
   const my = ++seq;
   if (spec.digest === state.digest && state.scene) { // same map (a rerun that changed something else)
-    markDrawn(spec.token);
+    markDrawn(spec.token, received);
     return;
   }
   setFrameHeight(spec.height);
@@ -640,7 +642,7 @@ async function update(args, theme) {
   updateLabels();
   state.digest = spec.digest;
   draw();
-  markDrawn(spec.token);
+  markDrawn(spec.token, received);
 }
 
 // For tests and benchmarks: what is under a point of this frame, and a point over a category.
@@ -659,4 +661,7 @@ window.brainview = {
 };
 
 window.addEventListener("resize", () => { if (state.spec) { resize(); requestDraw(); } });
-onRender((args, theme) => { update(args, theme).catch((e) => showNote(`The map could not be drawn (${e.message}).`)); });
+onRender((args, theme) => {
+  const received = performance.timeOrigin + performance.now();
+  update(args, theme, received).catch((e) => showNote(`The map could not be drawn (${e.message}).`));
+});
