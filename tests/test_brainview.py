@@ -240,3 +240,34 @@ def test_bundle_is_the_build_of_the_sources(tmp_path):
     subprocess.run([str(esbuild), *args[1:]], cwd=BV.FRONTEND, check=True, capture_output=True)
     assert (tmp_path / "brainview.js").read_bytes() == (BV.DIST / "brainview.js").read_bytes(), \
         "dist/brainview.js is stale: cd webapp/brainview/frontend && npm run build"
+
+
+def test_pages_draw_brain_views_and_plotly_on_request(app_store, monkeypatch):
+    """Every brain of the Model evaluation page is a brain view; ``?brain=plotly`` (the benchmarks' reference)
+    draws the Plotly figure of before instead."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import HOME, brains
+
+    monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
+
+    def page(query: dict):
+        at = AppTest.from_file(HOME, default_timeout=120)
+        at.run()
+        at.switch_page("pages/4_Model_evaluation.py")
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    at = page({})
+    assert brains(at) == 1
+    (view,) = [e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")]
+    spec = json.loads(view.proto.json_args)["spec"]
+    assert spec["mesh"].startswith("mesh/inflated-") and spec["kind"] == "continuous" and "SIMULATED" in spec["title"]
+    blob = [a.bytes for a in view.proto.special_args if a.key == "blob"][0]
+    assert 0 < len(blob) + len(view.proto.json_args) <= BOUND
+    n_plotly = len(at.get("plotly_chart"))
+    ref = page({"brain": "plotly"})
+    assert brains(ref) == 0 and len(ref.get("plotly_chart")) == n_plotly + 1

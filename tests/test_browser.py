@@ -12,7 +12,7 @@ on the brain's legend selects the cluster in Python; without WebGL the view show
 static picture and a message. Stops the server by PID.
 
 Skipped with a reason when chromium / chromedriver / selenium are missing.
-Run: ``pytest -m browser tests/test_browser.py``.
+Run: ``pytest -m browser tests/test_browser.py`` (``BRAINVIZ_SCREENSHOT_WIDTH=1280`` for narrower shots).
 """
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def server(app_store):
 
 @pytest.fixture(scope="module")
 def driver(server):
-    drv = chrome_driver(window="1500,2600", page_load_timeout=60)
+    width = int(os.environ.get("BRAINVIZ_SCREENSHOT_WIDTH", "1500"))  # docs/screenshots: 1280 and 1920
+    drv = chrome_driver(window=f"{width},2600", page_load_timeout=60)
     try:
         yield drv
     finally:
