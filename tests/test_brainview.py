@@ -271,3 +271,20 @@ def test_pages_draw_brain_views_and_plotly_on_request(app_store, monkeypatch):
     n_plotly = len(at.get("plotly_chart"))
     ref = page({"brain": "plotly"})
     assert brains(ref) == 0 and len(ref.get("plotly_chart")) == n_plotly + 1
+
+
+def test_without_the_built_frontend_the_page_says_so_and_draws_plotly(app_store, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import webapp.brainview as BV
+    from tests.test_app import HOME, brains
+
+    monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
+    monkeypatch.setattr(BV, "_component", lambda: None)
+    at = AppTest.from_file(HOME, default_timeout=120)
+    at.run()
+    at.switch_page("pages/4_Model_evaluation.py")
+    at.run()
+    assert not at.exception and brains(at) == 0
+    assert any("brain view is not installed" in w.value and "npm run build" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) >= 2  # the map (Plotly) and the histogram

@@ -79,7 +79,16 @@ def ensure_mesh_file(surface: str) -> Path:
     return path
 
 
-_component = components.declare_component("brainview", path=str(asset_root()))
+@lru_cache(maxsize=1)
+def _component():
+    """The declared component, or None when its built frontend is missing (then the Plotly figure is drawn)."""
+    try:
+        return components.declare_component("brainview", path=str(asset_root()))
+    except RuntimeError:
+        return None
+
+
+_component()  # declared at import, as Streamlit expects
 
 
 def reference_mode() -> bool:
@@ -144,7 +153,12 @@ def brain_view(
                              category_names=category_names, category_colors=category_colors, outlines=outlines,
                              rois=rois, labels=labels, view=view, height=height, hover_name=hover_name,
                              selected=selected, token=token)
-    if reference_mode():  # the Plotly figures of before: cached scaffold for continuous maps, else rebuilt
+    component = _component()
+    if component is None:
+        st.warning("The interactive brain view is not installed (its built frontend is missing in "
+                   f"{DIST}); showing the Plotly figure instead. Rebuild it: "
+                   "`cd webapp/brainview/frontend && npm ci && npm run build`.", icon=":material/warning:")
+    if reference_mode() or component is None:  # the Plotly figures of before: cached scaffold for continuous maps
         common = dict(surface=surface, hemis=hemis, cmap=cmap, title=title, vmin=vmin, vmax=vmax, threshold=threshold,
                       colorbar_title=colorbar_title, outlines=outlines, view=view, height=height, hover_name=hover_name)
         if categorical or labels:
@@ -163,7 +177,7 @@ def brain_view(
             value = st.session_state.get(key)
             if isinstance(value, dict):
                 on_select(value)
-    return _component(spec=payload.spec, blob=payload.blob, key=key, default=None, on_change=callback)
+    return component(spec=payload.spec, blob=payload.blob, key=key, default=None, on_change=callback)
 
 
 #: vertices-table ROI columns named on hover, most specific first (the streams last).
