@@ -15,13 +15,16 @@ drew them, :func:`brainviz.plotting.brain_figure` for categorical maps, as the V
    ``streamlit run app.py`` on 127.0.0.1 (``--port``), headless Chromium (SwiftShader WebGL, no GPU),
    N uploads per path: time from the file input's ``change`` event to the brain view's drawn marker
    for that image (``#brainview-drawn-live_brain``, written once the map is on screen), and the bytes
-   the browser received over the websocket for the whole rerun. Blocks of uploads alternate between
+   the page received over its websocket for the whole rerun (counted in the page). Blocks of uploads alternate between
    the paths; the first upload of a block (page and view mount) is not counted.
 3. **Browser, Voxel clusters** (same server and browser, ``--clusters N``, default = ``--browser``):
    with "Highlight the selected cluster" on, N changes of k (the k slider, arrow keys) and N changes
    of the selected cluster (the Cluster box) per path: time from the key press / option click to the
    new map drawn on the main brain view (``#brainview-drawn-brain``), and websocket bytes per rerun.
-4. Page first render with a warm cache (Streamlit AppTest), per page, vs a trivial page
+4. Bytes sent per update by each brain page (Streamlit AppTest, as the protobuf holds them): every brain
+   view vs the Plotly figure of the same map; on Voxel clusters for every k and subject of the default
+   scope (``--skip-payloads`` to leave out).
+5. Page first render with a warm cache (Streamlit AppTest), per page, vs a trivial page
    (``--skip-pages`` to leave out).
 
 Usage::
@@ -222,18 +225,19 @@ def _idle(drv, timeout: float = 120) -> None:
         time.sleep(0.15)
 
 
-def _ws_bytes(drv) -> int:
-    """Bytes received over the app's websocket since the last call (DevTools performance log)."""
-    import json
+#: Counts the bytes the page receives over its websockets (installed before the app's scripts run).
+_WS_COUNTER = (
+    "(() => { const W = window.WebSocket; window.__bvWsBytes = 0;"
+    "class Counted extends W { constructor(...a) { super(...a); this.addEventListener('message', (e) => {"
+    "const d = e.data; window.__bvWsBytes += d.byteLength !== undefined ? d.byteLength"
+    " : (d.size !== undefined ? d.size : String(d).length); }); } }"
+    "window.WebSocket = Counted; })();")
 
-    total = 0
-    for entry in drv.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg.get("method") == "Network.webSocketFrameReceived":
-            resp = msg["params"]["response"]
-            data = resp.get("payloadData", "")
-            total += (len(data) * 3 // 4 - data.count("=")) if resp.get("opcode") == 2 else len(data.encode())
-    return total
+
+def _ws_bytes(drv) -> int:
+    """Bytes received over the app's websocket since the last call (counted in the page)."""
+    n = drv.execute_script("const n = window.__bvWsBytes || 0; window.__bvWsBytes = 0; return n;")
+    return int(n or 0)
 
 
 def _timed(drv, key: str, action, *, prefix: str = "", timeout: float = 120) -> tuple[float, int]:
@@ -291,7 +295,8 @@ def bench_browser(store_path: Path, n: int, port: int, n_clusters: int, block: i
         p.write_bytes(d)
         files.append((p, d))
     proc, url, _ = start_app_server(store_path, port, env={"HF_HUB_OFFLINE": "1"})
-    drv = chrome_driver(window="1500,1400", performance_log=True)
+    drv = chrome_driver(window="1500,1400")
+    drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _WS_COUNTER})
     modes = ("view", "plotly")
     out = {"live": {m: [] for m in modes}, "live_bytes": {m: [] for m in modes},
            "first_mount": {m: [] for m in modes},
@@ -391,6 +396,89 @@ def _store_image_paths(store_path: Path) -> list[str]:
         store.close()
 
 
+# --------------------------------------------------------------------------- payloads
+#: Brain pages and the keys of their brain views (webapp.brainview).
+BRAIN_PAGES = {"1_Voxel_clusters": ("brain", "planted", "recovered"), "3_Live_prediction": ("live_brain",),
+               "4_Model_evaluation": ("acc_brain",), "6_In_silico_experiment": ("is_brain",)}
+
+
+def _sent_bytes(at) -> dict:
+    """{key: bytes} of every brain view and every Plotly chart of a run page, as the protobuf holds them
+    (brain view: JSON arguments + the bytes argument; Plotly: the figure JSON)."""
+    out = {}
+    for e in at.get("component_instance"):
+        p = e.proto
+        if p.component_name.endswith("brainview"):
+            out[p.id.rsplit("-", 1)[-1]] = len(p.json_args) + sum(len(a.bytes) for a in p.special_args)
+    for e in at.get("plotly_chart"):
+        out[e.proto.id.rsplit("-", 1)[-1]] = len(e.proto.spec)
+    return out
+
+
+def bench_payloads(store_path: Path) -> dict:
+    """Bytes sent per update by each brain page (AppTest, default settings), brain views vs the Plotly figures
+    (``?brain=plotly``); on Voxel clusters for every k and every subject of the default scope."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["BRAINVIZ_STORE"] = str(store_path)
+
+    def run(page: str, reference: bool, k=None, subject=None):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        at.run()
+        at.switch_page(f"pages/{page}.py")
+        if reference:
+            at.query_params["brain"] = "plotly"
+        at.run()
+        if k is not None or subject is not None:
+            if k is not None and at.select_slider:
+                at.select_slider[0].set_value(k)
+            if subject is not None:
+                next(s for s in at.selectbox if s.label == "Brain shown").set_value(subject)
+            at.run()
+        if at.exception:
+            raise RuntimeError(f"{page}: {at.exception[0].message[:300]}")
+        return at
+
+    out = {}
+    for page, keys in BRAIN_PAGES.items():
+        view, ref = _sent_bytes(run(page, False)), _sent_bytes(run(page, True))
+        out[page] = {"view": {k: view.get(k) for k in keys}, "plotly": {k: ref.get(k) for k in keys}}
+    at = run("1_Voxel_clusters", False)
+    ks = list(at.select_slider[0].options) if at.select_slider else []
+    subjects = list(next(s for s in at.selectbox if s.label == "Brain shown").options)
+    totals = []
+    for k in ks:
+        for subj in subjects:
+            sent = _sent_bytes(run("1_Voxel_clusters", False, k=int(k), subject=subj))
+            totals.append((int(k), subj, sent.get("brain", 0), sum(sent.get(key, 0) for key in BRAIN_PAGES[
+                "1_Voxel_clusters"])))
+    out["clusters_grid"] = totals
+    return out
+
+
+def print_payloads(p: dict) -> None:
+    print("\nBytes sent per update (AppTest, default settings): brain view (JSON arguments + bytes) vs the Plotly "
+          "figure JSON of the same map")
+    for page in BRAIN_PAGES:
+        for key, v in p[page]["view"].items():
+            r = p[page]["plotly"].get(key)
+            if v is None:
+                print(f"  {page:24s} {key:11s} not drawn with these settings")
+                continue
+            print(f"  {page:24s} {key:11s} brain view {v / 1e3:6.1f} KB   plotly {r / 1e3 if r else float('nan'):7.1f} KB"
+                  + (f"   ({r / v:.0f}x)" if r else ""))
+    grid = p.get("clusters_grid") or []
+    if grid:
+        main = [g[2] for g in grid]
+        page = [g[3] for g in grid]
+        worst = max(grid, key=lambda g: g[3])
+        print(f"  Voxel clusters, every k x subject of the default scope ({len(grid)} pages): main view max "
+              f"{max(main) / 1e3:.1f} KB (median {statistics.median(main) / 1e3:.1f}); all brain views of the page "
+              f"max {max(page) / 1e3:.1f} KB (k = {worst[0]}, {worst[1]}), median {statistics.median(page) / 1e3:.1f} KB")
+    allv = [v for page in BRAIN_PAGES for v in p[page]["view"].values() if v] + [g[2] for g in grid]
+    print(f"  largest brain view update: {max(allv) / 1e3:.1f} KB (bound: 100 KB per update on fsaverage5)")
+
+
 # --------------------------------------------------------------------------- pages
 def bench_pages(store_path: Path, runs: int) -> dict:
     from streamlit.testing.v1 import AppTest
@@ -484,6 +572,7 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=8611, help="port of the streamlit server of the browser timing")
     ap.add_argument("--runs", type=int, default=3, help="warm renders timed per page")
     ap.add_argument("--skip-pages", action="store_true")
+    ap.add_argument("--skip-payloads", action="store_true", help="leave out the bytes-per-update table (AppTest)")
     args = ap.parse_args(argv)
 
     from webapp.storefile import store_path as default_store
@@ -498,6 +587,8 @@ def main(argv=None) -> int:
     print(f"load average at start: {', '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} cores)")
 
     print_server(bench_server(store_path, args.n))
+    if not args.skip_payloads:
+        print_payloads(bench_payloads(store_path))
     if args.browser:
         try:
             n_clusters = args.browser if args.clusters is None else args.clusters

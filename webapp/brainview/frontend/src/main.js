@@ -10,9 +10,11 @@
 // reset and PNG of the view in the top-right toolbar. Without WebGL a static software-drawn picture
 // and a message replace the 3-D view.
 //
-// Once a map is on screen the view writes, for tests and benchmarks, `data-token` (the spec's token)
-// and `data-t` (ms since the epoch, performance.timeOrigin + performance.now()) on its <body> and on a
-// hidden `#brainview-drawn-<key>` element of the app page.
+// Once a map is on screen the view writes, for tests and benchmarks, `data-token` (the spec's token),
+// `data-t` (ms since the epoch, performance.timeOrigin + performance.now()) and `data-received` (when
+// the map's arguments arrived, same clock) on its <body> and on a hidden `#brainview-drawn-<key>`
+// element of the app page; its <body> also says `data-webgl`, `data-colored` (vertices with a colour)
+// and `data-checksum` (of the vertex colours).
 
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
@@ -30,7 +32,7 @@ const root = document.getElementById("root");
 const state = {
   spec: null, decoded: null, mesh: null, digest: null, sceneKey: null, cameraKey: null,
   renderer: null, webgl: null, scene: null, camera: null, controls: null, hemiMeshes: {}, lines: [],
-  pending: false, clicks: 0, key: null, width: 0, height: 0, center: new THREE.Vector3(), fallback: false,
+  pending: false, clicks: 0, key: null, width: 0, height: 0, center: new THREE.Vector3(),
 };
 const meshCache = new Map(); // url -> Promise<parsed mesh>
 
@@ -57,35 +59,24 @@ resetBtn.title = "Reset the camera to the chosen view";
 const pngBtn = el("button", "bv-btn", toolbar, "PNG");
 pngBtn.title = "Save a PNG of the view as seen";
 
-function webglAvailable() {
-  try {
-    const c = document.createElement("canvas");
-    return !!(c.getContext("webgl2") || c.getContext("webgl"));
-  } catch (e) {
-    return false;
-  }
-}
-
 // --------------------------------------------------------------------------- renderer
 function ensureRenderer() {
   if (state.webgl !== null) return state.webgl;
   state.webgl = false;
-  if (webglAvailable()) {
-    try {
-      const r = new THREE.WebGLRenderer({ antialias: true, alpha: false });
-      r.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
-      r.outputColorSpace = THREE.LinearSRGBColorSpace;
-      r.setClearColor(0xffffff, 1);
-      canvasHost.appendChild(r.domElement);
-      r.domElement.addEventListener("webglcontextlost", (e) => {
-        e.preventDefault();
-        showNote("The WebGL context was lost; reload the page to draw the map again.");
-      });
-      state.renderer = r;
-      state.webgl = true;
-    } catch (e) {
-      state.webgl = false;
-    }
+  try { // throws when the browser has no WebGL (or it is switched off)
+    const r = new THREE.WebGLRenderer({ antialias: true, alpha: false });
+    r.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+    r.outputColorSpace = THREE.LinearSRGBColorSpace;
+    r.setClearColor(0xffffff, 1);
+    canvasHost.appendChild(r.domElement);
+    r.domElement.addEventListener("webglcontextlost", (e) => {
+      e.preventDefault();
+      showNote("The WebGL context was lost; reload the page to draw the map again.");
+    });
+    state.renderer = r;
+    state.webgl = true;
+  } catch (e) {
+    state.webgl = false;
   }
   if (!state.webgl) {
     const c = document.createElement("canvas");
