@@ -124,22 +124,19 @@ if result_a is not None:
                   title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
                                                             if store.simulated else ""),
                   view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
+    with col_brain:  # sent first; the meshes stay in the browser: only the values, colour limits and title travel
+        brain_view(maps_a, key="live_brain", token=token, **map_kw)
     map_ms = (time.perf_counter() - t_map) * 1e3
     with col_in:
         st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
                                 f"{img_a.info['brainviz_source']['size'][0]}×{img_a.info['brainviz_source']['size'][1]}")
         for note in img_a.info.get("brainviz_notes", []):
             st.caption(f"ℹ️ {note}")
-        latency = st.empty()  # filled once the map is sent (its time included)
-    with col_brain:  # the meshes stay in the browser: only the values, colour limits and title travel
-        t_send = time.perf_counter()
-        brain_view(maps_a, key="live_brain", token=token, **map_kw)
-        map_ms += (time.perf_counter() - t_send) * 1e3
-    t = result_a.timings_ms
-    total = dec_ms + t["total"] + map_ms
-    latency.markdown(f"**Latency** {total:.0f} ms on **{result_a.device}**  \n"
-                     f"decode {dec_ms:.0f} · backbone {t['features']:.0f} · encoder {t['encoder']:.0f} · "
-                     f"brain map {map_ms:.0f} ms")
+        t = result_a.timings_ms
+        total = dec_ms + t["total"] + map_ms
+        st.markdown(f"**Latency** {total:.0f} ms on **{result_a.device}**  \n"
+                    f"decode {dec_ms:.0f} · backbone {t['features']:.0f} · encoder {t['encoder']:.0f} · "
+                    f"brain map {map_ms:.0f} ms")
 
     # ---- per-ROI bars
     st.subheader("Predicted response per ROI group")
