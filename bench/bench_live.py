@@ -240,9 +240,14 @@ def _ws_bytes(drv) -> int:
     return int(n or 0)
 
 
+#: ms from the arrival of a map's arguments in the brain view to the map drawn (browser side), per action.
+BROWSER_SIDE: list = []
+
+
 def _timed(drv, key: str, action, *, prefix: str = "", timeout: float = 120) -> tuple[float, int]:
     """Do ``action`` (a user action the origin listeners see); return (ms to the new map of brain view ``key``
-    drawn, websocket bytes of the whole rerun)."""
+    drawn, websocket bytes of the whole rerun). The brain view's own arrival -> drawn time goes to
+    :data:`BROWSER_SIDE`."""
     from tests.app_server import drawn, wait_drawn
 
     _idle(drv)
@@ -254,6 +259,11 @@ def _timed(drv, key: str, action, *, prefix: str = "", timeout: float = 120) -> 
     t0 = drv.execute_script("return window.__bvT0;")
     if t0 is None:
         raise RuntimeError("the action's time origin was not recorded")
+    received = drv.execute_script("const m = document.getElementById(arguments[0]);"
+                                  "return m && m.dataset.received ? parseFloat(m.dataset.received) : null;",
+                                  f"brainview-drawn-{key}")
+    if received:
+        BROWSER_SIDE.append(float(t_drawn) - received)
     _idle(drv)
     return float(t_drawn) - float(t0), _ws_bytes(drv)
 
@@ -557,6 +567,9 @@ def print_browser(b: dict) -> None:
     if fm["view"] and fm["plotly"]:
         print(f"  (first upload after opening the Live page, view mount: brain view {statistics.median(fm['view']):.0f} ms, "
               f"plotly {statistics.median(fm['plotly']):.0f} ms, median of {len(fm['view'])} / {len(fm['plotly'])})")
+    if BROWSER_SIDE:
+        print(f"  brain view, its arguments arrived -> map drawn (the browser side of the brain view): p50 "
+              f"{pct(BROWSER_SIDE, 50):.0f} ms, p95 {pct(BROWSER_SIDE, 95):.0f} ms over {len(BROWSER_SIDE)} maps")
     print(f"  counts: live {len(b['live']['view'])} / {len(b['live']['plotly'])}, k {len(b['k']['view'])} / "
           f"{len(b['k']['plotly'])}, cluster {len(b['cluster']['view'])} / {len(b['cluster']['plotly'])}")
 

@@ -62,11 +62,10 @@ def stop_app_server(proc: subprocess.Popen) -> None:
             pass
 
 
-def chrome_driver(window: str = "1500,1400", page_load_timeout: float = 90, extra_flags=(), performance_log=False):
+def chrome_driver(window: str = "1500,1400", page_load_timeout: float = 90, extra_flags=()):
     """Headless Chromium (selenium, SwiftShader WebGL) with a fresh profile (removed by :func:`quit_driver`).
 
-    ``extra_flags``: more Chromium switches (e.g. ``--disable-webgl``); ``performance_log``: record the
-    DevTools network events (``drv.get_log("performance")``: websocket frames, for payload sizes)."""
+    ``extra_flags``: more Chromium switches (e.g. ``--disable-webgl``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -78,8 +77,6 @@ def chrome_driver(window: str = "1500,1400", page_load_timeout: float = 90, extr
                  "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", f"--window-size={window}",
                  f"--user-data-dir={profile}", *extra_flags):
         opts.add_argument(flag)
-    if performance_log:
-        opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     drv.set_page_load_timeout(page_load_timeout)
     drv._brainviz_profile = profile  # noqa: SLF001  (removed by quit_driver)
