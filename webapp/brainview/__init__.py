@@ -171,6 +171,7 @@ def brain_view(
         _drawn_marker(payload.token, key)
         return None
     ensure_mesh_file(surface)
+    payload.spec["selectable"] = on_select is not None  # clicks come back only where the page uses them
     callback = None
     if on_select is not None:
         def callback() -> None:

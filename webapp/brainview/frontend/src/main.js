@@ -341,8 +341,12 @@ function updateLegend() {
       const sw = el("span", "bv-swatch", row);
       sw.style.background = color;
       el("span", "bv-legend-name", row, name);
-      row.title = "Click to select";
-      row.addEventListener("click", () => sendSelection({ category: code, source: "legend" }));
+      if (spec.selectable) {
+        row.title = "Click to select";
+        row.addEventListener("click", () => sendSelection({ category: code, source: "legend" }));
+      } else {
+        row.style.cursor = "default";
+      }
     }
   } else {
     colorbarEl.style.display = "block";
@@ -556,7 +560,7 @@ function installPointer() {
     const moved = Math.hypot(e.clientX - down.x, e.clientY - down.y);
     const quick = performance.now() - down.t < 600;
     down = null;
-    if (moved > 4 || !quick) return;
+    if (moved > 4 || !quick || !state.spec.selectable) return;
     const p = pick(e);
     if (p) sendSelection({ hemi: p.hemi, vertex: p.vertex, value: p.value, roi: p.roi,
       category: p.category ? p.category.code : null, source: "vertex" });
