@@ -18,9 +18,13 @@ drew them, :func:`brainviz.plotting.brain_figure` for categorical maps, as the V
    the page received over its websocket for the whole rerun (counted in the page). Blocks of uploads alternate between
    the paths; the first upload of a block (page and view mount) is not counted.
 3. **Browser, Voxel clusters** (same server and browser, ``--clusters N``, default = ``--browser``):
-   with "Highlight the selected cluster" on, N changes of k (the k slider, arrow keys) and N changes
-   of the selected cluster (the Cluster box) per path: time from the key press / option click to the
-   new map drawn on the main brain view (``#brainview-drawn-brain``), and websocket bytes per rerun.
+   with "Highlight the selected cluster" on, N changes of k (the k slider, arrow keys: k walks up to
+   the largest value, then down, ...) and N changes of the selected cluster (the Cluster box,
+   alternating between two clusters) per path: time from the key press / option click to the new map
+   drawn on the main brain view (``#brainview-drawn-brain``), and websocket bytes per rerun. A map the
+   page showed in the last two reruns is not sent again (Streamlit's message cache, both paths alike).
+   Also the floor: the smallest page with a brain view (a number input and a map that changes with
+   it; its own server on ``--port + 1``), click -> new map drawn: Streamlit's rerun plus the view.
 4. Bytes sent per update by each brain page (Streamlit AppTest, as the protobuf holds them): every brain
    view vs the Plotly figure of the same map; on Voxel clusters for every k and subject of the default
    scope (``--skip-payloads`` to leave out).
@@ -342,6 +346,54 @@ def bench_browser(store_path: Path, n: int, port: int, n_clusters: int, block: i
     return out
 
 
+#: The smallest page with a brain view: a number input and a map that changes with it (Streamlit's floor).
+_FLOOR_PAGE = """
+import numpy as np
+import streamlit as st
+
+from brainviz import plotting as B
+from webapp.brainview import brain_view
+
+n = st.number_input("map", 0, 10**6, 0)
+rng = np.random.default_rng(int(n))
+idx = np.arange(B.N_FSAVERAGE5)
+brain_view({h: np.where(idx < 2000, rng.normal(size=B.N_FSAVERAGE5), np.nan) for h in B.HEMIS}, key="floor",
+           vmin=-3, vmax=3, title=f"map {n}")
+"""
+
+
+def bench_floor(store_path: Path, n: int, port: int) -> list:
+    """ms from a click (the number input's + button) to the new map drawn on the smallest page with a brain
+    view: what Streamlit's rerun and the brain view cost with no page code (the floor of every page)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.app_server import chrome_driver, drawn, quit_driver, start_app_server, stop_app_server, wait_drawn
+
+    tmp = Path(tempfile.mkdtemp(prefix="brainviz-bench-floor-"))
+    (tmp / "floor.py").write_text(_FLOOR_PAGE)
+    proc, url, _ = start_app_server(store_path, port, env={"HF_HUB_OFFLINE": "1"}, script=str(tmp / "floor.py"))
+    drv = chrome_driver(window="1300,1000")
+    out = []
+    try:
+        drv.get(url)
+        wait_drawn(drv, "floor")
+        _idle(drv)
+        drv.execute_script("document.addEventListener('click', e => {"
+                           " window.__bvT0 = performance.timeOrigin + performance.now(); }, true);")
+        for _ in range(n):
+            _idle(drv)
+            old = drawn(drv, "floor")[0]
+            drv.execute_script("window.__bvT0 = null;")
+            drv.find_elements(By.CSS_SELECTOR, '[data-testid="stNumberInputStepUp"]')[0].click()
+            _, t1 = wait_drawn(drv, "floor", not_token=old, poll=0.01)
+            out.append(float(t1) - float(drv.execute_script("return window.__bvT0;")))
+    finally:
+        quit_driver(drv)
+        stop_app_server(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def _clusters_block(drv, url: str, mode: str, count: int, out: dict) -> None:
     """On Voxel clusters (highlight on): ``count`` k changes and ``count`` cluster changes, timed."""
     from selenium.webdriver.common.by import By
@@ -359,16 +411,21 @@ def _clusters_block(drv, url: str, mode: str, count: int, out: dict) -> None:
     wait_drawn(drv, "brain", not_token=before[0] if before else None, timeout=60)
     _idle(drv)
 
-    def k_step(direction):
-        def act():
-            thumb = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSlider"] '
-                                                       'input[type="range"]')[0]
-            drv.execute_script("arguments[0].focus();", thumb)
-            thumb.send_keys(direction)
-        return act
+    step = [Keys.ARROW_RIGHT]
+
+    def k_step():  # walk k up to the largest, then down to the smallest, ...: as many new maps as there are k
+        thumb = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSlider"] '
+                                                   'input[type="range"]')[0]
+        value, low, high = (float(thumb.get_attribute(a)) for a in ("value", "min", "max"))
+        if value >= high:
+            step[0] = Keys.ARROW_LEFT
+        elif value <= low:
+            step[0] = Keys.ARROW_RIGHT
+        drv.execute_script("arguments[0].focus();", thumb)
+        thumb.send_keys(step[0])
 
     for i in range(count):
-        ms, nbytes = _timed(drv, "brain", k_step(Keys.ARROW_RIGHT if i % 2 == 0 else Keys.ARROW_LEFT))
+        ms, nbytes = _timed(drv, "brain", k_step)
         out["k"][mode].append(ms)
         out["k_bytes"][mode].append(nbytes)
 
@@ -567,6 +624,10 @@ def print_browser(b: dict) -> None:
     if fm["view"] and fm["plotly"]:
         print(f"  (first upload after opening the Live page, view mount: brain view {statistics.median(fm['view']):.0f} ms, "
               f"plotly {statistics.median(fm['plotly']):.0f} ms, median of {len(fm['view'])} / {len(fm['plotly'])})")
+    if b.get("floor"):
+        print(f"  floor: the smallest page with a brain view (a number input + the map), click -> new map drawn: "
+              f"p50 {pct(b['floor'], 50):.0f} ms, p95 {pct(b['floor'], 95):.0f} ms ({len(b['floor'])} clicks): "
+              "Streamlit's rerun + the brain view, no page code")
     if BROWSER_SIDE:
         print(f"  brain view, its arguments arrived -> map drawn (the browser side of the brain view): p50 "
               f"{pct(BROWSER_SIDE, 50):.0f} ms, p95 {pct(BROWSER_SIDE, 95):.0f} ms over {len(BROWSER_SIDE)} maps")
@@ -605,7 +666,9 @@ def main(argv=None) -> int:
     if args.browser:
         try:
             n_clusters = args.browser if args.clusters is None else args.clusters
-            print_browser(bench_browser(store_path, args.browser, args.port, n_clusters))
+            b = bench_browser(store_path, args.browser, args.port, n_clusters)
+            b["floor"] = bench_floor(store_path, args.browser, args.port + 1)
+            print_browser(b)
         except Exception as exc:  # no chromium etc.: say so, keep the rest
             print(f"\nbrowser timing not measured: {type(exc).__name__}: {exc}")
     try:

@@ -22,8 +22,8 @@ CHROMEDRIVER = os.environ.get("BRAINVIZ_CHROMEDRIVER", "/usr/bin/chromedriver")
 
 
 def start_app_server(store_path: Path, port: int, timeout: float = 120,
-                     env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen, str, Path]:
-    """Start ``streamlit run app.py`` on ``store_path`` and wait until it is healthy.
+                     env: Mapping[str, str] | None = None, script: str = "app.py") -> tuple[subprocess.Popen, str, Path]:
+    """Start ``streamlit run app.py`` (or another ``script``) on ``store_path`` and wait until it is healthy.
 
     Returns (process, base url, log file). ``env``: extra environment variables. Raises
     RuntimeError (with the end of the log) when the server exits or is not healthy within
@@ -33,7 +33,7 @@ def start_app_server(store_path: Path, port: int, timeout: float = 120,
     log = Path(tempfile.mkdtemp(prefix="brainviz-app-server-")) / "streamlit.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
              str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
