@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, action="append", help="window width in px (repeatable; 1280 and 1920)")
     ap.add_argument("--height", type=int, default=2200, help="window height of the page shots (px)")
     ap.add_argument("--port", type=int, default=8612)
+    ap.add_argument("--pages", nargs="*", help=f"only these pages ({', '.join(BRAIN_PAGES)})")
+    ap.add_argument("--insilico-map", help="the In-silico page's map to show, e.g. 't (all vertices)'")
     args = ap.parse_args(argv)
     widths = args.width or [1280, 1920]
     out = Path(args.out)
@@ -61,11 +63,23 @@ def main(argv=None) -> int:
             drv = chrome_driver(window=f"{width},{args.height}")
             try:
                 for page, (stem, keys) in BRAIN_PAGES.items():
+                    if args.pages and page not in args.pages:
+                        continue
                     drv.set_window_size(width, args.height)
                     drv.get(f"{url}/{page}")
-                    for key in keys:
-                        wait_drawn(drv, key, timeout=300)
+                    try:
+                        for key in keys:
+                            wait_drawn(drv, key, timeout=900)  # in-silico: ~500 images predicted once
+                    except RuntimeError as exc:  # e.g. a store too small for the page's defaults
+                        print(f"{stem}: no brain drawn ({exc}); skipped")
+                        continue
                     _idle(drv)
+                    if page == "In_silico_experiment" and args.insilico_map:
+                        old = wait_drawn(drv, "is_brain")[0]
+                        [e for e in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label')
+                         if e.text.strip() == args.insilico_map][0].click()
+                        wait_drawn(drv, "is_brain", not_token=old, timeout=300)
+                        _idle(drv)
                     time.sleep(1.0)
                     drv.save_screenshot(str(out / f"{stem}{suffix}.png"))
                     print(f"{stem}{suffix}.png")

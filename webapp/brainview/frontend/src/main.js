@@ -186,9 +186,12 @@ function samplePoints() {
 function frameSize() {
   const w = state.width, h = state.height;
   const side = state.spec && state.spec.kind === "categorical" ? legendEl : colorbarEl;
-  const r = side.style.display === "none" ? 0 : Math.min(0.45 * w, side.offsetWidth + 22);
+  const shown = side.style.display !== "none";
+  const below = shown && side.classList.contains("bv-below"); // a legend under the brain (narrow views)
+  const r = shown && !below ? Math.min(0.45 * w, side.offsetWidth + 22) : 0;
+  const b = below ? Math.min(0.4 * h, side.offsetHeight + 8) : 0;
   const t = state.spec && state.spec.title ? Math.min(0.3 * h, titleEl.offsetHeight + 12) : 28;
-  return { w, h, r, t, W: w + r, H: h + t };
+  return { w, h, r, t, b, W: w + r, H: h + t + b };
 }
 
 function applyFrame() {
@@ -201,7 +204,7 @@ function applyFrame() {
     const halfH = (cam.top - cam.bottom) / 2;
     cam.left = -halfH * (f.W / f.H); cam.right = halfH * (f.W / f.H);
   }
-  cam.setViewOffset(f.W, f.H, f.r, 0, f.w, f.h);
+  cam.setViewOffset(f.W, f.H, f.r, f.b, f.w, f.h);
   cam.updateProjectionMatrix();
   return f;
 }
@@ -217,9 +220,10 @@ function applyView(name) {
   state.center.copy(center);
   const size = box.getSize(new THREE.Vector3());
   const f = frameSize();
-  const sx = f.W / (f.w - f.r), sy = f.H / (f.h - f.t); // NDC of the full frame -> of the drawing area
+  const aw = f.w - f.r, ah = f.h - f.t - f.b; // the drawing area
+  const sx = f.W / aw, sy = f.H / ah; // NDC of the full frame -> of the drawing area
   if (cam.isOrthographicCamera) {
-    const halfH = 1.04 * Math.max((size.y * f.H) / (2 * (f.h - f.t)), (size.x * f.H) / (2 * (f.w - f.r)));
+    const halfH = 1.04 * Math.max((size.y * f.H) / (2 * ah), (size.x * f.H) / (2 * aw));
     cam.top = halfH; cam.bottom = -halfH;
     cam.zoom = 1;
     cam.position.set(center.x, center.y, center.z + 500);
@@ -335,6 +339,8 @@ function updateLegend() {
     const cats = spec.categories || [];
     if (!cats.length) return;
     legendEl.style.display = "block";
+    // narrow views: the legend goes under the brain, in columns, instead of beside it
+    legendEl.classList.toggle("bv-below", state.width < 720);
     if (spec.colorbar_title) el("div", "bv-legend-title", legendEl, spec.colorbar_title);
     for (const [code, name, color] of cats) {
       const row = el("div", "bv-legend-row" + (code === spec.selected ? " bv-selected" : ""), legendEl);
@@ -405,7 +411,7 @@ function placeLabels() {
     let x = ((q.x + 1) / 2) * state.width, y = ((1 - q.y) / 2) * state.height;
     if (clamp) { // hemisphere letters stay in the drawing area
       x = Math.min(Math.max(x, 12), f.w - f.r - 8);
-      y = Math.min(Math.max(y, f.t + 8), f.h - 12);
+      y = Math.min(Math.max(y, f.t + 8), f.h - f.b - 12);
     }
     const visible = q.z > -1 && q.z < 1 && x >= 0 && x <= state.width && y >= 0 && y <= state.height;
     e.style.display = visible ? "block" : "none";
@@ -485,6 +491,7 @@ function resize() {
     state.softCanvas.style.width = `${w}px`; state.softCanvas.style.height = `${h}px`;
   }
   for (const l of state.lines) l.material.resolution.set(w, h);
+  if (state.spec && state.spec.kind === "categorical") legendEl.classList.toggle("bv-below", w < 720);
   applyFrame();
 }
 
@@ -644,11 +651,18 @@ async function update(args, theme, received) {
 window.brainview = {
   pickAt: (x, y) => pick({ clientX: x, clientY: y }),
   pointOf(code) {
-    for (let gy = 1; gy < 30; gy++) {
-      for (let gx = 1; gx < 40; gx++) {
-        const x = (gx / 40) * state.width, y = (gy / 30) * state.height;
+    for (let gy = 1; gy < 60; gy++) {
+      for (let gx = 1; gx < 80; gx++) {
+        const x = Math.round((gx / 80) * state.width), y = Math.round((gy / 60) * state.height);
+        if (document.elementFromPoint(x, y) !== state.renderer.domElement) continue; // under the legend, ...
         const p = pick({ clientX: x, clientY: y });
-        if (p && p.category && (code === undefined || code === null || p.category.code === code)) return [x, y];
+        if (!p || !p.category || (code !== undefined && code !== null && p.category.code !== code)) continue;
+        let same = true; // the same category 3 px around: a click there cannot land on a neighbour
+        for (const [dx, dy] of [[-3, -3], [3, -3], [-3, 3], [3, 3], [0, 0]]) {
+          const q = pick({ clientX: x + dx, clientY: y + dy });
+          same = same && !!q && !!q.category && q.category.code === p.category.code;
+        }
+        if (same) return [x, y];
       }
     }
     return null;
