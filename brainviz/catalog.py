@@ -1,49 +1,45 @@
 """The images and responses of a dataset, indexed by image key, for the pipeline.
 
-An image key is ``f"{dataset}-{id:05d}"`` (``nsd-02951``, ``vim1-00012``), the
+An image key is ``f"{dataset}-{id:05d}"`` (``nsd-02950``, ``vim1-00012``), the
 same key whatever subject saw the image, so subjects who saw the same image
 share its features.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .data.algonauts import AlgonautsDataset, AlgonautsSubject, parse_image_name
+from .splits import SubjectFiles, SubjectImages, plan_splits
+
+__all__ = ["image_key", "subject_files", "dataset_images", "subject_images", "image_catalog", "rows_for",
+           "SubjectImages"]
 
 
 def image_key(path: str | Path) -> str:
-    """``train-0001_nsd-02951.png`` -> ``nsd-02951``."""
+    """``train-0001_nsd-02950.png`` -> ``nsd-02950``."""
     info = parse_image_name(path)
     return f"{info['dataset']}-{int(info['id']):05d}"
 
 
-@dataclass(frozen=True)
-class SubjectImages:
-    """Row order of a subject's responses as image keys.
-
-    Attributes
-    ----------
-    subject : ``subjNN``
-    train_keys, test_keys : image keys in the row order of the train / test responses.
-    source : the stimulus dataset (``nsd``, ``vim1``, ...).
-    """
-
-    subject: str
-    train_keys: list[str]
-    test_keys: list[str]
-    source: str
-
-
-def subject_images(subject: AlgonautsSubject) -> SubjectImages:
-    """Image keys of one subject (train and test rows)."""
+def subject_files(subject: AlgonautsSubject) -> SubjectFiles:
+    """Image keys of one subject's files: training rows, test rows, source, whether test responses exist."""
     train = [image_key(p) for p in subject.train_images]
     test = [image_key(p) for p in subject.test_images]
     source = parse_image_name(subject.train_images[0])["dataset"] if train else "unknown"
-    return SubjectImages(subject.name, train, test, str(source))
+    return SubjectFiles(train, test, str(source), subject.has_responses("test"))
+
+
+def dataset_images(dataset: AlgonautsDataset) -> dict[str, SubjectImages]:
+    """{subject: SubjectImages}: each subject's fitted and evaluation images (:mod:`brainviz.splits`)."""
+    return plan_splits({n: subject_files(s) for n, s in dataset.subjects.items()})
+
+
+def subject_images(subject: AlgonautsSubject) -> SubjectImages:
+    """The fit / evaluation split of one subject on its own (:func:`brainviz.splits.plan_splits`)."""
+    return plan_splits({subject.name: subject_files(subject)})[subject.name]
 
 
 def image_catalog(dataset: AlgonautsDataset) -> pd.DataFrame:

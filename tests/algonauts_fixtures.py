@@ -28,7 +28,7 @@ def make_subject(root: Path, name: str = "subj01", *, n_lh: int = 19_004, n_rh: 
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(p)
         return p
 
-    nsd_ids = rng.choice(73_000, n_train + n_test, replace=False) + 1
+    nsd_ids = rng.choice(73_000, n_train + n_test, replace=False)  # 0-based 73k NSD index, as released
     train = [(f"train-{i + 1:04d}_nsd-{nsd_ids[i]:05d}.png", image(i)) for i in range(n_train)]
     test = [(f"test-{i + 1:04d}_nsd-{nsd_ids[n_train + i]:05d}.png", image(n_train + i)) for i in range(n_test)]
     counts = {"lh": n_lh, "rh": n_rh}

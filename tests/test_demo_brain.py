@@ -193,3 +193,20 @@ def test_missing_inputs_raise(tmp_path):
     with pytest.raises(BrainVizDataError):
         build_demo_brain(tmp_path / "out", data_root=tmp_path / "nowhere", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_brain_names_images_as_the_release_does(demo, dataset):
+    """File names carry the 0-based 73k NSD index (the Algonauts 2023 convention): each name's id is the
+    shared1000 TSV's nsd_id of the very image file it was copied from, so its tags are its own."""
+    from PIL import Image
+
+    from brainviz.catalog import image_key
+
+    shared = load_nsd_shared1000()
+    by_key = dict(zip(shared.keys, shared.paths))
+    sub = dataset.subjects["subj01"]
+    for p in sub.train_images[:5] + sub.test_images[:5]:
+        key = image_key(p)
+        assert key in by_key, p.name
+        with Image.open(p) as a, Image.open(by_key[key]) as b:  # the same picture
+            assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -80,7 +80,9 @@ def shared():
 
 def test_nsd_shared1000(shared):
     assert len(shared) == 1000 and len(set(shared.keys)) == 1000
-    assert shared.keys[0] == "nsd-02951" and shared.ids[0] == 2951
+    # 0-based 73k NSD index, as the Algonauts release names its images: shared0001_nsd02951.png (1-based in
+    # the file name of nsd_hed_labels) is NSD image 2950, the TSV's nsd_id
+    assert shared.keys[0] == "nsd-02950" and shared.ids[0] == 2950
     assert all(k == image_key("nsd", i) for k, i in zip(shared.keys, shared.ids))
     assert list(shared.scores.index) == shared.keys
     cats = shared.scores[list(CATEGORIES)]
@@ -104,7 +106,23 @@ def test_nsd_ids_agree_with_tsv(shared):
     tsv = pd.read_csv(resolve_data_root() / "nsd_shared1000" / "shared1000_HED.tsv", sep="\t")
     by_name = dict(zip(tsv.File_Name, tsv.nsd_id))
     for p, i in zip(shared.paths[:50], shared.ids[:50]):
-        assert by_name[p.name] + 1 == i
+        assert by_name[p.name] == i  # keys use the TSV's 0-based nsd_id
+
+
+def test_released_names_find_their_shared1000_tags(shared, tmp_path):
+    """Images named as the Algonauts 2023 release names them (0-based 73k index) get their own tags, not a
+    neighbour's: spot checks of known shared1000 images (HED tags of nsd_hed_labels' shared1000_HED.tsv)."""
+    from brainviz.catalog import image_key as key_of_file
+
+    food = key_of_file("train-0001_nsd-02950.png")  # shared0001: foreground food, many items, outdoors
+    clock = key_of_file("test-0001_nsd-03146.png")  # shared0005: building with a clock face, outdoors
+    dining = key_of_file("train-0100_nsd-08646.png")  # shared0100: furnishing and food, indoors
+    sc = shared.scores
+    assert sc.loc[food, "food"] == 1.0 and sc.loc[food, "outdoor"] == 1.0
+    assert sc.loc[clock, "faces"] == 0.0 and sc.loc[clock, "outdoor"] == 1.0 and "Clock-face" in sc.loc[clock, "tags"]
+    assert sc.loc[dining, "indoor"] == 1.0 and sc.loc[dining, "food"] > 0.5
+    # the off-by-one neighbours are not shared images: no tags would be found for them
+    assert "nsd-02951" not in sc.index and "nsd-03147" not in sc.index
 
 
 def test_subset(shared):
@@ -141,7 +159,7 @@ def _fake_nsd(root: Path, n: int = 3) -> Path:
 def test_fake_nsd_loads(tmp_path):
     _fake_nsd(tmp_path)
     s = load_nsd_shared1000(tmp_path, expected=3)
-    assert s.keys == ["nsd-00100", "nsd-00101", "nsd-00102"]
+    assert s.keys == ["nsd-00099", "nsd-00100", "nsd-00101"]  # the 0-based nsd_id
     assert (s.scores["words"] == 1.0).all()
 
 

@@ -108,6 +108,8 @@ def _build(path: Path) -> dict:
         w.write_table("transfer_curve", pd.DataFrame({"subject": ["subj05"] * 2, "n_train": [10, 20],
                                                       "method": ["ue_transfer"] * 2, "median_r": [0.1, 0.2],
                                                       "seed": [0, 0]}))
+        w.write_table("skipped_analyses", pd.DataFrame({"analysis": ["transfer curve"], "subject": [None],
+                                                        "reason": ["one subject"], "enable": ["two subjects"]}))
         d["feat"] = RNG.standard_normal((len(KEYS), D)).astype(np.float32)
         w.add_image_features("effnet", KEYS, d["feat"])
     return d
@@ -229,6 +231,9 @@ def test_round_trip_every_table(built):
         dec = st.decoding("subj01")
         assert list(dec.loc[0, "top_keys"]) == [KEYS[6], KEYS[7]]
         assert st.transfer_curve("subj05")["n_train"].tolist() == [10, 20]
+        skipped = st.skipped_analyses()
+        assert skipped.analysis.tolist() == ["transfer curve"] and skipped.subject.isna().all()
+        assert set(st.evaluation().values()) == {"test"}  # the default: test fMRI
 
         assert st.backbones() == ["effnet"]
         keys, feat = st.image_features("effnet")

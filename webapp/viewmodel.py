@@ -31,6 +31,38 @@ ROI_CLASS_COLUMNS: dict[str, str] = {
 }
 
 
+# --------------------------------------------------------------------------- evaluation images and skips
+def evaluation_label(store, subject: str | None = None) -> str:
+    """What the store's "test" images are, for captions: ``'test images (test fMRI)'``, ``'images held out of
+    the training images (the dataset has no test fMRI)'``, or both when subjects differ (``subject``: one)."""
+    ev = store.evaluation()
+    kinds = {ev.get(subject)} if subject is not None else set(ev.values())
+    if kinds == {"held-out"}:
+        return "images held out of the training images (the dataset has no test fMRI; brainviz.splits)"
+    if kinds == {"test"}:
+        return "test images (test fMRI)"
+    return "evaluation images (test fMRI where the dataset has it, else held out of the training images)"
+
+
+def skip_notes(store, *words: str, subject: str | None = None) -> list[str]:
+    """Markdown lines for the analyses precompute skipped whose name contains any of ``words`` (case-insensitive):
+    what, for whom, why, and what would enable it (table ``skipped_analyses``); [] when none matches."""
+    df = store.skipped_analyses()
+    if df.empty:
+        return []
+    hit = df["analysis"].str.lower().apply(lambda a: any(w.lower() in a for w in words)) if words else \
+        pd.Series(True, index=df.index)
+    df = df[hit]
+    if subject is not None:
+        df = df[df["subject"].isna() | (df["subject"] == subject)]
+    out = []
+    for (analysis, reason, enable), grp in df.groupby(["analysis", "reason", "enable"], sort=False):
+        subs = sorted(s for s in grp["subject"].dropna().unique())
+        who = f" ({', '.join(subs)})" if subs else ""
+        out.append(f"**Not computed: {analysis}**{who}. Why: {reason}. What would enable it: {enable}.")
+    return out
+
+
 # --------------------------------------------------------------------------- overview
 def overview(store) -> dict:
     """Facts for the home page: datasets, subjects, backbones, models, headline metrics."""
@@ -215,6 +247,25 @@ def main_category(keys: Sequence[str], tags: pd.DataFrame) -> list[str]:
     return out
 
 
+def example_image(keys: Sequence[str], tags: pd.DataFrame, category: str,
+                  avoid: Sequence[str] = ()) -> str | None:
+    """The key among ``keys`` that shows ``category`` most clearly: highest score of ``category``, then lowest
+    summed score of the ``avoid`` categories, then the first key; None when no key has ``category`` > 0.5."""
+    if tags is None or category not in tags.columns:
+        return None
+    known = [k for k in keys if k in tags.index]
+    if not known:
+        return None
+    t = tags.loc[known]
+    score = t[category].astype(float).fillna(0)
+    other = t[[c for c in avoid if c in t.columns]].astype(float).fillna(0).sum(axis=1) if avoid else 0 * score
+    ok = score > 0.5
+    if not ok.any():
+        return None
+    rank = pd.DataFrame({"s": -score[ok].round(3), "o": other[ok], "i": np.arange(ok.sum())}, index=score[ok].index)
+    return str(rank.sort_values(["s", "o", "i"]).index[0])
+
+
 # --------------------------------------------------------------------------- RDMs
 def rdm_order(rdm: np.ndarray, keys: Sequence[str], how: str, tags: pd.DataFrame | None = None,
               categories: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -305,10 +356,36 @@ def transfer_summary(df: pd.DataFrame) -> pd.DataFrame:
             .reset_index().rename(columns={"mean": "median_r", "std": "sd", "count": "n_seeds"}))
 
 
-def scope_label(scope: str) -> str:
+def cluster_evidence(enrichment: Mapping) -> tuple[pd.DataFrame, dict | None]:
+    """A cluster description's evidence as a table (category, effect, elsewhere, top 10, base rate (%), p; by
+    effect, else by enrichment ratio for stores without effects) and the regression's fit ({r2, n_images,
+    rule}, None for older stores)."""
+    rows = []
+    for cat, v in enrichment.items():
+        if str(cat).startswith("_") or not isinstance(v, Mapping):
+            continue
+        count, n = v.get("count"), v.get("n")
+        rows.append({"category": cat, "effect": v.get("effect"), "elsewhere": v.get("effect_others"),
+                     "top 10": f"{int(count)}/{int(n)}" if count is not None and n else "",
+                     "base rate": 100 * v["base_rate"] if v.get("base_rate") is not None else None,
+                     "p": v.get("p_value"), "_ratio": v.get("ratio")})
+    table = pd.DataFrame(rows, columns=["category", "effect", "elsewhere", "top 10", "base rate", "p", "_ratio"])
+    by = "effect" if table["effect"].notna().any() else "_ratio"
+    table = table.sort_values(by, ascending=False, na_position="last").drop(columns="_ratio")
+    if not table["effect"].notna().any():
+        table = table.drop(columns=["effect", "elsewhere"])
+    fit = enrichment.get("_fit") if isinstance(enrichment.get("_fit"), Mapping) else None
+    return table.reset_index(drop=True), (dict(fit) if fit and fit.get("r2") is not None else None)
+
+
+def scope_label(scope: str, short: bool = False) -> str:
     """User-facing name of a cluster scope ('joint:non-early' -> 'joint (reliable subjects) · outside early
-    visual cortex (V1-hV4)', 'joint' -> '... · whole visual cortex', 'subj01:PPA' -> 'subj01 · inside PPA')."""
+    visual cortex (V1-hV4)', 'joint' -> '... · whole visual cortex', 'subj01:PPA' -> 'subj01 · inside PPA').
+    ``short``: for a selector ('joint · outside V1-hV4', 'joint · whole visual cortex')."""
     who, _, region = scope.partition(":")
+    if short:
+        return f"{who} · " + ("whole visual cortex" if not region and who == "joint"
+                              else f"inside {region}" if region and region != "non-early" else "outside V1-hV4")
     who = "joint (reliable subjects together)" if who == "joint" else who
     if region == "non-early":
         return f"{who} · outside early visual cortex (V1-hV4)"

@@ -40,7 +40,7 @@ import pandas as pd
 from ..atomic import save_npy
 from ..errors import BrainVizDataError
 from ..names import HEMIS, N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES, ROI_GROUPS, ROI_SETS, SURFACE_SIZES
-from ..safe_load import load_npy_object
+from ..safe_load import load_npy_object, safe_message
 
 _IMAGE_NAME = re.compile(r"^(?P<split>train|test)-(?P<index>\d+)_(?P<dataset>[A-Za-z0-9]+)-(?P<id>\d+)\.(png|jpg|jpeg)$")
 
@@ -58,7 +58,7 @@ def _load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for corrupt files
-        raise BrainVizDataError(path, f"not a readable .npy array ({exc})") from None
+        raise BrainVizDataError(path, f"not a readable .npy array ({safe_message(exc)})") from None
 
 
 def _check_responses(path: Path, arr: np.ndarray, *, n_rows: int | None, n_cols: int | None,
@@ -104,7 +104,8 @@ def _read_mapping(path: Path) -> dict[int, str]:
 def parse_image_name(path: str | Path) -> dict[str, object]:
     """Parse ``train-0001_nsd-00013.png`` into split, 1-based index, dataset and id.
 
-    The id is kept as written (NSD: the 1-based NSD id of the image).
+    The id is kept as written: for NSD the 0-based index into the 73,000 NSD images, as the
+    Algonauts 2023 release writes it (:data:`brainviz.data.images.NSD_ID_CONVENTION`).
     """
     m = _IMAGE_NAME.match(Path(path).name)
     if not m:
@@ -127,7 +128,8 @@ _IMAGE_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "
 
 def check_image_files(files: Iterable[Path], root: Path) -> None:
     """Open every image's header: raise BrainVizDataError naming the first file that is empty, not an
-    image of its extension's type, unreadable, or a symlink leading outside ``root`` (the dataset)."""
+    image of its extension's type, unreadable, cut off (no end marker), or a symlink leading outside
+    ``root`` (the dataset)."""
     from PIL import Image, UnidentifiedImageError
 
     root_real = Path(root).resolve()
@@ -153,6 +155,23 @@ def check_image_files(files: Iterable[Path], root: Path) -> None:
             raise BrainVizDataError(p, f"named {p.suffix} but the file is a {fmt} image")
         if w < 1 or h < 1:
             raise BrainVizDataError(p, f"the image has no pixels ({w} x {h})")
+        if not _ends_complete(p, fmt):
+            raise BrainVizDataError(p, f"the {fmt} file is truncated (it lacks the end marker of a complete image)")
+
+
+def _ends_complete(path: Path, fmt: str) -> bool:
+    """A PNG ends with its IEND chunk, a JPEG with its end-of-image marker (trailing padding allowed):
+    a cut-off download fails this from the file's last bytes, without decoding."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 256))
+        tail = f.read()
+    if fmt == "PNG":
+        return b"IEND\xaeB`\x82" in tail[-64:]
+    if fmt in ("JPEG", "MPO"):
+        return b"\xff\xd9" in tail
+    return True
 
 
 # --------------------------------------------------------------------------- reader
@@ -339,10 +358,11 @@ class AlgonautsSubject:
         return _load_npy(self._fmri_path(split, hemi), mmap=True)
 
     def responses(self, split: str = "train", rois: str | Iterable[str] | None = None,
-                  hemis: Sequence[str] = HEMIS) -> np.ndarray:
+                  hemis: Sequence[str] = HEMIS, rows: np.ndarray | None = None) -> np.ndarray:
         """(n_images, n_selected) float32 responses, hemispheres concatenated.
 
-        ``split`` is ``"train"`` or ``"test"``; ``rois`` as in :meth:`roi_mask`.
+        ``split`` is ``"train"`` or ``"test"``; ``rois`` as in :meth:`roi_mask`; ``rows``: only these rows
+        of the file, in this order (None: all), read from the memory map without loading the rest.
         """
         if not self.has_responses(split):
             raise BrainVizDataError(self._fmri_path(split, hemis[0]), f"no {split} responses in this dataset")
@@ -352,12 +372,18 @@ class AlgonautsSubject:
             n = self.n_vertices[h]
             m = mask[start:start + n]
             start += n
-            parts.append(np.asarray(self.hemi_responses(split, h)[:, m], dtype=np.float32))
+            arr = self.hemi_responses(split, h)
+            if rows is not None:
+                arr = arr[np.asarray(rows, dtype=np.int64)]
+            parts.append(np.asarray(arr[:, m] if not m.all() else arr, dtype=np.float32))
         return np.concatenate(parts, axis=1)
 
-    def repeats(self, split: str = "train", hemis: Sequence[str] = HEMIS) -> np.ndarray:
-        """(n_images, n_repeats, n_vertices) single-trial responses, hemispheres concatenated."""
+    def repeats(self, split: str = "train", hemis: Sequence[str] = HEMIS, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n_images, n_repeats, n_vertices) single-trial responses, hemispheres concatenated (``rows`` as in
+        :meth:`responses`)."""
         arrs = [_load_npy(self._fmri_path(split, h, repeats=True), mmap=True) for h in hemis]
+        if rows is not None:
+            arrs = [a[np.asarray(rows, dtype=np.int64)] for a in arrs]
         return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrs], axis=2)
 
     # ---- validation
@@ -481,6 +507,8 @@ def load_dataset(path: str | Path, *, validate: bool = True) -> AlgonautsDataset
             manifest = json.loads(mf.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BrainVizDataError(mf, f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise BrainVizDataError(mf, "the JSON is nested too deeply to read") from None
         except OSError as exc:
             raise BrainVizDataError(mf, f"cannot read the manifest ({exc.strerror})") from None
         if not isinstance(manifest, dict):

@@ -8,8 +8,16 @@ Two real image sets are read from the shared data root:
 * **vim-1** (``kay_vim1_stimuli/images/N.jpg``): 1,750 grayscale 128x128
   JPEGs without any semantic annotation (their scores are NaN).
 
-Every image has a global key ``f"{dataset}-{id:05d}"`` (``nsd-02951``,
-``vim1-00000``). Category scores are a DataFrame indexed by key with float
+Every image has a global key ``f"{dataset}-{id:05d}"`` (``nsd-02950``,
+``vim1-00000``). For NSD the id is the **0-based index into the 73,000 NSD images**, the
+convention of the Algonauts 2023 release (its file names ``train-0001_nsd-00013.png`` carry
+"the 73,000 NSD image IDs ... start from 0, so that you can directly use them for indexing the
+.hdf5 NSD images in Python": Algonauts 2023 development kit tutorial, section on the image file
+names) and of the shared1000 TSV's ``nsd_id`` column. The shared1000 *file names* of
+nsd_hed_labels carry the 1-based NSD id (``shared0001_nsd02951.png`` is 0-based 2950, whose
+``nsd_id`` is 2950), the convention of the NSD data manual's MATLAB ``nsd_expdesign.mat``
+(``sharedix``, ``subjectim``: 1-based); :func:`load_nsd_shared1000` converts them. See
+:data:`NSD_ID_CONVENTION`. Category scores are a DataFrame indexed by key with float
 columns in [0, 1] (:data:`CATEGORIES`) plus a ``tags`` string column (the
 short HED string, empty when there are no tags).
 """
@@ -31,6 +39,9 @@ from ..paths import NSD_SHARED1000, VIM1_STIMULI, resolve_data_root
 #: Category score columns, each in [0, 1].
 CATEGORIES: tuple[str, ...] = TAG_CATEGORIES
 
+#: How BrainViz numbers NSD images everywhere (keys, file names it writes, the store).
+NSD_ID_CONVENTION = "0-based 73k NSD index (Algonauts 2023 file names; nsd_stimuli.hdf5 row)"
+
 N_SHARED1000 = 1000
 N_VIM1 = 1750
 HED_FILE = "shared1000_HED.tsv"
@@ -39,7 +50,7 @@ _SHARED_NAME = re.compile(r"^shared(?P<shared>\d{4})_nsd(?P<nsd>\d{5})\.png$")
 
 
 def image_key(dataset: str, image_id: int) -> str:
-    """The global image key, e.g. ``image_key("nsd", 2951) == "nsd-02951"``."""
+    """The global image key, e.g. ``image_key("nsd", 2950) == "nsd-02950"``."""
     return f"{dataset}-{int(image_id):05d}"
 
 
@@ -51,7 +62,7 @@ class ImageSet:
     ----------
     name : str  ``"nsd_shared1000"``, ``"vim1"``, or a subject's name.
     keys : list[str]  (n_images,) global image keys, in row order.
-    ids : np.ndarray  (n_images,) int dataset ids (NSD: 1-based NSD id; vim-1: file number).
+    ids : np.ndarray  (n_images,) int dataset ids (NSD: 0-based 73k NSD index; vim-1: file number).
     paths : list[Path]  (n_images,) image files.
     scores : pd.DataFrame  (n_images, 10 + 1) indexed by key: :data:`CATEGORIES` floats in [0, 1]
         (NaN where unknown) and ``tags`` (short HED string, "" when none).
@@ -292,8 +303,8 @@ def _read_hed_table(path: Path) -> pd.DataFrame:
 def load_nsd_shared1000(data_root: str | Path | None = None, *, expected: int | None = N_SHARED1000) -> ImageSet:
     """The 1,000 NSD shared images with HED category scores, in shared-index order.
 
-    Keys ``nsd-XXXXX`` use the 1-based NSD id of the file name; the TSV's
-    0-based ``nsd_id`` must equal it minus one. ``expected``: required number
+    Keys ``nsd-XXXXX`` use the 0-based 73k NSD index (:data:`NSD_ID_CONVENTION`): the
+    file name's 1-based id minus one, which must equal the TSV's 0-based ``nsd_id``. ``expected``: required number
     of images (None: any, as long as images and TSV rows agree).
 
     Raises
@@ -333,8 +344,8 @@ def load_nsd_shared1000(data_root: str | Path | None = None, *, expected: int | 
             sc = hed_category_scores(hed)
         except BrainVizDataError as exc:
             raise BrainVizDataError(tsv, f"row {p.name}: {exc.problem}") from None
-        keys.append(image_key("nsd", nsd))
-        ids.append(nsd)
+        keys.append(image_key("nsd", tsv_id))  # 0-based, as the Algonauts release names its images
+        ids.append(tsv_id)
         rows.append(dict(sc, tags=hed))
     scores = pd.DataFrame(rows, index=pd.Index(keys, name="image_key"), columns=list(CATEGORIES) + ["tags"])
     return ImageSet("nsd_shared1000", keys, np.asarray(ids, dtype=np.int64), files, scores, ["nsd"] * len(keys))

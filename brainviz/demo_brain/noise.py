@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..names import HEMIS, PERCENT
+from ..data.noise_ceiling import read_noise_ceiling
 from ..errors import BrainVizDataError
+from ..metrics import zscore
 from ..paths import NOISE_CEILINGS, resolve_data_root
 
 N_REPEATS = 3
@@ -42,28 +43,14 @@ def ncsnr_to_nc(ncsnr: np.ndarray, n_repeats: int = N_REPEATS) -> np.ndarray:
 
 
 def load_real_noise_ceiling(subject: str, data_root: str | Path | None = None) -> np.ndarray:
-    """(n_lh + n_rh,) real NSD noise ceilings (fractions) of ``subject`` (e.g. ``"subj01"``).
-
-    The files are percent on disk (as NSD / Algonauts 2023 publish them); they are converted here, once.
-    """
-    folder = resolve_data_root(data_root) / NOISE_CEILINGS / subject
-    parts = []
-    for h in HEMIS:
-        p = folder / f"{h}.npy"
-        if not p.is_file():
-            raise BrainVizDataError(p, "real noise-ceiling file is missing")
-        try:
-            a = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise BrainVizDataError(p, f"not a readable .npy array ({exc})") from None
-        if a.ndim != 1 or not np.issubdtype(a.dtype, np.number):
-            raise BrainVizDataError(p, f"expected a 1-D numeric array, got {a.dtype} {a.shape}")
-        parts.append(a.astype(np.float64))
-    nc = np.concatenate(parts)
+    """(n,) the finite real NSD noise ceilings (fractions) of ``subject`` (e.g. ``"subj01"``), lh then rh: the
+    distribution the demo brain draws its targets from (read by :func:`brainviz.data.noise_ceiling.read_noise_ceiling`)."""
+    folder = resolve_data_root(data_root) / NOISE_CEILINGS
+    nc = read_noise_ceiling(folder, subject)
     nc = nc[np.isfinite(nc)]
-    if nc.size == 0 or nc.min() < 0 or nc.max() > PERCENT:
-        raise BrainVizDataError(folder, "noise ceilings must be finite percentages in [0, 100]")
-    return nc / PERCENT
+    if nc.size == 0:
+        raise BrainVizDataError(folder / subject, "no finite noise ceilings")
+    return nc
 
 
 def assign_target_nc(score: np.ndarray, real_nc: np.ndarray, rng: np.random.Generator,
@@ -114,9 +101,6 @@ def simulate_trials(clean: np.ndarray, target_nc: np.ndarray, rng: np.random.Gen
         idx = order[start:start + session_trials]
         eps = rng.standard_normal((len(idx), n_v), dtype=np.float32)
         x = signal[idx // n_repeats] + noise_sd[None] * (a * eps + b * glob[start:start + len(idx), None])
-        x -= x.mean(axis=0, keepdims=True)
-        sd = x.std(axis=0, keepdims=True)
-        x /= np.where(sd > 0, sd, 1)
-        trials[idx] = x
+        trials[idx] = zscore(x)  # per session (float32)
     repeats = trials.reshape(n_img, n_repeats, n_v)
     return repeats, signal

@@ -186,7 +186,7 @@ def cached_features(
     backbone_name, weights, seed, device
         As for :func:`get_backbone`; the backbone is only loaded on a cache miss.
     image_keys : sequence of str
-        Unique image keys (e.g. ``"nsd-02951"``), the row order of the result.
+        Unique image keys (e.g. ``"nsd-02950"``), the row order of the result.
     image_paths : sequence of path
         The image file of each key.
     cache_dir : path

@@ -4,7 +4,7 @@
   has real values in ``[..., :channels[l]]`` and zeros after that; P patches are
   row-major over ``grid`` (rows, cols).
 - ``pooled``: (n_images, D) float32, the backbone's image embedding.
-- ``keys``: image keys (e.g. ``"nsd-02951"``) in row order.
+- ``keys``: image keys (e.g. ``"nsd-02950"``) in row order.
 """
 from __future__ import annotations
 

@@ -14,9 +14,12 @@ from PIL import Image
 
 from .. import clusters as cl
 from .. import rsa as rdmlib
+from ..errors import BrainVizDataError
 from ..names import EARLY_ROIS, HEMIS, ROI_SETS
+from ..paths import KRIEGESKORTE92, resolve_data_root
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..jobs import run_jobs
+from ..metrics import retrieval_ranks
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
@@ -55,17 +58,6 @@ STABILITY_MAX_VERTICES = 2500
 REFERENCE_SOURCES = ("noise-free", "measured", "ridge")
 
 
-def training_noise_ceiling(ctx: Context, subject: str) -> tuple[np.ndarray | None, str]:
-    """(V,) noise ceiling (fraction) from the repeats of the subject's TRAINING images (never the test
-    images), and its source; (None, reason) when the dataset has no training repeats."""
-    sub = ctx.dataset.subjects[subject]
-    if sub.has_repeats("train"):
-        from ..metrics import noise_ceiling_from_repeats
-
-        return noise_ceiling_from_repeats(sub.repeats("train")), "training repeats"
-    return None, "no training repeats"
-
-
 def good_subjects(nc: dict[str, np.ndarray], subjects: list[str], share: float = GOOD_SUBJECT_SHARE) -> list[str]:
     """Subjects whose median noise ceiling is >= ``share`` x the best subject's (report 004 clusters "good"
     subjects); all of them when no noise ceiling is known."""
@@ -84,7 +76,7 @@ def _planted_prf(ctx: Context, subject: str) -> np.ndarray | None:
     return np.concatenate([np.load(gt / subject / f"{h}_prf.npy")[:, :2] for h in HEMIS]).astype(np.float64)
 
 
-def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dict]:
+def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability: bool = True) -> list[dict]:
     """The clusterings written: name, base, subjects, region, percentile, ks, default, yardsticks
     (score the reference clusterings of :func:`_reference_responses` at the chosen k: the default
     scope and each subject alone, the scopes of the recovery targets; a few seconds each).
@@ -101,12 +93,15 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str]) -> list[dic
     on and picked k = 4-6 (demo brain: subj03 k = 4 on seeds 0 and 7), which merges category
     regions; the subjects share one functional layout (report 004 clusters them jointly), and
     the joint stability is estimated on about four times as many vertices.
+
+    Without any reliability estimate (``reliability`` False: no repetitions, no noise-ceiling files)
+    every vertex of a scope is clustered and the other thresholds' scopes would be copies: not written.
     """
     ks = tuple(int(k) for k in ctx.config.cluster_ks)
     base = dict(base="joint", subjects=joint, ks=ks)
     plan = [dict(scope=DEFAULT_SCOPE, region="non-early", percentile=DEFAULT_PERCENTILE, default=True, yardsticks=True,
                  **base)]
-    for p in RELIABILITY_PERCENTILES:
+    for p in RELIABILITY_PERCENTILES if reliability else ():
         if p != DEFAULT_PERCENTILE:
             plan.append(dict(scope=f"{DEFAULT_SCOPE}@p{int(p)}", region="non-early", percentile=p, default=False,
                              **base))
@@ -161,12 +156,13 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
 
     nc, nc_source = {}, {}
     for s in subjects:
-        nc[s], nc_source[s] = training_noise_ceiling(ctx, s)
+        nc[s], nc_source[s] = ctx.noise_ceiling(s, "train")  # never the evaluation images
         if nc[s] is not None:
             w.write_table("vertex_reliability", pd.DataFrame({
                 "subject": s, "vertex": np.arange(len(nc[s]), dtype=np.int32), "nc": nc[s].astype(np.float32),
                 "source": nc_source[s]}))
     joint = good_subjects(nc, main)
+    reliability = any(nc[s] is not None for s in subjects)
 
     tags = ctx.tags
     cats = [c for c in tags.columns if c != "tags"]
@@ -189,7 +185,7 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
                       "scopes": {}}
     with ctx.timed("clusters"):
-        for plan in _bar(ctx, _scope_plan(ctx, subjects, joint), "clusters"):
+        for plan in _bar(ctx, _scope_plan(ctx, subjects, joint, reliability), "clusters"):
             k_from = headline["scopes"].get(plan.get("k_from"), {}).get("chosen_k")
             headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
                                                              scores, planted, prf, k_from=k_from, refs=refs)
@@ -243,6 +239,8 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
     selected = np.concatenate([emb[s][codes[s] == 0] for s in subs])
     out: dict = {"n_clustered": int(len(selected)), "subjects": subs}
     if len(selected) < 4 * max(plan["ks"]):
+        ctx.skip(f"clusters of scope {scope}", f"only {len(selected)} vertices qualify (k up to {max(plan['ks'])} "
+                 f"needs {4 * max(plan['ks'])})", "more vertices in the scope's region")
         return out
     quality = []
     ks = list(plan["ks"])
@@ -264,7 +262,8 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
     out["chosen_k"] = int(chosen)
     w.write_table("cluster_settings", pd.DataFrame({
         "model_id": EMBEDDING_MODEL, "scope": scope, "subject": subs, "base": plan["base"], "region": plan["region"],
-        "percentile": float(plan["percentile"]), "nc_threshold": [thr[s] for s in subs], "chosen_k": int(chosen),
+        "percentile": [float(plan["percentile"]) if nc[s] is not None else None for s in subs],
+        "nc_threshold": [thr[s] if nc[s] is not None else None for s in subs], "chosen_k": int(chosen),
         "k_rule": rule, "is_default": bool(plan["default"])}))
     out["per_k"] = {}
     with cl.kmeans_threads():  # every k at once, side by side (brainviz.jobs)
@@ -289,7 +288,10 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
         # categories such as words are predicted poorly from 450 training images).
         top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False)
         source = "measured"
-        desc = cl.describe_top_images(top, scores, n_vertices=counts)
+        # named by what distinguishes a cluster: the tag with the largest unique effect on its mean measured
+        # response over every tagged image; "mixed / weak" when the tags explain little of it
+        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        desc = cl.name_clusters(means, top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
         rec = {}
@@ -385,6 +387,7 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
             sub = ctx.dataset.subjects[s]
             y = ctx.responses(s, "test")
             pred = load_predictions(ctx, EMBEDDING_MODEL, s) if EMBEDDING_MODEL in registry else None
+            trials = ctx.repeats(s, "test")  # None without repetitions: no within-subject ceiling, no CV RDM
             for roi in RDM_ROIS:
                 mask = sub.roi_mask(None if roi == "all" else roi)
                 if mask.sum() < 2:
@@ -399,8 +402,8 @@ def write_rdms(ctx: Context, w: StoreWriter) -> dict:
                         _write_extremes(w, rid, keys, r, metric)
                         if source == "measured":
                             measured[(s, roi, metric)] = r
-                if sub.has_repeats("test") and mask.sum() >= 2:
-                    reps = np.asarray(sub.repeats("test")[:, :, mask], np.float64)
+                if trials is not None:
+                    reps = np.asarray(trials[:, :, mask], np.float64)
                     within[(s, roi)] = within_subject_ceiling(repeat_rdms(reps, "correlation"), method="spearman")
                     cv = crossvalidated_rdm(reps, "correlation")
                     if np.isfinite(cv).all():  # NaN where an image has no reliable signal in this ROI
@@ -469,6 +472,12 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
     from ..features.blocks import extract_blocks
     from ..rsa import block_rdms
 
+    try:
+        present = (resolve_data_root(ctx.config.data_root) / KRIEGESKORTE92).is_dir()
+    except BrainVizDataError:
+        present = False
+    if not present:  # listed by pipeline.plan.skipped_analyses
+        return {}
     with ctx.timed("k92"):
         k92 = load_kriegeskorte92(ctx.config.data_root)
         img_dir = Path(ctx.config.cache_dir) / "k92_images"
@@ -481,7 +490,7 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
             paths.append(p)
         w.add_images(k92.image_keys, paths, dataset_id=None)
         w.add_image_tags(_k92_scores(k92), tags=dict(zip(k92.image_keys, k92.categories["category"].astype(str))))
-        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights)
+        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights, seed=ctx.config.seed)
         ims = k92.pil_images()
         fs = extract_features(backbone, ims, progress=ctx.config.progress)
         w.add_image_features(ctx.config.backbone, k92.image_keys, np.asarray(fs.pooled, np.float32))
@@ -492,8 +501,9 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         models = {f"{bb} {n}": r for n, r in blocks.items()}
         family = {f"{bb} {n}": "block" for n in blocks}
         depth = {f"{bb} {n}": float(i / max(1, len(blocks) - 1)) for i, n in enumerate(blocks)}
-        stages = {f"{bb} {n} (7x7 pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
-                                                                             include_pooled=False).items()}
+        grid = "x".join(str(int(g)) for g in fs.grid)  # the encoder layers' patch grid (7x7; DINOv2: 8x8)
+        stages = {f"{bb} {n} ({grid} pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
+                                                                                include_pooled=False).items()}
         models.update(stages)
         family.update({n: "stage (7x7 pooled)" for n in stages})
         refs = {f"reference: {n}": r for n, r in k92.models.items()}
@@ -586,9 +596,11 @@ ENCODER_KINDS = ("ue_multi", "ridge")
 
 
 def _rank_rows(subject: str, approach: str, name: str, sim: np.ndarray, keys: list[str]) -> list[dict]:
+    """One row per query image: its rank (:func:`brainviz.metrics.retrieval_ranks`, the one ties rule) and
+    the five best candidates (``sim``: (n, n) scores, query i's true candidate is i)."""
     order = np.argsort(-sim, axis=1, kind="stable")
-    ranks = 1 + np.argmax(order == np.arange(len(keys))[:, None], axis=1)
-    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=int(ranks[q]),
+    ranks = retrieval_ranks(sim)
+    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=float(ranks[q]),
                  top_keys=[keys[i] for i in order[q, :5]], cosine=np.nan, approach=approach)
             for q in range(len(keys))]
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import SubjectImages, image_catalog, subject_images
+from ..catalog import SubjectImages, dataset_images, image_catalog
 from ..data.algonauts import AlgonautsDataset, load_dataset
+from ..data.noise_ceiling import find_noise_ceiling, read_noise_ceiling
 from ..errors import BrainVizDataError
-from ..paths import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE
+from ..paths import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_STORE, NOISE_CEILINGS, resolve_data_root
 
 
 @dataclass
@@ -23,6 +24,10 @@ class PipelineConfig:
     ``transfer_sizes``: numbers of new-subject training images for the transfer
     curve (0 = all). ``quick``: tiny settings for tests and smoke runs. ``jobs``: independent
     fits run side by side (:mod:`brainviz.jobs`; None = :func:`brainviz.jobs.default_workers`).
+    ``noise_ceiling``: a folder of per-vertex noise ceilings ``subjNN/{lh,rh}.npy`` in percent (the
+    Algonauts 2023 files, :mod:`brainviz.data.noise_ceiling`), used where the dataset has no repetitions;
+    every subject's files must match its vertex counts. None: the data root's
+    ``algonauts2023_noise_ceiling/`` for the subjects whose vertex counts it matches.
     """
 
     dataset: Path
@@ -41,6 +46,7 @@ class PipelineConfig:
     quick: bool = False
     progress: bool = True
     jobs: int | None = None
+    noise_ceiling: Path | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -62,11 +68,11 @@ class Context:
     def __init__(self, config: PipelineConfig):
         self.config = config
         self.dataset: AlgonautsDataset = load_dataset(config.dataset, validate=True)
-        self.images: dict[str, SubjectImages] = {n: subject_images(s) for n, s in self.dataset.subjects.items()}
+        self.images: dict[str, SubjectImages] = dataset_images(self.dataset)
         self.catalog: pd.DataFrame = image_catalog(self.dataset)
         self.timings: dict[str, float] = {}
-        self.work = Path(config.work_dir)
-        self.work.mkdir(parents=True, exist_ok=True)
+        self.runtime_skips: list = []  # what the analyses found they could not compute (pipeline.plan.Skip)
+        self.work = Path(config.work_dir)  # created by the first write into it (brainviz.atomic, workdir)
 
     # ---- subjects
     @property
@@ -97,13 +103,88 @@ class Context:
         return self.main_subjects[0] if len(self.subject_names) > 1 else None
 
     def responses(self, subject: str, split: str) -> np.ndarray:
-        """(n_images, V) float32 responses of ``subject`` (lh then rh)."""
-        return self.dataset.subjects[subject].responses(split)
+        """(n_images, V) float32 responses of ``subject`` (lh then rh): ``"train"`` the fitted images
+        (rows of ``images[subject].train_keys``), ``"test"`` the evaluation images (``test_keys``: the test
+        fMRI, or the images held out of the training responses; :mod:`brainviz.splits`)."""
+        im, sub = self.images[subject], self.dataset.subjects[subject]
+        if split == "train":
+            return sub.responses("train", rows=None if len(im.train_rows) == len(sub.train_images) else im.train_rows)
+        if split != "test":
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if im.held_out:
+            return sub.responses("train", rows=im.test_rows)
+        return sub.responses("test")
+
+    def repeats(self, subject: str, split: str) -> np.ndarray | None:
+        """(n_images, n_repeats, V) single trials of the ``split`` images (as :meth:`responses`), or None when
+        the dataset has no repetitions for them."""
+        im, sub = self.images[subject], self.dataset.subjects[subject]
+        file_split = "train" if split == "train" or im.held_out else "test"
+        if not sub.has_repeats(file_split):
+            return None
+        rows = im.train_rows if split == "train" else im.test_rows
+        return sub.repeats(file_split, rows=rows)
 
     def has_test(self, subject: str) -> bool:
-        return self.dataset.subjects[subject].has_responses("test")
+        """Whether ``subject`` has evaluation responses (test fMRI or held-out training images)."""
+        return len(self.images[subject].test_keys) > 0
+
+    # ---- reliability
+    @cached_property
+    def noise_ceiling_folder(self) -> Path | None:
+        """The folder of published per-vertex noise ceilings (``config.noise_ceiling``, else the data
+        root's ``algonauts2023_noise_ceiling/`` when it exists), or None."""
+        if self.config.noise_ceiling is not None:
+            folder = Path(self.config.noise_ceiling)
+            if not folder.is_dir():
+                raise BrainVizDataError(folder, "noise-ceiling folder is missing (--noise-ceiling)")
+            return folder
+        try:
+            folder = resolve_data_root(self.config.data_root) / NOISE_CEILINGS
+        except BrainVizDataError:
+            return None
+        return folder if folder.is_dir() else None
+
+    def noise_ceiling(self, subject: str, split: str = "train") -> tuple[np.ndarray | None, str]:
+        """``(nc, source)``: (V,) per-vertex noise ceiling (fraction) of ``subject`` and where it comes from.
+
+        The one noise-ceiling policy of the pipeline. ``split="train"`` (reliability: which vertices are
+        clustered) estimates it from the repetitions of the FITTED images only; ``split="test"`` (noise-
+        normalized accuracy) from the repetitions of the evaluation images. Without repetitions: the
+        published noise ceilings of the dataset (:attr:`noise_ceiling_folder`, matched by subject and vertex
+        count); else ``(None, reason)``: no reliability estimate.
+        """
+        from ..metrics import noise_ceiling_from_repeats
+
+        reps = self.repeats(subject, split)
+        if reps is not None:
+            what = "fitted" if split == "train" else "evaluation"
+            return noise_ceiling_from_repeats(reps), f"repetitions of the {what} images"
+        folder = self.noise_ceiling_folder
+        counts = self.dataset.subjects[subject].n_vertices
+        if self.config.noise_ceiling is not None:  # given explicitly: it must describe every subject
+            return read_noise_ceiling(folder, subject, counts), f"noise-ceiling files ({folder})"
+        nc, why = find_noise_ceiling(folder, subject, counts)
+        if nc is not None:
+            return nc, f"noise-ceiling files ({folder})"
+        return None, f"none (no repetitions in the dataset; noise-ceiling files: {why})"
 
     # ---- features
+    @property
+    def random_weights(self) -> bool:
+        """True when the backbone runs on a random initialization (open_clip / dinov2 without weights)."""
+        from ..features.weights import random_init
+
+        return random_init(self.config.backbone, self.config.weights)
+
+    @cached_property
+    def weights_spec(self):
+        """:class:`~brainviz.features.weights.WeightsSpec` of this run's backbone weights (hashes a
+        weights file once; the store records it, live use must find the same weights)."""
+        from ..features.weights import weights_spec
+
+        return weights_spec(self.config.backbone, self.config.weights, self.config.seed)
+
     @cached_property
     def features(self):
         """FeatureSet of every catalog image (memory-mapped, cached on disk)."""
@@ -150,6 +231,12 @@ class Context:
         return self.dataset.planted_regions(subject)
 
     # ---- bookkeeping
+    def skip(self, analysis: str, reason: str, enable: str, subject: str | None = None) -> None:
+        """Record an analysis that could not be computed while running (stored, shown by the CLI and pages)."""
+        from .plan import Skip
+
+        self.runtime_skips.append(Skip(analysis, reason, enable, subject))
+
     @contextmanager
     def timed(self, stage: str):
         """``with``: add the block's seconds to ``timings[stage]`` (and show it as a step of the progress display)."""

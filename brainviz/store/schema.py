@@ -9,7 +9,7 @@ Conventions
 * ``subject``: ``"subj01"`` ... ``"subj05"``.
 * ``vertex``: 0..n-1 over one subject's challenge-space vertices, left
   hemisphere first, then right (the column order of every response matrix).
-* ``image_key``: ``f"{dataset}-{id:05d}"``, e.g. ``"nsd-02951"`` (see docs/ARCHITECTURE.md).
+* ``image_key``: ``f"{dataset}-{id:05d}"``, e.g. ``"nsd-02950"`` (see docs/ARCHITECTURE.md).
 * ``model_id``: free string, unique per trained encoder (``models`` table).
 * ``scope`` (clusters): a subject (``"subj01"``: k-means over that subject's
   voxel embeddings), ``"joint"`` (k-means over all subjects' embeddings
@@ -43,7 +43,7 @@ meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
 voxel_embeddings, embedding_maps, clusters, cluster_top_images,
 cluster_descriptions, vertex_reliability, cluster_settings, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
 rdms, extreme_pairs, rsa, k92_rsa, k92_fit, pair_model, decoding, decoding_rois, decoding_weights, transfer_curve,
-image_features. Each :class:`Table` in :data:`TABLES` documents its meaning
+image_features, skipped_analyses. Each :class:`Table` in :data:`TABLES` documents its meaning
 and columns.
 """
 from __future__ import annotations
@@ -55,7 +55,10 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: Version of this schema; stored in ``meta`` under ``schema_version``.
 #: 3: vertex_reliability.nc and cluster_settings.nc_threshold are fractions (were percent).
 #: 4: cluster_settings.k_rule (how chosen_k was chosen).
-SCHEMA_VERSION = 4
+#: 5: subjects.evaluation (test fMRI or held-out training images); cluster_settings.percentile / nc_threshold
+#:    NULL without a reliability estimate; skipped_analyses (what was not computed, why, what would enable it).
+#: 6: decoding.rank is FLOAT (one ties rule for every ranking: ties count half).
+SCHEMA_VERSION = 6
 
 
 
@@ -127,7 +130,11 @@ _NC = ("nc_lower", "nc_upper")
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table("meta", "Key/value facts about the store: schema_version, created_at (ISO time), "
-          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes.",
+          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes; the run's backbone and "
+          "the weights its encoders were trained on (brainviz.features.weights.META_KEYS: backbone_weights_id "
+          "'imagenet:<file>' | 'random-seed<N>' | 'tag:<name>' | 'sha256:<16 hex>', backbone_weights "
+          "(description), backbone_weights_file (absolute path or ''), backbone_weights_tag, "
+          "backbone_weights_seed, random_weights ('true'/'false')).",
           (_c("key", "VARCHAR", "fact name"), _c("value", "VARCHAR", "fact value as text")),
           primary_key=("key",)),
     Table("datasets", "Input dataset folders the store was built from.",
@@ -141,8 +148,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("subjects", "One row per subject.",
           (_SUBJ, _c("dataset_id", "VARCHAR", "datasets.dataset_id"),
            _c("source", "VARCHAR", "image source dataset: 'nsd' or 'vim1'"),
-           _c("n_train", "INTEGER", "training images"), _c("n_test", "INTEGER", "test images"),
-           _c("n_lh", "INTEGER", "lh challenge-space vertices"), _c("n_rh", "INTEGER", "rh vertices")),
+           _c("n_train", "INTEGER", "images the models were fitted on"),
+           _c("n_test", "INTEGER", "evaluation images (see evaluation)"),
+           _c("n_lh", "INTEGER", "lh challenge-space vertices"), _c("n_rh", "INTEGER", "rh vertices"),
+           _c("evaluation", "VARCHAR", "where the evaluation ('test') images come from: 'test' (the dataset's test "
+              "fMRI) or 'held-out' (held out of the training images: the dataset has no test fMRI; "
+              "brainviz.splits)")),
           primary_key=("subject",)),
     Table("vertices", "One row per challenge-space vertex of each subject (AlgonautsSubject.vertex_table()).",
           (_SUBJ, _VERTEX, _c("hemi", "VARCHAR", "'lh' or 'rh'"),
@@ -152,14 +163,15 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            *[_opt(col, "VARCHAR", f"ROI name in class {cls}, NULL if none") for cls, col in ROI_COLUMNS.items()],
            _opt("planted_region", "VARCHAR", "demo brain ground-truth region name; NULL for real data"))),
     Table("images", "Every image the store refers to.",
-          (_c("image_key", "VARCHAR", "global image key, e.g. nsd-02951"),
+          (_c("image_key", "VARCHAR", "global image key, e.g. nsd-02950"),
            _c("dataset", "VARCHAR", "'nsd' | 'vim1' | 'k92'"),
            _opt("dataset_id", "VARCHAR", "datasets.dataset_id it was read from (NULL for k92)"),
            _c("path", "VARCHAR", "image file path")),
           primary_key=("image_key",)),
     Table("image_splits", "Which images a subject saw, in which split, at which response row.",
           (_SUBJ, _c("image_key", "VARCHAR", "images.image_key"),
-           _c("split", "VARCHAR", "'train' or 'test'"),
+           _c("split", "VARCHAR", "'train' (fitted) or 'test' (evaluation: test fMRI or held-out training "
+              "images, subjects.evaluation)"),
            _c("row", "INTEGER", "row of this image in the subject's (n_split, V) response matrix"))),
     Table("image_tags", "Category scores in [0, 1] per image (brainviz.data.images.hed_category_scores).",
           (_c("image_key", "VARCHAR", "images.image_key"),
@@ -191,22 +203,28 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("rank", "INTEGER", "1 = highest"),
            _c("image_key", "VARCHAR", "images.image_key"),
            _c("score", "FLOAT", "mean (z-scored) response over the cluster's vertices"))),
-    Table("cluster_descriptions", "Tag-enrichment description of each cluster's top images.",
+    Table("cluster_descriptions", "Name of each cluster (brainviz.clusters.name_clusters) and the tag evidence.",
           (_MODEL, _SCOPE, _K, _CLUSTER,
            _c("n_vertices", "INTEGER", "vertices in the cluster (all subjects of the scope)"),
-           _c("description", "VARCHAR", "e.g. 'faces 9/10'"),
+           _c("description", "VARCHAR", "the name: 'faces', 'words + faces', 'mixed / weak 2' (older stores: "
+                                        "'faces 9/10')"),
            _opt("source", "VARCHAR", "which top images were described: 'measured' or 'predicted'"),
-           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
+           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value (top images), effect, "
+                                      "effect_others (unique tag effect)}, '_fit': {r2, n_images, rule}}"))),
     Table("vertex_reliability", "Noise ceiling of each vertex used to choose the vertices that are clustered "
-          "(from the repeats of the TRAINING images, never the test images).",
-          (_SUBJ, _VERTEX, _c("nc", "FLOAT", "noise ceiling, fraction of explainable variance (0..1)"),
-           _c("source", "VARCHAR", "'training repeats' or 'dataset'"))),
+          "(from the repetitions of the FITTED images, never the evaluation images; else the dataset's published "
+          "noise ceilings). No rows for a subject without any reliability estimate.",
+          (_SUBJ, _VERTEX, _opt("nc", "FLOAT", "noise ceiling, fraction of explainable variance (0..1)"),
+           _c("source", "VARCHAR", "where it comes from, e.g. 'repetitions of the fitted images', "
+              "'noise-ceiling files (<folder>)'"))),
     Table("cluster_settings", "How each cluster scope selected its vertices and its k (one row per scope x subject).",
           (_MODEL, _SCOPE, _SUBJ,
            _c("base", "VARCHAR", "'joint' or a subject: whose embeddings were clustered together"),
            _opt("region", "VARCHAR", "vertices restricted to this ROI or ROI set (NULL = whole cortex)"),
-           _c("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings"),
-           _c("nc_threshold", "FLOAT", "the threshold on the noise ceiling (fraction, 0..1) for this subject"),
+           _opt("percentile", "FLOAT", "reliability threshold as a percentile of the subject's noise ceilings "
+                "(NULL: no reliability estimate, every vertex of the scope is clustered)"),
+           _opt("nc_threshold", "FLOAT", "the threshold on the noise ceiling (fraction, 0..1) for this subject "
+                "(NULL: no reliability estimate)"),
            _c("chosen_k", "INTEGER", "the k shown first (chosen without ground truth, see k_rule)"),
            _c("k_rule", "VARCHAR", "how chosen_k was chosen: 'stability >= 0.75' (largest k whose bootstrap "
               "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k), 'fixed'"),
@@ -284,7 +302,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("decoding", "fMRI -> image-embedding decoding: rank of each test image among candidates.",
           (_SUBJ, _c("roi_set", "VARCHAR", "'set1' | 'set2' | 'set3' | 'vote'"),
            _c("image_key", "VARCHAR", "the true image"),
-           _c("rank", "INTEGER", "rank of the true image (1 = best)"),
+           _c("rank", "FLOAT", "rank of the true image (1 = best; a tie counts half: brainviz.metrics.retrieval_ranks)"),
            _c("top_keys", "VARCHAR[]", "best candidate image keys, best first"),
            _opt("cosine", "FLOAT", "cosine of decoded and true embedding"),
            _opt("approach", "VARCHAR", "'decoder' (responses -> embedding, ridge; NULL in old stores) | "
@@ -303,6 +321,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           (_c("backbone", "VARCHAR", "backbone name"), _c("image_key", "VARCHAR", "images.image_key"),
            _c("pooled", "FLOAT[{dim}]", "(D,) pooled features")),
           array_column="pooled"),
+    Table("skipped_analyses", "Analyses the run could not compute on this dataset: why, and what would "
+          "enable them (shown by the CLI, `precompute inspect` and every page that would show them).",
+          (_c("analysis", "VARCHAR", "e.g. 'transfer curve', 'clusters', 'within-subject RDM ceiling'"),
+           _opt("subject", "VARCHAR", "the subject concerned, NULL for the whole run"),
+           _c("reason", "VARCHAR", "why it was skipped"),
+           _c("enable", "VARCHAR", "what would enable it"))),
 )}
 
 

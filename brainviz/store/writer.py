@@ -293,11 +293,12 @@ class StoreWriter:
             "surface": surface, "manifest": to_json(manifest)}]))
 
     def add_subject(self, subject: str, dataset_id: str, source: str, *, n_train: int, n_test: int,
-                    n_lh: int, n_rh: int) -> None:
-        """One subject; ``source`` is the image dataset ('nsd' or 'vim1')."""
+                    n_lh: int, n_rh: int, evaluation: str = "test") -> None:
+        """One subject; ``source`` is the image dataset ('nsd' or 'vim1'); ``n_train`` fitted and ``n_test``
+        evaluation images, which come from ``evaluation`` ('test' fMRI or 'held-out' training images)."""
         self.write_table("subjects", pd.DataFrame([{
             "subject": subject, "dataset_id": dataset_id, "source": source, "n_train": int(n_train),
-            "n_test": int(n_test), "n_lh": int(n_lh), "n_rh": int(n_rh)}]))
+            "n_test": int(n_test), "n_lh": int(n_lh), "n_rh": int(n_rh), "evaluation": str(evaluation)}]))
 
     def add_vertices(self, subject: str, vertex_table: pd.DataFrame,
                      planted_region: Sequence[str | None] | np.ndarray | None = None) -> None:
@@ -325,7 +326,7 @@ class StoreWriter:
     # ------------------------------------------------------------------ images
     def add_images(self, image_keys: Sequence[str], paths: Sequence[str | Path],
                    dataset_id: str | None = None) -> None:
-        """Images (keys like 'nsd-02951'; the dataset is the key's prefix). Already stored keys are skipped."""
+        """Images (keys like 'nsd-02950'; the dataset is the key's prefix). Already stored keys are skipped."""
         keys = [str(k) for k in image_keys]
         bad = [k for k in keys if "-" not in k]
         if bad:
