@@ -189,7 +189,7 @@ function frameSize() {
   const shown = side.style.display !== "none";
   const below = shown && side.classList.contains("bv-below"); // a legend under the brain (narrow views)
   const r = shown && !below ? Math.min(0.45 * w, side.offsetWidth + 22) : 0;
-  const b = below ? Math.min(0.4 * h, side.offsetHeight + 8) : 0;
+  const b = below ? side.offsetHeight + 8 : 0; // the frame is that much taller (neededHeight)
   const t = state.spec && state.spec.title ? Math.min(0.3 * h, titleEl.offsetHeight + 12) : 28;
   return { w, h, r, t, b, W: w + r, H: h + t + b };
 }
@@ -479,9 +479,20 @@ function markDrawn(token, received) {
   });
 }
 
+// The frame's height: the spec's height, plus the legend's where it sits under the brain (narrow
+// views), so that the brain keeps the drawing area it has beside a legend.
+function neededHeight() {
+  const base = state.spec ? state.spec.height : 480;
+  const below = state.spec && state.spec.kind === "categorical" && legendEl.style.display !== "none"
+    && legendEl.classList.contains("bv-below");
+  return below ? base + legendEl.offsetHeight + 8 : base;
+}
+
 function resize() {
   const w = Math.max(50, root.clientWidth || window.innerWidth);
-  const h = state.spec ? state.spec.height : 480;
+  if (state.spec && state.spec.kind === "categorical") legendEl.classList.toggle("bv-below", w < 720);
+  const h = neededHeight();
+  setFrameHeight(h);
   state.width = w;
   state.height = h;
   root.style.height = `${h}px`;
@@ -491,7 +502,6 @@ function resize() {
     state.softCanvas.style.width = `${w}px`; state.softCanvas.style.height = `${h}px`;
   }
   for (const l of state.lines) l.material.resolution.set(w, h);
-  if (state.spec && state.spec.kind === "categorical") legendEl.classList.toggle("bv-below", w < 720);
   applyFrame();
 }
 
@@ -600,7 +610,7 @@ async function update(args, theme, received) {
     markDrawn(spec.token, received);
     return;
   }
-  setFrameHeight(spec.height);
+  if (!state.spec || state.spec.height !== spec.height) setFrameHeight(spec.height);
   let mesh;
   try {
     mesh = await loadMesh(spec.mesh);
@@ -610,11 +620,11 @@ async function update(args, theme, received) {
   }
   if (my !== seq) return; // a newer update arrived while the mesh loaded
   const webgl = ensureRenderer();
-  const first = !state.spec;
+  const first = !state.spec, oldHeight = first ? null : state.spec.height;
   state.spec = spec;
   state.mesh = mesh;
   state.decoded = decodePayload(spec, args.blob instanceof Uint8Array ? args.blob : new Uint8Array(args.blob || []));
-  if (first || state.height !== spec.height) resize();
+  if (first || oldHeight !== spec.height) resize();
   const sceneKey = `${spec.mesh}|${spec.hemis.join(",")}`;
   if (sceneKey !== state.sceneKey) {
     if (state.scene) state.scene.traverse((o) => { if (o.geometry) o.geometry.dispose(); if (o.material) o.material.dispose(); });
@@ -632,6 +642,7 @@ async function update(args, theme, received) {
   titleEl.textContent = spec.title || "";
   titleEl.style.display = spec.title ? "block" : "none";
   updateLegend();
+  if (neededHeight() !== state.height) resize(); // a legend under the brain with more or fewer rows
   const cameraKey = `${sceneKey}|${spec.view.name}`;
   if (cameraKey !== state.cameraKey) {
     applyView(spec.view.name);
