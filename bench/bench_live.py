@@ -414,8 +414,8 @@ def _clusters_block(drv, url: str, mode: str, count: int, out: dict) -> None:
     step = [Keys.ARROW_RIGHT]
 
     def k_step():  # walk k up to the largest, then down to the smallest, ...: as many new maps as there are k
-        thumb = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSlider"] '
-                                                   'input[type="range"]')[0]
+        thumb = [e for e in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSlider"]')
+                 if e.text.startswith("k (number of clusters)")][0].find_element(By.CSS_SELECTOR, 'input[type="range"]')
         value, low, high = (float(thumb.get_attribute(a)) for a in ("value", "min", "max"))
         if value >= high:
             step[0] = Keys.ARROW_LEFT
@@ -489,6 +489,9 @@ def bench_payloads(store_path: Path) -> dict:
 
     os.environ["BRAINVIZ_STORE"] = str(store_path)
 
+    def k_slider(at):
+        return next(s for s in at.select_slider if s.label == "k (number of clusters)")
+
     def run(page: str, reference: bool, k=None, subject=None):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
         at.run()
@@ -497,8 +500,8 @@ def bench_payloads(store_path: Path) -> dict:
             at.query_params["brain"] = "plotly"
         at.run()
         if k is not None or subject is not None:
-            if k is not None and at.select_slider:
-                at.select_slider[0].set_value(k)
+            if k is not None:
+                k_slider(at).set_value(k)
             if subject is not None:
                 next(s for s in at.selectbox if s.label == "Brain shown").set_value(subject)
             at.run()
@@ -511,7 +514,7 @@ def bench_payloads(store_path: Path) -> dict:
         view, ref = _sent_bytes(run(page, False)), _sent_bytes(run(page, True))
         out[page] = {"view": {k: view.get(k) for k in keys}, "plotly": {k: ref.get(k) for k in keys}}
     at = run("1_Voxel_clusters", False)
-    ks = list(at.select_slider[0].options) if at.select_slider else []
+    ks = list(k_slider(at).options)
     subjects = list(next(s for s in at.selectbox if s.label == "Brain shown").options)
     totals = []
     for k in ks:
