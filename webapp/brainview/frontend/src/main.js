@@ -678,6 +678,31 @@ window.brainview = {
     }
     return null;
   },
+  // The frame and where the brain lies in it (px): the drawing area (less title, colour bar / legend)
+  // and the box of the drawn vertices, for the layout tests.
+  layout() {
+    const f = frameSize();
+    const q = new THREE.Vector3();
+    const b = { left: Infinity, top: Infinity, right: -Infinity, bottom: -Infinity };
+    state.camera.updateMatrixWorld(true);
+    for (const obj of Object.values(state.hemiMeshes)) {
+      obj.updateMatrixWorld(true);
+      const pos = obj.geometry.attributes.position.array, used = obj.userData.used;
+      for (let v = 0; v < used.length; v += 3) {
+        if (!used[v]) continue;
+        q.set(pos[3 * v], pos[3 * v + 1], pos[3 * v + 2]).applyMatrix4(obj.matrixWorld).project(state.camera);
+        const x = ((q.x + 1) / 2) * state.width, y = ((1 - q.y) / 2) * state.height;
+        b.left = Math.min(b.left, x); b.right = Math.max(b.right, x);
+        b.top = Math.min(b.top, y); b.bottom = Math.max(b.bottom, y);
+      }
+    }
+    return {
+      width: state.width, height: state.height, specHeight: state.spec.height,
+      legendBelow: legendEl.style.display !== "none" && legendEl.classList.contains("bv-below"),
+      legendHeight: legendEl.offsetHeight,
+      area: { left: 0, top: f.t, right: f.w - f.r, bottom: f.h - f.b }, brain: b,
+    };
+  },
 };
 
 window.addEventListener("resize", () => { if (state.spec) { resize(); requestDraw(); } });
