@@ -13,6 +13,7 @@ from brainviz.rois import cluster_roi_counts, cluster_roi_majority, roi_groups
 from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
+from webapp.brainview import brain_view, selected_category, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -155,13 +156,22 @@ if highlight:
 shown_colors = {**shown_colors, **gray_colors}
 names_all = {**short_names, **gray_names}
 
+
+def pick_from_brain(selection: dict, present=tuple(clusters_present)) -> None:
+    """A click on a vertex or a legend entry of the brain selects its cluster (before the rerun)."""
+    code = selected_category(selection, present)
+    if code is not None:
+        st.session_state["cluster_pick"] = code
+
+
+roi_hover = store_hover_rois(store, subject)
 left, right = st.columns([3, 2])
 with left:
     title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
-    fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
-                         category_names=names_all, category_colors=shown_colors, outlines=outlines, labels=label_positions,
-                         view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
-    st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
+    brain_view(maps, key="brain", surface=surface, hemis=hemis, categorical=True, title=title,
+               category_names=names_all, category_colors=shown_colors, outlines=outlines, rois=roi_hover,
+               labels=label_positions, view=None if surface == "flat" else view, colorbar_title="cluster",
+               hover_name="cluster", selected=st.session_state.get("cluster_pick"), on_select=pick_from_brain)
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
     below = (f"Dark gray ('unreliable'): {n_below} vertices not clustered because their noise ceiling is below the reliability "
              f"threshold ({nc_thr:.1%} for {subject}); " if np.isfinite(nc_thr) else
@@ -172,7 +182,8 @@ with left:
                "Shaded gray: no data (outside the challenge space or filtered out"
                + ("; only the fsaverage vertices that are also fsaverage5 vertices are drawn" if
                   (vertices["fsaverage5_index"] < 0).any() else "") + "). "
-               "Drag to rotate, scroll to zoom. Black lines: ROI borders.")
+               "Drag to rotate, scroll to zoom. Black lines: ROI borders; white line: the selected cluster. "
+               "Click a vertex or a legend entry to select its cluster.")
 with right:
     cl = st.selectbox("Cluster", clusters_present, key="cluster_pick", format_func=lambda c: names.get(c, str(c)))
     n_here = int((labels == cl).sum())
@@ -308,18 +319,16 @@ if planted is not None:
         pvals[~V.roi_mask(vertices, roi_filter)] = np.nan
     c1, c2 = st.columns(2)
     with c1:
-        pf = B.brain_figure(V.to_fsaverage5(pvals, vertices, categorical=True), surface=surface, hemis=hemis,
-                            categorical=True, title="planted regions", category_names=pnames,
-                            category_colors=V.planted_colors(pnames),
-                            view=None if surface == "flat" else view, colorbar_title="planted", height=420,
-                            hover_name="region")
-        st.plotly_chart(pf, key="planted", theme=None)
+        brain_view(V.to_fsaverage5(pvals, vertices, categorical=True), key="planted", surface=surface, hemis=hemis,
+                   categorical=True, title="planted regions", category_names=pnames,
+                   category_colors=V.planted_colors(pnames), rois=roi_hover,
+                   view=None if surface == "flat" else view, colorbar_title="planted", height=420,
+                   hover_name="region")
     with c2:
-        rf = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title="recovered clusters",
-                            category_names=names_all, category_colors={**colors, **gray_colors},
-                            view=None if surface == "flat" else view,
-                            colorbar_title="cluster", height=420)
-        st.plotly_chart(rf, key="recovered", theme=None)
+        brain_view(maps, key="recovered", surface=surface, hemis=hemis, categorical=True, title="recovered clusters",
+                   category_names=names_all, category_colors={**colors, **gray_colors}, rois=roi_hover,
+                   view=None if surface == "flat" else view, colorbar_title="cluster", height=420,
+                   hover_name="cluster", selected=cl, on_select=pick_from_brain)
     sim = quality[quality["simulation_check"]] if not quality.empty else quality
     if len(sim):
         wide = sim.pivot_table(index="k", columns="metric", values="value")

@@ -3,7 +3,6 @@ per-ROI bars, the closest known images, and a side-by-side comparison with a dif
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
 import numpy as np
@@ -17,38 +16,12 @@ from brainviz.rois import roi_groups
 from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
+from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
 st.caption("Show the model an image; it predicts how each vertex of the visual cortex would respond"
            + (" (the model was trained on SIMULATED responses)." if store.simulated else "."))
-
-
-#: Benchmark hook (bench/bench_live.py): ``?figure=reference`` draws the main map with the
-#: uncached :func:`brainviz.plotting.brain_figure` (the code path before the cached figure),
-#: so the browser timing has its reference in the same run.
-REFERENCE_FIGURE = st.query_params.get("figure") == "reference"
-
-
-def map_drawn_marker(token: str) -> None:
-    """Write a hidden marker once the browser has drawn the figure whose ``layout.meta`` is ``token``.
-
-    After the plot, a script waits (animation frames, up to 60 s) until a Plotly figure on the page
-    carries ``token``, lets two more frames paint, then sets ``data-token`` and ``data-t``
-    (``performance.now()``, ms) on ``#brainviz-live-map-drawn`` (created once, hidden). The browser
-    test and bench/bench_live.py read it to time upload -> map on screen. (No '<' in the script:
-    the HTML sanitizer drops a script whose text has '<' before a letter or digit.)
-    """
-    st.html(
-        "<script>(function(){const token=%s, t0=performance.now();"
-        "function mark(){let m=document.getElementById('brainviz-live-map-drawn');"
-        "if(!m){m=document.createElement('div');m.id='brainviz-live-map-drawn';m.style.display='none';"
-        "document.body.appendChild(m);}m.dataset.t=String(performance.now());m.dataset.token=token;}"
-        "function poll(){for(const gd of document.querySelectorAll('.js-plotly-plot')){"
-        "if(gd._fullLayout&&gd._fullLayout.meta===token){requestAnimationFrame(()=>requestAnimationFrame(mark));return;}}"
-        "if(60000>performance.now()-t0)requestAnimationFrame(poll);}poll();})();</script>"
-        % json.dumps(token).replace("<", "\\u003c"),
-        unsafe_allow_javascript=True)
 
 
 @st.cache_resource(show_spinner="Reading stored predictions…", max_entries=8)
@@ -152,19 +125,16 @@ if result_a is not None:
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
     t_map = time.perf_counter()
     maps_a = V.to_fsaverage5(pred, vertices)
+    roi_hover = store_hover_rois(store, subject)
     outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
-    # token of what is drawn: the image, and every setting that changes the map
-    token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative),
-                      "reference" if REFERENCE_FIGURE else "cached", outline_name])
-    map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, outlines=outlines,
+    # token of what is drawn (the browser reports it once on screen): the image and every setting of the map
+    token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative), outline_name])
+    map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, rois=roi_hover, outlines=outlines,
                   title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
                                                             if store.simulated else ""),
                   view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
-    if REFERENCE_FIGURE:
-        fig = B.brain_figure(maps_a, **map_kw)
-        fig.update_layout(meta=token)
-    else:  # cached mesh scaffold: only the colors, hover values, colour bar and title are new
-        fig = B.map_figure(maps_a, meta=token, **map_kw)
+    with col_brain:  # sent first; the meshes stay in the browser: only the values, colour limits and title travel
+        brain_view(maps_a, key="live_brain", token=token, **map_kw)
     map_ms = (time.perf_counter() - t_map) * 1e3
     with col_in:
         st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
@@ -176,9 +146,6 @@ if result_a is not None:
         st.markdown(f"**Latency** {total:.0f} ms on **{result_a.device}**  \n"
                     f"decode {dec_ms:.0f} · backbone {t['features']:.0f} · encoder {t['encoder']:.0f} · "
                     f"brain map {map_ms:.0f} ms")
-    with col_brain:
-        st.plotly_chart(fig, key="live_brain", theme=None, config={"displaylogo": False})
-        map_drawn_marker(token)
 
     # ---- per-ROI bars
     st.subheader("Predicted response per ROI group")
@@ -232,14 +199,16 @@ if result_a is not None:
                 dl = float(np.nanpercentile(np.abs(pred - pb), 99)) or 1.0
                 with cb_out:
                     c1, c2 = st.columns(2)
-                    kw = dict(surface=surface, view=None if surface == "flat" else view, height=380, cmap="RdBu_r")
-                    c1.plotly_chart(B.map_figure(maps_a, title=f"A: {name_a}", vmin=-lim, vmax=lim, **kw),
-                                    key="cmp_a", theme=None)
-                    c2.plotly_chart(B.map_figure(maps_b, title=f"B: {name_b}", vmin=-lim, vmax=lim, **kw),
-                                    key="cmp_b", theme=None)
-                    st.plotly_chart(B.map_figure(diff, title="difference A − B", vmin=-dl, vmax=dl,
-                                                 colorbar_title="A − B", **{**kw, "cmap": "PuOr_r"}),
-                                    key="cmp_diff", theme=None)
+                    kw = dict(surface=surface, view=None if surface == "flat" else view, height=380, cmap="RdBu_r",
+                              rois=roi_hover, hover_name="predicted")
+                    with c1:
+                        brain_view(maps_a, key="cmp_a", title=f"A: {name_a}", vmin=-lim, vmax=lim,
+                                   colorbar_title=what, **kw)
+                    with c2:
+                        brain_view(maps_b, key="cmp_b", title=f"B: {name_b}", vmin=-lim, vmax=lim,
+                                   colorbar_title=what, **kw)
+                    brain_view(diff, key="cmp_diff", title="difference A − B", vmin=-dl, vmax=dl,
+                               colorbar_title="A − B", **{**kw, "cmap": "PuOr_r", "hover_name": "A − B"})
                 png_maps["image B"] = dict(values_by_hemi=maps_b, cmap="RdBu_r", vmin=-lim, vmax=lim,
                                            title=f"predicted response to {name_b} · {subject}",
                                            colorbar_title=what)

@@ -12,6 +12,7 @@ from brainviz.rois import ROI_GROUP_COLUMNS, roi_groups
 from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
+from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
 
 store, path = shell.page_start(__file__)
@@ -67,10 +68,9 @@ else:
     title = f"{model_id} · {subject} · {desc}" + (" · SIMULATED" if store.simulated else "")
     c1, c2 = st.columns([3, 1])
     with c1:
-        st.plotly_chart(B.brain_figure(maps, surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
-                                       title=title, colorbar_title={"nc": "√nc"}.get(metric, metric), outlines=outlines,
-                                       view=None if surface == "flat" else view, hover_name=metric),
-                        key="acc_brain", theme=None, config={"displaylogo": False})
+        brain_view(maps, key="acc_brain", surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
+                   title=title, colorbar_title={"nc": "√nc"}.get(metric, metric), outlines=outlines,
+                   rois=store_hover_rois(store, subject), view=None if surface == "flat" else view, hover_name=metric)
     with c2:
         v = pd.Series(vals[np.isfinite(vals)])
         # the three numbers side by side on the scale of r: the ceiling is √nc, not nc (a variance fraction)

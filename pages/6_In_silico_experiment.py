@@ -19,6 +19,7 @@ from brainviz.rois import roi_groups
 from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
+from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
 from webapp.uploads import MAX_SESSION_BYTES
 
@@ -257,10 +258,9 @@ if outline_name != "none":
 map_title = (f"{title_what} · {subject} · "
              + (f"t (FDR q = {q:g}, |d| ≥ {min_d:g})" if shown.startswith("t (FDR") else shown)
              + (" · SIMULATED" if store.simulated else ""))
-fig = B.brain_figure(maps, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, title=map_title,
-                     colorbar_title=cbar, outlines=outlines, labels=labels_pos,
-                     view=None if surface == "flat" else view, hover_name=hover)
-st.plotly_chart(fig, key="is_brain", theme=None, config={"displaylogo": False})
+brain_view(maps, key="is_brain", surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, title=map_title,
+           colorbar_title=cbar, outlines=outlines, rois=store_hover_rois(store, subject), labels=labels_pos,
+           view=None if surface == "flat" else view, hover_name=hover)
 if n_pos + n_neg == 0 and shown.startswith("t (FDR"):
     st.info(f"No vertex passes FDR at q = {q:g} with |d| ≥ {min_d:g}: the model predicts no reliable difference of "
             "that size between the sets. Try a smaller effect size, a larger q, more images, or the unthresholded "

@@ -40,8 +40,14 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def brains(at: AppTest) -> int:
+    """Brain views (the webapp.brainview component) on the page."""
+    return sum(e.proto.component_name.endswith("brainview") for e in at.get("component_instance"))
+
+
 def charts(at: AppTest) -> int:
-    return len(at.get("plotly_chart"))
+    """Plotly charts and brain views."""
+    return len(at.get("plotly_chart")) + brains(at)
 
 
 @pytest.fixture

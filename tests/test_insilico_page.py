@@ -35,7 +35,7 @@ def test_page_default_nsd_faces_vs_everything_else(with_store):
     msg = texts(at)
     assert "SIMULATED" in msg
     assert "tagged *faces*" in msg and "not tagged *faces*" in msg and "trained on" in msg
-    assert at.get("plotly_chart")  # the brain map (+ RDM heatmap)
+    assert any(e.proto.component_name.endswith("brainview") for e in at.get("component_instance"))  # the brain map
     labels = {m.label: m.value for m in at.metric}
     assert int(labels["Set A images"]) >= 3 and int(labels["Set B images"]) >= 3
     assert any("Contrast" in str(h.value) for h in at.header)

@@ -214,7 +214,7 @@ def test_viewmodel_on_the_app_store(app_store):
 # --------------------------------------------------------------------------- exports
 def test_exports_never_raise():
     png, err = exports.safe_render_png({"lh": np.zeros(3)}, surface="no-such-surface")
-    assert png is None and "camera button" in err
+    assert png is None and "PNG button" in err
     data, err = exports.gifti_zip_or_error(object(), "x", False)
     assert data is None and err.startswith("The GIfTI export failed")
 

@@ -14,4 +14,5 @@ Streamlit:
 
 - :mod:`webapp.shell`      the page preamble (config, sidebar, store, banner), cached loaders, error display.
 - :mod:`webapp.downloads`  the one PNG + GIfTI download widget of every brain map.
+- :mod:`webapp.brainview`  the one brain view of every page (a custom component; three.js bundle in its frontend/).
 """

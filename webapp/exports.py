@@ -10,8 +10,8 @@ def safe_render_png(values_by_hemi, **kwargs) -> tuple[bytes | None, str | None]
 
         return render_png(values_by_hemi, **kwargs), None
     except Exception as exc:  # off-screen GL missing, out of memory, ...
-        return None, (f"The high-resolution render failed ({exc}). The interactive figure's camera button "
-                      "(top right of the plot) saves a PNG of the current view instead.")
+        return None, (f"The high-resolution render failed ({exc}). The brain view's PNG button "
+                      "(top right of the map) saves a PNG of the current view instead.")
 
 
 def gifti_zip_or_error(smap, stem: str, simulated: bool) -> tuple[bytes | None, str | None]:

@@ -165,19 +165,22 @@ def load_predictor(store_file: str, stamp: tuple, model_id: str, weights: str | 
     place of the recorded one, from ``$BRAINVIZ_WEIGHTS``; its content hash must match), or the
     load fails with one line naming the missing or different file.
 
-    Also warms the mesh caches, plotly's lazy imports and the figure scaffold of every surface, so
-    the first map is as fast as the next ones (cold, the first figure took ~300 ms).
+    Also warms the mesh caches and writes the brain view's mesh file of every surface, so the first
+    map is as fast as the next ones.
     """
     import numpy as np
 
     from brainviz import plotting as B
     from brainviz import live as L
 
+    from .brainview import ensure_mesh_file
+
     predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id, weights=weights,
                                            weights_hint=f"set {ENV_WEIGHTS}=FILE to its new place")
     empty = {h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}
     for surf in B.SURFACES:
-        B.map_figure(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
+        B.view_payload(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
+        ensure_mesh_file(surf)
     return predictor
 
 
