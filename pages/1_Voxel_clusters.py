@@ -339,7 +339,7 @@ if planted is not None:
             m1.metric("Category-region ARI", f"{row.get('ari', float('nan')):.2f}",
                       help="Adjusted Rand index of clusters vs the six planted category regions (faces, bodies, "
                            "food, words, indoor and outdoor places) among their vertices that were clustered "
-                           f"(all subjects of the scope); 1 = exact, 0 = chance")
+                           "(all subjects of the scope); 1 = exact, 0 = chance")
             m2.metric("Coverage", f"{100 * row.get('coverage', float('nan')):.0f} %",
                       help="Share of the category regions' vertices that passed the reliability threshold")
             m3.metric("Homogeneity / completeness", f"{row.get('homogeneity', float('nan')):.2f} / "

@@ -172,13 +172,13 @@ def brain_view(
         return None
     ensure_mesh_file(surface)
     payload.spec["selectable"] = on_select is not None  # clicks come back only where the page uses them
-    callback = None
-    if on_select is not None:
-        def callback() -> None:
-            value = st.session_state.get(key)
-            if isinstance(value, dict):
-                on_select(value)
-    return component(spec=payload.spec, blob=payload.blob, key=key, default=None, on_change=callback)
+    def callback() -> None:
+        value = st.session_state.get(key)
+        if isinstance(value, dict):
+            on_select(value)
+
+    return component(spec=payload.spec, blob=payload.blob, key=key, default=None,
+                     on_change=callback if on_select is not None else None)
 
 
 #: vertices-table ROI columns named on hover, most specific first (the streams last).
