@@ -8,6 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from brainviz.errors import BrainVizDataError
+from brainviz.features.weights import WeightsSpec
+from webapp import charts as C
 from webapp import messages as M
 from webapp import shell
 from webapp import viewmodel as V
@@ -29,6 +31,7 @@ def home() -> None:
         shell.stop_on_store_error(exc, path, build_command=True)
 
     shell.show_banner(store)
+    spec = WeightsSpec.from_meta(store.meta())  # the backbone weights of the run (None: not recorded)
     with st.sidebar:
         st.markdown(f"**Data:** {M.data_label(store)}")
         st.caption(f"Store: `{path}`  \nBuilt {ov['summary'].get('created_at') or '?'} · "
@@ -45,9 +48,13 @@ def home() -> None:
     c[1].metric("Data", M.data_label(store))
     c[2].metric("Subjects", len(subj))
     c[3].metric("Models", len(models))
-    st.markdown("**Image backbone:** " + (", ".join(f"`{b}`" for b in ov["backbones"]) or "—"))
+    st.markdown("**Image backbone:** " + (", ".join(f"`{b}`" for b in ov["backbones"]) or "—")
+                + (f" · weights: {spec.description}" if spec is not None else ""))
+    if spec is not None and spec.random:
+        st.warning(M.random_weights_warning(spec.backbone, spec.description), icon=":material/warning:")
 
-    left, right = st.columns([1, 1])
+    # one above the other: side by side at 1,280 px each table scrolled sideways and hid a column
+    left, right = st.container(), st.container()
     with left:
         st.subheader("Subjects")
         if subj.empty:
@@ -58,16 +65,19 @@ def home() -> None:
             show["evaluated on"] = show["evaluation"].map({"held-out": "held-out training images",
                                                            "test": "test fMRI"}).fillna("")
             st.dataframe(show[["subject", "source", "n_train", "n_test", "evaluated on", "vertices"]], hide_index=True,
-                         column_config={"n_train": st.column_config.NumberColumn("fitted images"),
-                                        "n_test": st.column_config.NumberColumn("evaluation images")})
+                         height=C.table_height(len(show)),
+                         column_config={"n_train": "fitted images", "n_test": "evaluation images",
+                                        "vertices": "vertices (lh + rh)"})
     with right:
         st.subheader("Models")
         if models.empty:
             st.write("No trained models in this store.")
         else:
             m = models[["model_id", "kind", "subjects", "backbone"]].copy()
-            m["subjects"] = m["subjects"].map(lambda v: ", ".join(v) if v is not None else "")
-            st.dataframe(m, hide_index=True)
+            m["subjects"] = m["subjects"].map(C.subject_list)
+            st.dataframe(m, hide_index=True, height=C.table_height(len(m)),
+                         column_config={"model_id": "model", "subjects": st.column_config.TextColumn(
+                             "trained on", width="medium")})
 
     st.subheader("Headline results")
     hl = ov["headline"]
@@ -75,14 +85,15 @@ def home() -> None:
         st.write("No evaluation results in this store.")
     else:
         st.caption(f"Accuracy on the {V.evaluation_label(store)}, averaged over subjects: median Pearson r over all "
-                   "vertices, median noise-normalized accuracy (r² / noise ceiling), and image identification from "
-                   "predicted responses (top-1 / top-5 among the evaluation images)."
+                   "vertices, median noise-normalized accuracy (r² / noise ceiling: 1 = as good as the noise allows), "
+                   "and image identification from predicted responses (top-1 / top-5 among the evaluation images)."
                    + (" Values come from SIMULATED responses." if store.simulated else ""))
-        st.dataframe(hl, hide_index=True,
-                     column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),
-                                    "median_nna": st.column_config.NumberColumn("median NNA", format="%.3f"),
-                                    "top1": st.column_config.NumberColumn("top-1", format="percent"),
-                                    "top5": st.column_config.NumberColumn("top-5", format="percent")})
+        st.dataframe(C.percent_table(hl, ["top1", "top5"]), hide_index=True, height=C.table_height(len(hl)),
+                     column_config={"model_id": "model",
+                                    "median_r": st.column_config.NumberColumn("median r", format="%.3f"),
+                                    "median_nna": st.column_config.NumberColumn("median r² / nc", format="%.3f"),
+                                    "top1": st.column_config.NumberColumn("top-1", format=C.PERCENT_FORMAT),
+                                    "top5": st.column_config.NumberColumn("top-5", format=C.PERCENT_FORMAT)})
 
     notes = V.skip_notes(store)
     if notes:
@@ -111,6 +122,10 @@ def home() -> None:
          "Does training on many subjects help a new one (transfer curve)?"),
         ("pages/5_Decoding.py", "5 · Decoding",
          "Reverse the direction: from a brain response, which image was seen? Compare ROI sets and their vote."),
+        ("pages/6_In_silico_experiment.py", "6 · In-silico experiment",
+         "A localizer without a scanner: faces vs everything else, run through the model. Where does the predicted "
+         "brain prefer faces? Compare with the faces ROI outlines, then try scenes or food. Watch the effect size, "
+         "not only the significance: predictions carry no trial noise."),
     ]
     for page, label, text in tour:
         cols = st.columns([1, 3])

@@ -16,7 +16,8 @@
   (gloo, 1 thread per process) vs 1 process with 2 threads, from
   :mod:`precompute.distributed` (both on this machine's 2 cores).
 
-GPU throughput (bf16 autocast + torch.compile, selected automatically on CUDA): not measured (no GPU here).
+GPU throughput (bf16 autocast, selected automatically on CUDA; torch.compile opt-in with
+BRAINVIZ_COMPILE=on, run the benchmark both ways to decide): not measured (no GPU here).
 """
 from __future__ import annotations
 
@@ -222,7 +223,8 @@ def run(quick: bool = False) -> BenchResult:
     res.notes.append("Same global batch in both runs (each rank takes rows rank::world of every batch; DDP averages "
                      "gradients): the runs train the same model (tests/test_distributed.py). With 2 cores, DDP "
                      "only splits the same compute; its gain needs one GPU (or node) per process.")
-    res.notes.append("GPU (bf16 autocast + torch.compile, chosen by brainviz.gpu.select on CUDA): not measured here.")
+    res.notes.append("GPU (bf16 autocast chosen by brainviz.gpu.select on CUDA; torch.compile opt-in, BRAINVIZ_COMPILE=on): "
+                     "not measured here.")
     res.seconds = time.perf_counter() - t_start
     return res
 

@@ -7,7 +7,10 @@
 * :func:`embedding_map`: a 2-D UMAP map of the embeddings.
 * :func:`top_images`: per cluster, the images with the highest mean response
   over the cluster's vertices (measured or predicted responses).
-* :func:`describe_cluster`: "faces 9/10" by tag enrichment of those images.
+* :func:`name_clusters`: a name per cluster that says what distinguishes it: the tag with the largest
+  unique effect on the cluster's mean response over every tagged image (a multiple regression on the
+  tag scores), "mixed / weak" when the tags explain little of it, and siblings told apart; with the
+  tag enrichment of its top images (:func:`describe_cluster`: "faces 9/10") beside it.
 * :func:`reliable_vertices`: which vertices to cluster (noise ceiling at or
   above a percentile, optionally inside a scope); :data:`UNCLUSTERED` codes say
   why a vertex was left out.
@@ -39,6 +42,7 @@ import pandas as pd
 
 from .checks import as_matrix
 from .errors import BrainVizDataError
+from .metrics import zscore as _zscore  # the library's one z-score (functions below take a zscore flag)
 
 NORMALIZATIONS = ("l2", "standardize", None)
 
@@ -165,13 +169,6 @@ def joint_embedding_map(embeddings: Mapping[str, np.ndarray], seed: int = 0, **k
     return _split(xy, sizes)
 
 
-def zscore_columns(responses: np.ndarray) -> np.ndarray:
-    """(n_images, V) responses z-scored per vertex over the images (float32; constant vertices -> 0)."""
-    r = np.asarray(responses, dtype=np.float32)
-    sd = r.std(axis=0, keepdims=True)
-    return (r - r.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
-
-
 def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean response of each cluster's vertices per image.
 
@@ -185,7 +182,7 @@ def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = T
     if lab.shape != (r.shape[1],):
         raise BrainVizDataError("labels", f"expected shape ({r.shape[1]},) to match responses {r.shape}, got {lab.shape}")
     if zscore:
-        r = zscore_columns(r)
+        r = _zscore(np.asarray(r, np.float32))
     clusters = np.unique(lab[lab >= 0])
     onehot = (lab[:, None] == clusters[None, :]).astype(np.float32)
     return clusters, (r @ onehot) / onehot.sum(axis=0)
@@ -214,16 +211,15 @@ def top_images(responses: np.ndarray, labels: np.ndarray, k_top: int = 10, *,
     return pd.DataFrame(rows, columns=["cluster", "rank", "image_index", "image_key", "score"])
 
 
-def pooled_top_images(responses: Mapping[str, tuple[np.ndarray, Sequence[str]]], labels: Mapping[str, np.ndarray],
-                      k_top: int = 10, *, zscore: bool = True) -> pd.DataFrame:
-    """Top images of joint clusters from several subjects' MEASURED responses (report 004 sec. 5: the
-    images whose fMRI responses are highest, averaged over the cluster's voxels).
+def pooled_cluster_means(responses: Mapping[str, tuple[np.ndarray, Sequence[str]]],
+                         labels: Mapping[str, np.ndarray], *, zscore: bool = True) -> pd.DataFrame:
+    """Mean response of each joint cluster to each image, pooled over subjects.
 
     responses: subject -> ((n_images_s, V_s) responses, (n_images_s,) image keys): subjects may have
     seen different images; labels: subject -> (V_s,) cluster labels (< 0 = not clustered, one label
-    space). An image's score for a cluster is the mean over the subjects who saw it of the mean
-    (z-scored) response of that subject's vertices in the cluster. Returns the columns of
-    :func:`top_images` (image_index = row in the sorted union of image keys).
+    space). An image's value for a cluster is the mean over the subjects who saw it of the mean
+    (z-scored) response of that subject's vertices in the cluster. Returns a DataFrame (n_images x
+    clusters), index image_key (sorted), NaN where no subject who saw the image has the cluster.
     """
     frames = []
     for s, (y, keys) in responses.items():
@@ -235,7 +231,18 @@ def pooled_top_images(responses: Mapping[str, tuple[np.ndarray, Sequence[str]]],
         frames.append(pd.DataFrame(means, index=pd.Index([str(k) for k in keys], name="image_key"), columns=clusters))
     if not frames:
         raise BrainVizDataError("labels", "no subject has clustered vertices")
-    pooled = pd.concat(frames).groupby(level=0).mean().sort_index()  # NaN where a subject lacks the cluster
+    return pd.concat(frames).groupby(level=0).mean().sort_index()
+
+
+def pooled_top_images(responses: Mapping[str, tuple[np.ndarray, Sequence[str]]], labels: Mapping[str, np.ndarray],
+                      k_top: int = 10, *, zscore: bool = True) -> pd.DataFrame:
+    """Top images of joint clusters from several subjects' MEASURED responses (report 004 sec. 5: the
+    images whose fMRI responses are highest, averaged over the cluster's voxels).
+
+    Arguments as :func:`pooled_cluster_means`, whose values are the scores. Returns the columns of
+    :func:`top_images` (image_index = row in the sorted union of image keys).
+    """
+    pooled = pooled_cluster_means(responses, labels, zscore=zscore)
     n_top = min(int(k_top), len(pooled))
     rows = []
     for c in sorted(pooled.columns):
@@ -306,6 +313,116 @@ def describe_top_images(top: pd.DataFrame, tag_scores: pd.DataFrame, *, backgrou
         desc, enr = describe_cluster(grp["image_key"].tolist(), tag_scores, background, threshold=threshold)
         rows.append({"cluster": int(c), "n_vertices": None if n_vertices is None else int(n_vertices[int(c)]),
                      "description": desc, "enrichment": enr})
+    return pd.DataFrame(rows, columns=["cluster", "n_vertices", "description", "enrichment"])
+
+
+#: A cluster is named by a tag only when the tags explain at least this share of the variance of its mean
+#: response over the tagged images (R² of :func:`tag_effects`; demo brain, seed 0: planted category regions
+#: 0.58-0.76, clusters of weakly tuned vertices 0.11-0.25) ...
+NAME_MIN_R2 = 0.3
+#: ... and the tag's unique effect (standardized regression coefficient) is at least this.
+NAME_MIN_EFFECT = 0.3
+#: The name of a cluster whose response no tag explains (numbered when there are several).
+MIXED = "mixed / weak"
+
+
+def tag_effects(means: pd.DataFrame, tag_scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, int]:
+    """What each tag adds to a cluster's response, the other tags held fixed.
+
+    ``means``: (n_images x clusters) mean response per image (:func:`pooled_cluster_means`), index
+    image keys; ``tag_scores``: category scores (index image keys, numeric columns in [0, 1], NaN =
+    untagged). Over the images that have tags and a value for every cluster, each cluster's response
+    is regressed on all tag scores at once (both standardized), so a tag that only co-occurs with
+    another (bodies with faces in NSD photos) gets little of its effect. Returns (effects: clusters x
+    categories standardized coefficients, NaN for a constant tag; r2: clusters -> share of the
+    response's variance the tags explain; number of images used).
+    """
+    cats = [c for c in tag_scores.columns if pd.api.types.is_numeric_dtype(tag_scores[c])]
+    tags = tag_scores.reindex(means.index)[cats]
+    ok = tags.notna().any(axis=1).to_numpy() & means.notna().all(axis=1).to_numpy()
+    empty = (pd.DataFrame(np.nan, index=means.columns, columns=cats), pd.Series(np.nan, index=means.columns), 0)
+    if ok.sum() < len(cats) + 10:
+        return empty
+    x = tags[ok].fillna(0.0).to_numpy(np.float64)
+    sd = x.std(axis=0)
+    live = sd > 1e-12
+    xz = (x[:, live] - x[:, live].mean(axis=0)) / sd[live]
+    y = means[ok].to_numpy(np.float64)
+    ysd = y.std(axis=0)
+    yz = (y - y.mean(axis=0)) / np.where(ysd > 0, ysd, 1.0)
+    design = np.c_[np.ones(len(xz)), xz]
+    coef, *_ = np.linalg.lstsq(design, yz, rcond=None)
+    resid = yz - design @ coef
+    r2 = np.where(ysd > 0, 1.0 - (resid ** 2).sum(axis=0) / np.maximum((yz ** 2).sum(axis=0), 1e-12), 0.0)
+    effects = np.full((y.shape[1], len(cats)), np.nan)
+    effects[:, live] = coef[1:].T
+    return (pd.DataFrame(effects, index=means.columns, columns=cats), pd.Series(r2, index=means.columns),
+            int(ok.sum()))
+
+
+def name_clusters(means: pd.DataFrame, top: pd.DataFrame, tag_scores: pd.DataFrame, *,
+                  n_vertices: Mapping[int, int] | None = None, threshold: float = 0.5,
+                  min_r2: float = NAME_MIN_R2, min_effect: float = NAME_MIN_EFFECT) -> pd.DataFrame:
+    """A name for every cluster that says what distinguishes it from the others.
+
+    A cluster is named by the tag with the largest unique effect on its mean response over every tagged
+    image (:func:`tag_effects`), when the tags explain at least ``min_r2`` of that response and the
+    effect is at least ``min_effect``; otherwise it is :data:`MIXED` ("mixed / weak"). Counting tags
+    among the top images alone cannot do this: on the demo brain the top-10 images of the faces and the
+    bodies regions all carry both tags (NSD photos of people), and weakly tuned clusters get "food 3/10".
+    No two clusters share a name: of clusters with the same tag the one with the largest effect keeps the
+    plain name; another adds the tag in which it exceeds that one most ("faces + animals") or "(weaker)";
+    mixed ones are numbered by size ("mixed / weak 2").
+
+    means: (n_images x clusters) as :func:`pooled_cluster_means`; top: a :func:`top_images` frame with
+    image_key (every cluster of ``means``); tag_scores: category scores (NaN rows = untagged images, left
+    out of the base rates). Returns columns cluster, n_vertices (from ``n_vertices``, else None),
+    description (the name), enrichment: {category: the top-image enrichment of :func:`describe_cluster`
+    (base rates among the tagged images) plus ``effect`` (this cluster's coefficient) and
+    ``effect_others`` (the largest of the other clusters'), "_fit": {"r2", "n_images", "rule"}} -- ready
+    for StoreWriter.add_cluster_descriptions.
+    """
+    effects, r2, n_img = tag_effects(means, tag_scores)
+    clusters = [int(c) for c in means.columns]
+    cats = [c for c in tag_scores.columns if pd.api.types.is_numeric_dtype(tag_scores[c])]
+    tagged = list(tag_scores.index[tag_scores[cats].notna().any(axis=1)])  # base rates among tagged images only
+    enrich, primary = {}, {}
+    for c in clusters:
+        keys = top.loc[top["cluster"] == c].sort_values("rank")["image_key"].tolist()
+        enr = describe_cluster(keys, tag_scores, background=tagged or None, threshold=threshold)[1] if keys else {}
+        e = effects.loc[c]
+        others = effects.drop(index=c).max(axis=0) if len(clusters) > 1 else e * np.nan
+        for cat in effects.columns:
+            enr.setdefault(cat, {})
+            enr[cat]["effect"] = None if not np.isfinite(e[cat]) else round(float(e[cat]), 3)
+            enr[cat]["effect_others"] = None if not np.isfinite(others[cat]) else round(float(others[cat]), 3)
+        enr["_fit"] = {"r2": None if not np.isfinite(r2[c]) else round(float(r2[c]), 3), "n_images": n_img,
+                       "rule": f"named by the largest unique tag effect when R² >= {min_r2:g} and effect >= "
+                               f"{min_effect:g}"}
+        enrich[c] = enr
+        if e.notna().any() and r2[c] >= min_r2 and e.max() >= min_effect:
+            primary[c] = str(e.idxmax())
+    names = {}
+    for cat in dict.fromkeys(primary.values()):
+        group = sorted((c for c in primary if primary[c] == cat), key=lambda c: -effects.loc[c, cat])
+        names[group[0]] = cat
+        for c in group[1:]:
+            gain = (effects.loc[c] - effects.loc[group[0]]).drop(cat)
+            extra = gain.idxmax() if gain.notna().any() else None
+            names[c] = f"{cat} + {extra}" if extra is not None and gain[extra] >= 0.1 and effects.loc[c, extra] >= 0.1 \
+                else f"{cat} (weaker)"
+    mixed = [c for c in clusters if c not in primary]
+    for i, c in enumerate(sorted(mixed, key=lambda c: (-(n_vertices or {}).get(c, 0), c)), start=1):
+        names[c] = MIXED if len(mixed) == 1 else f"{MIXED} {i}"
+    seen: dict[str, int] = {}
+    for c in clusters:  # anything still alike (e.g. two "faces (weaker)") gets its rank by effect
+        seen[names[c]] = seen.get(names[c], 0) + 1
+    for name, count in seen.items():
+        if count > 1:
+            for i, c in enumerate([c for c in clusters if names[c] == name], start=1):
+                names[c] = f"{name} {i}"
+    rows = [{"cluster": c, "n_vertices": None if n_vertices is None else int(n_vertices.get(c, 0)),
+             "description": names[c], "enrichment": enrich[c]} for c in clusters]
     return pd.DataFrame(rows, columns=["cluster", "n_vertices", "description", "enrichment"])
 
 
@@ -510,7 +627,7 @@ def reference_ari(responses: Sequence[np.ndarray], planted: Sequence[np.ndarray]
     n_img = {int(np.shape(r)[0]) for r in responses}
     if len(n_img) != 1:
         raise BrainVizDataError("responses", f"every subject needs the same images (rows), got {sorted(n_img)}")
-    x = np.concatenate([zscore_columns(np.asarray(r, np.float32)).T for r in responses])
+    x = np.concatenate([_zscore(np.asarray(r, np.float32)).T for r in responses])
     pl = np.concatenate([np.asarray(p, dtype=object) for p in planted])
     if len(pl) != len(x):
         raise BrainVizDataError("planted", f"{len(pl)} labels for {len(x)} vertices")
@@ -621,7 +738,7 @@ def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], 
     keys = [str(k) for k in keys]
     out = {}
     for s, (y, seen) in measured.items():
-        y = zscore_columns(_matrix(y, f"measured[{s}]"))
+        y = _zscore(_matrix(y, f"measured[{s}]"))
         if len(seen) != len(y):
             raise BrainVizDataError(f"measured[{s}]", f"{len(seen)} keys but {len(y)} response rows")
         row = {str(k): i for i, k in enumerate(seen)}
@@ -633,7 +750,7 @@ def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], 
                 raise BrainVizDataError(f"predicted[{s}]", f"{int((~have).sum())} images of the profile were not "
                                         "seen by this subject and no predictions were given")
             p, pkeys = predicted[s]
-            p = zscore_columns(_matrix(p, f"predicted[{s}]"))
+            p = _zscore(_matrix(p, f"predicted[{s}]"))
             prow = {str(k): i for i, k in enumerate(pkeys)}
             missing = [k for k in np.asarray(keys, dtype=object)[~have] if k not in prow]
             if missing:

@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .checks import as_matrix
 from .errors import BrainVizDataError
-from .metrics import pattern_correlations, retrieval_ranks
+from .metrics import pattern_correlations, retrieval_ranks, zscore
 
 VOTE_METHODS = ("zscore", "rank")
 #: roi-set label of the whole-cortex decoder / identifier
@@ -111,8 +111,8 @@ class Retrieval:
 
     def ranks(self, true_index) -> np.ndarray:
         """(n_queries,) 1-based rank of each query's true candidate (1 = retrieved
-        first); ties counted pessimistically (all tied candidates rank ahead)."""
-        return retrieval_ranks(self.similarity, true_index, ties="pessimistic")
+        first; ties: :func:`brainviz.metrics.retrieval_ranks`)."""
+        return retrieval_ranks(self.similarity, true_index)
 
 
 def _top_k(sim: np.ndarray, k: int) -> np.ndarray:
@@ -172,8 +172,7 @@ def vote(similarities: Sequence[np.ndarray], method: str = "zscore", weights=Non
     out = np.zeros_like(mats[0])
     for m, wi in zip(mats, w):
         if method == "zscore":
-            sd = m.std(axis=1, keepdims=True)
-            score = (m - m.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+            score = zscore(m, axis=1)  # each query row over its candidates
         else:
             score = stats.rankdata(m, axis=1)
         out += wi * score
@@ -197,7 +196,7 @@ def decoding_metrics(similarity, true_index, pred_embeddings=None, true_embeddin
     ((n_candidates + 1) / 2), ``n_queries``, ``n_candidates`` and, when
     embeddings are given, ``cosine_to_true`` (mean over queries).
     """
-    ranks = retrieval_ranks(similarity, true_index, ties="pessimistic")
+    ranks = retrieval_ranks(similarity, true_index)
     n_c = np.asarray(similarity).shape[1]
     out = {
         "top1": float(np.mean(ranks <= 1)), "top5": float(np.mean(ranks <= 5)),
@@ -408,7 +407,7 @@ def validated_vote(similarities: Mapping[str, np.ndarray], true_index, n_folds: 
         best, best_key = None, None
         for w in grid:
             s = sum(wi * u[val] for wi, u in zip(w, unit))
-            r = retrieval_ranks(s, truth[val], ties="pessimistic")
+            r = retrieval_ranks(s, truth[val])
             key = (r.mean(), -np.mean(r <= 1))
             if best_key is None or key < best_key:
                 best, best_key = w, key

@@ -3,26 +3,36 @@
 The training and inference code asks :func:`select` once and then uses the
 returned :class:`Accel` everywhere::
 
-    accel = select(device)                 # "auto": bf16 + compile on CUDA, both off on CPU
+    accel = select(device)                 # "auto": bf16 autocast on CUDA, off on CPU; compile opt-in
     net = accel.maybe_compile(module)
+    scaler = accel.grad_scaler()           # loss scaling, enabled for fp16 only
+    x = to_device(batch, accel.device, torch.float32)   # pinned + non-blocking on CUDA
     with accel.autocast():
         pred = net(x)
     loss = loss_fn(pred.float(), y)        # losses and reductions stay in float32
+    scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
 
 Rules ("auto", the default)
 ---------------------------
 * CUDA: bf16 autocast when the GPU supports bf16 (Ampere and newer: A100,
-  H100/H200, L4, RTX 30xx+), else no autocast (fp16 would need a GradScaler;
-  not worth it for this model); ``torch.compile`` on when Triton is
-  importable; TF32 matmuls allowed (``torch.set_float32_matmul_precision("high")``).
-* CPU (and MPS): everything off. Plain float32 eager, bitwise reproducible.
+  H100/H200, L4, RTX 30xx+), else no autocast (fp16 is available with
+  ``amp="fp16"``: training then scales the loss with a ``GradScaler``, see
+  :meth:`Accel.grad_scaler`); TF32 matmuls allowed
+  (``torch.set_float32_matmul_precision("high")``).
+* ``torch.compile`` is OPT-IN (``compile="on"`` or ``BRAINVIZ_COMPILE=on``), on
+  every device: its speed-up on this model has not been measured on a GPU (none
+  was available when the GPU path was written), and compiling costs a warm-up of
+  tens of seconds plus recompiles for every new batch shape, which can outweigh
+  the gain on short runs. Measure with ``python -m bench --only ue`` on your GPU
+  (``BRAINVIZ_COMPILE=on`` vs ``off``) before turning it on.
+* CPU (and MPS): autocast off. Plain float32 eager, bitwise reproducible.
 
 Overrides: the arguments ``amp`` ("auto" | "off" | "bf16" | "fp16") and
 ``compile`` ("auto" | "off" | "on"), or the environment variables
 ``BRAINVIZ_AMP`` / ``BRAINVIZ_COMPILE`` (same values; the argument wins when it
-is not "auto"). Forcing ``amp="bf16"`` on CPU is allowed (slow on most CPUs);
-``"fp16"`` is meant for inference (training in fp16 would need a GradScaler,
-which the Universal Encoder does not use).
+is not "auto"). Forcing ``amp="bf16"`` or ``"fp16"`` on CPU is allowed (CPU
+autocast supports both in torch 2.13; slow on most CPUs): the tests run the
+Universal Encoder's training, transfer and prediction that way.
 """
 from __future__ import annotations
 
@@ -37,7 +47,8 @@ import torch
 
 from .errors import BrainVizDataError
 
-__all__ = ["Accel", "select", "resolve_device", "amp_dtype", "compile_enabled", "AMP_CHOICES", "COMPILE_CHOICES"]
+__all__ = ["Accel", "select", "resolve_device", "amp_dtype", "compile_enabled", "to_device", "AMP_CHOICES",
+           "COMPILE_CHOICES"]
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "off", "on")
@@ -115,8 +126,24 @@ def compile_enabled(device: str | torch.device | None = None, compile: str | boo
     if choice == "off" or not hasattr(torch, "compile"):
         return False
     if choice == "on":
+        if dev.type == "cuda" and not _has_triton():
+            warnings.warn("torch.compile on CUDA needs Triton, which is not installed; running eagerly",
+                          RuntimeWarning, stacklevel=2)
+            return False
         return True
-    return dev.type == "cuda" and _has_triton()
+    return False  # "auto": opt-in until measured faster (see the module docstring)
+
+
+def to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Copy a host tensor to ``device`` (then cast to ``dtype`` there, so a float16 batch crosses
+    the bus at half the bytes). On CUDA the copy goes from pinned memory and does not block the
+    host (the caching host allocator keeps the pinned buffer alive until the copy is done); on
+    the CPU it is a plain ``.to`` (no copy when nothing changes)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        t = t.pin_memory().to(device, non_blocking=True)
+    else:
+        t = t.to(device)
+    return t if dtype is None else t.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -145,6 +172,12 @@ class Accel:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> "torch.amp.GradScaler":
+        """A ``torch.amp.GradScaler`` for training: enabled under fp16 autocast (its small exponent
+        range underflows small gradients without loss scaling), a pass-through otherwise (bf16 has
+        float32's exponent range and needs none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     def maybe_compile(self, module: Any, **kwargs) -> Any:
         """``torch.compile(module)`` when :attr:`compile`, else ``module`` itself.

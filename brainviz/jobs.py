@@ -16,9 +16,16 @@ Each job's arithmetic runs in one thread, so its result does not depend on what 
 it or in which order the jobs finish: results are deterministic given the number of workers
 (with 1 worker everything runs in the calling thread, with the thread settings unchanged).
 
-:func:`run_jobs` names the running jobs in the progress display (:func:`brainviz.progress.step`).
-The worker threads are daemons: after Ctrl-C or a failed job the call returns at once (the
-exception is raised) and jobs already running finish in the background or end with the process.
+The progress display shows the jobs of :func:`run_jobs` (:func:`brainviz.progress.jobs_begin`): how many are
+done, the running ones by name with what they :func:`report`, and the time left from their progress.
+
+Stopping (Ctrl-C, SIGTERM, a failed job): no further job starts, the jobs still running are
+asked to stop (:func:`check_cancelled`, called by the Universal Encoder at every step and by
+:func:`report`, raises :class:`Cancelled` in them) and :func:`run_jobs` waits up to
+:data:`CANCEL_WAIT_S` seconds for them before it raises. A process must not end while a job
+thread is still inside torch or BLAS (the C++ runtime then aborts: "terminate called without
+an active exception", exit code 134): :func:`stragglers` names the job threads still running,
+and the CLI ends with ``os._exit`` when there are any.
 """
 from __future__ import annotations
 
@@ -31,18 +38,44 @@ from typing import Callable, Sequence, TypeVar
 from . import progress as _progress
 from .errors import BrainVizDataError
 
-__all__ = ["default_workers", "report", "run_jobs", "worker_threads"]
+__all__ = ["CANCEL_WAIT_S", "Cancelled", "check_cancelled", "default_workers", "report", "run_jobs",
+           "stragglers", "worker_threads"]
 
 T = TypeVar("T")
 _local = threading.local()
+#: Seconds :func:`run_jobs` waits for running jobs to stop after Ctrl-C, SIGTERM or a failed job.
+CANCEL_WAIT_S = 10.0
+_threads: set[threading.Thread] = set()
+_threads_lock = threading.Lock()
 
 
-def report(text: str) -> None:
+class Cancelled(Exception):
+    """Raised inside a job thread by :func:`check_cancelled` once its :func:`run_jobs` is stopping."""
+
+
+def check_cancelled() -> None:
+    """From inside a job: raise :class:`Cancelled` when the run is stopping (cheap; call it often,
+    e.g. every training step). Does nothing outside a job thread of :func:`run_jobs`."""
+    stop = getattr(_local, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Cancelled()
+
+
+def stragglers() -> list[str]:
+    """Names of job threads still running (after a stop they are finishing their current step)."""
+    with _threads_lock:
+        return sorted(t.name for t in _threads if t.is_alive())
+
+
+def report(text: str, done: float | None = None) -> None:
     """From inside a job: what it is doing now (e.g. ``'epoch 3/10'``), shown after its name in the
-    progress display; does nothing outside a job of :func:`run_jobs`."""
+    progress display, and ``done``, the fraction of the job's work finished (0..1) when known: the
+    time-left estimate follows it (:class:`brainviz.progress.Progress`). Does nothing outside a job of
+    :func:`run_jobs`. Raises :class:`Cancelled` in a job whose run is stopping."""
+    check_cancelled()
     hook = getattr(_local, "report", None)
     if hook is not None:
-        hook(text)
+        hook(text, done)
 
 
 def default_workers(device: str | None = None) -> int:
@@ -80,8 +113,8 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
 
     Jobs start in the given order (put the longest first). With ``workers`` > 1 the torch and
     BLAS / OpenMP threads are divided among them for the duration (:func:`worker_threads`). With
-    ``describe`` the progress display names the running jobs (with one worker too) and what they
-    :func:`report`. The first exception of a job is
+    ``describe`` the progress display shows the jobs (with one worker too): how many are done, the
+    running ones and what they :func:`report`. The first exception of a job is
     raised once it happens; no further job starts.
     """
     names = [n for n, _ in jobs]
@@ -90,39 +123,25 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
     if workers < 1:
         raise BrainVizDataError("workers", f"must be >= 1, got {workers}")
     results: dict[str, T] = {}
-    running: dict[str, str] = {}  # name -> what it reported last
-    lock = threading.Lock()
-
-    def show(announce: bool = True) -> None:
-        if not describe:
-            return
-        with lock:
-            now = [f"{n} {what}".rstrip() for n, what in running.items()]
-        if now:
-            _progress.step(" + ".join(now) + f" ({len(results)}/{len(jobs)} done)", announce=announce)
-
-    def status(name: str, text: str) -> None:
-        with lock:
-            if name in running:
-                running[name] = text
-        show(announce=False)  # a heartbeat line shows it, not a line per epoch
+    token = _progress.jobs_begin(names, min(workers, len(jobs))) if describe else None
 
     def call(name: str, fn: Callable[[], T]) -> T:
-        """Run one job in this thread, named in the progress display while it runs."""
-        with lock:
-            running[name] = ""
-        show()
-        _local.report = lambda text: status(name, text)
+        """Run one job in this thread, shown in the progress display while it runs."""
+        _progress.job_started(token, name)
+        _local.report = lambda text, done=None: _progress.job_report(token, name, text, done)
         try:
-            return fn()
+            out = fn()
         finally:
             _local.report = None
-            with lock:
-                running.pop(name, None)
+        _progress.job_finished(token, name)
+        return out
 
     if workers == 1 or len(jobs) <= 1:
-        for name, fn in jobs:
-            results[name] = call(name, fn)
+        try:
+            for name, fn in jobs:
+                results[name] = call(name, fn)
+        finally:
+            _progress.jobs_end(token)
         return results
 
     todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -134,8 +153,14 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
     def worker(threads: int) -> None:
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=threads, user_api="openmp"):  # scikit-learn's OpenMP, this thread
-            work()
+        _local.stop = stop
+        try:
+            with threadpool_limits(limits=threads, user_api="openmp"):  # scikit-learn's OpenMP, this thread
+                work()
+        finally:
+            _local.stop = None
+            with _threads_lock:
+                _threads.discard(threading.current_thread())
 
     def work() -> None:
         while not stop.is_set():
@@ -150,9 +175,14 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
                 return
             done.put((name, out, None))
 
+    threads: list[threading.Thread] = []
     with worker_threads(workers) as per_job:
         for i in range(min(workers, len(jobs))):
-            threading.Thread(target=worker, args=(per_job,), name=f"brainviz-job-{i}", daemon=True).start()
+            t = threading.Thread(target=worker, args=(per_job,), name=f"brainviz-job-{i}", daemon=True)
+            with _threads_lock:
+                _threads.add(t)
+            threads.append(t)
+            t.start()
         try:
             while len(results) < len(jobs):
                 try:
@@ -162,7 +192,21 @@ def run_jobs(jobs: Sequence[tuple[str, Callable[[], T]]], workers: int = 1, *,
                 if err is not None:
                     raise err
                 results[name] = out
-                show()
         finally:
-            stop.set()
+            stop.set()  # no job starts any more; running ones stop at their next check_cancelled()
+            _join(threads, CANCEL_WAIT_S)
+            _progress.jobs_end(token)
     return {n: results[n] for n in names}
+
+
+def _join(threads: Sequence[threading.Thread], timeout: float) -> None:
+    """Wait for ``threads`` to end, at most ``timeout`` seconds in all; a second Ctrl-C stops waiting."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        for t in threads:
+            while t.is_alive() and time.monotonic() < deadline:
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        pass

@@ -39,7 +39,10 @@ Two parts:
 * :class:`LivePredictor` loads a stored Universal-Encoder checkpoint and its backbone
   once (use :func:`get_live_predictor`, an ``lru_cache``, or ``st.cache_resource`` in
   the app) and maps a PIL image to a (V,) predicted response per subject. It runs on
-  cuda when available, else CPU.
+  cuda when available, else CPU. The backbone gets the SAME weights as the run that
+  trained the encoder (:func:`store_weights`: the store's record of the weights, the
+  recorded file or one given in its place with the same content hash); a missing or
+  different file is refused with one line naming it, never replaced by other weights.
 """
 from __future__ import annotations
 
@@ -188,7 +191,8 @@ def validate_image(
     -------
     PIL.Image.Image in mode RGB; ``.info["brainviz_notes"]`` lists conversions made, and
     ``.info["brainviz_source"]`` = {"format", "mode", "size" (as shown, after EXIF rotation),
-    "stored_size", "exif_orientation", "frames"} of the original.
+    "stored_size", "exif_orientation", "frames"} of the original and "decoded_pixels" (pixels
+    decoded: a JPEG's are fewer, decoded at a reduced scale).
 
     Raises
     ------
@@ -259,6 +263,7 @@ def validate_image(
                 if draftable and max_side:
                     img.draft(img.mode, (max_side, max_side))  # DCT-scaled decode: 1/2 .. 1/8 of the pixels
                 img.load()
+                source["decoded_pixels"] = img.size[0] * img.size[1]  # after a JPEG's reduced-scale decode
                 if max_side and max(img.size) >= 2 * max_side:
                     try:  # box-reduce before any conversion: the full-size image is freed at once
                         img = img.reduce(max(img.size) // max_side)
@@ -348,12 +353,18 @@ class LivePredictor:
         extra threads cost more than they gain, and on a busy 2-core server they are ~10x
         slower; None leaves torch's setting).
 
+    weights, seed : the backbone's weights as for ``get_backbone`` (:func:`store_weights` gives those
+        of the run that trained the encoder).
+    weights_id : the identity the backbone's weights must have (``Backbone.weights_id``), or None
+        (not checked).
+
     Loading takes seconds (backbone weights + checkpoint); keep one per process
     (:func:`get_live_predictor`). :meth:`predict` is thread-safe.
     """
 
     def __init__(self, checkpoint: str | Path, backbone: str, device: str | None = None, model_id: str = "",
-                 cpu_threads: int | None = 1):
+                 cpu_threads: int | None = 1, *, weights: str | Path | None = None, seed: int = 0,
+                 weights_id: str | None = None):
         from .encoders.universal import UniversalEncoder
         from .gpu import resolve_device
         from .features.registry import get_backbone
@@ -361,7 +372,11 @@ class LivePredictor:
         self.model_id = model_id
         self.cpu_threads = cpu_threads
         self.device = resolve_device(device, strict=True)
-        self.backbone = get_backbone(backbone, device=self.device)
+        self.weights, self.seed = (None if weights is None else str(weights)), int(seed)
+        self.backbone = get_backbone(backbone, device=self.device, weights=weights, seed=seed)
+        if weights_id and self.backbone.weights_id != weights_id:
+            raise BrainVizDataError(weights or backbone, f"the backbone's weights ({self.backbone.weights_id}) differ "
+                                                         f"from those model {model_id!r} was trained with ({weights_id})")
         self.encoder = UniversalEncoder.load(checkpoint, device=str(self.device))
         self.encoder.config.progress = False
         # the per-voxel half of the forward pass does not depend on the image: compute it once per
@@ -374,10 +389,16 @@ class LivePredictor:
         self.predict(Image.new("RGB", (64, 64), (128, 128, 128)))
 
     @classmethod
-    def from_store(cls, store, model_id: str | None = None, device: str | None = None) -> "LivePredictor":
-        """Build from a :class:`~brainviz.store.reader.Store`: its checkpointed UE model."""
+    def from_store(cls, store, model_id: str | None = None, device: str | None = None,
+                   weights: str | Path | None = None, cpu_threads: int | None = 1,
+                   weights_hint: str = "") -> "LivePredictor":
+        """Build from a :class:`~brainviz.store.reader.Store`: its checkpointed UE model, with the backbone
+        weights of the run that trained it (``weights``: a file in place of the recorded one, see
+        :func:`store_weights`)."""
         ck, backbone, model_id = live_model_of(store, model_id)
-        return cls(ck, backbone, device=device, model_id=model_id)
+        w, seed, wid = store_weights(store, backbone, model_id, override=weights, hint=weights_hint)
+        return cls(ck, backbone, device=device, model_id=model_id, cpu_threads=cpu_threads, weights=w, seed=seed,
+                   weights_id=wid)
 
     def features(self, images: Image.Image | Sequence[Image.Image]):
         """FeatureSet of one image or a short list (backbone forward)."""
@@ -416,8 +437,34 @@ class LivePredictor:
 
 
 @lru_cache(maxsize=4)
-def _cached_predictor(checkpoint: str, mtime_ns: int, backbone: str, device: str | None, model_id: str) -> LivePredictor:
-    return LivePredictor(checkpoint, backbone, device=device, model_id=model_id)
+def _cached_predictor(checkpoint: str, mtime_ns: int, backbone: str, device: str | None, model_id: str,
+                      weights: str | None, seed: int, weights_id: str | None) -> LivePredictor:
+    return LivePredictor(checkpoint, backbone, device=device, model_id=model_id, weights=weights, seed=seed,
+                         weights_id=weights_id)
+
+
+#: How a user points BrainViz at a weights file that moved (for :func:`store_weights` messages).
+WEIGHTS_HINT = "give its new place with `precompute predict --weights FILE`, or BRAINVIZ_WEIGHTS=FILE for the app"
+
+
+def store_weights(store, backbone: str, model_id: str = "", override: str | Path | None = None,
+                  hint: str = "") -> tuple[str | None, int, str | None]:
+    """``(weights, seed, weights_id)`` that rebuild the backbone weights the store's run trained its
+    encoders on (:class:`~brainviz.features.weights.WeightsSpec` in ``meta``), for ``get_backbone``.
+
+    ``override``: a weights file in place of the recorded one (moved, another machine); its content
+    hash must equal the recorded one. Raises :class:`BrainVizDataError` with one line naming the file
+    that is missing or differs (``hint``: how to pass ``override``; default :data:`WEIGHTS_HINT`). A store
+    written before the weights were recorded: its run configuration's weights and seed, unchecked.
+    """
+    from .features.weights import WeightsSpec, resolve_weights
+
+    spec = WeightsSpec.from_meta(store.meta())
+    if spec is None or spec.backbone != backbone:
+        return (None if override in (None, "") else str(override)), 0, None
+    w, seed = resolve_weights(spec, override, model=f"model {model_id!r}" if model_id else "the encoder",
+                              hint=hint or WEIGHTS_HINT)
+    return w, seed, spec.weights_id or None
 
 
 def live_model_of(store, model_id: str | None = None) -> tuple[Path, str, str]:
@@ -445,10 +492,14 @@ def live_model_of(store, model_id: str | None = None) -> tuple[Path, str, str]:
     return ck, row["backbone"], model_id
 
 
-def get_live_predictor(store, model_id: str | None = None, device: str | None = None) -> LivePredictor:
-    """One :class:`LivePredictor` per (checkpoint file version, backbone, device) per process."""
+def get_live_predictor(store, model_id: str | None = None, device: str | None = None,
+                       weights: str | Path | None = None) -> LivePredictor:
+    """One :class:`LivePredictor` per (checkpoint file version, backbone and its weights, device) per
+    process; the weights are those of the store's run (:func:`store_weights`, ``weights`` in place of
+    the recorded file)."""
     ck, backbone, model_id = live_model_of(store, model_id)
-    return _cached_predictor(str(ck), ck.stat().st_mtime_ns, backbone, device, model_id)
+    w, seed, wid = store_weights(store, backbone, model_id, override=weights)
+    return _cached_predictor(str(ck), ck.stat().st_mtime_ns, backbone, device, model_id, w, seed, wid)
 
 
 # --------------------------------------------------------------------------- helpers for the page

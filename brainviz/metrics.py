@@ -8,14 +8,15 @@ the argument at fault.
 
 Functions
 ---------
+zscore(x, axis)                           -> x standardized along axis (constant -> 0): the one z-score
 pearson_per_vertex(y_true, y_pred)        -> (n_vertices,) r over images, column by column
 pattern_correlations(a, b)                -> (n_a, n_b) r between every row of a and every row of b
 noise_ceiling_from_repeats(repeats, ...)  -> (n_vertices,) noise ceiling, fraction of variance
 nna_per_vertex(r, nc)                     -> (n_vertices,) noise-normalized accuracy r^2 / NC
-noise_normalized_accuracy(r, nc)          -> float, its median: the Algonauts 2023 score (fraction)
 retrieval_ranks(similarity, true_index)   -> (n_queries,) rank of the true candidate (1 = best)
 retrieval_summary(ranks)                  -> dict(mean_rank, top1, top5, n)
-roi_summary(values, labels)               -> DataFrame roi, n, median, p25, p75
+roi_summary(values, labels)               -> DataFrame roi, n, median, p25, p75 (the median nna over all
+                                             vertices is the Algonauts 2023 score)
 """
 from __future__ import annotations
 
@@ -28,17 +29,46 @@ from .checks import as_array, check_finite
 from .errors import BrainVizDataError
 
 __all__ = [
+    "zscore",
     "pearson_per_vertex",
     "pattern_correlations",
     "noise_ceiling_from_repeats",
     "nna_per_vertex",
-    "noise_normalized_accuracy",
     "retrieval_ranks",
     "retrieval_summary",
     "roi_summary",
 ]
 
-TIES = ("average", "pessimistic", "optimistic")
+#: Below this share of a column's largest magnitude its standard deviation is rounding noise: constant.
+CONSTANT_RTOL = 1e-12
+
+
+def zscore(x, axis: int = 0, dtype=None) -> np.ndarray:
+    """The one z-score of the library: ``(x - mean) / sd`` along ``axis`` (population sd).
+
+    Parameters
+    ----------
+    x : array, e.g. (n_images, n_vertices) responses (``axis=0``: each vertex over the images) or
+        (n_queries, n_candidates) scores (``axis=1``: each query over its candidates).
+    axis : the axis along which each slice is standardized.
+    dtype : the precision of the computation; None: float32 input stays float32 (memory-mapped
+        responses), anything else is float64.
+
+    Returns
+    -------
+    Same shape, in ``dtype``.
+    A slice that is constant (sd at most :data:`CONSTANT_RTOL` of its largest magnitude: rounding
+    noise) is 0 throughout: it sits at its mean and carries no contrast. Correlations built on
+    z-scores report such slices as undefined themselves (:func:`pearson_per_vertex`: NaN).
+    """
+    a = np.asarray(x)
+    if dtype is not None or a.dtype != np.float32:
+        a = a.astype(dtype or np.float64, copy=False)
+    c = a - a.mean(axis=axis, keepdims=True)
+    sd = c.std(axis=axis, keepdims=True)
+    const = sd <= CONSTANT_RTOL * np.abs(a).max(axis=axis, keepdims=True)
+    z = c / np.where(const, 1, sd).astype(a.dtype)
+    return np.where(const, a.dtype.type(0), z) if const.any() else z
 
 
 def _zscore_rows_or_cols(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -217,24 +247,14 @@ def nna_per_vertex(r, nc, clip_negative: bool = True, clip_max: bool = True) -> 
     return acc
 
 
-def noise_normalized_accuracy(r, nc, clip_negative: bool = True, clip_max: bool = True) -> float:
-    """Median over vertices of :func:`nna_per_vertex` (a fraction), the Algonauts 2023 score.
-
-    Vertices with ``NC <= 0`` (or NaN) are left out; NaN when no vertex has NC > 0.
-    """
-    acc = nna_per_vertex(r, nc, clip_negative=clip_negative, clip_max=clip_max)
-    acc = acc[~np.isnan(acc)]
-    return float(np.median(acc)) if acc.size else float("nan")
-
-
 # --------------------------------------------------------------------------- retrieval
 
-def retrieval_ranks(similarity, true_index=None, ties: str = "average") -> np.ndarray:
+def retrieval_ranks(similarity, true_index=None) -> np.ndarray:
     """Rank of each query's true candidate among all candidates (1 = retrieved first).
 
     The one ranking of the library: encoder identification (``similarity`` =
-    :func:`pattern_correlations` of measured and predicted responses),
-    decoding (cosine similarities) and votes (combined scores).
+    :func:`pattern_correlations` of measured and predicted responses), the whole-cortex
+    retrieval of the evaluate stage, decoding (cosine similarities) and votes (combined scores).
 
     Parameters
     ----------
@@ -243,21 +263,15 @@ def retrieval_ranks(similarity, true_index=None, ties: str = "average") -> np.nd
         score and equal to other NaNs.
     true_index : (n_queries,) index of each query's true candidate; None = the
         diagonal (query ``i``'s true candidate is ``i``).
-    ties : how candidates whose score equals the true one are counted.
-
-        * ``"average"`` (default): ``rank = 1 + #better + #tied / 2``, the
-          expected rank under a random tie break (an uninformative constant
-          predictor scores the chance level ``(n + 1) / 2``).
-        * ``"pessimistic"``: ``1 + #better + #tied`` (all ties rank before).
-        * ``"optimistic"``: ``1 + #better``.
 
     Returns
     -------
-    ranks : (n_queries,) float64 in [1, n_candidates].
+    ranks : (n_queries,) float64 in [1, n_candidates]. Ties, one rule everywhere:
+        ``rank = 1 + #better + #tied / 2``, the expected rank under a random tie break, so an
+        uninformative constant predictor scores the chance level ``(n + 1) / 2`` (counting ties
+        pessimistically would punish it, optimistically reward it).
     """
     s = as_array(similarity, "similarity", 2)
-    if ties not in TIES:
-        raise BrainVizDataError("ties", f"must be 'average', 'pessimistic' or 'optimistic', got {ties!r}")
     n_q, n_c = s.shape
     if true_index is None:
         if n_q != n_c:
@@ -273,13 +287,7 @@ def retrieval_ranks(similarity, true_index=None, ties: str = "average") -> np.nd
     true = s[np.arange(n_q), t][:, None]
     better = (s > true).sum(axis=1)
     tied = (s == true).sum(axis=1) - 1  # minus the true candidate itself
-    if ties == "average":
-        ranks = 1.0 + better + tied / 2.0
-    elif ties == "pessimistic":
-        ranks = 1.0 + better + tied
-    else:
-        ranks = 1.0 + better
-    return ranks.astype(np.float64)
+    return (1.0 + better + tied / 2.0).astype(np.float64)
 
 
 def retrieval_summary(ranks) -> dict:

@@ -10,6 +10,7 @@ import streamlit as st
 from brainviz import plotting as B
 from brainviz import export as X
 from brainviz.rois import cluster_roi_counts, cluster_roi_majority, roi_groups
+from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
@@ -49,7 +50,7 @@ with st.sidebar:
     families = list(dict.fromkeys(pv.sort_values("scope")["family"]))
     default_family = default["family"] if default["family"] in families else families[0]
     family = st.selectbox("Clustered over", families, index=families.index(default_family),
-                          format_func=V.scope_label,
+                          format_func=lambda f: V.scope_label(f, short=True),
                           help="'joint': k-means over the embeddings of every subject whose data are reliable "
                                "(median noise ceiling at least half the best subject's), so a cluster means the "
                                "same thing in every brain. The default leaves out early visual cortex (V1-hV4): "
@@ -127,11 +128,11 @@ clusters_present = sorted(int(c) for c in np.unique(labels[labels >= 0]))
 if not clusters_present:
     st.info(f"{subject} has no clustered vertices in {scope} (k={k}).")
     st.stop()
-# where each cluster lies (atlas ROIs, not ground truth): top-image tags alone can name two clusters alike
-# (demo brain: the top images of the faces and the bodies clusters all carry both tags)
+# where each cluster lies (atlas ROIs, not ground truth), beside its name in the cluster selector; the legends
+# show the short names (long ones squeezed the brain)
 where = cluster_roi_majority(labels, roi_groups(vertices, include_planted_food=False))
-names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ")
-         + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
+short_names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
+names = {c: short_names[c] + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
 colors = B.category_colors(list(range(k)))
 # vertices that were not clustered, and why (drawn gray)
 nc_v = store.vertex_reliability(subject) if len(here) else np.full(len(labels), np.nan)
@@ -143,8 +144,8 @@ if np.isfinite(nc_thr):
     reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
 reason[(labels < 0) & (reason < 0)] = OUTSIDE
 outside_early = bool(len(here)) and here["region"].iloc[0] == "non-early"  # the scope leaves out V1-hV4
-gray_names = {BELOW: "not clustered: below the reliability threshold",
-              OUTSIDE: "not clustered: outside the scope" + (" (V1-hV4)" if outside_early else "")}
+gray_names = {BELOW: "not clustered: unreliable",
+              OUTSIDE: "not clustered: outside scope" + (" (V1-hV4)" if outside_early else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
@@ -182,7 +183,7 @@ if highlight:
     sel = st.session_state.get("cluster_pick")
     shown_colors = {c: col if c == sel else B.fade_color(col) for c, col in colors.items()}
 shown_colors = {**shown_colors, **gray_colors}
-names_all = {**names, **gray_names}
+names_all = {**short_names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
@@ -192,7 +193,7 @@ with left:
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
     n_below, n_out = int((reason == BELOW).sum()), int((reason == OUTSIDE).sum())
-    below = (f"Dark gray: {n_below} vertices not clustered because their noise ceiling is below the reliability "
+    below = (f"Dark gray ('unreliable'): {n_below} vertices not clustered because their noise ceiling is below the reliability "
              f"threshold ({nc_thr:.1%} for {subject}); " if np.isfinite(nc_thr) else
              "No reliability estimate (no repetitions, no noise-ceiling files): every vertex of the scope is "
              "clustered; ")
@@ -211,10 +212,25 @@ with right:
     if not descs.empty:
         enr = descs.loc[descs["cluster"] == cl, "enrichment"]
         if len(enr) and isinstance(enr.iloc[0], dict) and enr.iloc[0]:
-            e = pd.DataFrame(enr.iloc[0]).T.reset_index(names="category")
-            keep = [c for c in ("category", "count", "n", "frac", "base_rate", "ratio", "p_value") if c in e]
-            sort_col = "ratio" if "ratio" in e else keep[-1]
-            st.dataframe(e[keep].sort_values(sort_col, ascending=False).head(6), hide_index=True)
+            table, fit = V.cluster_evidence(enr.iloc[0])
+            table["top 10"] = [f"{t} ({b:.0f}%)" if t and pd.notna(b) else t
+                               for t, b in zip(table["top 10"], table["base rate"])]
+            st.dataframe(table.drop(columns=["base rate", "p"]).head(6), hide_index=True, key="cluster_evidence",
+                         column_config={
+                "effect": st.column_config.NumberColumn("effect", format="%.2f",
+                                                        help="unique effect of the tag on this cluster's response"),
+                "elsewhere": st.column_config.NumberColumn("others", format="%.2f",
+                                                           help="the largest effect of the tag on another cluster"),
+                "top 10": st.column_config.TextColumn("top 10 (all)", help="how many of the 10 images driving the "
+                                                      "cluster most carry the tag (in parentheses: the share of all "
+                                                      "images that do)")})
+            if fit:
+                st.caption(f"How the name was chosen: the cluster's mean measured response to each of "
+                           f"{fit['n_images']:,} tagged images is regressed on the ten tag scores at once; 'effect' is "
+                           f"a tag's standardized coefficient (what it adds with the other tags held fixed). The tags "
+                           f"explain R² = {fit['r2']:.2f} of this cluster's response. A cluster is named by its "
+                           f"largest effect when R² ≥ 0.3 and the effect ≥ 0.3, else 'mixed / weak'; 'others': the largest "
+                           "effect of the tag on another cluster.")
     # ROI make-up of the cluster
     comp = cluster_roi_counts(labels, roi_groups(vertices)).get(cl, {})
     if comp:
@@ -256,12 +272,12 @@ if len(curve):
         kfig.add_vline(x=chosen_k, line_dash="dot", annotation_text=f"chosen k = {chosen_k}")
     if k_rule.startswith("stability >= "):  # the rule's threshold, as written by precompute
         kfig.add_hline(y=float(k_rule.split(">=")[1]), line_dash="dash", line_color="gray",
-                       annotation_text=f"threshold {k_rule.split('>=')[1].strip()}", annotation_position="bottom left")
+                       annotation_text=f"threshold {k_rule.split('>=')[1].strip()}", annotation_position="bottom right")
     # margins leave room for the tick labels (with zero margins they are cut off)
     kfig.update_layout(height=280, margin=dict(l=60, r=10, t=30, b=45), xaxis_title="k",
                        yaxis_title="stability (mean ARI)", yaxis_range=[0, 1.02], plot_bgcolor="white",
                        xaxis=dict(tickmode="array", tickvals=[int(x) for x in curve["k"]]))
-    st.plotly_chart(kfig, key="k_curve", theme=None)
+    st.plotly_chart(C.tidy(kfig), key="k_curve", theme=None, config=C.CONFIG)
     min_stab = float(k_rule.split(">=")[1]) if k_rule.startswith("stability >= ") else 0.75
     reached = bool((curve["value"] >= min_stab).any())
     st.caption("Stability: k-means is run on two random 80 % subsamples of the clustered vertices, each fit labels "
@@ -297,7 +313,7 @@ else:
     for c in sorted(emb["cluster"].unique()):
         d = emb[emb["cluster"] == c]
         mfig.add_trace(go.Scattergl(
-            x=d["x"], y=d["y"], mode="markers", name=names.get(int(c), str(c)),
+            x=d["x"], y=d["y"], mode="markers", name=short_names.get(int(c), str(c)),
             customdata=np.c_[d["cluster"].to_numpy(), d["vertex"].to_numpy()],
             text=d["subject"], hovertemplate="%{text} vertex %{customdata[1]}<br>cluster %{customdata[0]}<extra></extra>",
             marker=dict(size=4 if int(c) == cl else 3, color=colors[int(c)], opacity=1.0 if int(c) == cl else 0.35)))
@@ -305,7 +321,8 @@ else:
                        yaxis=dict(visible=False, scaleanchor="x"),
                        legend=dict(itemsizing="constant", orientation="h", y=-0.02, yanchor="top"),
                        plot_bgcolor="white")
-    st.plotly_chart(mfig, key="umap_select", on_select="rerun", selection_mode="points", theme=None)
+    st.plotly_chart(C.tidy(mfig), key="umap_select", on_select="rerun", selection_mode="points", theme=None,
+                    config=C.CONFIG)
     st.caption("Each dot is a vertex, placed by the similarity of its learned embedding (UMAP), colored by the "
                f"clusters shown ({V.profile_label(profile)}). "
                "Click a dot to select its cluster.")
@@ -339,7 +356,8 @@ if planted is not None:
         wide = sim.pivot_table(index="k", columns="metric", values="value")
         row = wide.loc[k] if k in wide.index else None
         if row is not None:
-            m1, m2, m3, m4 = st.columns(4)
+            m1, m2 = st.columns(2)  # two by two: four in a row cut their labels at 1,280 px
+            m3, m4 = st.columns(2)
             m1.metric("Category-region ARI", f"{row.get('ari', float('nan')):.2f}",
                       help="Adjusted Rand index of clusters vs the six planted category regions (faces, bodies, "
                            "food, words, indoor and outdoor places) among their vertices that were clustered "
@@ -378,10 +396,14 @@ if planted is not None:
                                         "coverage": st.column_config.NumberColumn(format="percent")})
         cols_keep = [c for c in ("ari", "coverage", "homogeneity", "completeness", "early_eta2", "early_null_eta2")
                      + tuple(c for c in wide.columns if c.startswith("precision:") or c.startswith("ppa")) if c in wide]
-        st.caption("Every k of this scope (SIMULATION CHECK against the planted ground truth; "
-                   "precision:<region> = share of the top-10 images of the cluster holding that region that carry "
-                   "its category tag):")
-        st.dataframe(wide[cols_keep].round(2), key="recovery_scores")
+        st.caption("Every k of this scope (SIMULATION CHECK against the planted ground truth). ARI, coverage, "
+                   "homogeneity (homog.), completeness (compl.) as above; early η² = early visual position explained "
+                   "(null: unrelated clusters); a region's column = share of the top-10 images of the cluster "
+                   "holding that planted region that carry its category tag:")
+        short = {"ari": "ARI", "coverage": "coverage", "homogeneity": "homog.", "completeness": "compl.",
+                 "early_eta2": "early η²", "early_null_eta2": "null η²"}
+        shown_scores = wide[cols_keep].round(2).rename(columns=lambda c: short.get(c, c.replace("precision:", "")))
+        st.dataframe(shown_scores, key="recovery_scores")
     tab, ari = V.recovery_table(labels, vertices)
     if not len(sim) and ari is not None:  # an older store without the per-k recovery scores
         st.metric("Adjusted Rand index (planted vs clusters)", f"{ari:.2f}",

@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from webapp import charts as C
 from webapp import messages as M
 from webapp import shell
 from webapp import viewmodel as V
@@ -39,16 +40,17 @@ def heatmap(rdm: np.ndarray, keys: list[str], order_how: str, categories=None, h
             fig.add_shape(type="line", y0=e - 0.5, y1=e - 0.5, x0=-0.5, x1=len(k) - 0.5, line=dict(color="white", width=1))
         starts = [0] + edges
         ends = edges + [len(cats)]
-        fig.update_xaxes(tickmode="array", tickvals=[(a + b - 1) / 2 for a, b in zip(starts, ends)],
-                         ticktext=[cats[a] for a in starts], tickangle=-45)
-        fig.update_yaxes(tickmode="array", tickvals=[(a + b - 1) / 2 for a, b in zip(starts, ends)],
-                         ticktext=[cats[a] for a in starts])
+        # a label per category block, leaving out small blocks whose labels would run into their neighbours;
+        # the square plot area is at most height - 150 px, and about 250 px in a column of a 1,280 px window
+        vals, text = C.spaced_ticks(starts, ends, [cats[a] for a in starts], len(k), min(height - 150, 250))
+        fig.update_xaxes(tickmode="array", tickvals=vals, ticktext=text, tickangle=-45)
+        fig.update_yaxes(tickmode="array", tickvals=vals, ticktext=text)
     else:
         fig.update_xaxes(showticklabels=False)
         fig.update_yaxes(showticklabels=False)
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
     fig.update_layout(height=height, margin=dict(l=130, r=10, t=30, b=120), plot_bgcolor="white")
-    return fig
+    return C.tidy(fig)
 
 
 # ------------------------------------------------------------------ brain / model RDMs
@@ -68,7 +70,12 @@ else:
         metric = st.selectbox("Metric", metrics, format_func=lambda m: {"correlation": "1 − Pearson r"}.get(m, m))
         cands = pd.concat([sb[(sb["roi"] == roi) & (sb["metric"] == metric)], other[other["metric"] == metric]])
         sources = list(dict.fromkeys(cands["source"]))
-        source = st.selectbox("Source", sources, format_func=V.source_label) if sources else None
+        source = st.selectbox("Source", sources, format_func=V.source_label,
+                              help="measured: the subject's responses; predicted: an encoder's predictions; "
+                                   "layer: a layer of the image backbone. `block<i>_s<stride>` is block i of the "
+                                   "backbone (0 = the first), its output every <stride> pixels of the 224-pixel "
+                                   "input (s4 early and fine, s32 late and coarse: a 7 × 7 grid)."
+                              ) if sources else None
         order_how = st.radio("Order images by", ["category", "clustering", "stored"], horizontal=True,
                              help="category: grouped by the images' main tag; clustering: hierarchical clustering "
                                   "(average linkage) leaves order")
@@ -83,9 +90,11 @@ else:
         c1, c2 = st.columns([3, 2])
         with c1:
             st.markdown(f"**{label} · {source} · {metric}{sim}**")
-            st.plotly_chart(heatmap(R, keys, order_how), key="rdm_heatmap", theme=None)
+            st.plotly_chart(heatmap(R, keys, order_how), key="rdm_heatmap", theme=None, config=C.CONFIG)
             st.caption(f"{len(keys)} images{' (' + V.evaluation_label(store, subject) + ')' if source in ('measured', 'predicted') else ''}; "
-                       f"RDM id `{rdm_id}`.")
+                       f"RDM id `{rdm_id}`."
+                       + (" Labels of small category blocks are left out where they would overlap (hover a cell "
+                          "for its images)." if order_how == "category" else ""))
         with c2:
             st.subheader("RSA: this RDM vs others")
             rsa = store.rsa(rdm_id)
@@ -97,8 +106,12 @@ else:
                 other_ids = np.where(rsa["rdm_a"] == rdm_id, rsa["rdm_b"], rsa["rdm_a"])
                 rsa["compared with"] = [names.get(i, i) for i in other_ids]
                 rsa = rsa.sort_values("value").reset_index(drop=True)
+                # bar labels without what this RDM already says (its subject, metric), wrapped: the column is narrow
+                same = {str(subject), str(metric)}
+                short = ["<br>".join(C.wrap(" · ".join(p for p in str(n).split(" · ") if p not in same), 24))
+                         for n in rsa["compared with"]]
                 fig = go.Figure()
-                fig.add_trace(go.Bar(y=rsa["compared with"], x=rsa["value"], orientation="h", name="RSA",
+                fig.add_trace(go.Bar(y=short, x=rsa["value"], orientation="h", name="RSA",
                                      text=[f"p={p:.3g}" if pd.notna(p) else "" for p in rsa["p_value"]],
                                      textposition="outside", marker_color="#3b6fb6"))
                 own = rsa["compared with"].str.contains("predicted") & (rsa.get("nc_within") is not None)
@@ -112,10 +125,11 @@ else:
                         # one model RDM vs every subject: between-subject (Nili) band
                         fig.add_shape(type="rect", y0=i - 0.45, y1=i + 0.45, x0=r["nc_lower"], x1=r["nc_upper"],
                                       fillcolor="rgba(128,128,128,0.35)", line=dict(width=0))
-                fig.update_layout(height=120 + 34 * len(rsa), margin=dict(l=10, r=30, t=10, b=50),
+                fig.update_layout(height=130 + 34 * len(rsa), margin=dict(l=10, r=70, t=10, b=50),
                                   xaxis_title="RSA correlation", plot_bgcolor="white", showlegend=False)
                 fig.update_yaxes(automargin=True)
-                st.plotly_chart(fig, key="rsa_bar", theme=None)
+                fig.update_traces(cliponaxis=False)  # p-values beside the longest bar stay in the figure's margin
+                st.plotly_chart(C.tidy(fig), key="rsa_bar", theme=None, config=C.CONFIG)
                 st.caption("Gray band: BETWEEN-subject noise ceiling (Nili; lower–upper), for a model RDM that is the "
                            "same for every subject (a network layer). Red tick: WITHIN-subject ceiling (split-half "
                            "RDM reliability from this subject's repeats, Spearman-Brown corrected, square root), for "
@@ -172,10 +186,14 @@ else:
                           annotation_text="noise ceiling (between-subject, Nili)", annotation_position="top left")
         palette = ["#c0392b", "#8e44ad", "#16a085", "#d35400", "#2c3e50", "#7f8c8d", "#27ae60", "#b7950b",
                    "#1f618d", "#a04000"]
+        # reference models as dotted lines named in the legend: labels written beside the lines overlap
+        # where two references score alike (e.g. 'behaviour' and 'EVA')
         for i, r in enumerate(refs.itertuples()):
-            fig.add_hline(y=r.value, line=dict(color=palette[i % len(palette)], dash="dot", width=1.2),
-                          annotation_text=r.model.replace("reference: ", ""), annotation_position="right",
-                          annotation_font=dict(size=10, color=palette[i % len(palette)]))
+            fig.add_trace(go.Scatter(x=names, y=[r.value] * len(names), mode="lines",
+                                     name=f"{r.model.replace('reference: ', '')} ({r.value:.2f})",
+                                     legendgroup="references", legendgrouptitle_text="reference models",
+                                     line=dict(color=palette[i % len(palette)], dash="dot", width=1.4),
+                                     hovertemplate=f"{r.model}: {r.value:.3f}<extra></extra>"))
         sem = blocks["rsa_sem"] if "rsa_sem" in blocks else None
         fig.add_trace(go.Scatter(x=names, y=blocks["value"], mode="lines+markers", name="mean over 4 subjects (± SEM)",
                                  line=dict(color="#3b6fb6", width=3),
@@ -185,16 +203,20 @@ else:
         if "rsa_mean" in blocks and blocks["rsa_mean"].notna().any():
             fig.add_trace(go.Scatter(x=names, y=blocks["rsa_mean"], mode="lines", name="vs subject-mean RDM",
                                      line=dict(color="#3b6fb6", dash="dash", width=1.5)))
-        fig.update_layout(height=470, margin=dict(l=60, r=190, t=30, b=110), plot_bgcolor="white",
+        fig.update_layout(height=500, margin=dict(l=60, r=20, t=30, b=110), plot_bgcolor="white",
                           xaxis_title="network depth (every block, full spatial resolution; 1 − Pearson RDMs)",
-                          yaxis_title=f"RSA with human IT ({meth})", legend=dict(orientation="h", y=1.08))
-        fig.update_xaxes(tickangle=-45)
-        st.plotly_chart(fig, key="k92_depth", theme=None)
+                          yaxis_title=f"RSA with human IT ({meth})",
+                          legend=dict(x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11),
+                                      groupclick="toggleitem"))
+        fig.update_xaxes(tickangle=-45, categoryorder="array", categoryarray=names)
+        st.plotly_chart(C.tidy(fig), key="k92_depth", theme=None, config=C.CONFIG)
         st.caption("Blue: RSA of each block's RDM with each subject's session-averaged human-IT RDM, mean ± SEM "
                    "over the 4 subjects (p: image-label permutation test). Gray band: the between-subject noise "
                    "ceiling of the SAME statistic (lower = each subject vs the others' pooled RDM; upper = vs all "
-                   "subjects' pooled RDM). Dotted lines: reference models (not network blocks). Dashed: against the "
-                   "subject-mean RDM, which is less noisy than one subject, so the band does not apply to it.")
+                   "subjects' pooled RDM). Dotted lines: reference models (not network blocks), named in the legend "
+                   "with their score. Dashed: against the subject-mean RDM, which is less noisy than one subject, so "
+                   "the band does not apply to it. Block names: `block<i>_s<stride>` is block i of the backbone "
+                   "(0 = the first), its output every <stride> pixels of the 224-pixel input (s32: a 7 × 7 grid).")
     if blocks.empty and not d.empty:  # older store: a bar per model
         st.info("This store predates the all-block depth sweep; rebuild it to see RSA vs network depth.")
         dd = d.sort_values("value", ascending=False)
@@ -204,7 +226,7 @@ else:
                           annotation_text="noise ceiling", annotation_position="top left")
         fig.update_layout(height=380, margin=dict(l=60, r=20, t=30, b=80), plot_bgcolor="white",
                           yaxis_title=f"RSA with human IT ({meth})")
-        st.plotly_chart(fig, key="k92_bar", theme=None)
+        st.plotly_chart(C.tidy(fig), key="k92_bar", theme=None, config=C.CONFIG)
     fit = store.k92_fit()
     if not fit.empty:
         f = fit[fit["method"] == meth]
@@ -245,7 +267,7 @@ else:
             with col:
                 st.markdown(f"**{rid.replace('k92|', '')}**")
                 st.plotly_chart(heatmap(R, keys, "category", categories=cats, height=470), key=f"k92_hm_{rid}_{col}",
-                                theme=None)
+                                theme=None, config=C.CONFIG)
         st.caption("Both RDMs are shown in the same order: images grouped by category (artificial inanimate, "
                    "human body part, human face, natural inanimate, non-human body part, non-human face; "
                    "original order within each).")

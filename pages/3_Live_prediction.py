@@ -15,6 +15,7 @@ from brainviz import plotting as B
 from brainviz import live as L
 from brainviz.errors import BrainVizDataError
 from brainviz.rois import roi_groups
+from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
@@ -62,6 +63,11 @@ model_id, stamp, predictor, subjects = shell.page_predictor(store, path, "Live p
 images = store.images()
 examples = images[images["dataset"] != "k92"]["image_key"].tolist() or images["image_key"].tolist()
 tags = store.image_tags()
+# examples that teach: a face first, a scene to compare it with (by their tags; else the first two images)
+teaching_examples = [V.example_image(examples, tags, "faces", avoid=("places", "food", "vehicles")),
+                     V.example_image(examples, tags, "places", avoid=("faces", "people", "bodies"))]
+teaching_examples = [k if k is not None else examples[min(i, len(examples) - 1)] if examples else None
+                     for i, k in enumerate(teaching_examples)]
 
 with st.sidebar:
     st.header("Prediction")
@@ -72,6 +78,8 @@ with st.sidebar:
     relative = st.toggle("Relative to the average image", value=True, key="relative",
                          help="Subtract the mean predicted response over the stored test images, so the map shows "
                               "where this image drives the cortex more (red) or less (blue) than a typical image.")
+    outline_name = st.selectbox("ROI outlines", ["none"] + list(V.ROI_CLASS_COLUMNS), index=2, key="live_outlines",
+                                help="Borders of the atlas ROIs of one kind (black lines), as on the other pages")
     st.caption(f"Model `{model_id}` · backbone `{predictor.backbone.name}` · device **{predictor.device}**")
 
 
@@ -89,7 +97,7 @@ def image_input(slot: str, label: str):
         st.write("No example images in the store.")
         return None, None
     key = st.selectbox(f"{label}: example image", examples, key=f"ex_{slot}",
-                       index=min(len(examples) - 1, 0 if slot == "a" else 1),
+                       index=examples.index(teaching_examples[0 if slot == "a" else 1]),
                        format_func=lambda k: V.tag_caption(k, tags))
     p = Path(str(images.set_index("image_key").loc[key, "path"]))
     try:
@@ -144,10 +152,11 @@ if result_a is not None:
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
     t_map = time.perf_counter()
     maps_a = V.to_fsaverage5(pred, vertices)
+    outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
     # token of what is drawn: the image, and every setting that changes the map
     token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative),
-                      "reference" if REFERENCE_FIGURE else "cached"])
-    map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                      "reference" if REFERENCE_FIGURE else "cached", outline_name])
+    map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, outlines=outlines,
                   title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
                                                             if store.simulated else ""),
                   view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
@@ -183,7 +192,8 @@ if result_a is not None:
                                text=[f"{v:+.2f}" for v in m.values()], textposition="outside"))
         bar.update_layout(height=300, margin=dict(l=60, r=20, t=30, b=80), yaxis_title=f"mean {what}",
                           plot_bgcolor="white")
-        st.plotly_chart(bar, key="roi_bars", theme=None)
+        bar.update_traces(cliponaxis=False)  # the labels of the tallest bars stay visible above the plot area
+        st.plotly_chart(C.tidy(bar, top=50), key="roi_bars", theme=None, config=C.CONFIG)
         if "food (planted)" in m:
             st.caption("'food (planted)' uses the demo brain's planted food region (SIMULATED ground truth); "
                        "real Algonauts data has no food ROI.")

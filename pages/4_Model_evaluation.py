@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from brainviz import plotting as B
-from brainviz.rois import ROI_GROUP_COLUMNS
+from brainviz.rois import ROI_GROUP_COLUMNS, roi_groups
+from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
@@ -19,9 +20,11 @@ models = store.models()
 if models.empty:
     shell.stop_nothing_stored("No trained models in this store.")
 st.caption(f"Every score on this page is measured on {V.evaluation_label(store)}: images the models never saw.")
+# one scale for r and its ceiling: the noise ceiling nc is a fraction of variance (r² scale); its square root is
+# the highest r a perfect model could reach on these noisy test responses
 METRICS = {"r": ("Pearson r (test set)", "RdBu_r", True),
-           "nc": ("noise ceiling (fraction of explainable variance)", "viridis", False),
-           "nna": ("noise-normalized accuracy r² / nc", "magma", False)}
+           "nc": ("noise ceiling as r (√nc: the best r a perfect model could reach)", "viridis", False),
+           "nna": ("noise-normalized accuracy r² / nc (1 = at the ceiling)", "magma", False)}
 
 with st.sidebar:
     st.header("Accuracy map")
@@ -30,8 +33,11 @@ with st.sidebar:
     subjects = list(row["subjects"]) if row["subjects"] is not None else []
     subjects = [s for s in subjects if not store.vertex_metrics(model_id, s).empty] or subjects
     subject = st.selectbox("Subject", subjects)
-    metric = st.radio("Map", list(METRICS), horizontal=True, format_func=lambda m: {"r": "r", "nc": "noise ceiling",
-                                                                                  "nna": "normalized"}[m])
+    metric = st.radio("Map", list(METRICS), horizontal=True,
+                      format_func=lambda m: {"r": "r", "nc": "ceiling (√nc)", "nna": "r² / nc"}[m],
+                      help="r: correlation of predicted and measured test responses. Ceiling: √nc, the r a perfect "
+                           "model would reach given the measurement noise (same scale as r). r² / nc: the share of "
+                           "the explainable variance the model explains (noise-normalized accuracy).")
     surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
                        format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
@@ -48,6 +54,8 @@ else:
     vertices = store.vertices(subject)
     vals = np.full(len(vertices), np.nan)
     vals[vm["vertex"].to_numpy()] = vm[metric].to_numpy(dtype=float)
+    if metric == "nc":  # on the scale of r
+        vals = np.sqrt(np.clip(vals, 0, None))
     desc, cmap, sym = METRICS[metric]
     maps = V.to_fsaverage5(vals, vertices)
     outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
@@ -60,24 +68,35 @@ else:
     c1, c2 = st.columns([3, 1])
     with c1:
         st.plotly_chart(B.brain_figure(maps, surface=surface, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None,
-                                       title=title, colorbar_title=metric, outlines=outlines,
+                                       title=title, colorbar_title={"nc": "√nc"}.get(metric, metric), outlines=outlines,
                                        view=None if surface == "flat" else view, hover_name=metric),
                         key="acc_brain", theme=None, config={"displaylogo": False})
     with c2:
-        v = vm[metric].dropna()
-        st.metric(f"median {metric}", f"{v.median():.3f}")
-        st.metric("vertices", f"{len(v)}")
-        if metric == "r" and "nc" in vm and vm["nc"].notna().any():
-            st.metric("median noise ceiling", f"{vm['nc'].median():.2f}")
+        v = pd.Series(vals[np.isfinite(vals)])
+        # the three numbers side by side on the scale of r: the ceiling is √nc, not nc (a variance fraction)
+        has_nc = "nc" in vm and vm["nc"].notna().any()
+        st.metric("median r", f"{vm['r'].median():.3f}", help="Pearson r of predicted and measured test responses, "
+                  "median over vertices")
+        if has_nc:
+            st.metric("median ceiling on r (√nc)", f"{np.sqrt(max(vm['nc'].median(), 0)):.3f}",
+                      help=f"The noise ceiling nc (median {vm['nc'].median():.2f}) is the fraction of the test "
+                           "responses' variance that is not noise; its square root is the highest r a perfect model "
+                           "could reach. Compare r with this, not with nc.")
+        if "nna" in vm and vm["nna"].notna().any():
+            st.metric("median r² / nc", f"{vm['nna'].median():.2f}",
+                      help="Noise-normalized accuracy: the share of the explainable variance the model explains "
+                           "(1 = at the ceiling), per vertex, median over vertices")
+        st.caption(f"{len(v):,} vertices")
         hist = go.Figure(go.Histogram(x=v, nbinsx=40, marker_color="#3b6fb6"))
-        hist.update_layout(height=220, margin=dict(l=40, r=10, t=10, b=40), xaxis_title=metric, plot_bgcolor="white")
-        st.plotly_chart(hist, key="acc_hist", theme=None)
+        hist.update_layout(height=230, margin=dict(l=45, r=10, t=10, b=40), plot_bgcolor="white",
+                           xaxis_title={"r": "r", "nc": "√nc", "nna": "r² / nc"}[metric], yaxis_title="vertices")
+        st.plotly_chart(C.tidy(hist), key="acc_hist", theme=None, config=C.CONFIG)
 
     from brainviz import export as X
 
     map_downloads({metric: {
         "png": dict(values_by_hemi=maps, cmap=cmap, vmin=lo, vmax=hi, threshold=thr or None, title=title,
-                    colorbar_title=metric, outlines=outlines),
+                    colorbar_title={"nc": "√nc"}.get(metric, metric), outlines=outlines),
         "gifti": X.SurfaceMap.from_vertices(vals, vertices, X.store_surface(store, subject), name=title,
                                             meta={"brainviz:model": model_id, "brainviz:subject": subject,
                                                   "brainviz:simulated": str(store.simulated).lower()})}},
@@ -90,10 +109,25 @@ roi = store.roi_metrics()
 if roi.empty:
     st.write("No per-ROI results stored.")
 else:
-    mine = roi[(roi["model_id"] == model_id) & (roi["subject"] == subject)]
-    st.dataframe(mine.drop(columns=["model_id", "subject"]), hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("median_r", "p25", "p75", "median_nna")})
+    mine = roi[(roi["model_id"] == model_id) & (roi["subject"] == subject)].drop(columns=["model_id", "subject"])
+    if not vm.empty and "nc" in vm and vm["nc"].notna().any():  # the ceiling per ROI, on the scale of r
+        nc_all = np.full(store.n_vertices(subject), np.nan)
+        nc_all[vm["vertex"].to_numpy()] = vm["nc"].to_numpy(dtype=float)
+        verts = store.vertices(subject)
+        masks = {**roi_groups(verts), **{r: V.roi_mask(verts, [r]) for r in V.roi_names(verts)}}
+        ceil = {r: float(np.sqrt(max(np.nanmedian(nc_all[m]), 0))) if np.isfinite(nc_all[m]).any() else np.nan
+                for r, m in masks.items()}
+        ceil["all"] = float(np.sqrt(max(np.nanmedian(nc_all), 0)))
+        mine.insert(mine.columns.get_loc("median_r") + 1, "median_ceiling", mine["roi"].map(ceil))
+    st.dataframe(mine, hide_index=True,
+                 column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),
+                                "median_ceiling": st.column_config.NumberColumn("ceiling on r (√nc)", format="%.3f"),
+                                "p25": st.column_config.NumberColumn("r 25th pct", format="%.3f"),
+                                "p75": st.column_config.NumberColumn("r 75th pct", format="%.3f"),
+                                "median_nna": st.column_config.NumberColumn("r² / nc", format="%.3f"),
+                                "n": st.column_config.NumberColumn("vertices")})
+    st.caption("Medians over the ROI's vertices. The ceiling on r is the median √nc: a perfect model would reach "
+               "it; r² / nc is the share of the explainable variance the model explains.")
     st.markdown("**Model families, median r per ROI group** (mean over subjects and models of a family)")
     fam = roi.assign(family=roi["model_id"].map(V.model_family))
     groups = [g for g in ["all", *ROI_GROUP_COLUMNS] if g in set(fam["roi"])]
@@ -106,7 +140,7 @@ else:
         fig.add_trace(go.Bar(x=piv.index, y=piv[m], name=m))
     fig.update_layout(barmode="group", height=340, margin=dict(l=60, r=20, t=30, b=80), yaxis_title="median r",
                       plot_bgcolor="white")
-    st.plotly_chart(fig, key="roi_models", theme=None)
+    st.plotly_chart(C.tidy(fig), key="roi_models", theme=None, config=C.CONFIG)
 
 # ------------------------------------------------------------------ retrieval
 st.subheader("Image identification (retrieval)")
@@ -116,10 +150,11 @@ if ret.empty:
 else:
     st.caption("For each evaluation image, the measured response is compared with the predicted responses of all "
                "evaluation images; rank 1 = the right image is the best match. Chance top-1 = 1 / candidates.")
-    st.dataframe(ret, hide_index=True, column_config={
-        "mean_rank": st.column_config.NumberColumn(format="%.2f"),
-        "top1": st.column_config.NumberColumn("top-1", format="percent"),
-        "top5": st.column_config.NumberColumn("top-5", format="percent")})
+    st.dataframe(C.percent_table(ret, ["top1", "top5"]), hide_index=True, column_config={
+        "model_id": "model", "n_candidates": "candidates",
+        "mean_rank": st.column_config.NumberColumn("mean rank", format="%.2f"),
+        "top1": st.column_config.NumberColumn("top-1", format=C.PERCENT_FORMAT),
+        "top5": st.column_config.NumberColumn("top-5", format=C.PERCENT_FORMAT)})
 
 # ------------------------------------------------------------------ single vs multi
 st.subheader("Single-subject vs multi-subject models")
@@ -140,7 +175,7 @@ else:
                                  if d["p25"].notna().all() and d["p75"].notna().all() else None))
         fig.update_layout(barmode="group", height=320, margin=dict(l=60, r=20, t=30, b=80),
                           yaxis_title="median r (all vertices)", plot_bgcolor="white")
-        st.plotly_chart(fig, key="single_multi", theme=None)
+        st.plotly_chart(C.tidy(fig), key="single_multi", theme=None, config=C.CONFIG)
         st.caption("Error bars: 25th–75th percentile over vertices. ridge = per-subject ridge regression; "
                    "ue_single / ue_multi = Universal Encoder trained on one / all subjects; ue_pretrain = trained on "
                    "the other subjects only; ue_transfer = ue_pretrain + the new subject's embeddings.")
@@ -162,9 +197,17 @@ else:
                       yaxis_title="median test r", plot_bgcolor="white")
     ns = sorted(int(n) for n in tc["n_train"].unique())
     fig.update_xaxes(type="log", tickmode="array", tickvals=ns, ticktext=[str(n) for n in ns])  # the sizes run
-    st.plotly_chart(fig, key="transfer", theme=None)
+    st.plotly_chart(C.tidy(fig), key="transfer", theme=None, config=C.CONFIG)
 
 pm = store.pair_model()
 if not pm.empty:
     st.subheader("Pair-dissimilarity model")
-    st.dataframe(pm, hide_index=True)
+    st.caption("Can the dissimilarity of two images' brain responses be predicted from the two images' backbone "
+               "embeddings alone? A model of symmetric pair features is trained on pairs of training images and "
+               "scored on pairs of held-out images (images, not pairs, are split): value = Spearman correlation (or "
+               "r²) of predicted and measured dissimilarities; baseline = the same score of the plain embedding "
+               "distance (no fitting); '—': no baseline for r².")
+    show = pd.DataFrame({"data / scored on": pm["split"], "score": pm["metric"].replace({"r2": "r²"}),
+                         "model": [f"{v:.3f}" if pd.notna(v) else "—" for v in pm["value"]],
+                         "baseline (embedding distance)": [f"{v:.3f}" if pd.notna(v) else "—" for v in pm["baseline"]]})
+    st.dataframe(show, hide_index=True)

@@ -8,18 +8,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
 
 store, path = shell.page_start(__file__)
-st.caption("Two directions of image identification among the same held-out candidate images. "
-           "**Decoder**: a ridge model maps the brain response to the backbone's image embedding; candidates are "
-           "ranked by cosine similarity to the decoded embedding. **Encoder** (Kay et al. 2008): each candidate "
-           "image's response is PREDICTED by a trained encoder and candidates are ranked by the Pearson r of the "
-           "measured response with each prediction. ROI sets (report 003): set1 = early visual + FFA + PPA, "
-           "set2 = category-selective ROIs, set3 = the streams. 'vote' combines the three sets with weights chosen "
-           "on held-out queries only (each image is scored with weights picked on the other half of the images); "
-           "'vote (equal weights)' is the plain average.")
 
 st.caption(f"Candidates: the {V.evaluation_label(store)} of each subject.")
 dec = store.decoding()
@@ -49,33 +42,85 @@ with st.sidebar:
     st.header("Decoding")
     subject = st.selectbox("Subject", sorted(dec["subject"].unique()))
     d = dec[dec["subject"] == subject]
-    approaches = sorted(d["approach"].unique(), key=lambda a: (a != "decoder", a))
+    # the method that works first: approaches by their best top-1 over ROI sets (the encoders on the demo brain)
+    best_top1 = {a: g.groupby("roi_set")["rank"].apply(lambda r: float((r <= 1).mean())).max()
+                 for a, g in d.groupby("approach")}
+    approaches = sorted(d["approach"].unique(), key=lambda a: (-best_top1[a], a))
     sets = sorted(d["roi_set"].unique(), key=lambda s: (SET_ORDER.get(s, 9), s))
     keys = sorted(d["image_key"].unique())
     image_key = st.selectbox("Held-out image", keys, format_func=lambda k: V.tag_caption(k, tags))
     n_show = st.slider("Candidates shown", 3, 10, 5)
 
 n_cand = len(keys)
+top_a = approaches[0]
+st.markdown(
+    f"From a brain response to a held-out image, which of the {n_cand} held-out images was seen? "
+    f"**{approach_label(top_a)}** finds it best here (top-1 **{C.percent(best_top1[top_a])}**, chance "
+    f"{C.percent(1 / n_cand, 1)})."
+    + (f" The **decoder** is far weaker (top-1 {C.percent(best_top1['decoder'])}): it has to map the whole response to "
+       "the backbone's image embedding from a few hundred training images, while an encoder only has to predict "
+       "the response of each candidate image and compare." if "decoder" in best_top1 and top_a != "decoder" else ""))
+with st.expander("How the two directions work"):
+    st.markdown(
+        "- **Encoder** (Kay et al. 2008): a trained encoder PREDICTS the response to every candidate image; the "
+        "candidates are ranked by the Pearson r of the measured response with each prediction.\n"
+        "- **Decoder**: a ridge model maps the measured response to the backbone's image embedding; the candidates "
+        "are ranked by the cosine similarity of their embedding to the decoded one.\n"
+        "- **ROI sets** (report 003): set1 = early visual + FFA + PPA, set2 = category-selective ROIs, set3 = the "
+        "streams; whole cortex = every vertex. **vote** combines the three sets with weights chosen on held-out "
+        "queries only (each image is scored with weights picked on the other half of the images); **vote (equal "
+        "weights)** is the plain average.")
 
-# ------------------------------------------------------------------ summary table: decoder vs encoders
+# ------------------------------------------------------------------ summary table: encoders vs decoder
 st.subheader(f"Identification accuracy · {subject}")
 rows = []
+ranks_of = {}
 for (a, s), g in d.groupby(["approach", "roi_set"]):
+    g = g.sort_values("image_key")
     r = g["rank"].to_numpy()
+    ranks_of[(a, s)] = r
     rows.append({"approach": SHORT.get(a, a), "ROI set": s, "top-1": float((r <= 1).mean()),
                  "top-5": float((r <= 5).mean()), "mean rank": float(r.mean()), "n": len(r), "_o": SET_ORDER.get(s, 9),
-                 "_a": (a != "decoder", a)})
+                 "_a": approaches.index(a)})
 summ = pd.DataFrame(rows).sort_values(["_a", "_o"])
-wide = summ.pivot_table(index=["_o", "ROI set"], columns="approach", values=["top-1", "mean rank"], sort=False)
+wide = summ.pivot_table(index=["_o", "ROI set"], columns="_a", values=["top-1", "mean rank"], sort=False)
 wide = wide.sort_index(level=0).droplevel(0)
-wide.columns = [f"{b} · {a}" for a, b in wide.columns]
-fmt = {c: ("{:.1%}" if c.endswith("top-1") else "{:.1f}") for c in wide.columns}
-st.dataframe(wide.style.format(fmt), column_config={"ROI set": st.column_config.TextColumn("ROI set")})
-st.caption("decoder = ridge decoder (response → embedding, cosine); encoder: UE = identification through the "
-           "multi-subject Universal Encoder's predictions, encoder: ridge = through the subject's ridge encoder "
-           f"(Pearson r). {n_cand} held-out images, every one a candidate for every query: chance top-1 = {1 / n_cand:.1%}, "
-           f"chance mean rank = {(n_cand + 1) / 2:.1f}. 'top-1' = true image ranked first."
-           + (" Responses are SIMULATED (demo brain)." if store.simulated else ""))
+wide = wide[[(m, i) for i in range(len(approaches)) for m in ("top-1", "mean rank") if (m, i) in wide.columns]]
+TINY = {"decoder": "decoder", "encoder:ue_multi": "UE", "encoder:ridge": "ridge enc."}  # narrow table columns
+wide.columns = [f"{TINY.get(approaches[i], approaches[i])} {m.replace('mean rank', 'rank')}" for m, i in wide.columns]
+fmt = {c: ("{:.0%}" if c.endswith("top-1") else "{:.1f}") for c in wide.columns}
+st.dataframe(wide.style.format(fmt), column_config={"ROI set": st.column_config.TextColumn("ROI set", width="medium")})
+# rows that are the same ranking (e.g. a set covering every vertex = whole cortex; a vote that chose one set)
+same: dict[tuple, list[str]] = {}  # (sets ranking every image alike) -> approaches
+for a in approaches:
+    classes: list[list[str]] = []
+    for s_ in sorted({s for (aa, s) in ranks_of if aa == a}, key=lambda s: (SET_ORDER.get(s, 9), s)):
+        home_ = next((c for c in classes if np.array_equal(ranks_of[(a, c[0])], ranks_of[(a, s_)])), None)
+        if home_ is not None:
+            home_.append(s_)
+        else:
+            classes.append([s_])
+    for c in classes:
+        if len(c) > 1:
+            same.setdefault(tuple(c), []).append(TINY.get(a, a))
+rois_here = store.decoding_rois(subject)
+full_sets = set()
+if not rois_here.empty:
+    n_all = store.n_vertices(subject)
+    full_sets = {s for s, g in rois_here.groupby("roi_set") if s != "set2" and int(g["n_vertices"].sum()) >= n_all}
+notes = [f"**{s}** covers every vertex of {subject}'s data: it is the same ROI set as whole cortex"
+         for s in sorted(full_sets)]
+for group, who in same.items():
+    why = " (the validated vote put its weight on one set)" if any(g.startswith("vote") for g in group) else ""
+    notes.append(" = ".join(f"**{g}**" for g in group) + f" for {', '.join(who)}: the same rank for every "
+                 f"image{why}")
+st.caption("UE = identification through the multi-subject Universal Encoder, ridge enc. = through the subject's ridge "
+           "encoder, decoder = ridge decoder. "
+           "Top-1: share of the held-out images whose true image is ranked first; rank: mean rank, 1 = always first, "
+           f"chance {(n_cand + 1) / 2:.1f}. {n_cand} held-out images, every one a candidate for every query: chance "
+           f"top-1 = {C.percent(1 / n_cand, 1)}." + (" Responses are SIMULATED (demo brain)." if store.simulated else ""))
+if notes:
+    st.caption("Identical rows: " + "; ".join(notes) + ".")
 
 # ------------------------------------------------------------------ rank histograms, same bins for both directions
 st.subheader("Rank of the true image: decoder vs encoder")
@@ -94,7 +139,7 @@ for col, a in zip(cols, approaches):
     fig.update_xaxes(range=[0.5, n_cand + 0.5])
     with col:  # the title above the chart: in a narrow column the chart's tool bar covers an in-figure title
         st.markdown(f"**{approach_label(a)}**")
-        st.plotly_chart(fig, key=f"rank_hist_{a}", theme=None)
+        st.plotly_chart(C.tidy(fig), key=f"rank_hist_{a}", theme=None, config=C.CONFIG)
 
 # ------------------------------------------------------------------ vote weights and ROI availability
 c1, c2 = st.columns([2, 3])
@@ -117,21 +162,20 @@ with c2:
         st.write("Not stored in this store (rebuild to see it).")
     else:
         lines = []
-        n_all = store.n_vertices(subject)
         for s, g in rois.groupby("roi_set", sort=True):
-            if s != "set2" and int(g["n_vertices"].sum()) >= n_all:  # set2 ROIs overlap (FFA, PPA in set1 too)
-                lines.append(f"- **{s}** covers every vertex of this subject's data: it is the same as whole cortex.")
             present = [f"{r.roi} ({int(r.n_vertices)})" for r in g.itertuples() if r.n_vertices > 0]
             absent = [r.roi for r in g.itertuples() if r.n_vertices == 0]
             lines.append(f"- **{s}**: {', '.join(present) or 'none'}"
-                         + (f" — **absent**: {', '.join(absent)}" if absent else ""))
+                         + (f" — **absent**: {', '.join(absent)}" if absent else "")
+                         + (" — every vertex: the same as whole cortex" if s in full_sets else ""))
         st.markdown("\n".join(lines))
         st.caption("In parentheses: vertices of that ROI in this subject's data. Absent ROIs contribute nothing "
                    "to their set's decoder or identifier.")
 
 # ------------------------------------------------------------------ one image
 st.subheader("Retrieved images")
-approach = st.radio("Direction", approaches, format_func=approach_label, horizontal=True, key="img_approach")
+approach = st.radio("Direction", approaches, format_func=approach_label, horizontal=True, key="img_approach",
+                    help="Opens on the direction that identifies the images best for this subject.")
 rows = d[(d["image_key"] == image_key) & (d["approach"] == approach)].copy()
 rows["o"] = rows["roi_set"].map(lambda s: SET_ORDER.get(s, 9))
 rows = rows.sort_values("o")

@@ -16,6 +16,7 @@ from brainviz import insilico as I
 from brainviz import live as L
 from brainviz.errors import BrainVizDataError
 from brainviz.rois import roi_groups
+from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
 from webapp.downloads import map_downloads
@@ -23,7 +24,8 @@ from webapp.downloads import map_downloads
 store, path = shell.page_start(__file__)
 st.caption("A localizer without a scanner: the encoder predicts every vertex's response to each image of two sets, "
            "and the map shows where set A drives the cortex more (red) or less (blue) than set B — Welch t per "
-           "vertex, thresholded with the Benjamini-Hochberg false discovery rate."
+           "vertex, kept where it passes the Benjamini-Hochberg false discovery rate AND the effect size is large "
+           "enough (predictions carry no trial noise: with many images, tiny differences pass FDR alone)."
            + (" The model was trained on SIMULATED responses: these are predictions of a simulated brain."
               if store.simulated else ""))
 
@@ -49,11 +51,18 @@ with st.sidebar:
     q = st.select_slider("FDR level q", [0.001, 0.005, 0.01, 0.05, 0.1, 0.2], value=0.05, key="is_q",
                          help="Benjamini-Hochberg over all vertices: among vertices called significant, at most a "
                               "fraction q are expected to be false discoveries.")
+    min_d = st.select_slider("Smallest effect size |d|", [0.0, 0.2, 0.5, 0.8, 1.2], value=0.5, key="is_min_d",
+                             format_func=lambda v: {0.0: "0 (FDR alone)", 0.2: "0.2 small", 0.5: "0.5 medium",
+                                                    0.8: "0.8 large", 1.2: "1.2 very large"}[v],
+                             help="d = (mean A − mean B) / the within-set spread. A vertex counts when it passes FDR "
+                                  "AND |d| is at least this. The predicted responses carry no trial-to-trial noise, so "
+                                  "with many images even differences far too small to matter pass FDR.")
     thr = st.slider("Tag score threshold", 0.1, 0.9, 0.5, 0.05, key="is_thr",
                     help="An NSD image belongs to a category when its tag score (from the human-made HED "
                          "annotations, 0-1) is at least this.")
     st.header("Display")
-    shown = st.radio("Map", ["t (FDR-thresholded)", "t (all vertices)", "effect size d"], key="is_map")
+    shown = st.radio("Map", ["t (FDR-thresholded)", "t (all vertices)", "effect size d"], key="is_map",
+                     format_func=lambda m: {"t (FDR-thresholded)": "t where FDR and |d| pass"}.get(m, m))
     surface = st.radio("Surface", B.SURFACES, horizontal=True, key="surface",
                        format_func=lambda s: {"flat": "flat-ish"}.get(s, s))
     view = st.selectbox("View", list(B.VIEWS), index=list(B.VIEWS).index(B.DEFAULT_VIEW), disabled=surface == "flat")
@@ -74,8 +83,9 @@ def set_input(slot: str, col):
         if src == "Upload images":
             ups = st.file_uploader(f"Set {slot}: image files or a zip", type=L.UPLOAD_TYPES + ["zip"],
                                    accept_multiple_files=True, key=f"is_up_{slot}",
-                                   help=f"Up to {I.MAX_UPLOAD_IMAGES} images per set: PNG, JPEG, GIF, WebP, BMP or "
-                                        "TIFF files (25 MB each at most), or zips of them.")
+                                   help=f"Up to {I.MAX_UPLOAD_IMAGES} images and {I.MAX_SET_BYTES // L.MB} MB per set: "
+                                        "PNG, JPEG, GIF, WebP, BMP or TIFF files (25 MB each at most), or zips of "
+                                        "them. Larger sets: `python -m precompute predict`.")
             return "upload", [(u.name, u.getvalue()) for u in (ups or [])]
         if slot == "A":
             cat = st.multiselect("Set A: categories (an image counts when any of them applies)", cats,
@@ -123,22 +133,23 @@ def nsd_predictions(keys: list[str]) -> np.ndarray:
 
 
 def upload_predictions(slot: str, files: list[tuple[str, bytes]]):
-    """PredictedSet of the uploaded files (memoized per session by content) and the entries by name."""
+    """PredictedSet of the uploaded files and the entries by name, remembered for this session's set
+    ``slot`` only (one set each: listed and predicted once, freed when replaced or the session ends)."""
     h = hashlib.sha1()
     for name, data in files:
         h.update(name.encode() + b"\0" + hashlib.sha1(data).digest())
     sig = (h.hexdigest(), subject, model_id)
     memo = st.session_state.setdefault("_is_upload_memo", {})
-    entries, problems = I.image_entries_from_uploads(files, max_images=I.MAX_UPLOAD_IMAGES)
-    if sig not in memo:
+    if memo.get(slot, (None,))[0] != sig:
+        memo.pop(slot, None)  # the previous set of this slot is let go before the new one is read
+        entries, problems = I.image_entries_from_uploads(files, max_images=I.MAX_UPLOAD_IMAGES)
         bar = st.progress(0.0, text=f"Set {slot}: predicting {len(entries)} images…")
         res = I.predict_entries(predictor, entries, [subject], progress=lambda d, t: bar.progress(
-            min(1.0, d / max(t, 1)), text=f"Set {slot}: {d}/{t} images"), bad=problems)
+            min(1.0, d / max(t, 1)), text=f"Set {slot}: {d}/{t} images"), bad=problems,
+            max_pixels=I.MAX_SET_DECODED_PIXELS)
         bar.empty()
-        if len(memo) > 6:
-            memo.clear()
-        memo[sig] = res
-    return memo[sig], {e.name: e for e in entries}
+        memo[slot] = (sig, res, {e.name: e for e in entries})
+    return memo[slot][1], memo[slot][2]
 
 
 sets: dict[str, dict] = {}
@@ -164,7 +175,8 @@ for slot, col in (("A", col_a), ("B", col_b)):
             sets[slot] = {"kind": "nsd", "label": label, "names": keys}
         else:
             if not val:
-                st.info(f"Upload images (or one zip) for set {slot}: at most {I.MAX_UPLOAD_IMAGES} images.")
+                st.info(f"Upload images (or one zip) for set {slot}: at most {I.MAX_UPLOAD_IMAGES} images and "
+                        f"{I.MAX_SET_BYTES // L.MB} MB.")
                 continue
             try:
                 res, by_name = upload_predictions(slot, val)
@@ -200,21 +212,30 @@ if small:
             f"{I.MIN_IMAGES} per set. Pick another category, lower the tag threshold, or upload more images.")
     st.stop()
 
-res = I.contrast(sets["A"]["pred"], sets["B"]["pred"], q=q)
+res = I.contrast(sets["A"]["pred"], sets["B"]["pred"], q=q, min_d=min_d)
 name_a, name_b = sets["A"]["label"], sets["B"]["label"]
 title_what = f"{name_a} vs {name_b}"
 
 # ------------------------------------------------------------------ map
 st.header(f"Contrast: {title_what}")
-n_pos = int((res.significant & (res.t > 0)).sum())
-n_neg = int((res.significant & (res.t < 0)).sum())
+n_pos = int((res.passes & (res.t > 0)).sum())
+n_neg = int((res.passes & (res.t < 0)).sum())
+n_fdr = int(res.significant.sum())
+n_all = int(np.isfinite(res.t).sum())
 tcrit = res.t_threshold()
 m = st.columns(5)
 m[0].metric("Set A images", res.n_a)
 m[1].metric("Set B images", res.n_b)
-m[2].metric("A > B vertices (FDR)", n_pos)
-m[3].metric("A < B vertices (FDR)", n_neg)
-m[4].metric(f"|t| threshold at q = {q:g}", f"{tcrit:.2f}" if tcrit is not None else "none survive")
+m[2].metric("A > B vertices", n_pos, help=f"FDR q = {q:g} and d ≥ {min_d:g}")
+m[3].metric("A < B vertices", n_neg, help=f"FDR q = {q:g} and d ≤ −{min_d:g}")
+m[4].metric("|t| at FDR", f"{tcrit:.2f}" if tcrit is not None else "—",
+            help=f"The smallest |t| that passes FDR at q = {q:g}" + ("" if tcrit is not None else ": none does"))
+st.caption(f"FDR alone (q = {q:g}) marks {n_fdr:,} of {n_all:,} vertices ({C.percent(n_fdr / max(n_all, 1))}); "
+           f"with |d| ≥ {min_d:g} as well, {n_pos + n_neg:,} ({C.percent((n_pos + n_neg) / max(n_all, 1))}). "
+           "The test treats the images as samples of their sets: it asks whether the MODEL's predicted responses "
+           "differ between the sets more than between images of one set. Predictions carry no trial-to-trial "
+           "noise, so with many images even tiny differences are 'significant'; the effect size d (the difference "
+           "in units of the within-set spread; 0.2 small, 0.5 medium, 0.8 large) says whether it is large.")
 
 if shown == "effect size d":
     values, cbar, hover = res.d, "d", "effect size d"
@@ -229,19 +250,21 @@ outlines = labels_pos = None
 if outline_name != "none":
     outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name])
     labels_pos = B.roi_label_positions(outlines, surface)
-map_title = (f"{title_what} · {subject} · {shown}" + (f" (q = {q:g})" if shown.startswith("t (FDR") else "")
+map_title = (f"{title_what} · {subject} · "
+             + (f"t (FDR q = {q:g}, |d| ≥ {min_d:g})" if shown.startswith("t (FDR") else shown)
              + (" · SIMULATED" if store.simulated else ""))
 fig = B.brain_figure(maps, surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, title=map_title,
                      colorbar_title=cbar, outlines=outlines, labels=labels_pos,
                      view=None if surface == "flat" else view, hover_name=hover)
 st.plotly_chart(fig, key="is_brain", theme=None, config={"displaylogo": False})
 if n_pos + n_neg == 0 and shown.startswith("t (FDR"):
-    st.info(f"No vertex survives FDR at q = {q:g}: the model predicts no reliable difference between the sets. "
-            "Try a larger q, more images, or the unthresholded t map.")
+    st.info(f"No vertex passes FDR at q = {q:g} with |d| ≥ {min_d:g}: the model predicts no reliable difference of "
+            "that size between the sets. Try a smaller effect size, a larger q, more images, or the unthresholded "
+            "t map.")
 st.caption("Red: set A predicted higher than set B; blue: lower. Gray: no data"
-           + (" or not significant." if shown.startswith("t (FDR") else ".")
-           + " Effect size d = (mean A − mean B) / √((var A + var B) / 2). The statistics treat the images as "
-             "samples of their category: they say how reliably the MODEL separates the sets, not a brain measurement.")
+           + (f" or below the thresholds (FDR q = {q:g}, |d| ≥ {min_d:g})." if shown.startswith("t (FDR") else ".")
+           + " Effect size d = (mean A − mean B) / √((var A + var B) / 2). The statistics say how reliably the "
+             "MODEL separates the sets, not a brain measurement.")
 
 # ------------------------------------------------------------------ per-ROI table
 st.subheader("Per ROI")
@@ -255,8 +278,13 @@ st.dataframe(table, hide_index=True, key="is_roi_table", column_config={
     "peak_t": st.column_config.NumberColumn("peak t", format="%.2f"),
     "mean_d": st.column_config.NumberColumn("mean d", format="%.2f"),
     "mean_diff": st.column_config.NumberColumn("mean A − B", format="%.3f"),
-    "pct_sig_A>B": st.column_config.NumberColumn("% A>B (FDR)", format="%.0f"),
-    "pct_sig_A<B": st.column_config.NumberColumn("% A<B (FDR)", format="%.0f")})
+    "n_vertices": st.column_config.NumberColumn("vertices"),
+    "pct_sig_A>B": st.column_config.NumberColumn("A>B FDR", format="%.0f%%"),
+    "pct_sig_A<B": st.column_config.NumberColumn("A<B FDR", format="%.0f%%"),
+    "pct_pass_A>B": st.column_config.NumberColumn("A>B both", format="%.0f%%"),
+    "pct_pass_A<B": st.column_config.NumberColumn("A<B both", format="%.0f%%")})
+st.caption(f"Share of each ROI's vertices where A > B or A < B: 'FDR' passes FDR at q = {q:g}; 'both' also has "
+           f"|d| ≥ {min_d:g}. Mean t, peak t (largest |t|), mean d and mean A − B over the ROI's vertices.")
 if any("planted" in g for g in groups):
     st.caption("'food (planted)' uses the demo brain's planted food region (SIMULATED ground truth); real Algonauts "
                "data has no food ROI.")
@@ -309,11 +337,12 @@ except BrainVizDataError as exc:
 else:
     hm = go.Figure(go.Heatmap(z=g_rdm.rdm, x=g_rdm.names, y=g_rdm.names, colorscale="Viridis",
                               colorbar=dict(title="1 − r")))
-    hm.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), xaxis=dict(showticklabels=n_rdm <= 40),
-                     yaxis=dict(showticklabels=n_rdm <= 40, autorange="reversed"),
-                     title=f"predicted RDM · set {rdm_slot} · {group} · {subject}")
+    hm.update_layout(height=480, margin=dict(l=10, r=10, t=30, b=10), xaxis=dict(showticklabels=n_rdm <= 40),
+                     yaxis=dict(showticklabels=n_rdm <= 40, autorange="reversed", automargin=True),
+                     title=dict(text=f"predicted RDM · set {rdm_slot} · {group} · {subject}", font=dict(size=14)))
+    hm.update_xaxes(automargin=True)
     pc = st.columns([3, 2])
-    pc[0].plotly_chart(hm, key="is_rdm", theme=None)
+    pc[0].plotly_chart(C.tidy(hm), key="is_rdm", theme=None, config=C.CONFIG)
     with pc[1]:
         for head, df in (("Most similar pairs", g_rdm.most_similar), ("Most dissimilar pairs", g_rdm.most_dissimilar)):
             st.markdown(f"**{head}** (1 − Pearson r of the predicted patterns)")
@@ -327,14 +356,16 @@ else:
 st.subheader("Download")
 surf_data = X.store_surface(store, subject)
 meta = {"brainviz:model": model_id, "brainviz:subject": subject, "brainviz:contrast": title_what,
-        "brainviz:q": f"{q:g}", "brainviz:simulated": str(store.simulated).lower()}
+        "brainviz:q": f"{q:g}", "brainviz:min_d": f"{min_d:g}", "brainviz:simulated": str(store.simulated).lower()}
 png_kw = dict(cmap="RdBu_r", outlines=outlines)
 stem = X.safe_stem(f"insilico_{name_a}_vs_{name_b}_{subject}")
 map_downloads({
     "t (FDR-thresholded)": {"png": dict(values_by_hemi=V.to_fsaverage5(res.t_thresholded, vertices), vmin=-lim, vmax=lim,
-                                        title=f"{title_what} · t, FDR q = {q:g} · {subject}", colorbar_title="t", **png_kw),
+                                        title=f"{title_what} · t, FDR q = {q:g}, |d| ≥ {min_d:g} · {subject}",
+                                        colorbar_title="t", **png_kw),
                             "gifti": X.SurfaceMap.from_vertices(res.t_thresholded, vertices, surf_data,
-                                                                name=f"Welch t {title_what} (FDR q={q:g})", meta=meta)},
+                                                                name=f"Welch t {title_what} (FDR q={q:g}, |d|>={min_d:g})",
+                                                                meta=meta)},
     "t (all vertices)": {"png": dict(values_by_hemi=V.to_fsaverage5(res.t, vertices), vmin=-lim, vmax=lim,
                                      title=f"{title_what} · Welch t · {subject}", colorbar_title="t", **png_kw),
                          "gifti": X.SurfaceMap.from_vertices(res.t, vertices, surf_data,
@@ -343,4 +374,4 @@ map_downloads({
                                   colorbar_title="d", **png_kw),
                       "gifti": X.SurfaceMap.from_vertices(res.d, vertices, surf_data, name=f"effect size d {title_what}",
                                                           meta=meta)},
-}, surface=surface, sig=("insilico", title_what, subject, q, outline_name), stem=stem, simulated=store.simulated)
+}, surface=surface, sig=("insilico", title_what, subject, q, min_d, outline_name), stem=stem, simulated=store.simulated)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import os
 import signal
 import tempfile
@@ -24,6 +25,15 @@ from brainviz.errors import BrainVizDataError
 
 #: Settings ``--ue`` may not change (they come from other flags or from the run itself).
 _UE_RESERVED = {"seed": "--seed", "progress": "the progress display"}
+#: Largest value ``--ue`` accepts per setting (larger ones would run for days or exhaust memory;
+#: the report's GPU settings are far below: 50 epochs, 5,000 voxels per image, C = 128).
+UE_MAX = {"embed_dim": 4096, "proj_dim": 4096, "mlp_hidden": 65536, "n_epochs": 10_000, "transfer_epochs": 10_000,
+          "voxel_updates": 1_000_000, "transfer_updates": 1_000_000, "batch_images": 4096, "batch_voxels": 1_000_000,
+          "lr": 10.0, "attn_lr": 10.0, "embed_lr": 10.0, "transfer_lr": 10.0, "weight_decay": 100.0,
+          "embed_init_std": 100.0, "pos_init_std": 100.0, "patience": 10_000, "predict_batch_images": 100_000,
+          "predict_batch_voxels": 10_000_000}
+#: Most permutations of ``--n-perm`` (each keeps an image order in memory: 10,000 x 1,000 images = 80 MB).
+MAX_N_PERM = 100_000
 
 
 class Terminated(KeyboardInterrupt):
@@ -85,6 +95,10 @@ def parse_ue(text: str | None) -> dict:
             raise BrainVizDataError("--ue", f"unknown setting {key!r}{hint}; known: {', '.join(known)}")
         if not _type_ok(value, hints[key]):
             raise BrainVizDataError("--ue", f"{key} must be {_type_name(hints[key])}, got {json.dumps(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BrainVizDataError("--ue", f"{key} must be a finite number, got {json.dumps(value)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key in UE_MAX and value > UE_MAX[key]:
+            raise BrainVizDataError("--ue", f"{key} = {value:g} is larger than BrainViz accepts ({UE_MAX[key]:g})")
     try:
         UniversalConfig(**over).validate()
     except BrainVizDataError as exc:

@@ -24,11 +24,29 @@ def _cmd_demo_brain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _constant_vertices(sub) -> int:
+    """Vertices of ``sub`` whose training response is the same in every image (r undefined); raises
+    BrainVizDataError when that is every vertex (nothing to learn from)."""
+    from brainviz.data.streaming import streamed_vertex_stats
+
+    n_const, n_all = 0, 0
+    for h in ("lh", "rh"):
+        stats = streamed_vertex_stats(sub.hemi_responses("train", h))
+        n_const += int((stats["min"] == stats["max"]).sum())
+        n_all += len(stats["min"])
+    if n_all and n_const == n_all:
+        raise BrainVizDataError(sub._fmri_path("train", "lh").parent,  # noqa: SLF001
+                                "every vertex has the same training response in every image (constant data): "
+                                "there is nothing to learn from; check how the files were written")
+    return n_const
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from brainviz.pipeline import Context, PipelineConfig
 
     ctx = Context(PipelineConfig(dataset=args.dataset, data_root=args.data_root, noise_ceiling=args.noise_ceiling))
     ds = ctx.dataset
+    constant = {name: _constant_vertices(s) for name, s in ds.subjects.items()}
     kind = "SIMULATED (demo brain)" if ds.simulated else "real (no manifest marks it simulated)"
     print(f"dataset: {ds.path}")
     print(f"data:    {kind}")
@@ -39,14 +57,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
               f"  (test responses: {'yes' if info['test_responses'] else 'no'};"
               f" repetitions: {'yes' if info['repeats'] else 'no'})")
         print(f"  vertices: lh={info['vertices']['lh']}  rh={info['vertices']['rh']}")
+        if constant[s.name]:
+            print(f"  WARNING: {constant[s.name]} vertices have the same training response in every image: "
+                  "their accuracy (r) is undefined and they are left out of medians")
         for cls, names in info["rois"].items():
             print(f"  {cls:15s} {', '.join(names) if names else '(none)'}")
     print("\nOK: every file has the expected shape, dtype and image count.\n")
     from .stages import print_plan
 
+    import textwrap
+
     for s in ds.subjects:
         _, source = ctx.noise_ceiling(s, "train")
-        print(f"reliability of {s}: {source}")
+        print(textwrap.fill(f"reliability of {s}: {source}", 118, subsequent_indent="    "))
     print_plan(ctx)
     return 0
 
@@ -108,10 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("terminated (SIGTERM): nothing was half-written (outputs are renamed into place only when "
               "complete)", file=sys.stderr)
-        return 143
+        return _end_jobs(143)
     except KeyboardInterrupt:
         print("interrupted: nothing was half-written (outputs are renamed into place only when complete)",
               file=sys.stderr)
-        return 130
+        return _end_jobs(130)
     finally:
         restore_sigterm(previous)
+
+
+def _end_jobs(code: int) -> int:
+    """``code``, or end the process now with it when a job thread is still inside torch / BLAS
+    (leaving the interpreter then aborts natively with exit code 134; :mod:`brainviz.jobs`)."""
+    import os
+
+    from brainviz.jobs import stragglers
+
+    if stragglers():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -8,7 +8,16 @@ Writes into ``--out`` (built in a temporary folder, renamed into place when comp
     roi_means.csv          mean predicted response per ROI group (rows = images.csv order)
     lh.mean.func.gii       mean predicted map over the images, per hemisphere (rh. too)
     lh.predicted.func.gii  one data array per image, named by file (rh. too; skipped when huge)
-    summary.json           model, subject, surface, counts, device, timings
+    summary.json           model, subject, backbone and its weights' identity, surface, counts, device, timings
+    .brainviz-predict.json the marker of a folder this command wrote: the files it wrote
+
+The backbone gets the weights the store's run trained the encoder on (the recorded file, or
+``--weights FILE`` in its place with the same content hash); a missing or different file is an
+error naming it (exit code 2), never a silent switch to other weights.
+
+An existing ``--out`` folder is replaced only when it is one this command wrote and holds
+nothing else: its marker lists every file in it. Any other folder (a project folder, an
+output with notes or figures added) is refused with exit code 2, and nothing in it changes.
 
 A thin layer over :mod:`brainviz.insilico` and :mod:`brainviz.export`.
 """
@@ -55,17 +64,48 @@ def _pick_model(store, wanted: str) -> str:
     return str(row["model_id"])
 
 
+#: The file that marks a folder as written by ``predict``: JSON {"written_by", "files": [names]}.
+MARKER = ".brainviz-predict.json"
+
+
+def _foreign_entries(out: Path) -> list[str] | None:
+    """What in an existing ``--out`` folder this command did not write (sorted names), or None when
+    the folder has no valid marker (so nothing in it is known to be ours)."""
+    try:
+        marker = json.loads((out / MARKER).read_text())
+        ours = set(marker["files"]) if marker.get("written_by") == "brainviz predict" else None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if ours is None or not all(isinstance(f, str) for f in ours):
+        return None
+    return sorted(p.name for p in out.iterdir()
+                  if p.name != MARKER and (p.name not in ours or p.is_dir() or p.is_symlink()))
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` is new, empty, or a folder this command wrote that holds nothing else; else refuse."""
+    if out.is_symlink():
+        raise BrainVizDataError(out, "--out is a symbolic link; give a real folder path")
+    if out.exists() and not out.is_dir():
+        raise BrainVizDataError(out, "--out exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    foreign = _foreign_entries(out)
+    if foreign is None:
+        raise BrainVizDataError(out, "--out is a non-empty folder that predict did not write (no "
+                                     f"{MARKER}); nothing was changed: choose a new folder")
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise BrainVizDataError(out, f"--out holds files predict did not write ({', '.join(foreign[:3])}{more}); "
+                                     "nothing was changed: move them or choose a new folder")
+
+
 def _check_args(args: argparse.Namespace) -> None:
     if not Path(args.images).expanduser().exists():
         raise BrainVizDataError(args.images, "--images: no such folder or zip file")
     if args.batch_size < 1:
         raise BrainVizDataError("--batch-size", f"must be >= 1, got {args.batch_size}")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise BrainVizDataError(out, "--out exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
-        raise BrainVizDataError(out, "--out is a non-empty folder that is not a previous predict output; "
-                                     "choose a new folder")
+    _check_out(Path(args.out).expanduser())
     if not Path(args.store).expanduser().is_file():
         raise BrainVizDataError(args.store, "no store here; build it with `python -m precompute all` or pass --store")
 
@@ -81,7 +121,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from brainviz import export, insilico
     from brainviz.rois import roi_groups
     from brainviz.atomic import atomic_dir
-    from brainviz.live import LivePredictor, live_model_of
+    from brainviz.live import LivePredictor, live_model_of, store_weights
     from brainviz.store.reader import Store
 
     _check_args(args)
@@ -95,8 +135,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device = resolve_device(args.device, strict=True)
     except BrainVizDataError as exc:
         raise BrainVizDataError("--device", exc.problem) from None
+    # the backbone weights of the run that trained the encoder (the recorded file, or --weights in its
+    # place with the same content hash); a missing or different file: one line naming it, exit code 2
+    weights, seed, weights_id = store_weights(store, backbone, model_id, override=args.weights,
+                                              hint="pass --weights FILE with the file the encoder was trained on")
     t_load = time.perf_counter()
-    predictor = LivePredictor(ck, backbone, device=device, model_id=model_id, cpu_threads=None)
+    predictor = LivePredictor(ck, backbone, device=device, model_id=model_id, cpu_threads=None, weights=weights,
+                              seed=seed, weights_id=weights_id)
     t_load = time.perf_counter() - t_load
     subjects = list(predictor.subjects)
     subject = args.subject or ("subj01" if "subj01" in subjects else subjects[0])
@@ -149,7 +194,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             maps = export.SurfaceMap.from_vertices(pred, vertices, surface, name="predicted",
                                                    map_names=list(res.names), meta=meta)
             written += [p.name for p in export.save_gifti(maps, tmp, "predicted")]
-        summary = {"model": model_id, "subject": subject, "backbone": backbone, "surface": surface,
+        summary = {"model": model_id, "subject": subject, "backbone": backbone,
+                   "backbone_weights": predictor.backbone.weights_id, "surface": surface,
                    "simulated": simulated, "store": str(store.path), "images": str(args.images),
                    "n_images": res.n, "n_bad": len(res.bad), "n_vertices": int(pred.shape[1]),
                    "device": res.device, "batch_size": args.batch_size,
@@ -157,6 +203,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                    "images_per_second": round(res.images_per_second, 2),
                    "per_image_gifti": per_image, "files": written + ["summary.json"]}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+        (tmp / MARKER).write_text(json.dumps({"written_by": "brainviz predict", "files": summary["files"]}))
+        _check_out(out)  # again just before the swap: nothing was added to the old folder meanwhile
     t_write = time.perf_counter() - t_write
     for name, reason in res.bad:
         print(f"skipped {name}: {reason}", file=sys.stderr)
@@ -177,6 +225,9 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ue_multi", help="model id or kind (default ue_multi)")
     p.add_argument("--subject", default=None, help="subject to predict (default subj01, else the model's first)")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"DuckDB store (default {DEFAULT_STORE})")
+    p.add_argument("--weights", default=None,
+                   help="backbone weights file, when it is no longer where the store's run had it (its content "
+                        "must be the file the encoder was trained on; default: the file the store records)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto = cuda when available, else cpu")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")

@@ -159,6 +159,9 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
             w.add_vertices(s, vt.drop(columns=["planted"]), planted_region=vt["planted"].tolist())
             w.add_image_splits(s, "train", tr)
             w.add_image_splits(s, "test", te)
+        from brainviz.features.weights import weights_spec
+
+        w.set_meta(backbone=BACKBONE, **weights_spec(BACKBONE).to_meta())  # the weights the encoder was trained on
         w.add_model("ue_multi", "ue_multi", list(SUBJECTS), backbone=BACKBONE, config={"embed_dim": 8},
                     checkpoint_path=ck_path if checkpoint else None, provenance={"seed": seed})
         w.add_model("ridge-subj01", "ridge", ["subj01"], backbone=BACKBONE, config={"alphas": "logspace"})

@@ -105,3 +105,26 @@ def test_block_modules_efficientnet():
     np.testing.assert_allclose(acts.arrays["head"].reshape(2, 1280, 49).mean(axis=2), acts.arrays["pooled"],
                                rtol=1e-4, atol=1e-5)
     assert all(len(m._forward_hooks) == 0 for _, m in block_modules(bb))
+
+
+def test_block_modules_dinov2_every_block():
+    """DINOv2 (timm, random weights): all 12 transformer blocks go to the layer sweep, each its full 8 x 8
+    grid of patch tokens (prefix tokens dropped), exactly timm's own intermediates; hooks removed again."""
+    from brainviz.features.dinov2 import DinoV2Backbone
+
+    bb = DinoV2Backbone("vit_small_patch14_reg4", device="cpu", image_size=112)
+    names = [n for n, _ in block_modules(bb)]
+    assert names == [f"block{i}" for i in range(12)]
+    ims = _images(3)
+    hooks = [len(m._forward_hooks) for _, m in block_modules(bb)]  # the backbone's own layer taps
+    acts = extract_blocks(bb, ims, batch_size=2)
+    assert [len(m._forward_hooks) for _, m in block_modules(bb)] == hooks
+    assert acts.names == names + ["pooled"]
+    assert acts.shapes["block0"] == (64, 384) and acts.shapes["block11"] == (64, 384) and acts.shapes["pooled"] == (384,)
+    x = bb.preprocess_batch(ims)
+    with torch.inference_mode():
+        inter = bb.model.forward_intermediates(x, indices=list(range(12)), output_fmt="NLC", intermediates_only=True)
+    for i in (0, 6, 11):
+        np.testing.assert_allclose(acts.arrays[f"block{i}"], inter[i].reshape(3, -1).numpy(), rtol=1e-4, atol=1e-5)
+    rd = block_rdms(acts)
+    assert rd["block5"].shape == (3, 3)

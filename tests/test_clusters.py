@@ -259,3 +259,75 @@ def test_reference_ari_scores_response_profiles():
         reference_ari([resp[0], resp[1][:50]], planted, 3, regions)
     with pytest.raises(BrainVizDataError, match="labels"):
         reference_ari(resp, [planted[0], planted[1][:-1]], 3, regions)
+
+
+def _named_clusters_case(seed: int = 0):
+    """600 tagged images; faces always come with bodies (NSD photos of people), bodies also alone. Clusters:
+    0 responds to faces, 1 to bodies (and a little to faces: its top images are all faces too), 2 weakly to
+    food amid noise, 3 to food, 4 to food and animals (a sibling of 3),
+    5 weakly to noise."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    keys = [f"nsd-{i:05d}" for i in range(n)]
+    faces = rng.random(n) < 0.2
+    bodies = faces | (rng.random(n) < 0.25)
+    food = rng.random(n) < 0.15
+    animals = rng.random(n) < 0.2
+    tags = pd.DataFrame({"faces": faces, "bodies": bodies, "food": food, "animals": animals,
+                         "outdoor": rng.random(n) < 0.5}, index=keys).astype(float)
+    noise = lambda s: s * rng.normal(size=n)  # noqa: E731
+    means = pd.DataFrame({0: 2.0 * faces + noise(0.7), 1: 2.0 * bodies + 0.8 * faces + noise(0.5),
+                          2: noise(1.0) + 0.2 * food,
+                          3: 2.0 * food + noise(0.7), 4: 1.6 * food + 1.0 * animals + noise(0.7),
+                          5: noise(1.0)}, index=keys)
+    top = pd.concat([pd.DataFrame({"cluster": c, "rank": np.arange(1, 11),
+                                   "image_key": means[c].sort_values(ascending=False).index[:10]}) for c in means])
+    return means, top, tags
+
+
+def test_name_clusters_says_what_distinguishes_each_cluster():
+    means, top, tags = _named_clusters_case()
+    out = C.name_clusters(means, top, tags, n_vertices={0: 50, 1: 40, 2: 30, 3: 20, 4: 15, 5: 60})
+    names = dict(zip(out["cluster"], out["description"]))
+    assert names[0] == "faces" and names[1] == "bodies"  # told apart although their top images carry both tags
+    assert names[3] == "food" and names[4] == "food + animals"  # the sibling named by what it adds
+    assert names[5] == "mixed / weak 1" and names[2] == "mixed / weak 2"  # nothing stands out; numbered by size
+    assert len(set(names.values())) == len(names)
+    # the old description (top-image tag counts alone) gives the faces and the bodies clusters one name
+    old = C.describe_top_images(top, tags)
+    assert old.loc[0, "description"].split()[0] == old.loc[1, "description"].split()[0]
+    enr = out.set_index("cluster").loc[1, "enrichment"]
+    assert enr["bodies"]["effect"] > 0.5 > enr["faces"]["effect"] and enr["bodies"]["count"] == 10
+    # base rates among the tagged images: untagged images (another image set) do not dilute them
+    untagged = pd.DataFrame(np.nan, index=[f"vim1-{i:05d}" for i in range(600)], columns=tags.columns)
+    again = C.name_clusters(means, top, pd.concat([tags, untagged]), n_vertices={0: 50, 1: 40, 2: 30, 3: 20, 4: 15, 5: 60})
+    assert again.set_index("cluster").loc[1, "enrichment"]["bodies"]["base_rate"] == pytest.approx(tags["bodies"].mean())
+    assert again["description"].tolist() == out["description"].tolist()
+    assert enr["faces"]["effect_others"] == pytest.approx(out.set_index("cluster").loc[0, "enrichment"]["faces"]["effect"],
+                                                          abs=1e-3)
+    assert 0.3 < enr["_fit"]["r2"] <= 1 and enr["_fit"]["n_images"] == 600
+    assert out.set_index("cluster").loc[5, "enrichment"]["_fit"]["r2"] < C.NAME_MIN_R2
+
+
+def test_tag_effects_and_untagged_images():
+    means, _, tags = _named_clusters_case(1)
+    effects, r2, n = C.tag_effects(means, tags)
+    assert effects.loc[0].idxmax() == "faces" and effects.loc[1].idxmax() == "bodies" and n == 600
+    assert r2[0] > 0.5 > r2[5]
+    # untagged images (NaN) are left out; too few tagged images: no effects, every cluster mixed / weak
+    t = tags.copy()
+    t.iloc[:590] = np.nan
+    effects, r2, n = C.tag_effects(means, t)
+    assert n == 0 and effects.isna().all().all()
+    top = pd.DataFrame({"cluster": [0, 1], "rank": [1, 1], "image_key": [tags.index[595]] * 2})
+    out = C.name_clusters(means[[0, 1]], top, t)
+    assert out["description"].tolist() == ["mixed / weak 1", "mixed / weak 2"]
+
+
+def test_pooled_cluster_means_average_over_the_subjects_who_saw_an_image():
+    y1 = np.array([[1.0, 3.0], [2.0, 2.0]])  # 2 images x 2 vertices
+    y2 = np.array([[5.0], [7.0]])
+    means = C.pooled_cluster_means({"s1": (y1, ["a", "b"]), "s2": (y2, ["b", "c"])},
+                                   {"s1": np.array([0, 0]), "s2": np.array([0])}, zscore=False)
+    assert means.index.tolist() == ["a", "b", "c"]
+    assert means[0].tolist() == pytest.approx([2.0, (2.0 + 5.0) / 2, 7.0])

@@ -198,7 +198,8 @@ def test_resolve_device_is_the_one_device_choice():
 
 
 def test_gpu_selection_rules_on_cuda_without_a_gpu(monkeypatch):
-    """The CUDA rules, with the CUDA queries faked: bf16 + compile when supported, fallbacks otherwise."""
+    """The CUDA rules, with the CUDA queries faked: bf16 when supported, fallbacks otherwise; torch.compile
+    only when asked for (opt-in: not measured faster on a GPU yet)."""
     from brainviz import gpu
 
     monkeypatch.delenv("BRAINVIZ_AMP", raising=False)
@@ -207,11 +208,14 @@ def test_gpu_selection_rules_on_cuda_without_a_gpu(monkeypatch):
     monkeypatch.setattr(gpu, "_cuda_bf16_ok", lambda dev: True)
     monkeypatch.setattr(gpu, "_has_triton", lambda: True)
     acc = gpu.select("cuda")
-    assert acc.amp_dtype == torch.bfloat16 and acc.compile and acc.tf32
+    assert acc.amp_dtype == torch.bfloat16 and not acc.compile and acc.tf32
+    assert gpu.select("cuda", compile="on").compile
     monkeypatch.setattr(gpu, "_cuda_bf16_ok", lambda dev: False)  # e.g. V100/T4: no bf16 -> no autocast
-    monkeypatch.setattr(gpu, "_has_triton", lambda: False)          # no Triton -> eager
+    monkeypatch.setattr(gpu, "_has_triton", lambda: False)          # no Triton -> eager, with a warning
     acc = gpu.select("cuda")
     assert acc.amp_dtype is None and not acc.compile
+    with pytest.warns(RuntimeWarning, match="Triton"):
+        assert not gpu.select("cuda", compile="on").compile
     assert gpu.select("cuda", amp="off", compile="off").amp_dtype is None
     monkeypatch.setenv("BRAINVIZ_AMP", "fp16")
     assert gpu.select("cuda").amp_dtype == torch.float16

@@ -171,6 +171,189 @@ def test_open_clip_state_dict_round_trip(tmp_path, vit):
     assert not torch.allclose(rand_layers, layers)
 
 
+# ---- DINOv2 (timm) ---------------------------------------------------------------
+def _timm_vit(arch: str, seed: int, img_size: int):
+    from brainviz.features.dinov2 import import_timm
+
+    torch.manual_seed(seed)
+    return import_timm().create_model(arch, pretrained=False, num_classes=0, img_size=img_size).eval()
+
+
+def test_dinov2_report_blocks():
+    from brainviz.features.dinov2 import report_blocks
+
+    assert report_blocks(12) == [0, 2, 5, 8, 11]        # ViT-S/14, ViT-B/14
+    assert report_blocks(24) == [0, 5, 11, 17, 23]      # ViT-L/14: report 004's blocks 1, 6, 12, 18, 24
+    assert report_blocks(40) == [1, 9, 19, 29, 39]      # ViT-g/14
+
+
+def test_dinov2_random_weights_layers_and_pooling():
+    """Seeded random init (named as such); layers = the report-depth blocks' patch tokens (prefix tokens
+    dropped) averaged 2 x 2, exactly timm's own intermediates; pooled = the final-norm CLS token."""
+    from brainviz.features.dinov2 import DinoV2Backbone
+
+    bb = DinoV2Backbone("vit_small_patch14", device="cpu", seed=3, image_size=112, pool_grid=(4, 4))
+    assert bb.random_weights and bb.weights_id == "random-seed3" and "RANDOM" in bb.weights_note
+    assert "dinov2_vits14_pretrain.pth" in bb.weights_note
+    assert bb.layer_names == ("block0", "block2", "block5", "block8", "block11")
+    assert bb.token_grid == (8, 8) and bb.grid == (4, 4) and bb.n_patches == 16
+    assert bb.channels == (384,) * 5 and bb.pooled_dim == 384
+    x = bb.preprocess_batch([_rng_image(0), _rng_image(1, mode="L")])
+    layers, pooled = bb.forward(x)
+    assert layers.shape == (2, 5, 16, 384) and pooled.shape == (2, 384)
+    with torch.inference_mode():
+        final, inter = bb.model.forward_intermediates(x, indices=[0, 2, 5, 8, 11], output_fmt="NCHW")
+    for i, t in enumerate(inter):  # (B, C, 8, 8) patch tokens -> 2 x 2 means, row-major
+        want = torch.nn.functional.avg_pool2d(t, 2).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(layers[:, i], want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pooled, final[:, 0])  # final: the normed tokens, CLS first
+    # the same seed builds the same network, another seed another one
+    again = DinoV2Backbone("vit_small_patch14", device="cpu", seed=3, image_size=112, pool_grid=(4, 4))
+    other = DinoV2Backbone("vit_small_patch14", device="cpu", seed=4, image_size=112, pool_grid=(4, 4))
+    torch.testing.assert_close(again.forward(x)[0], layers)
+    assert not torch.allclose(other.forward(x)[0], layers)
+    # registers: 5 prefix tokens dropped; native grid kept when pool_grid is None
+    reg = DinoV2Backbone("vit_small_patch14_reg4", device="cpu", image_size=56, pool_grid=None)
+    assert reg.grid == (4, 4) and reg.forward(reg.preprocess_batch([_rng_image(2)]))[0].shape == (1, 5, 16, 384)
+    assert "dinov2_vits14_reg4_pretrain.pth" in reg.weights_note
+
+
+def test_dinov2_registry_and_identity(tmp_path):
+    from brainviz.features import weights_identity
+
+    assert "dinov2:vit_base_patch14" in available_backbones() and "dinov2:vit_giant_patch14" in available_backbones()
+    bb = get_backbone("dinov2:vit_small_patch14", device="cpu", seed=5)
+    assert bb.name == "dinov2:vit_small_patch14" and bb.weights_id == weights_identity(bb.name, None, 5) == "random-seed5"
+    assert bb.image_size == 224 and bb.grid == (8, 8) and bb.token_grid == (16, 16)
+    assert get_backbone("dinov2:vit_small_patch14", device="cpu", seed=5) is bb
+    with pytest.raises(BrainVizDataError, match="unknown DINOv2 model.*dinov2:vit_base_patch14"):
+        get_backbone("dinov2:vit_tiny_patch99", device="cpu")
+    with pytest.raises(BrainVizDataError, match="weights file not found"):
+        get_backbone("dinov2:vit_small_patch14", device="cpu", weights=tmp_path / "nope.pth")
+    with pytest.raises(BrainVizDataError, match="not found"):  # dinov2 has no pretrained tags: always a file
+        weights_identity("dinov2:vit_small_patch14", "lvd142m")
+
+
+@pytest.mark.parametrize("fmt", ["model.safetensors", "pytorch_model.bin"])
+def test_dinov2_timm_hub_weights(tmp_path, fmt):
+    """timm / Hugging Face hub files of timm/vit_*_dinov2.lvd142m: the same tensors, the same features."""
+    from safetensors.torch import save_file
+
+    from brainviz.features.dinov2 import DinoV2Backbone
+
+    src = _timm_vit("vit_small_patch14_dinov2", seed=11, img_size=112)
+    path = tmp_path / fmt
+    sd = {k: v.contiguous() for k, v in src.state_dict().items()}
+    save_file(sd, str(path)) if fmt.endswith(".safetensors") else torch.save(sd, path)
+    bb = DinoV2Backbone("vit_small_patch14", device="cpu", weights=path, image_size=112, pool_grid=None)
+    assert not bb.random_weights and bb.weights_id.startswith("sha256:")
+    got = bb.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in src.state_dict().items())
+    x = bb.preprocess_batch([_rng_image(3), _rng_image(4, size=(70, 30))])
+    layers, pooled = bb.forward(x)
+    with torch.inference_mode():
+        tokens = src.forward_features(x)
+        _, inter = src.forward_intermediates(x, indices=[11], output_fmt="NLC")
+    torch.testing.assert_close(pooled, tokens[:, 0])
+    torch.testing.assert_close(layers[:, 4], inter[0])
+
+
+def test_dinov2_meta_original_weights(tmp_path):
+    """Meta's dinov2_vits14_pretrain.pth naming (mask_token, 518 px position embedding with the CLS slot)
+    is converted by timm's filter: every other tensor unchanged, the position embedding resampled."""
+    from brainviz.features.dinov2 import DinoV2Backbone
+
+    src = _timm_vit("vit_small_patch14_dinov2", seed=12, img_size=518)  # imports timm (torchvision first)
+    from timm.layers import resample_abs_pos_embed
+
+    meta = dict(src.state_dict())
+    meta["mask_token"] = torch.zeros(1, 384)
+    assert meta["pos_embed"].shape == (1, 1 + 37 * 37, 384)
+    path = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save(meta, path)
+    bb = DinoV2Backbone("vit_small_patch14", device="cpu", weights=path, image_size=112)
+    got = bb.model.state_dict()
+    for k, v in meta.items():
+        if k not in ("pos_embed", "mask_token"):
+            assert torch.equal(got[k], v), k
+    want = resample_abs_pos_embed(meta["pos_embed"], new_size=[8, 8], num_prefix_tokens=1)
+    torch.testing.assert_close(got["pos_embed"], want)
+    assert bb.forward(bb.preprocess_batch([_rng_image(5)]))[0].shape == (1, 5, 64, 384)
+
+
+def test_dinov2_meta_giant_swiglu_and_registers(tmp_path):
+    """The conversions Meta's giant and register checkpoints need (fused SwiGLU w12 / w3 -> fc1 / fc2;
+    register_tokens and the CLS position slot), on a tiny ViT of the same kind."""
+    from brainviz.features.dinov2 import import_timm, load_weights
+
+    import_timm()  # torchvision made importable before timm
+    from timm.layers import SwiGLUPacked
+    from timm.models.vision_transformer import VisionTransformer
+
+    def tiny():
+        return VisionTransformer(img_size=28, patch_size=14, embed_dim=24, depth=2, num_heads=2, init_values=1e-5,
+                                 mlp_ratio=2.66667 * 2, mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU,
+                                 reg_tokens=4, no_embed_class=True, num_classes=0)
+
+    torch.manual_seed(0)
+    src = tiny()
+    sd = src.state_dict()
+    pos0 = torch.randn(1, 1, 24)
+    meta = {k.replace("mlp.fc1", "mlp.w12").replace("mlp.fc2", "mlp.w3"): v for k, v in sd.items()
+            if k not in ("reg_token", "cls_token", "pos_embed")}
+    meta.update(mask_token=torch.zeros(1, 24), register_tokens=sd["reg_token"], cls_token=sd["cls_token"] - pos0,
+                pos_embed=torch.cat([pos0, sd["pos_embed"]], dim=1))
+    assert any(".w12." in k for k in meta)
+    path = tmp_path / "dinov2_vitg14_reg4_pretrain.pth"
+    torch.save(meta, path)
+    torch.manual_seed(1)
+    dst = tiny()
+    load_weights(dst, path)
+    for k, v in sd.items():
+        torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
+
+
+def test_dinov2_bad_weights_files(tmp_path):
+    """Refused with the file named: another model size, a transformers checkpoint, a pickle with code, junk."""
+    from brainviz.features.dinov2 import DinoV2Backbone
+
+    def load(p):
+        return DinoV2Backbone("vit_small_patch14", device="cpu", weights=p, image_size=56)
+
+    base = tmp_path / "vitb.pth"
+    torch.save(_timm_vit("vit_base_patch14_dinov2", seed=0, img_size=56).state_dict(), base)
+    with pytest.raises(BrainVizDataError, match="vitb.pth.*another shape"):
+        load(base)
+    hf = tmp_path / "hf.bin"
+    torch.save({"embeddings.cls_token": torch.zeros(1, 1, 384), "encoder.layer.0.norm1.weight": torch.ones(384)}, hf)
+    with pytest.raises(BrainVizDataError, match="transformers"):
+        load(hf)
+    partial = tmp_path / "partial.pth"
+    sd = _timm_vit("vit_small_patch14_dinov2", seed=0, img_size=56).state_dict()
+    torch.save({k: v for k, v in sd.items() if not k.startswith("blocks.3.")}, partial)
+    with pytest.raises(BrainVizDataError, match="missing"):
+        load(partial)
+    code = tmp_path / "code.pth"
+    torch.save({"w": torch.zeros(1), "obj": Path("/")}, code)  # a pickled class: weights_only refuses it
+    with pytest.raises(BrainVizDataError, match="code.pth: not a readable weights file"):
+        load(code)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(BrainVizDataError, match="junk.safetensors: not a readable"):
+        load(junk)
+
+
+def test_dinov2_cached_features(tmp_path, image_files):
+    """The pipeline's path: cached_features with a dinov2 name (random weights, seeded) -> (n, 5, 64, 384)."""
+    keys, paths = image_files
+    fs = cached_features("dinov2:vit_small_patch14", keys[:2], paths[:2], tmp_path / "c", device="cpu",
+                         progress=False, seed=1)
+    assert fs.layers.shape == (2, 5, 64, 384) and fs.pooled.shape == (2, 384)
+    assert fs.layer_names == ("block0", "block2", "block5", "block8", "block11")
+    (entry,) = _entries(tmp_path / "c")
+    assert "random-seed1" in entry.name
+
+
 # ---- preprocessing -------------------------------------------------------------
 @pytest.mark.parametrize(
     "make",

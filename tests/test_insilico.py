@@ -58,6 +58,25 @@ def test_fdr_finds_the_true_effects_and_controls_false_discoveries():
     assert I.contrast(a, b, q=0.001).significant.sum() <= res.significant.sum()
 
 
+def test_effect_size_threshold_drops_tiny_differences_that_pass_fdr():
+    """Noise-free predictions: with many images a tiny shift passes FDR everywhere; |d| >= min_d keeps only the
+    vertices where the sets differ by a size that matters."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(400, 200))
+    b = rng.normal(size=(400, 200))
+    a[:, :150] += 0.25  # small (d = 0.25) but everywhere
+    a[:, 150:170] += 1.5  # large in 20 vertices
+    res = I.contrast(a, b, q=0.05, min_d=0.8)
+    assert res.significant[:150].mean() > 0.9  # FDR alone: most of the tiny effects pass
+    assert res.passes[150:170].all() and not res.passes[:150].any() and not res.passes[170:].any()
+    assert np.isnan(res.t_thresholded[:150]).all() and np.isfinite(res.t_thresholded[150:170]).all()
+    row = I.roi_table(res, {}).iloc[0]
+    assert row["pct_sig_A>B"] > 70 and row["pct_pass_A>B"] == 10.0
+    assert (I.contrast(a, b, q=0.05).passes == I.contrast(a, b, q=0.05).significant).all()  # min_d = 0: FDR alone
+    with pytest.raises(BrainVizDataError, match="min_d"):
+        I.contrast(a, b, min_d=-1)
+
+
 def test_contrast_refuses_bad_input():
     with pytest.raises(BrainVizDataError, match="at least 3"):
         I.contrast(np.zeros((2, 5)), np.zeros((10, 5)))
@@ -147,7 +166,8 @@ def _image_folder(root: Path) -> tuple[Path, list[str], dict[str, str]]:
 def test_list_and_decode_folder_and_zip(tmp_path, monkeypatch):
     folder, good, bad = _image_folder(tmp_path / "imgs")
     entries, problems = I.list_image_files(folder)
-    assert problems == [] and ".hidden.png" not in [e.name for e in entries]
+    assert [n for n, _ in problems] == [".hidden.png"] and "hidden" in problems[0][1]  # listed, not read
+    assert ".hidden.png" not in [e.name for e in entries]
     decoded = list(I.iter_decoded(entries))
     assert [n for n, img, _ in decoded if img is not None] == sorted(good)
     reasons = {n: r for n, img, r in decoded if img is None}
@@ -163,19 +183,20 @@ def test_list_and_decode_folder_and_zip(tmp_path, monkeypatch):
         z.writestr("__MACOSX/set/._a.png", b"junk")
     entries_z, problems_z = I.list_image_files(zpath)
     assert [e.name for e in entries_z] == [f"set/{e.name}" for e in entries]
+    assert {n for n, _ in problems_z} == {"set/.hidden.png", "__MACOSX/set/._a.png"}
     # a member over the size limit is refused from its header, before decompression
     import brainviz.live as live
 
     monkeypatch.setattr(live, "MAX_BYTES", 150)
     entries_small, problems_small = I.list_image_files(zpath)
     assert {n for n, _ in problems_small} >= {"set/a.png", "set/b.png"}
-    assert all("limit" in r for _, r in problems_small)
+    assert all("limit" in r for n, r in problems_small if "hidden" not in n and "MACOSX" not in n)
     monkeypatch.undo()
     # uploads: loose files + a zip; the per-set limit is enforced with a reason
     ups = [("x.png", _png()), ("more.zip", zpath.read_bytes())]
     e_up, p_up = I.image_entries_from_uploads(ups, max_images=3)
     assert [e.name for e in e_up][:2] == ["x.png", "more.zip/set/a.png"] and len(e_up) == 3
-    assert p_up and all("limit of 3" in r for _, r in p_up)
+    assert p_up and all("limit of 3" in r for n, r in p_up if "hidden" not in n and "MACOSX" not in n)
     with pytest.raises(BrainVizDataError, match="no such"):
         I.list_image_files(tmp_path / "missing")
     (tmp_path / "fake.zip").write_text("not a zip")
@@ -214,7 +235,7 @@ def test_predict_command_on_good_and_bad_files(app_store, tmp_path, capsys):
     rows = [expected.index(f"{k}.png") for k in keys]
     np.testing.assert_allclose(pred[rows], stored, atol=2e-3)
     badf = pd.read_csv(out / "bad_files.csv")
-    assert set(badf["file"]) == set(bad)
+    assert set(badf["file"]) == set(bad) | {".hidden.png"}  # every file not used, with its reason
     roi = pd.read_csv(out / "roi_means.csv")
     assert roi["file"].tolist() == expected and {"faces", "early visual"} <= set(roi.columns)
     mean = nib.load(out / "lh.mean.func.gii").darrays[0].data
@@ -222,7 +243,7 @@ def test_predict_command_on_good_and_bad_files(app_store, tmp_path, capsys):
     per = nib.load(out / "rh.predicted.func.gii")
     assert [d.meta["Name"] for d in per.darrays] == expected
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_images"] == len(expected) and summary["n_bad"] == len(bad) and summary["simulated"] is True
+    assert summary["n_images"] == len(expected) and summary["n_bad"] == len(bad) + 1 and summary["simulated"] is True
     assert summary["images_per_second"] > 0 and summary["surface"] == "fsaverage5"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # temp folder renamed away
     # running again into the same (previous output) folder replaces it
@@ -236,7 +257,7 @@ def test_predict_command_on_good_and_bad_files(app_store, tmp_path, capsys):
     (["--images", "{imgs}", "--subject", "subj09"], "not a subject"),
     (["--images", "{imgs}", "--model", "ridge-subj01"], "needs a Universal-Encoder"),
     (["--images", "{imgs}", "--model", "nonsense"], "not a model id"),
-    (["--images", "{imgs}", "--out", "{tmp}/foreign"], "not a previous predict output"),
+    (["--images", "{imgs}", "--out", "{tmp}/foreign"], "predict did not write"),
     (["--images", "{imgs}", "--batch-size", "0"], "must be >= 1"),
     (["--images", "{imgs}/bad"], "none of the 1 files"),
 ])

@@ -79,26 +79,38 @@ def test_bad_arguments():
     assert default_workers("cpu") in (1, 2)
 
 
-def test_jobs_name_what_they_are_doing_in_the_progress_display(monkeypatch):
+def test_jobs_name_what_they_are_doing_in_the_progress_display():
+    import io
+
     from brainviz import jobs as J
+    from brainviz import progress as P
 
-    shown = []
-    monkeypatch.setattr(J._progress, "step", lambda text, announce=True: shown.append((text, announce)))
     both = threading.Barrier(2, timeout=10)
+    seen = {}
 
-    def job(name):
+    def job(name, pr):
         both.wait()
-        J.report(f"epoch 1/3 of {name}")
+        J.report(f"epoch 2/4 of {name}", done=0.25)
+        both.wait()
+        if name == "a":
+            seen["running"] = pr._where()
+            seen["fraction"] = pr.stage_fraction()
         both.wait()
         return name
 
-    run_jobs([("fit a", lambda: job("a")), ("fit b", lambda: job("b"))], 2)
-    texts = [t for t, _ in shown]
-    assert any("fit a" in t and "fit b" in t for t in texts)  # both running, by name
-    assert any("fit a epoch 1/3 of a" in t for t, announce in shown if not announce)  # no line of its own
-    assert all(t.endswith("done)") for t in texts)  # how many jobs have finished
+    buf = io.StringIO()
+    with P.Progress(["train"], mode="plain", stream=buf) as pr:
+        with pr.stage("train"):
+            run_jobs([("fit a (subj01)", lambda: job("a", pr)), ("fit b (subj02)", lambda: job("b", pr))], 2)
+            assert pr._where() == "stage 1/1 train"  # the job set is over
+    # both running, by short name, with what they reported; how many are done; the work done
+    assert seen["running"].startswith("stage 1/1 train · 0/2 done · ")
+    assert "fit a epoch 2/4 of a" in seen["running"] and "fit b epoch 2/4 of b" in seen["running"]
+    assert seen["fraction"] == pytest.approx(0.25)
+    lines = buf.getvalue().splitlines()
+    assert any("start fit a (subj01)" in ln for ln in lines) and any("start fit b (subj02)" in ln for ln in lines)
+    assert not any("epoch" in ln for ln in lines)  # no line per report: a heartbeat line shows it
+    assert set(pr.job_seconds) == {"train|fit a (subj01)", "train|fit b (subj02)"}
     J.report("outside a job: nothing happens")
-    # one worker: the same display, from the calling thread
-    shown.clear()
-    run_jobs([("fit c", lambda: J.report("epoch 2/3") or "c")], 1)
-    assert [t for t, _ in shown] == ["fit c (0/1 done)", "fit c epoch 2/3 (0/1 done)"]
+    # one worker, or no display: the same calls, nothing shown
+    assert run_jobs([("fit c", lambda: J.report("epoch 2/3", done=0.5) or "c")], 1) == {"fit c": "c"}

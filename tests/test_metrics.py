@@ -11,12 +11,12 @@ from brainviz.errors import BrainVizDataError
 from brainviz.metrics import (
     nna_per_vertex,
     noise_ceiling_from_repeats,
-    noise_normalized_accuracy,
     pattern_correlations,
     pearson_per_vertex,
     retrieval_ranks,
     retrieval_summary,
     roi_summary,
+    zscore,
 )
 
 
@@ -113,21 +113,44 @@ def test_noise_ceiling_edge_cases_and_simulation():
 
 # --------------------------------------------------------------------------- noise-normalized accuracy
 
+def _median_nna(r, nc, **kw) -> float:
+    """The score evaluate stores: the median over vertices of nna_per_vertex (roi_summary of 'all')."""
+    v = nna_per_vertex(r, nc, **kw)
+    return float(roi_summary(v, {"all": np.ones(len(v), bool)})["median"].iloc[0])
+
+
 def test_noise_normalized_accuracy_hand_worked():
     r = np.array([0.5, -0.3, 0.2, np.nan, 0.9])
     nc = np.array([0.5, 0.4, 0.0, 0.2, 0.6])
     # vertex 2 excluded (NC = 0); per vertex: .25/.5 = .5; negative r -> 0; NaN r -> 0;
     # .81/.6 = 1.35 -> clipped to 1.  median([.5, 0, 0, 1]) = .25
     np.testing.assert_allclose(nna_per_vertex(r, nc), [0.5, 0.0, np.nan, 0.0, 1.0])
-    assert noise_normalized_accuracy(r, nc) == pytest.approx(0.25)
+    assert _median_nna(r, nc) == pytest.approx(0.25)
     # keeping negative r: vertex 1 -> .09/.4 = .225; median([.5, .225, 0, 1]) = .3625
-    assert noise_normalized_accuracy(r, nc, clip_negative=False) == pytest.approx(0.3625)
+    assert _median_nna(r, nc, clip_negative=False) == pytest.approx(0.3625)
     # without the clip at 1 the median is unchanged here
-    assert noise_normalized_accuracy(r, nc, clip_max=False) == pytest.approx(0.25)
+    assert _median_nna(r, nc, clip_max=False) == pytest.approx(0.25)
     assert nna_per_vertex(r, nc, clip_max=False)[4] == pytest.approx(1.35)
-    assert math.isnan(noise_normalized_accuracy([0.5], [0.0]))
+    assert math.isnan(_median_nna([0.5], [0.0]))
     with pytest.raises(BrainVizDataError, match="nc"):
-        noise_normalized_accuracy([0.1, 0.2], [0.1])
+        nna_per_vertex([0.1, 0.2], [0.1])
+
+
+# --------------------------------------------------------------------------- z-score
+
+def test_zscore_one_rule():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 5)) * [1, 10, 0.1, 1, 1] + [0, 5, -2, 0, 0]
+    x[:, 3] = 7.0  # constant: 0 everywhere, never NaN or inf
+    x[:, 4] = 1e6 + 1e-9 * rng.standard_normal(40)  # rounding-level spread: constant too
+    z = zscore(x)
+    assert z.dtype == np.float64 and np.isfinite(z).all()
+    np.testing.assert_allclose(z[:, :3].mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(z[:, :3].std(0), 1, rtol=1e-12)
+    assert (z[:, 3] == 0).all() and (z[:, 4] == 0).all()
+    np.testing.assert_allclose(zscore(x.T, axis=1), z.T)  # along rows
+    z32 = zscore(x[:, :3].astype(np.float32))  # memory-mapped float32 responses stay float32
+    assert z32.dtype == np.float32 and np.allclose(z32, z[:, :3], atol=1e-5)
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -142,14 +165,12 @@ def test_retrieval_ranks_with_ties():
     # corr(m1, p) = [-1, -1, 1]: p2 better, p0 ties with true p1 -> avg 2.5, pess 3, opt 2
     # corr(m2, p) = [.8, .8, -.8]: true p2 below both            -> 3 in every mode
     corr = pattern_correlations(MEASURED, PREDICTED)
-    np.testing.assert_allclose(retrieval_ranks(corr), [1.5, 2.5, 3.0])
-    np.testing.assert_allclose(retrieval_ranks(corr, ties="pessimistic"), [2, 3, 3])
-    np.testing.assert_allclose(retrieval_ranks(corr, ties="optimistic"), [1, 2, 3])
+    np.testing.assert_allclose(retrieval_ranks(corr), [1.5, 2.5, 3.0])  # the one ties rule: a tie counts half
 
 
 def test_retrieval_ranks_true_index():
     sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.2, 0.1]])  # not square: the true candidates are given
-    np.testing.assert_array_equal(retrieval_ranks(sim, [0, 1], ties="pessimistic"), [1, 2])
+    np.testing.assert_array_equal(retrieval_ranks(sim, [0, 1]), [1, 1.5])
     np.testing.assert_array_equal(retrieval_ranks(sim, [2, 1]), [2, 1.5])
     with pytest.raises(BrainVizDataError, match="true_index"):
         retrieval_ranks(sim, [0, 5])
@@ -169,8 +190,8 @@ def test_retrieval_perfect_and_constant():
     flat = m.copy()
     flat[:10] = 1.0
     np.testing.assert_allclose(retrieval_ranks(pattern_correlations(m, flat))[:10], np.full(10, 15.5))
-    with pytest.raises(BrainVizDataError, match="ties"):
-        retrieval_ranks(np.eye(3), ties="random")
+    with pytest.raises(TypeError):  # one ties rule: there is nothing to choose
+        retrieval_ranks(np.eye(3), ties="pessimistic")
 
 
 def test_retrieval_summary():

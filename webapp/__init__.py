@@ -8,6 +8,7 @@ Streamlit-free (importable and unit-tested without a running app):
 - :mod:`webapp.messages`   the Markdown every page shows: data banner, missing / unreadable store.
 - :mod:`webapp.viewmodel`  tables, maps and orders the pages draw (overview, ROIs, thumbnails, RDMs).
 - :mod:`webapp.exports`    PNG and GIfTI bytes of a brain map, never raising.
+- :mod:`webapp.charts`     the pages' 2-D charts and tables: tool-bar room, spaced ticks, percent format, heights.
 
 Streamlit:
 

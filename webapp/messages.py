@@ -52,3 +52,12 @@ def store_error_message(exc: BaseException, path: str | Path | None = None) -> s
         return f"**The BrainViz store {where} could not be opened:** {detail}"
     return (f"**The BrainViz store {where} cannot be read** ({type(exc).__name__}: {text.splitlines()[0] if text else ''}). "
             f"Rebuild it with `{BUILD_COMMANDS[0]}`.")
+
+
+def random_weights_warning(backbone: str, how: str, what: str = "Everything in this store") -> str:
+    """Markdown warning that ``backbone`` ran with a random initialization (``how``, e.g. "random init
+    (seed 0)"): ``what`` (e.g. "Predictions") rests on features without learned visual knowledge."""
+    return (f"**RANDOM backbone weights** — `{backbone}` ran with {how}, not trained "
+            f"weights. {what} rests on features that carry no learned visual knowledge: encoders, clusters and "
+            "RDMs say nothing about vision. Rebuild with `python -m precompute all --backbone "
+            f"{backbone} --weights FILE`.")

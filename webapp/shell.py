@@ -12,6 +12,8 @@ in a page (a damaged block, a file replaced by a bad one) is shown the same way 
 """
 from __future__ import annotations
 
+import atexit
+import os
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,7 +23,7 @@ from brainviz.errors import BrainVizDataError
 from brainviz.store.reader import Store
 
 from . import messages as M
-from . import storefile
+from . import storefile, uploads
 from .pages import PAGES, page_of
 
 PAGE_ICON = "🧠"
@@ -57,6 +59,20 @@ def install_store_error_display() -> None:
 
 
 install_store_error_display()
+
+
+def _release_at_exit() -> None:
+    """Drop the cached store and live model before the interpreter tears modules down: DuckDB
+    connections still referenced then are reported as leaked by its bindings (nanobind)."""
+    for cached in (open_store, load_predictor):
+        try:
+            cached.clear()
+        except Exception:  # pragma: no cover - nothing to report at exit
+            pass
+
+
+atexit.register(_release_at_exit)
+uploads.install()  # per-session upload bytes; large freed blocks go back to the system (webapp/uploads.py)
 
 
 # --------------------------------------------------------------------------- preamble
@@ -136,9 +152,18 @@ def page_start(script: str) -> tuple[Store, Path]:
 
 
 # --------------------------------------------------------------------------- live model
-@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…")
-def load_predictor(store_file: str, stamp: tuple, model_id: str):
-    """The live model of the store, loaded once per server and shared by every page that predicts.
+#: Environment variable naming the backbone weights file when it is no longer where the store's run had it.
+ENV_WEIGHTS = "BRAINVIZ_WEIGHTS"
+
+
+@st.cache_resource(show_spinner="Loading the backbone and encoder (once per server)…", max_entries=1)
+def load_predictor(store_file: str, stamp: tuple, model_id: str, weights: str | None = None):
+    """The live model of the store, loaded once per server and shared by every page that predicts
+    (one at a time: a rebuilt store's model replaces the old one, which is freed).
+
+    Its backbone gets the weights the store's run trained the encoder on (``weights``: a file in
+    place of the recorded one, from ``$BRAINVIZ_WEIGHTS``; its content hash must match), or the
+    load fails with one line naming the missing or different file.
 
     Also warms the mesh caches, plotly's lazy imports and the figure scaffold of every surface, so
     the first map is as fast as the next ones (cold, the first figure took ~300 ms).
@@ -148,7 +173,8 @@ def load_predictor(store_file: str, stamp: tuple, model_id: str):
     from brainviz import plotting as B
     from brainviz import live as L
 
-    predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id)
+    predictor = L.LivePredictor.from_store(open_store(store_file, stamp), model_id, weights=weights,
+                                           weights_hint=f"set {ENV_WEIGHTS}=FILE to its new place")
     empty = {h: np.zeros(B.N_FSAVERAGE5) for h in B.HEMIS}
     for surf in B.SURFACES:
         B.map_figure(empty, surface=surf, vmin=-1, vmax=1, hover_name="predicted")
@@ -166,13 +192,16 @@ def page_predictor(store: Store, path: Path, purpose: str):
         stop_nothing_stored(f"{purpose} needs a Universal-Encoder model with a saved checkpoint; this store has none.")
     stamp = storefile.store_stamp(path)
     try:
-        predictor = load_predictor(str(path), stamp, model_id)
+        predictor = load_predictor(str(path), stamp, model_id, os.environ.get(ENV_WEIGHTS) or None)
     except BrainVizDataError as exc:
         st.error(f"The model could not be loaded: {exc}")
         st.stop()
     except Exception as exc:  # torch / weights problems: explain, no traceback
         st.error(f"The model could not be loaded ({type(exc).__name__}: {exc}).")
         st.stop()
+    if getattr(predictor.backbone, "random_weights", False):
+        st.warning(M.random_weights_warning(predictor.backbone.name, f"random init (seed {predictor.seed})", "Predictions"),
+                   icon=":material/warning:")
     store_subjects = set(store.subjects()["subject"])
     subjects = [s for s in predictor.subjects if s in store_subjects] or list(predictor.subjects)
     return model_id, stamp, predictor, subjects

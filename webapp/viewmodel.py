@@ -7,6 +7,7 @@ The pages (``app.py``, ``pages/*.py``) stay thin views: they read the store thro
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -247,6 +248,25 @@ def main_category(keys: Sequence[str], tags: pd.DataFrame) -> list[str]:
     return out
 
 
+def example_image(keys: Sequence[str], tags: pd.DataFrame, category: str,
+                  avoid: Sequence[str] = ()) -> str | None:
+    """The key among ``keys`` that shows ``category`` most clearly: highest score of ``category``, then lowest
+    summed score of the ``avoid`` categories, then the first key; None when no key has ``category`` > 0.5."""
+    if tags is None or category not in tags.columns:
+        return None
+    known = [k for k in keys if k in tags.index]
+    if not known:
+        return None
+    t = tags.loc[known]
+    score = t[category].astype(float).fillna(0)
+    other = t[[c for c in avoid if c in t.columns]].astype(float).fillna(0).sum(axis=1) if avoid else 0 * score
+    ok = score > 0.5
+    if not ok.any():
+        return None
+    rank = pd.DataFrame({"s": -score[ok].round(3), "o": other[ok], "i": np.arange(ok.sum())}, index=score[ok].index)
+    return str(rank.sort_values(["s", "o", "i"]).index[0])
+
+
 # --------------------------------------------------------------------------- RDMs
 def rdm_order(rdm: np.ndarray, keys: Sequence[str], how: str, tags: pd.DataFrame | None = None,
               categories: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -337,10 +357,36 @@ def transfer_summary(df: pd.DataFrame) -> pd.DataFrame:
             .reset_index().rename(columns={"mean": "median_r", "std": "sd", "count": "n_seeds"}))
 
 
-def scope_label(scope: str) -> str:
+def cluster_evidence(enrichment: Mapping) -> tuple[pd.DataFrame, dict | None]:
+    """A cluster description's evidence as a table (category, effect, elsewhere, top 10, base rate (%), p; by
+    effect, else by enrichment ratio for stores without effects) and the regression's fit ({r2, n_images,
+    rule}, None for older stores)."""
+    rows = []
+    for cat, v in enrichment.items():
+        if str(cat).startswith("_") or not isinstance(v, Mapping):
+            continue
+        count, n = v.get("count"), v.get("n")
+        rows.append({"category": cat, "effect": v.get("effect"), "elsewhere": v.get("effect_others"),
+                     "top 10": f"{int(count)}/{int(n)}" if count is not None and n else "",
+                     "base rate": 100 * v["base_rate"] if v.get("base_rate") is not None else None,
+                     "p": v.get("p_value"), "_ratio": v.get("ratio")})
+    table = pd.DataFrame(rows, columns=["category", "effect", "elsewhere", "top 10", "base rate", "p", "_ratio"])
+    by = "effect" if table["effect"].notna().any() else "_ratio"
+    table = table.sort_values(by, ascending=False, na_position="last").drop(columns="_ratio")
+    if not table["effect"].notna().any():
+        table = table.drop(columns=["effect", "elsewhere"])
+    fit = enrichment.get("_fit") if isinstance(enrichment.get("_fit"), Mapping) else None
+    return table.reset_index(drop=True), (dict(fit) if fit and fit.get("r2") is not None else None)
+
+
+def scope_label(scope: str, short: bool = False) -> str:
     """User-facing name of a cluster scope ('joint:non-early' -> 'joint (reliable subjects) · outside early
-    visual cortex (V1-hV4)', 'joint' -> '... · whole visual cortex', 'subj01:PPA' -> 'subj01 · inside PPA')."""
-    who, _, region = scope.partition(":")
+    visual cortex (V1-hV4)', 'joint' -> '... · whole visual cortex', 'subj01:PPA' -> 'subj01 · inside PPA').
+    ``short``: for a selector ('joint · outside V1-hV4', 'joint · whole visual cortex')."""
+    who, _, region = re.split(r"[@+~]", scope)[0].partition(":")  # without threshold and variant suffixes
+    if short:
+        return f"{who} · " + ("whole visual cortex" if not region and who == "joint"
+                              else f"inside {region}" if region and region != "non-early" else "outside V1-hV4")
     who = "joint (reliable subjects together)" if who == "joint" else who
     if region == "non-early":
         return f"{who} · outside early visual cortex (V1-hV4)"

@@ -40,7 +40,7 @@ import pandas as pd
 from ..atomic import save_npy
 from ..errors import BrainVizDataError
 from ..names import HEMIS, N_FSAVERAGE, N_FSAVERAGE5, ROI_CLASSES, ROI_GROUPS, ROI_SETS, SURFACE_SIZES
-from ..safe_load import load_npy_object
+from ..safe_load import load_npy_object, safe_message
 
 _IMAGE_NAME = re.compile(r"^(?P<split>train|test)-(?P<index>\d+)_(?P<dataset>[A-Za-z0-9]+)-(?P<id>\d+)\.(png|jpg|jpeg)$")
 
@@ -58,7 +58,7 @@ def _load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for corrupt files
-        raise BrainVizDataError(path, f"not a readable .npy array ({exc})") from None
+        raise BrainVizDataError(path, f"not a readable .npy array ({safe_message(exc)})") from None
 
 
 def _check_responses(path: Path, arr: np.ndarray, *, n_rows: int | None, n_cols: int | None,
@@ -128,7 +128,8 @@ _IMAGE_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "
 
 def check_image_files(files: Iterable[Path], root: Path) -> None:
     """Open every image's header: raise BrainVizDataError naming the first file that is empty, not an
-    image of its extension's type, unreadable, or a symlink leading outside ``root`` (the dataset)."""
+    image of its extension's type, unreadable, cut off (no end marker), or a symlink leading outside
+    ``root`` (the dataset)."""
     from PIL import Image, UnidentifiedImageError
 
     root_real = Path(root).resolve()
@@ -154,6 +155,23 @@ def check_image_files(files: Iterable[Path], root: Path) -> None:
             raise BrainVizDataError(p, f"named {p.suffix} but the file is a {fmt} image")
         if w < 1 or h < 1:
             raise BrainVizDataError(p, f"the image has no pixels ({w} x {h})")
+        if not _ends_complete(p, fmt):
+            raise BrainVizDataError(p, f"the {fmt} file is truncated (it lacks the end marker of a complete image)")
+
+
+def _ends_complete(path: Path, fmt: str) -> bool:
+    """A PNG ends with its IEND chunk, a JPEG with its end-of-image marker (trailing padding allowed):
+    a cut-off download fails this from the file's last bytes, without decoding."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 256))
+        tail = f.read()
+    if fmt == "PNG":
+        return b"IEND\xaeB`\x82" in tail[-64:]
+    if fmt in ("JPEG", "MPO"):
+        return b"\xff\xd9" in tail
+    return True
 
 
 # --------------------------------------------------------------------------- reader
@@ -489,6 +507,8 @@ def load_dataset(path: str | Path, *, validate: bool = True) -> AlgonautsDataset
             manifest = json.loads(mf.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BrainVizDataError(mf, f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise BrainVizDataError(mf, "the JSON is nested too deeply to read") from None
         except OSError as exc:
             raise BrainVizDataError(mf, f"cannot read the manifest ({exc.strerror})") from None
         if not isinstance(manifest, dict):

@@ -4,10 +4,9 @@ NSD-sized data (8 subjects x ~9,000 images x ~40,000 vertices float32, ~12 GB)
 is never loaded whole: the Algonauts loader memory-maps every response file;
 :class:`RowConcat` joins the two hemispheres lazily (only the rows asked for
 are read), :func:`iter_row_batches` streams an array in bounded blocks, and
-:class:`RunningMoments`, :func:`streamed_vertex_stats`, :func:`streamed_xty`
-and :func:`streamed_pearson` compute per-vertex statistics, the ridge normal
-equations' right-hand side ``X^T Y`` and prediction accuracy one block at a
-time. They equal the in-memory computations (``tests/test_outofcore.py``).
+:class:`RunningMoments`, :func:`streamed_vertex_stats` and :func:`streamed_xty`
+compute per-vertex statistics and the ridge normal equations' right-hand side
+``X^T Y`` one block at a time. They equal the in-memory computations (``tests/test_outofcore.py``).
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ import numpy as np
 from ..errors import BrainVizDataError
 
 __all__ = ["RowConcat", "subject_responses", "iter_row_batches", "RunningMoments", "streamed_vertex_stats",
-           "streamed_xty", "streamed_pearson"]
+           "streamed_xty"]
 
 
 
@@ -250,25 +249,3 @@ def streamed_xty(X, Y, batch_rows: int | None = None, max_bytes: int = 64 * 2**2
         xtx += xb.T @ xb
         xty += xb.T @ yb
     return {"xtx": xtx, "xty": xty, "x_mean": x_mean, "y_mean": y_mean, "n": np.array(n)}
-
-
-def streamed_pearson(Y, P, batch_rows: int | None = None, max_bytes: int = 64 * 2**20) -> np.ndarray:
-    """Per-column Pearson r (float64, NaN for constant columns) of two (n, v) arrays read in row
-    blocks (e.g. measured responses on disk vs predictions on disk). Equals
-    :func:`brainviz.metrics.pearson_per_vertex` up to rounding."""
-    n, v = int(Y.shape[0]), int(Y.shape[1])
-    if tuple(P.shape) != (n, v):
-        raise BrainVizDataError("P", f"shape {tuple(P.shape)} differs from Y's {(n, v)}")
-    batch = batch_rows or max(1, int(max_bytes // (2 * v * 8)))
-    my, mp = RunningMoments(v), RunningMoments(v)
-    for i0 in range(0, n, batch):
-        my.update(np.asarray(Y[i0:i0 + batch]))
-        mp.update(np.asarray(P[i0:i0 + batch]))
-    cov = np.zeros(v)
-    for i0 in range(0, n, batch):
-        yb = np.asarray(Y[i0:i0 + batch], np.float64) - my.mean
-        pb = np.asarray(P[i0:i0 + batch], np.float64) - mp.mean
-        cov += np.einsum("ij,ij->j", yb, pb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = cov / np.sqrt(my.m2 * mp.m2)
-    return np.where((my.m2 > 0) & (mp.m2 > 0), r, np.nan)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.noise_ceiling import read_noise_ceiling
 from ..errors import BrainVizDataError
+from ..metrics import zscore
 from ..paths import NOISE_CEILINGS, resolve_data_root
 
 N_REPEATS = 3
@@ -100,9 +101,6 @@ def simulate_trials(clean: np.ndarray, target_nc: np.ndarray, rng: np.random.Gen
         idx = order[start:start + session_trials]
         eps = rng.standard_normal((len(idx), n_v), dtype=np.float32)
         x = signal[idx // n_repeats] + noise_sd[None] * (a * eps + b * glob[start:start + len(idx), None])
-        x -= x.mean(axis=0, keepdims=True)
-        sd = x.std(axis=0, keepdims=True)
-        x /= np.where(sd > 0, sd, 1)
-        trials[idx] = x
+        trials[idx] = zscore(x)  # per session (float32)
     repeats = trials.reshape(n_img, n_repeats, n_v)
     return repeats, signal

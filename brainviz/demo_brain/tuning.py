@@ -19,6 +19,13 @@ from ..data.images import CATEGORIES, ImageSet
 from ..data.surfaces import geodesic_distance
 from . import prf as prfmod
 from .anatomy import PATCHES, PRF_SIZE, REGION_CODE, HemiSubject, early_area_group
+from .. import metrics
+
+
+def zscore(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The library's z-score (:func:`brainviz.metrics.zscore`) in float64, the simulation's precision."""
+    return metrics.zscore(x, axis, dtype=np.float64)
+
 
 #: Region tuning: weights over HED category scores and over standardised
 #: pixel statistics (:data:`.prf.LOWLEVEL_NAMES`).
@@ -37,13 +44,6 @@ LOWLEVEL_WEIGHT = 0.3
 #: Number of smooth random tuning centres per hemisphere (mixed tuning) and their spread (mm).
 MIXED_CENTRES = 24
 MIXED_SPREAD_MM = 12.0
-
-
-def zscore(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Standardise along ``axis`` (constant columns become 0)."""
-    x = np.asarray(x, dtype=np.float64)
-    sd = x.std(axis=axis, keepdims=True)
-    return (x - x.mean(axis=axis, keepdims=True)) / np.where(sd > 1e-12, sd, 1.0)
 
 
 @dataclass

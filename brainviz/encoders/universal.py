@@ -79,7 +79,9 @@ and a shared-weight ``lr`` of 2e-3 or 4e-3 (0.415 / 0.430 / 0.350 / 0.286 and 0.
 
 ``proj_dim`` C = 32 value channels (report: not stated; 128 in
 :meth:`UniversalConfig.report`). L = 5 layers of EfficientNet-Lite0 instead of
-DINOv2 ViT-g/14 (see :mod:`brainviz.features.efficientnet` for the criterion).
+DINOv2 ViT-g/14 by default (see :mod:`brainviz.features.efficientnet` for the criterion;
+``--backbone dinov2:vit_giant_patch14 --weights FILE`` gives the report's backbone,
+:mod:`brainviz.features.dinov2`).
 
 Determinism: the parameter init comes from ``seed``; the batch schedule of
 epoch ``k`` from ``(seed, k)``; new subjects' embeddings from ``(seed, name)``.
@@ -114,8 +116,9 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import BrainVizDataError
-from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select
-from ..jobs import report
+from ..safe_load import safe_message
+from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select, to_device
+from ..jobs import check_cancelled, report
 from ._inputs import as_layers, as_responses
 from ..ddp import dist_info
 from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
@@ -148,8 +151,9 @@ class UniversalConfig:
     Runtime: ``seed``, ``device`` (None = cuda if available else cpu),
     ``progress`` (tqdm bars), ``predict_batch_images``, ``predict_batch_voxels`` (16 x 8192:
     969 images x 5,208 voxels predicted in 6-8 s on 2 CPU cores, 13-14 s with 64 x 4096),
-    ``amp`` / ``compile`` (:func:`brainviz.gpu.select`: "auto" = bf16 autocast and
-    torch.compile on CUDA, both off on CPU; "off" / "bf16" / "fp16", "off" / "on").
+    ``amp`` / ``compile`` (:func:`brainviz.gpu.select`: amp "auto" = bf16 autocast on CUDA
+    (when the GPU has bf16), off on CPU; "off" / "bf16" / "fp16" (training under fp16 scales
+    the loss with a GradScaler); compile "auto" = off (opt-in: "on"; not measured faster yet)).
     """
 
     embed_dim: int = 256
@@ -188,6 +192,10 @@ class UniversalConfig:
         return cls(**base)
 
     def validate(self) -> None:
+        for f in fields(self):  # inf / nan (JSON's Infinity, NaN) pass every comparison below
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not np.isfinite(v):
+                raise BrainVizDataError(f"config.{f.name}", f"must be a finite number, got {v!r}")
         checks = {
             "embed_dim": self.embed_dim >= 1, "proj_dim": self.proj_dim >= 1,
             "mlp_hidden": self.mlp_hidden is None or self.mlp_hidden >= 1,
@@ -415,8 +423,11 @@ class UniversalEncoder:
     def _run_epochs(self, subjects: list[_Subject], optimizer: torch.optim.Optimizer, start_epoch: int,
                     n_epochs: int, rng_key: tuple, desc: str, history: list[dict],
                     checkpoint_path: str | Path | None = None, track_best: bool = True,
-                    of: int | None = None) -> None:
-        """Epochs ``start_epoch`` .. ``n_epochs - 1`` (of ``of`` in all, for the progress display)."""
+                    of: int | None = None, scaler: "torch.amp.GradScaler | None" = None) -> None:
+        """Epochs ``start_epoch`` .. ``n_epochs - 1`` (of ``of`` in all, for the progress display).
+
+        ``scaler``: the loss scaler to use (kept across calls by :meth:`transfer`, which runs one
+        epoch per call); default a new one from :meth:`brainviz.gpu.Accel.grad_scaler`."""
         cfg = self.config
         dev = self.device
         info = dist_info()
@@ -430,46 +441,53 @@ class UniversalEncoder:
             n_trainable_emb = sum(p.requires_grad for p in module.embeddings.values())
             net = DDP(module, device_ids=[dev.index] if dev.type == "cuda" else None,
                       find_unused_parameters=n_trainable_emb > 1)
-        accel = select(dev, cfg.amp, cfg.compile)  # CPU: float32 eager; CUDA: bf16 autocast + torch.compile
+        accel = select(dev, cfg.amp, cfg.compile)  # CPU: float32 eager; CUDA: bf16 autocast (compile opt-in)
         accel.apply_global()
         net = accel.maybe_compile(net)
+        if scaler is None:
+            scaler = accel.grad_scaler()  # loss scaling under fp16 autocast; a pass-through otherwise
         has_val = any(len(s.val_idx) for s in subjects)
         since_best = 0
         if track_best and self._best is not None and has_val:
             since_best = start_epoch - self._best["epoch"]
         for epoch in range(start_epoch, n_epochs):
-            report(f"{desc} epoch {epoch + 1}/{of or n_epochs}")  # when run as a job beside others (brainviz.jobs)
+            # when run as a job (brainviz.jobs): the epoch, and the fraction of the epochs finished
+            report(f"{desc} epoch {epoch + 1}/{of or n_epochs}", done=epoch / (of or n_epochs))
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, *rng_key, epoch])
             steps = self._schedule(subjects, rng, world)
             module.train()
-            total, n_pairs = 0.0, 0
+            # summed on the device: no host sync per step (MPS has no float64)
+            total = torch.zeros((), dtype=torch.float32 if dev.type == "mps" else torch.float64, device=dev)
+            n_pairs = 0
             bar = tqdm(steps, desc=f"{desc} epoch {epoch + 1}/{n_epochs}", leave=False,
                        disable=not cfg.progress or rank != 0)
             for si, imgs, vox in bar:
+                check_cancelled()  # a stopping run (Ctrl-C, SIGTERM) ends this job thread within a step
                 sd = subjects[si]
                 local = imgs[rank::world]
-                x = sd.X[local].to(dev, torch.float32)
+                # host -> device: pinned and non-blocking on CUDA, features cast to float32 there
+                x = to_device(sd.X[local], dev, torch.float32)
                 vl = torch.from_numpy(vox[rank::world])            # (b_local, n_vox) per-image voxels
-                y = torch.gather(sd.Y[local], 1, vl).to(dev)
-                vt = vl.to(dev)
+                y = to_device(torch.gather(sd.Y[local], 1, vl), dev)
+                vt = to_device(vl, dev)
                 with accel.autocast():
                     pred = net(x, sd.name, vt)
                 loss = ue_loss(pred.float(), y, cfg.loss_alpha)
                 optimizer.zero_grad(set_to_none=True)
-                if world > 1:
-                    # DDP averages the ranks' gradients; weighting each rank's mean by its share of
-                    # the batch makes that average the gradient of the whole batch's mean loss
-                    (loss * (len(local) * world / len(imgs))).backward()
-                else:
-                    loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(local)
+                # DDP averages the ranks' gradients; weighting each rank's mean by its share of
+                # the batch makes that average the gradient of the whole batch's mean loss
+                weighted = loss * (len(local) * world / len(imgs)) if world > 1 else loss
+                scaler.scale(weighted).backward()
+                scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
+                scaler.update()
+                total += loss.detach() * len(local)
                 n_pairs += int(vl.numel())
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                if not bar.disable:
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             secs = time.perf_counter() - t0
             n_rows = sum(len(i[rank::world]) for _, i, _ in steps)
-            rec = {"epoch": epoch + 1, "loss": total / max(1, n_rows),  # mean batch loss, weighted by images
+            rec = {"epoch": epoch + 1, "loss": float(total) / max(1, n_rows),  # mean batch loss, weighted by images
                    "seconds": secs, "pairs_per_s": n_pairs * world / max(secs, 1e-9)}
             if has_val:
                 rec["val_score"] = self._val_score(subjects)
@@ -642,12 +660,13 @@ class UniversalEncoder:
             for n, p in self.module_.named_parameters():
                 p.requires_grad_(p is emb)
             optimizer = torch.optim.Adam([emb], lr=lr)
+            scaler = select(self.device, cfg.amp, "off").grad_scaler()  # one for all epochs (fp16 only)
             hist: list[dict] = []
             best = None
             since = 0
             for epoch in range(n_epochs):  # epoch by epoch so that early stopping keeps the best embedding
                 self._run_epochs(subjects, optimizer, epoch, epoch + 1, (1, zlib.crc32(subject.encode())),
-                                 f"transfer {subject}", hist, track_best=False, of=n_epochs)
+                                 f"transfer {subject}", hist, track_best=False, of=n_epochs, scaler=scaler)
                 if len(sd.val_idx):
                     score = hist[-1]["val_score"]
                     if best is None or score > best[0]:
@@ -738,7 +757,7 @@ class UniversalEncoder:
         accel = select(dev, cfg.amp, "off")  # bf16 autocast on CUDA; compiled inference not worth its warm-up
         chunks = chunks if chunks is not None else self._voxel_chunks(subject)
         for i in range(0, n, cfg.predict_batch_images):
-            x = X[i:i + cfg.predict_batch_images].to(dev, torch.float32)
+            x = to_device(X[i:i + cfg.predict_batch_images], dev, torch.float32)
             with accel.autocast():
                 f = module.project(x)  # once per image batch, shared by every voxel chunk
                 for j0, j1, terms in chunks:
@@ -787,7 +806,7 @@ class UniversalEncoder:
         layers, _ = self._check_layers(X, "X")
         vt = None if voxels is None else torch.as_tensor(np.asarray(voxels), dtype=torch.long, device=self.device)
         with torch.no_grad():
-            x = _to_tensor(layers).to(self.device, torch.float32)
+            x = to_device(_to_tensor(layers), self.device, torch.float32)
             _, attn, _ = self.module_(x, subject, vt, return_attention=True)
         return attn.cpu().numpy()
 
@@ -823,7 +842,7 @@ class UniversalEncoder:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise BrainVizDataError(path, f"not a readable checkpoint ({exc})") from None
+            raise BrainVizDataError(path, f"not a readable checkpoint ({safe_message(exc)})") from None
         if isinstance(ck, dict) and ck.get("format") in _OLD_FORMATS:
             raise BrainVizDataError(path, f"is a {ck['format']} checkpoint from an older BrainViz "
                                     f"({_OLD_FORMATS[ck['format']]}); retrain it with `python -m precompute train`")

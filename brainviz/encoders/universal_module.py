@@ -207,16 +207,20 @@ class UniversalEncoderModule(nn.Module):
         # group g: rows g*n .. (g+1)*n, split once (the backward of one split is one concatenation;
         # slicing each group would add a zero-filled full-size gradient per group and tensor)
         terms = self.voxel_terms(emb.index_select(0, groups.reshape(-1))).split(n)
-        y = x.new_empty(voxels.shape)
-        attn = x.new_empty((*voxels.shape, self.n_layers, self.n_patches)) if return_attention else None
+        # outputs in the input's precision (at least float32): under autocast (bf16 / fp16) each group's
+        # output is in the low-precision dtype, and an index put needs equal dtypes (the gradient flows
+        # back through the cast)
+        dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        y = x.new_empty(voxels.shape, dtype=dt)
+        attn = x.new_empty((*voxels.shape, self.n_layers, self.n_patches), dtype=dt) if return_attention else None
         for g in range(groups.shape[0]):
             sel = (assign == g).nonzero().squeeze(1)
             out = self.forward_values(proj.select(sel), terms[g],
                                       return_attention=return_attention)
             if return_attention:
-                y[sel], attn[sel] = out[0], out[1]
+                y[sel], attn[sel] = out[0].to(dt), out[1].to(dt)
             else:
-                y[sel] = out
+                y[sel] = out.to(dt)
         return (y, attn, None) if return_attention else y
 
     def forward_embeddings(self, x: torch.Tensor, e: torch.Tensor, return_attention: bool = False):

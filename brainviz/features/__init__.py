@@ -11,29 +11,34 @@ Public API::
 ``FeatureSet.layers`` is (n_images, L, P, C) float16 (zero-padded to the largest
 layer's channels; ``channels`` gives each layer's true count) and
 ``FeatureSet.pooled`` is (n_images, D) float32, the backbone's image embedding.
-"""
-from .base import Backbone
-from .cache import FEATURES_VERSION, cached_features, image_set_hash
-from .extract import extract_features, features_for_pil
-from .featureset import FeatureSet
-from .preprocess import Preprocessor, load_image, to_rgb
-from .registry import DEFAULT_BACKBONE, available_backbones, clear_backbone_cache, get_backbone
-from .weights import weights_identity
 
-__all__ = [
-    "Backbone",
-    "DEFAULT_BACKBONE",
-    "FEATURES_VERSION",
-    "FeatureSet",
-    "Preprocessor",
-    "available_backbones",
-    "cached_features",
-    "clear_backbone_cache",
-    "extract_features",
-    "features_for_pil",
-    "get_backbone",
-    "image_set_hash",
-    "load_image",
-    "to_rgb",
-    "weights_identity",
-]
+The names are re-exported here, imported on first use: ``brainviz.features.weights``
+(the weights' identity and the store's record of them, read by the app's Home page)
+and ``brainviz.features.featureset`` load without torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Backbone": ".base",
+    "FEATURES_VERSION": ".cache", "cached_features": ".cache", "image_set_hash": ".cache",
+    "extract_features": ".extract", "features_for_pil": ".extract",
+    "FeatureSet": ".featureset",
+    "Preprocessor": ".preprocess", "load_image": ".preprocess", "to_rgb": ".preprocess",
+    "DEFAULT_BACKBONE": ".registry", "available_backbones": ".registry", "clear_backbone_cache": ".registry",
+    "get_backbone": ".registry",
+    "WeightsSpec": ".weights", "weights_identity": ".weights", "weights_spec": ".weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -16,6 +16,9 @@ Blocks (shallow to deep, see :func:`block_modules`):
 * open_clip ViTs: every transformer block (``resblock{i}``: the residual stream,
   all patch tokens, prefix/CLS tokens dropped, P x width) and ``pooled`` (the
   L2-normalized CLIP image embedding).
+* DINOv2 ViTs (timm): every transformer block (``block{i}``: the residual stream, all
+  16 x 16 patch tokens at 224 px, CLS and register tokens dropped, P x width), through the
+  backbone's own ``block_modules`` / ``block_transform``, and ``pooled`` (the CLS token).
 * Any other backbone: it may define ``block_modules() -> [(name, module)]`` and,
   optionally, ``block_transform(name, tensor) -> tensor``.
 

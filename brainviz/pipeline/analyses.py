@@ -19,7 +19,7 @@ from ..names import EARLY_ROIS, HEMIS, ROI_SETS
 from ..paths import KRIEGESKORTE92, resolve_data_root
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..jobs import run_jobs
-from ..metrics import pearson_per_vertex
+from ..metrics import pearson_per_vertex, retrieval_ranks, zscore
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
@@ -232,8 +232,8 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
                 for s in subjects}
     w.add_predictions(EMBEDDING_MODEL + ":all-images", main[0], main_keys, preds[main[0]])
     # top images rank cluster means of per-vertex z-scored responses: z-score once, not per scope and k
-    preds = {s: cl.zscore_columns(p) for s, p in preds.items()}
-    measured = {s: (cl.zscore_columns(y), keys) for s, (y, keys) in measured.items()}
+    preds = {s: zscore(np.asarray(p, np.float32)) for s, p in preds.items()}
+    measured = {s: (zscore(np.asarray(y, np.float32)), keys) for s, (y, keys) in measured.items()}
     planted = {s: ctx.planted_regions(s) for s in subjects}
     prf = {s: _planted_prf(ctx, s) for s in subjects}
     refs = _reference_responses(ctx, main, planted)
@@ -511,7 +511,10 @@ def _write_labels(ctx: Context, w: StoreWriter, scope: str, plan: dict, subs: li
         # categories such as words are predicted poorly from 450 training images).
         top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False)
         source = "measured"
-        desc = cl.describe_top_images(top, scores, n_vertices=counts)
+        # named by what distinguishes a cluster: the tag with the largest unique effect on its mean measured
+        # response over every tagged image; "mixed / weak" when the tags explain little of it
+        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        desc = cl.name_clusters(means, top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
         rec = {}
@@ -714,7 +717,7 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
             paths.append(p)
         w.add_images(k92.image_keys, paths, dataset_id=None)
         w.add_image_tags(_k92_scores(k92), tags=dict(zip(k92.image_keys, k92.categories["category"].astype(str))))
-        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights)
+        backbone = get_backbone(ctx.config.backbone, weights=ctx.config.weights, seed=ctx.config.seed)
         ims = k92.pil_images()
         fs = extract_features(backbone, ims, progress=ctx.config.progress)
         w.add_image_features(ctx.config.backbone, k92.image_keys, np.asarray(fs.pooled, np.float32))
@@ -725,8 +728,9 @@ def write_k92(ctx: Context, w: StoreWriter) -> dict:
         models = {f"{bb} {n}": r for n, r in blocks.items()}
         family = {f"{bb} {n}": "block" for n in blocks}
         depth = {f"{bb} {n}": float(i / max(1, len(blocks) - 1)) for i, n in enumerate(blocks)}
-        stages = {f"{bb} {n} (7x7 pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
-                                                                             include_pooled=False).items()}
+        grid = "x".join(str(int(g)) for g in fs.grid)  # the encoder layers' patch grid (7x7; DINOv2: 8x8)
+        stages = {f"{bb} {n} ({grid} pooled)": r for n, r in rdmlib.feature_rdms(fs, metric="correlation",
+                                                                                include_pooled=False).items()}
         models.update(stages)
         family.update({n: "stage (7x7 pooled)" for n in stages})
         refs = {f"reference: {n}": r for n, r in k92.models.items()}
@@ -819,9 +823,11 @@ ENCODER_KINDS = ("ue_multi", "ridge")
 
 
 def _rank_rows(subject: str, approach: str, name: str, sim: np.ndarray, keys: list[str]) -> list[dict]:
+    """One row per query image: its rank (:func:`brainviz.metrics.retrieval_ranks`, the one ties rule) and
+    the five best candidates (``sim``: (n, n) scores, query i's true candidate is i)."""
     order = np.argsort(-sim, axis=1, kind="stable")
-    ranks = 1 + np.argmax(order == np.arange(len(keys))[:, None], axis=1)
-    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=int(ranks[q]),
+    ranks = retrieval_ranks(sim)
+    return [dict(subject=subject, roi_set=name, image_key=keys[q], rank=float(ranks[q]),
                  top_keys=[keys[i] for i in order[q, :5]], cosine=np.nan, approach=approach)
             for q in range(len(keys))]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..errors import BrainVizDataError
 from ..names import PERCENT
 from ..paths import PROJECT_ROOT
 from ..store.writer import StoreWriter
@@ -53,15 +54,31 @@ def write_inputs(ctx: Context, w: StoreWriter) -> None:
     w.add_image_features(ctx.config.backbone, list(fs.keys), np.asarray(fs.pooled, np.float32))
 
 
+def check_model_weights(ctx: Context, registry: dict) -> None:
+    """Refuse models trained on another backbone or other weights than this run's (the store records one
+    backbone and its weights, which live prediction rebuilds): BrainVizDataError naming the work folder's
+    registry and both weights. Entries of older runs (no ``weights_id``) are not checked."""
+    spec = ctx.weights_spec
+    for model_id, e in registry.items():
+        backbone, wid = e.get("backbone"), e.get("weights_id")
+        if (backbone and backbone != spec.backbone) or (wid and wid != spec.weights_id):
+            raise BrainVizDataError(ctx.work / "models" / "registry.json",
+                                    f"model {model_id!r} was trained on {backbone or spec.backbone} with weights "
+                                    f"{wid}, this run uses {spec.backbone} with {spec.description}: pass the same "
+                                    "--backbone / --weights / --seed as `precompute train`, or train again")
+
+
 def write_encoders(ctx: Context, w: StoreWriter) -> dict:
     """Models, per-vertex and per-ROI metrics, retrieval, test predictions, transfer curve."""
     registry = load_registry(ctx)
+    check_model_weights(ctx, registry)  # (also checked before any work by analyze())
     for model_id, e in registry.items():
         w.add_model(model_id, e["kind"], e["subjects"], backbone=ctx.config.backbone, config=e["config"],
                     checkpoint_path=e["checkpoint"],
                     provenance={"seed": ctx.config.seed, "train_seconds": e.get("train_seconds"),
                                 "pretrained_on": e.get("pretrained_on"), "git_commit": _git_commit(),
-                                "dataset": str(ctx.dataset.path), "simulated": ctx.dataset.simulated})
+                                "dataset": str(ctx.dataset.path), "simulated": ctx.dataset.simulated,
+                                "weights_id": ctx.weights_spec.weights_id})
     table = read_results(ctx, "encoders")
     if table is None or table.empty:  # no evaluation images (see pipeline.plan)
         return {}
@@ -92,6 +109,7 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
 def analyze(ctx: Context) -> dict:
     """The analyze stage: run the analyses and write the store; returns the headline numbers."""
     headline: dict = {}
+    check_model_weights(ctx, load_registry(ctx))  # before computing anything
     with StoreWriter(ctx.config.store) as w:
         with ctx.timed("store: inputs"):
             write_inputs(ctx, w)
@@ -107,6 +125,7 @@ def analyze(ctx: Context) -> dict:
         if skips:
             w.write_table("skipped_analyses", pd.DataFrame([k.as_row() for k in skips]))
         w.set_meta(simulated=ctx.dataset.simulated, dataset=str(ctx.dataset.path), backbone=ctx.config.backbone,
+                   **ctx.weights_spec.to_meta(),  # which weights: live prediction rebuilds the same (or refuses)
                    brainviz_version=__version__, git_commit=_git_commit() or "",
                    config=ctx.config.to_dict(), headline=json.loads(json.dumps(headline, default=float)),
                    timings={k: round(v, 1) for k, v in ctx.timings.items()})

@@ -170,6 +170,21 @@ class Context:
         return None, f"none (no repetitions in the dataset; noise-ceiling files: {why})"
 
     # ---- features
+    @property
+    def random_weights(self) -> bool:
+        """True when the backbone runs on a random initialization (open_clip / dinov2 without weights)."""
+        from ..features.weights import random_init
+
+        return random_init(self.config.backbone, self.config.weights)
+
+    @cached_property
+    def weights_spec(self):
+        """:class:`~brainviz.features.weights.WeightsSpec` of this run's backbone weights (hashes a
+        weights file once; the store records it, live use must find the same weights)."""
+        from ..features.weights import weights_spec
+
+        return weights_spec(self.config.backbone, self.config.weights, self.config.seed)
+
     @cached_property
     def features(self):
         """FeatureSet of every catalog image (memory-mapped, cached on disk)."""

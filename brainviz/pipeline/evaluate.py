@@ -14,7 +14,8 @@ from ..jobs import run_jobs
 from ..names import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalEncoder
-from ..metrics import nna_per_vertex, pattern_correlations, pearson_per_vertex, retrieval_ranks, retrieval_summary
+from ..metrics import (nna_per_vertex, pattern_correlations, pearson_per_vertex, retrieval_ranks, retrieval_summary,
+                       roi_summary)
 from .context import Context
 from .train import ue_config
 from .workdir import load_model, load_registry, save_predictions, write_results, write_vertex_metrics
@@ -78,19 +79,17 @@ def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
             vm[f"{model_id}|{s}"] = sc
             ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))
             ret = retrieval_summary(ranks)
-            r = sc["r"]
+            masks = roi_labels(ctx, s)  # 'all' first
+            by_roi = roi_summary(sc["r"], masks)
+            nna = roi_summary(sc["nna"], masks)["median"] if "nna" in sc else pd.Series(np.nan, index=by_roi.index)
+            whole = by_roi.iloc[0]
             rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
-                             n_test=len(keys), median_r=float(np.nanmedian(r)),
-                             p25=float(np.nanpercentile(r, 25)), p75=float(np.nanpercentile(r, 75)),
-                             median_nna=float(np.nanmedian(sc["nna"])) if "nna" in sc else np.nan,
-                             mean_rank=ret["mean_rank"], top1=ret["top1"], top5=ret["top5"],
-                             train_seconds=entry.get("train_seconds", np.nan)))
-            for roi, mask in roi_labels(ctx, s).items():
-                rr = r[mask]
-                roi_rows.append(dict(model_id=model_id, subject=s, roi=roi, median_r=float(np.nanmedian(rr)),
-                                     p25=float(np.nanpercentile(rr, 25)), p75=float(np.nanpercentile(rr, 75)),
-                                     median_nna=float(np.nanmedian(sc["nna"][mask])) if "nna" in sc else np.nan,
-                                     n=int(mask.sum())))
+                             n_test=len(keys), median_r=whole["median"], p25=whole["p25"], p75=whole["p75"],
+                             median_nna=float(nna.iloc[0]), mean_rank=ret["mean_rank"], top1=ret["top1"],
+                             top5=ret["top5"], train_seconds=entry.get("train_seconds", np.nan)))
+            roi_rows += [dict(model_id=model_id, subject=s, roi=row.roi, median_r=row.median, p25=row.p25,
+                              p75=row.p75, median_nna=float(nna.iloc[i]), n=int(row.n))
+                         for i, row in enumerate(by_roi.itertuples())]
         return rows, roi_rows, vm
 
     with ctx.timed("evaluate"):  # models side by side (brainviz.jobs); tables in registry order

@@ -9,11 +9,23 @@ Models (ids are stable, so the store and the app can refer to them):
 * ``ue_transfer-<subj>`` ``ue_pretrain`` + ``<subj>``'s voxel embeddings only (all its images)
 
 Output (through :mod:`brainviz.pipeline.workdir`): checkpoints and ``models/registry.json``.
+
+Finished models are kept: each registry entry carries a fingerprint of what the model was
+trained on (:func:`model_fingerprint`: the training image keys in order, a digest of the
+exact response rows fitted, the feature cache entry's identity and checksums, the model
+settings and seed, the estimator's source code) and its checkpoint's size and mtime. A later
+run reuses a model whose fingerprint and checkpoint are unchanged and trains it again when
+anything changed (``reuse=False`` / ``--no-reuse``: always). The registry is written after
+every finished model, so a run stopped during this stage keeps what it finished; a Universal
+Encoder stopped mid-fit continues from its last epoch (:func:`fit_resumable`).
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -26,9 +38,10 @@ from ..encoders.universal import UniversalConfig, UniversalEncoder
 from ..errors import BrainVizDataError
 from ..jobs import run_jobs
 from .context import Context
-from .workdir import models_dir, save_registry
+from .workdir import load_registry, models_dir, save_registry
 
-__all__ = ["QUICK_UE", "ue_config", "train", "partial_checkpoint", "fit_resumable"]
+__all__ = ["QUICK_UE", "ue_config", "train", "partial_checkpoint", "fit_resumable", "model_fingerprint",
+           "training_data"]
 
 QUICK_UE = dict(n_epochs=2, transfer_epochs=2, batch_voxels=500, proj_dim=16, embed_dim=32)
 
@@ -41,59 +54,231 @@ def ue_config(ctx: Context, **extra) -> UniversalConfig:
     return UniversalConfig(seed=ctx.config.seed, progress=ctx.config.progress, **over)
 
 
+def training_data(ctx: Context, subject: str) -> tuple[list[str], np.ndarray]:
+    """(image keys in row order, (n, V) responses): exactly what every model of ``subject`` is fitted on."""
+    return list(ctx.images[subject].train_keys), ctx.responses(subject, "train")
+
+
 def _ue_data(ctx: Context, subjects: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {s: (ctx.layers(ctx.images[s].train_keys), ctx.responses(s, "train")) for s in subjects}
+    out = {}
+    for s in subjects:
+        keys, Y = training_data(ctx, s)
+        out[s] = (ctx.layers(keys), Y)
+    return out
 
 
-def train(ctx: Context) -> dict:
-    """Train ridge, UE-single, UE-multi, UE-pretrain and UE-transfer models; return the registry."""
+# --------------------------------------------------------------------------- fingerprints (reuse)
+#: UniversalConfig fields that do not change the fitted model.
+_RUNTIME_FIELDS = {"progress", "device", "predict_batch_images", "predict_batch_voxels"}
+
+
+def _scan_responses(a) -> tuple[str, int]:
+    """(digest of an (n, V) array's values, shape and dtype; how many of its V columns are constant),
+    in one pass over blocks of rows."""
+    a = np.asarray(a) if not hasattr(a, "shape") else a
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{tuple(a.shape)}|{np.dtype(a.dtype).str}".encode())
+    row = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize)
+    step = max(1, (64 << 20) // row)
+    lo = hi = None
+    for i in range(0, a.shape[0], step):
+        block = np.ascontiguousarray(a[i:i + step])
+        h.update(block.tobytes())
+        if block.ndim == 2 and len(block):
+            bmin, bmax = block.min(axis=0), block.max(axis=0)
+            lo = bmin if lo is None else np.minimum(lo, bmin)
+            hi = bmax if hi is None else np.maximum(hi, bmax)
+    return h.hexdigest(), (int((lo == hi).sum()) if lo is not None else 0)
+
+
+def _array_digest(a) -> str:
+    """Digest of an (n, ...) array's values, shape and dtype (read in blocks of rows)."""
+    return _scan_responses(a)[0]
+
+
+def _features_identity(fs) -> dict:
+    """The feature cache entry behind ``fs``: its folder name (backbone, weights, version, image-set
+    hash) and the checksums recorded when it was written; an in-memory FeatureSet: a digest of it."""
+    filename = getattr(fs.layers, "filename", None)
+    if filename:
+        entry = Path(filename).parent
+        try:
+            files = json.loads((entry / "meta.json").read_text()).get("files", {})
+            sums = {k: v.get("sha256") for k, v in files.items()}
+        except (OSError, ValueError, AttributeError):
+            sums = {}
+        return {"cache_entry": entry.name, "sha256": sums}
+    return {"backbone": fs.backbone, "weights": fs.weights_id, "layers": _array_digest(fs.layers),
+            "keys": hashlib.sha1("\n".join(fs.keys).encode()).hexdigest()}
+
+
+def _source_digest(*objects) -> str:
+    """Digest of the source files defining ``objects`` (an estimator's code: a change retrains)."""
+    h = hashlib.sha1()
+    for path in sorted({inspect.getsourcefile(o) for o in objects}):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(kind: str, settings: dict, data: dict, features: dict, code: str) -> str:
+    """Hex digest of everything a fitted model depends on.
+
+    ``data``: {subject: {"keys": training image keys in row order, "responses": digest of the
+    exact (n, V) response rows fitted}}; ``settings``: the model's configuration and seed;
+    ``features``: :func:`_features_identity`; ``code``: :func:`_source_digest` of the estimator.
+    """
+    blob = json.dumps({"kind": kind, "settings": settings, "data": data, "features": features, "code": code},
+                      sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _checkpoint_stamp(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _reusable(entry: dict | None, fingerprint: str) -> bool:
+    """A registry entry of an earlier run that can stand for a model with ``fingerprint``."""
+    if not entry or entry.get("fingerprint") != fingerprint or not entry.get("checkpoint"):
+        return False
+    stamp = _checkpoint_stamp(Path(entry["checkpoint"]))
+    return stamp is not None and stamp == entry.get("checkpoint_stamp")
+
+
+def train(ctx: Context, reuse: bool = True) -> dict:
+    """Train ridge, UE-single, UE-multi, UE-pretrain and UE-transfer models; return the registry.
+
+    ``reuse``: keep the models of an earlier run whose fingerprint (:func:`model_fingerprint`) and
+    checkpoint are unchanged instead of training them again.
+
+    Every registry entry records the backbone and its weights' identity (``backbone``,
+    ``weights_id``): the analyze stage refuses to store models of other weights than its own."""
     mdir = models_dir(ctx)
     registry: dict = {}
     subjects = ctx.subject_names
     ctx.features  # noqa: B018  (compute / open the feature cache first, timed separately)
+    made_with = {"backbone": ctx.config.backbone, "weights_id": ctx.weights_spec.weights_id}
+    try:
+        earlier = load_registry(ctx) if reuse else {}
+    except BrainVizDataError:
+        earlier = {}  # an unreadable registry: train everything again
+    lock = threading.Lock()
+    reused: list[str] = []
+    digests: dict[str, dict] = {}
+    features = _features_identity(ctx.features)
+
+    def data_of(subs: list[str]) -> dict:
+        with lock:
+            for s in subs:
+                if s not in digests:
+                    keys, Y = training_data(ctx, s)
+                    digest, n_const = _scan_responses(Y)
+                    _check_constant(s, n_const, int(Y.shape[1]))
+                    digests[s] = {"keys": keys, "responses": digest}
+            return {s: digests[s] for s in subs}
+
+    def _check_constant(s: str, n_const: int, n_vertices: int) -> None:
+        """Constant training responses: an error when every vertex is constant, else a warning."""
+        if n_const and n_const == n_vertices:
+            raise BrainVizDataError(f"{s} training responses", "every vertex has the same response in every "
+                                    "training image (constant data): there is nothing to learn from")
+        if n_const and ctx.config.progress:
+            print(f"warning: {s}: {n_const} of {n_vertices} vertices have the same training response in every "
+                  "image; their accuracy (r) is undefined (NaN) and left out of medians", flush=True)
+
+    for s in subjects:  # check (and digest) every subject's data before any fit starts
+        data_of([s])
+
+    def record(model_id: str, entry: dict, fingerprint: str) -> None:
+        """Add a finished model and write the registry now (earlier entries not redone yet are kept)."""
+        entry = dict(entry, **made_with, fingerprint=fingerprint,
+                     checkpoint_stamp=_checkpoint_stamp(Path(entry["checkpoint"])))
+        with lock:
+            registry[model_id] = entry
+            save_registry(ctx, {**{k: v for k, v in earlier.items() if k not in registry}, **registry})
+
+    def keep(model_id: str, fingerprint: str) -> bool:
+        """Reuse ``model_id`` of the earlier run when its fingerprint matches."""
+        if not _reusable(earlier.get(model_id), fingerprint):
+            return False
+        with lock:
+            registry[model_id] = dict(earlier[model_id])
+            reused.append(model_id)
+        return True
+
     with ctx.timed("train"):
+        ridge_code = _source_digest(RidgeEncoder)
+
         def fit_ridge(s: str) -> None:
             t0 = time.perf_counter()
             model = RidgeEncoder(seed=ctx.config.seed, alphas=np.logspace(-1, 6, 8) if ctx.config.quick else np.logspace(-1, 6, 15))
-            model.fit(ctx.feature_subset(ctx.images[s].train_keys), ctx.responses(s, "train"))
+            fp = model_fingerprint("ridge", model.get_params(), data_of([s]), features, ridge_code)
+            if keep(f"ridge-{s}", fp):
+                return
+            keys, Y = training_data(ctx, s)
+            model.fit(ctx.feature_subset(keys), Y)
             path = mdir / f"ridge-{s}.joblib"
             with atomic_path(path, ".joblib") as tmp:
                 joblib.dump(model, tmp)
-            registry[f"ridge-{s}"] = dict(kind="ridge", subjects=[s], checkpoint=str(path),
-                                          config={"alphas": model.alphas.tolist(), "cv": model.cv,
-                                                  "spatial_grid": model.spatial_grid},
-                                          train_seconds=time.perf_counter() - t0)
+            record(f"ridge-{s}", dict(kind="ridge", subjects=[s], checkpoint=str(path),
+                                      config={"alphas": model.alphas.tolist(), "cv": model.cv,
+                                              "spatial_grid": model.spatial_grid},
+                                      train_seconds=time.perf_counter() - t0), fp)
 
         cfg = ue_config(ctx)
         workers = ctx.workers(cfg.device)
         if workers > 1:  # side by side the epoch bars of two fits would garble each other
             cfg.progress = False
+        ue_settings = {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
+        from ..encoders import universal_module
+
+        ue_code = _source_digest(UniversalEncoder, universal_module.UniversalEncoderModule)
 
         def named(model_id: str, subs: list[str]) -> str:
             return f"{model_id} ({', '.join(subs)})"
 
-        def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder:
+        def ue_fingerprint(kind: str, subs: list[str]) -> str:
+            return model_fingerprint(kind, ue_settings, data_of(subs), features, ue_code)
+
+        def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder | None:
+            """Fit (or keep) a Universal Encoder; returns it when fitted now, None when reused."""
+            fp = ue_fingerprint(kind, subs)
+            if keep(model_id, fp):
+                return None
             t0 = time.perf_counter()
             path = mdir / f"{model_id}.pt"
             enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
-            registry[model_id] = dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
-                                      train_seconds=time.perf_counter() - t0,
-                                      embedding_cosine_to_init=dict(enc.embedding_cosine_))
+            record(model_id, dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
+                                  train_seconds=time.perf_counter() - t0,
+                                  embedding_cosine_to_init=dict(enc.embedding_cosine_)), fp)
             if ctx.config.progress:  # near 1 = the embeddings are still mostly their random start
                 print(f"{model_id}: median cosine(final, initial voxel embedding) "
                       + ", ".join(f"{s} {c:.2f}" for s, c in enc.embedding_cosine_.items()), flush=True)
             return enc
 
         def pretrain_and_transfer(new: str) -> None:
-            pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", [s for s in subjects if s != new])
+            others = [s for s in subjects if s != new]
+            pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", others)
+            pre_fp = registry[f"ue_pretrain-{new}"]["fingerprint"]
+            fp = model_fingerprint("ue_transfer", {**ue_settings, "pretrained": pre_fp}, data_of([new]), features,
+                                   ue_code)
+            if keep(f"ue_transfer-{new}", fp):
+                return
+            if pre is None:  # the pre-trained model was kept: start from its checkpoint
+                pre = UniversalEncoder.load(registry[f"ue_pretrain-{new}"]["checkpoint"])
+                for name in ("transfer_updates", "transfer_epochs", "transfer_lr", "seed", "progress"):
+                    setattr(pre.config, name, getattr(cfg, name))
             t0 = time.perf_counter()
             X, Y = _ue_data(ctx, [new])[new]
             pre.transfer(new, X, Y)
             path = mdir / f"ue_transfer-{new}.pt"
             pre.save(path)
-            registry[f"ue_transfer-{new}"] = dict(kind="ue_transfer", subjects=[new], checkpoint=str(path),
-                                                 config=cfg.to_dict(), pretrained_on=[s for s in subjects if s != new],
-                                                 train_seconds=time.perf_counter() - t0)
+            record(f"ue_transfer-{new}", dict(kind="ue_transfer", subjects=[new], checkpoint=str(path),
+                                              config=cfg.to_dict(), pretrained_on=others,
+                                              train_seconds=time.perf_counter() - t0), fp)
 
         # longest first, so that the workers finish close together (demo brain, one thread each: the joint
         # model 277 s, the pre-training 240 s, each single-subject model 35 s)
@@ -111,8 +296,11 @@ def train(ctx: Context) -> dict:
     # the order of a one-after-the-other run, whatever order the jobs finished in
     order = [f"ridge-{s}" for s in subjects] + [f"ue_single-{s}" for s in ctx.main_subjects] + ["ue_multi"]
     order += [f"ue_pretrain-{new}", f"ue_transfer-{new}"] if new is not None else []
-    registry = {k: registry[k] for k in order if k in registry}
+    registry = {k: {**registry[k], **made_with} for k in order if k in registry}
     save_registry(ctx, registry)
+    if reused and ctx.config.progress:
+        print(f"kept {len(reused)} of {len(registry)} models of an earlier run (same data, settings and code): "
+              + ", ".join(sorted(reused)), flush=True)
     return registry
 
 

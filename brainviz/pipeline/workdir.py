@@ -7,13 +7,21 @@ Every stage goes through these functions (no stage builds a work-folder path its
     <work>/predictions/<model_id>/<subj>.npy  (n_test, V) float32 test predictions, test-image order
     <work>/results/<name>.csv                 encoders, roi_metrics, transfer_curve tables
     <work>/results/vertex_metrics.npz         "<model_id>|<subject>|<metric>" -> (V,) array
+    <work>/stages.json                        {stage: {fingerprint, outputs: {file: [size, mtime_ns]}}}
 
 ``ctx`` is anything with a ``work`` path (a :class:`~brainviz.pipeline.context.Context`).
 Writes are atomic (temp file renamed into place).
+
+Finished stages are recorded in ``stages.json`` (:func:`mark_stage`) with a fingerprint of their
+inputs (:func:`stage_fingerprint`: the models' fingerprints, every dataset file's size and
+mtime, the run's settings and the BrainViz source) and the size and mtime of every file they
+wrote; :func:`finished_stage` tells ``precompute all`` that a stage can be kept as it is.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,7 +35,8 @@ from ..errors import BrainVizDataError
 from ..safe_load import load_joblib
 
 __all__ = ["models_dir", "save_registry", "load_registry", "load_model", "prediction_path", "save_predictions",
-           "load_predictions", "write_results", "read_results", "write_vertex_metrics", "read_vertex_metrics"]
+           "load_predictions", "write_results", "read_results", "write_vertex_metrics", "read_vertex_metrics",
+           "stage_fingerprint", "finished_stage", "mark_stage"]
 
 
 # --------------------------------------------------------------------------- models
@@ -143,3 +152,78 @@ def write_vertex_metrics(ctx: Any, metrics: Mapping[str, Mapping[str, np.ndarray
 def read_vertex_metrics(ctx: Any):
     """The ``np.load`` of ``vertex_metrics.npz`` (keys ``"<model_id>|<subject>|<metric>"``)."""
     return np.load(_results(ctx) / "vertex_metrics.npz")
+
+
+# --------------------------------------------------------------------------- finished stages
+
+def _stages_file(ctx: Any) -> Path:
+    return ctx.work / "stages.json"
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _source_identity() -> str:
+    """Digest of the BrainViz package's source files (a code change redoes every stage)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1()
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def _folder_identity(folder: Path) -> str:
+    """Digest of every file's relative path, size and mtime under ``folder`` (a dataset)."""
+    h = hashlib.sha1()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(folder).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def stage_fingerprint(ctx: Any, stage: str, registry: Mapping | None = None, **inputs: Any) -> str:
+    """Hex digest of what ``stage`` depends on: the fingerprints of ``registry``'s models, every file of
+    the dataset (path, size, mtime), the run's settings (``ctx.config``, progress display aside),
+    the BrainViz source, and any ``inputs`` given."""
+    config = {k: v for k, v in ctx.config.to_dict().items() if k not in ("progress", "store")}
+    models = {m: (e.get("fingerprint"), _stamp(Path(e["checkpoint"])) if e.get("checkpoint") else None)
+              for m, e in (registry or {}).items()}
+    blob = json.dumps({"stage": stage, "config": config, "models": models, "workers": ctx.workers(),
+                       "dataset": _folder_identity(Path(ctx.dataset.path)), "code": _source_identity(),
+                       "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _read_stages(ctx: Any) -> dict:
+    try:
+        out = json.loads(_stages_file(ctx).read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def finished_stage(ctx: Any, stage: str, fingerprint: str) -> bool:
+    """True when ``stage`` was finished with this ``fingerprint`` and every file it wrote is unchanged."""
+    rec = _read_stages(ctx).get(stage)
+    if not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint or not isinstance(rec.get("outputs"), dict):
+        return False
+    return all(_stamp(ctx.work / rel) == stamp for rel, stamp in rec["outputs"].items())
+
+
+def mark_stage(ctx: Any, stage: str, fingerprint: str, outputs: list[str | Path]) -> None:
+    """Record ``stage`` as finished with ``fingerprint`` and the files (or folders) it wrote."""
+    files: dict[str, list[int] | None] = {}
+    for out in outputs:
+        p = Path(out) if Path(out).is_absolute() else ctx.work / out
+        for f in ([q for q in sorted(p.rglob("*")) if q.is_file()] if p.is_dir() else [p]):
+            files[f.relative_to(ctx.work).as_posix()] = _stamp(f)
+    recs = _read_stages(ctx)
+    recs[stage] = {"fingerprint": fingerprint, "outputs": files}
+    with atomic_path(_stages_file(ctx), ".json") as tmp:
+        tmp.write_text(json.dumps(recs, indent=1))

@@ -26,6 +26,7 @@ from scipy import stats
 
 from ..errors import BrainVizDataError
 from ..jobs import run_jobs
+from ..metrics import zscore
 from .calc import as_square, upper_triangle
 from .compare import _check_method, _compare_vectors, kendall_tau_a
 
@@ -47,13 +48,6 @@ class PermutationResult:
     statistic: float
     p_value: float
     null: np.ndarray
-
-
-def _zscore_rows(v: np.ndarray) -> np.ndarray:
-    v = v - v.mean(axis=-1, keepdims=True)
-    sd = v.std(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return v / sd
 
 
 def rsa_permutation_test(rdm_a, rdm_b, n_perm: int = 1000, seed: int = 0,
@@ -93,6 +87,8 @@ def rsa_permutation_test(rdm_a, rdm_b, n_perm: int = 1000, seed: int = 0,
     vec_a = sq_a[iu]
     if not np.all(np.isfinite(vec_a)):
         raise BrainVizDataError("rdm_a", "RDM contains NaN or infinite values")
+    if np.ptp(vec_a) == 0 or any(np.ptp(v) == 0 for v in stack):  # a constant RDM: its RSA is undefined
+        return PermutationResult(statistic=float("nan"), p_value=float("nan"), null=np.full(n_perm, np.nan))
     rng = np.random.default_rng(seed)
     perms = np.stack([rng.permutation(n) for _ in range(n_perm)])
 
@@ -109,17 +105,17 @@ def rsa_permutation_test(rdm_a, rdm_b, n_perm: int = 1000, seed: int = 0,
             ranked = np.zeros((n, n))
             ranked[iu] = stats.rankdata(vec_a)
             ranked = ranked + ranked.T
-            target = _zscore_rows(np.stack([stats.rankdata(s) for s in stack])).mean(axis=0)
+            target = zscore(np.stack([stats.rankdata(s) for s in stack]), axis=-1).mean(axis=0)
         else:
             ranked = sq_a
-            target = _zscore_rows(stack).mean(axis=0)
-        za = _zscore_rows(ranked[iu])
+            target = zscore(stack, axis=-1).mean(axis=0)
+        za = zscore(ranked[iu], axis=-1)
         observed = float(np.mean(za * target))
         null = np.empty(n_perm)
         for k0 in range(0, n_perm, 256):
             p = perms[k0:k0 + 256]
             v = ranked[p[:, :, None], p[:, None, :]][:, iu[0], iu[1]]
-            null[k0:k0 + len(p)] = (_zscore_rows(v) * target).mean(axis=1)
+            null[k0:k0 + len(p)] = (zscore(v, axis=-1) * target).mean(axis=1)
     p_value = (1.0 + np.sum(null >= observed - 1e-12)) / (1.0 + n_perm)
     return PermutationResult(statistic=observed, p_value=float(p_value), null=null)
 
@@ -128,7 +124,7 @@ def _pool(vectors: np.ndarray, method: str) -> np.ndarray:
     """Group RDM maximizing the given comparison (as rsatoolbox.util.pooling.pool_rdm):
     mean of ranks for rank methods, mean of z-scored vectors for Pearson."""
     if method == "pearson":
-        return _zscore_rows(vectors).mean(axis=0)
+        return zscore(vectors, axis=-1).mean(axis=0)
     return np.stack([stats.rankdata(v) for v in vectors]).mean(axis=0)
 
 

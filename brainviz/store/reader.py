@@ -22,11 +22,16 @@ autoinstall are off (opening, say, a SQLite file never downloads anything) and
 the connection cannot read other files.
 
 Validation on open (derived from :mod:`brainviz.store.schema`, never a copy):
-the file is a DuckDB database and not truncated, has a ``meta`` table with this
+the file is a DuckDB database and not truncated (every block its catalog and the
+schema's tables point to lies inside the file: ``pragma_metadata_info`` and
+``pragma_storage_info``; DuckDB's ``total_blocks`` is not used, as it still counts
+free blocks DuckDB already cut from the file's end), has a ``meta`` table with this
 :data:`~brainviz.store.schema.SCHEMA_VERSION`, holds some data (a store with
 only a ``meta`` table is reported as empty), and every table of the schema has
 exactly the schema's columns with the schema's types (array tables may be
-absent: they are created on first write).
+absent: they are created on first write). Only the schema's own tables are
+queried (by names from schema.py, quoted): table names found in the file never
+become SQL. A file another program holds open for writing is reported as such.
 
 Errors: a missing, unreadable, truncated, empty, drifted or wrong-version file
 raises :class:`~brainviz.errors.BrainVizDataError` naming the file, what is
@@ -109,6 +114,37 @@ def _resolve(path: str | None, store_path: Path) -> str | None:
         if (root / p).exists():
             return str(root / p)
     return str(base / p)
+
+
+def _quote(name: str) -> str:
+    """``name`` as a quoted SQL identifier (inner quotes doubled)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _bytes_needed(con: duckdb.DuckDBPyConnection, tables: set[str]) -> int | None:
+    """Bytes the attached store needs: the headers plus every block up to the last one its catalog
+    (``pragma_metadata_info``) and ``tables`` (``pragma_storage_info``) point to; None when DuckDB
+    reports no block size (nothing stored)."""
+    row = con.execute("SELECT block_size FROM pragma_database_size() WHERE database_name = ?", [_ALIAS]).fetchone()
+    if row is None or not row[0]:
+        return None
+    last = -1
+    for (block,) in con.execute(f"SELECT block_id FROM pragma_metadata_info('{_ALIAS}')").fetchall():
+        last = max(last, int(block))
+    for t in sorted(tables):
+        ids = con.execute("SELECT max(block_id), max(list_max(additional_block_ids)) FROM pragma_storage_info(?)",
+                          [f"{_ALIAS}.main.{_quote(t)}"]).fetchone()
+        last = max([last] + [int(b) for b in ids if b is not None])
+    return _HEADER_BYTES + int(row[0]) * (last + 1)
+
+
+def _lock_holder(exc: BaseException) -> str | None:
+    """'PID n: program' when ``exc`` is DuckDB's "Conflicting lock is held" (another writer), else None."""
+    text = str(exc)
+    if "Conflicting lock" not in text and "Could not set lock" not in text:
+        return None
+    m = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", text)
+    return f"PID {m.group(2)}: {m.group(1)}" if m else "another process"
 
 
 _EXPECTED_TYPES: dict[tuple[str, str], str] = {}
@@ -231,18 +267,20 @@ class _Generation:
                 con.execute("SET enable_external_access = false")
                 con.execute("SET lock_configuration = true")
             except duckdb.Error as exc:
+                held = _lock_holder(exc)
+                if held is not None:
+                    raise BrainVizDataError(path, f"the store is open for writing in another program ({held}); "
+                                                  "wait until it has finished, or close it, then reload") from None
                 raise BrainVizDataError(path, f"{bad} ({_first_line(exc)}); rebuild it with `{REBUILD}`") from None
             try:
-                size = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
-                                   "WHERE database_name = ?", [_ALIAS]).fetchone()
-                if size is not None:
-                    need = _HEADER_BYTES + int(size[0]) * int(size[1])
-                    if stat[1] < need:
-                        raise BrainVizDataError(path, f"the store file is truncated ({stat[1]:,} bytes, its "
-                                                      f"database needs {need:,}); rebuild it with `{REBUILD}`")
-                tables = {r[0] for r in con.execute(
+                found_tables = {r[0] for r in con.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? "
                     "AND table_schema = 'main'", [_ALIAS]).fetchall()}
+                tables = {t for t in TABLES if t in found_tables}  # only the schema's own tables are ever read
+                need = _bytes_needed(con, tables)
+                if need is not None and stat[1] < need:
+                    raise BrainVizDataError(path, f"the store file is truncated ({stat[1]:,} bytes, its "
+                                                  f"data needs {need:,}); rebuild it with `{REBUILD}`")
                 if "meta" not in tables:
                     raise BrainVizDataError(path, f"not a BrainViz store (no meta table); rebuild it with `{REBUILD}`")
                 meta = {str(k): v for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
@@ -251,8 +289,8 @@ class _Generation:
                     raise BrainVizDataError(
                         path, f"store schema version {found} does not match this BrainViz (version "
                         f"{SCHEMA_VERSION}); rebuild it with `{REBUILD}`")
-                data = [t for t in tables if t != "meta"
-                        and con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] > 0]
+                data = [t for t in sorted(tables) if t != "meta"
+                        and con.execute(f"SELECT count(*) FROM {_quote(t)}").fetchone()[0] > 0]
                 if not data:
                     raise BrainVizDataError(path, "the store is empty: it holds no subjects, models or results "
                                                   f"(only a meta table); build it with `{REBUILD}`")
@@ -455,8 +493,15 @@ class Store:
         df = t.to_pandas()
         for col in t.column_names:
             if (table, col) in _JSON_COLUMNS:
-                df[col] = pd.Series([None if v is None else json.loads(v) for v in t.column(col).to_pylist()],
-                                    index=df.index, dtype=object)
+                try:
+                    values = [None if v is None else json.loads(v) for v in t.column(col).to_pylist()]
+                except RecursionError:
+                    raise BrainVizDataError(self.path, f"{table}.{col} holds JSON nested too deeply to read; "
+                                                       f"rebuild the store with `{REBUILD}`") from None
+                except ValueError as exc:
+                    raise BrainVizDataError(self.path, f"{table}.{col} holds invalid JSON ({exc}); rebuild the "
+                                                       f"store with `{REBUILD}`") from None
+                df[col] = pd.Series(values, index=df.index, dtype=object)
         return df
 
     def _need(self, df_or_table: Any, what: str) -> None:

@@ -57,9 +57,11 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: 4: cluster_settings.k_rule (how chosen_k was chosen).
 #: 5: subjects.evaluation (test fMRI or held-out training images); cluster_settings.percentile / nc_threshold
 #:    NULL without a reliability estimate; skipped_analyses (what was not computed, why, what would enable it).
-#: 6: cluster_variants (what each scope clustered: embeddings, measured or combined profiles; mesh smoothing);
+#: 6: decoding.rank is FLOAT (one ties rule for every ranking: ties count half).
+#: 7: (taken by a change merged separately).
+#: 8: cluster_variants (what each scope clustered: embeddings, measured or combined profiles; mesh smoothing);
 #:    scope names may end in '+measured' / '+combined' and '~smoothed'.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 8
 
 
 
@@ -133,7 +135,11 @@ _NC = ("nc_lower", "nc_upper")
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table("meta", "Key/value facts about the store: schema_version, created_at (ISO time), "
-          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes.",
+          "brainviz_version, simulated ('true'/'false'), dim:<table> array sizes; the run's backbone and "
+          "the weights its encoders were trained on (brainviz.features.weights.META_KEYS: backbone_weights_id "
+          "'imagenet:<file>' | 'random-seed<N>' | 'tag:<name>' | 'sha256:<16 hex>', backbone_weights "
+          "(description), backbone_weights_file (absolute path or ''), backbone_weights_tag, "
+          "backbone_weights_seed, random_weights ('true'/'false')).",
           (_c("key", "VARCHAR", "fact name"), _c("value", "VARCHAR", "fact value as text")),
           primary_key=("key",)),
     Table("datasets", "Input dataset folders the store was built from.",
@@ -202,12 +208,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("rank", "INTEGER", "1 = highest"),
            _c("image_key", "VARCHAR", "images.image_key"),
            _c("score", "FLOAT", "mean (z-scored) response over the cluster's vertices"))),
-    Table("cluster_descriptions", "Tag-enrichment description of each cluster's top images.",
+    Table("cluster_descriptions", "Name of each cluster (brainviz.clusters.name_clusters) and the tag evidence.",
           (_MODEL, _SCOPE, _K, _CLUSTER,
            _c("n_vertices", "INTEGER", "vertices in the cluster (all subjects of the scope)"),
-           _c("description", "VARCHAR", "e.g. 'faces 9/10'"),
+           _c("description", "VARCHAR", "the name: 'faces', 'words + faces', 'mixed / weak 2' (older stores: "
+                                        "'faces 9/10')"),
            _opt("source", "VARCHAR", "which top images were described: 'measured' or 'predicted'"),
-           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value}}"))),
+           _opt("enrichment", "JSON", "{category: {count, n, frac, base_rate, ratio, p_value (top images), effect, "
+                                      "effect_others (unique tag effect)}, '_fit': {r2, n_images, rule}}"))),
     Table("vertex_reliability", "Noise ceiling of each vertex used to choose the vertices that are clustered "
           "(from the repetitions of the FITTED images, never the evaluation images; else the dataset's published "
           "noise ceilings). No rows for a subject without any reliability estimate.",
@@ -321,7 +329,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("decoding", "fMRI -> image-embedding decoding: rank of each test image among candidates.",
           (_SUBJ, _c("roi_set", "VARCHAR", "'set1' | 'set2' | 'set3' | 'vote'"),
            _c("image_key", "VARCHAR", "the true image"),
-           _c("rank", "INTEGER", "rank of the true image (1 = best)"),
+           _c("rank", "FLOAT", "rank of the true image (1 = best; a tie counts half: brainviz.metrics.retrieval_ranks)"),
            _c("top_keys", "VARCHAR[]", "best candidate image keys, best first"),
            _opt("cosine", "FLOAT", "cosine of decoded and true embedding"),
            _opt("approach", "VARCHAR", "'decoder' (responses -> embedding, ridge; NULL in old stores) | "
