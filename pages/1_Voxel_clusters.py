@@ -187,8 +187,9 @@ names_all = {**short_names, **gray_names}
 
 left, right = st.columns([3, 2])
 with left:
-    title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")
-    fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title,
+    title = f"{model_id} · {scope} · k={k} · {subject}" + (" · SIMULATED" if store.simulated else "")  # the PNG's
+    # on the page without the model (in the sidebar): a variant's scope name is longer and ran under the tool bar
+    fig = B.brain_figure(maps, surface=surface, hemis=hemis, categorical=True, title=title.split(" · ", 1)[1],
                          category_names=names_all, category_colors=shown_colors, outlines=outlines, labels=label_positions,
                          view=None if surface == "flat" else view, colorbar_title="cluster", hover_name="cluster")
     st.plotly_chart(fig, key="brain", theme=None, config={"displaylogo": False})
@@ -287,6 +288,11 @@ if len(curve):
                "; here no k reaches 0.75, so the most stable k is shown: treat these clusters as tentative")
                + (". The smoothed labels keep this k (stability is measured on plain k-means)" if smoothed else "")
                + ". No ground truth is used.")
+elif k_rule.startswith("k of ") and "@p" in scope:
+    st.subheader("How k was chosen")
+    st.caption(f"Another reliability threshold of '{V.scope_label(k_rule[5:])}': k = {chosen_k}, the k its bootstrap "
+               "stability chose at the default threshold, so the thresholds compare the same number of clusters "
+               "(and the extra stability curves stay out of the precompute time). No ground truth is used.")
 elif k_rule.startswith("k of "):
     st.subheader("How k was chosen")
     st.caption(f"One subject alone: k = {chosen_k}, the k chosen by bootstrap stability for "

@@ -144,7 +144,7 @@ def test_clusters_page_what_is_clustered_and_smoothing(with_store):
     run(at)
     assert {m.label: m.value for m in at.metric}["Category-region ARI"] == "0.72"
     assert not [tg for tg in at.toggle if tg.label.startswith("Smooth")]  # no smoothed variant stored for it
-    assert next(s for s in at.selectbox if s.label == "Clustered over").options == ["joint (reliable subjects together) · whole visual cortex"]
+    assert next(s for s in at.selectbox if s.label == "Clustered over").options == ["joint · whole visual cortex"]
 
 
 def test_clusters_page_png_download(with_store):

@@ -84,6 +84,9 @@ def test_store_holds_every_analysis(built):
         # a subject alone takes the default scope's k of its profile (too few vertices for its own stability choice)
         alone = settings[settings.scope == "subj01+combined"]
         assert alone.k_rule.tolist() == ["k of joint:non-early+combined"]
+        # the default profile's other thresholds take its k; the embeddings choose theirs (as before)
+        assert set(settings[settings.scope == "joint:non-early@p50+combined"].k_rule) == {"k of joint:non-early+combined"}
+        assert set(settings[settings.scope == "joint:non-early@p50"].k_rule) == {"stability >= 0.75"}
         assert (alone.chosen_k == default.chosen_k.iloc[0]).all()
         assert set(default.k_rule) == {"stability >= 0.75"}
         # the default scope leaves early visual cortex (V1-hV4) unclustered: "outside the scope"

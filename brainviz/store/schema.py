@@ -232,7 +232,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                 "(NULL: no reliability estimate)"),
            _c("chosen_k", "INTEGER", "the k shown first (chosen without ground truth, see k_rule)"),
            _c("k_rule", "VARCHAR", "how chosen_k was chosen: 'stability >= 0.75' (largest k whose bootstrap "
-              "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k), 'fixed'"),
+              "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k; a response profile's "
+              "other thresholds take its default scope's k), 'fixed'"),
            _c("is_default", "BOOLEAN", "the view the app opens with"))),
     Table("cluster_variants", "What each cluster scope clustered and how its labels were regularised on the "
           "cortex (one row per scope): the choices of the Voxel-clusters page.",
