@@ -63,6 +63,10 @@ def _dataset_data(args, info: DistInfo) -> dict[str, tuple[Any, Any]]:
                          progress=info.is_main)
     ctx = Context(cfg)
     if info.is_main:
+        if ctx.random_weights:  # as `precompute`: the checkpoint would say nothing about vision
+            from precompute.stages import random_weights_warning
+
+            print(random_weights_warning(cfg.backbone, cfg.seed), file=sys.stderr, flush=True)
         ctx.features  # noqa: B018  (computes the cache when missing)
     barrier()
     fs = ctx.features

