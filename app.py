@@ -105,8 +105,10 @@ def home() -> None:
     tour = [
         ("pages/1_Voxel_clusters.py", "1 · Voxel clusters",
          "The page opens on the default view: the reliable vertices of all good subjects together, outside early "
-         "visual cortex, with the k the data support ('How k was chosen'). Each color is a group of vertices the "
-         "encoder learned to treat alike; gray vertices were not clustered (the legend says why). Pick a cluster: "
+         "visual cortex, with the k the data support ('How k was chosen'). Each color is a group of vertices that "
+         "the encoder learned to treat alike and that respond alike ('What is clustered' switches between the "
+         "embeddings, the measured responses and both); gray vertices were not clustered (the legend says why). "
+         "Pick a cluster: "
          "its top images tell you what it likes (faces? scenes? food?). On the demo brain, compare with the planted "
          "regions: did the method find what was hidden?"),
         ("pages/3_Live_prediction.py", "2 · Live prediction",

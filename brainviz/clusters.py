@@ -42,6 +42,7 @@ import pandas as pd
 
 from .checks import as_matrix
 from .errors import BrainVizDataError
+from .metrics import zscore as _zscore  # the library's one z-score (functions below take a zscore flag)
 
 NORMALIZATIONS = ("l2", "standardize", None)
 
@@ -168,13 +169,6 @@ def joint_embedding_map(embeddings: Mapping[str, np.ndarray], seed: int = 0, **k
     return _split(xy, sizes)
 
 
-def zscore_columns(responses: np.ndarray) -> np.ndarray:
-    """(n_images, V) responses z-scored per vertex over the images (float32; constant vertices -> 0)."""
-    r = np.asarray(responses, dtype=np.float32)
-    sd = r.std(axis=0, keepdims=True)
-    return (r - r.mean(axis=0, keepdims=True)) / np.where(sd > 0, sd, 1)
-
-
 def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean response of each cluster's vertices per image.
 
@@ -188,7 +182,7 @@ def cluster_means(responses: np.ndarray, labels: np.ndarray, *, zscore: bool = T
     if lab.shape != (r.shape[1],):
         raise BrainVizDataError("labels", f"expected shape ({r.shape[1]},) to match responses {r.shape}, got {lab.shape}")
     if zscore:
-        r = zscore_columns(r)
+        r = _zscore(np.asarray(r, np.float32))
     clusters = np.unique(lab[lab >= 0])
     onehot = (lab[:, None] == clusters[None, :]).astype(np.float32)
     return clusters, (r @ onehot) / onehot.sum(axis=0)
@@ -633,7 +627,7 @@ def reference_ari(responses: Sequence[np.ndarray], planted: Sequence[np.ndarray]
     n_img = {int(np.shape(r)[0]) for r in responses}
     if len(n_img) != 1:
         raise BrainVizDataError("responses", f"every subject needs the same images (rows), got {sorted(n_img)}")
-    x = np.concatenate([zscore_columns(np.asarray(r, np.float32)).T for r in responses])
+    x = np.concatenate([_zscore(np.asarray(r, np.float32)).T for r in responses])
     pl = np.concatenate([np.asarray(p, dtype=object) for p in planted])
     if len(pl) != len(x):
         raise BrainVizDataError("planted", f"{len(pl)} labels for {len(x)} vertices")
@@ -709,3 +703,205 @@ def cluster_selected(embeddings: Mapping[str, np.ndarray], codes: Mapping[str, n
         full[c == 0] = labels[s]
         out[s] = full
     return out
+
+
+# --------------------------------------------------------------------------- what is clustered: profiles
+
+#: What the clusters are computed on (the Voxel-clusters page's choice):
+#: 'embeddings' the encoder's learned voxel embeddings (report 004), 'measured' each vertex's measured
+#: responses to the images every subject of the scope saw, 'combined' the embeddings and a response profile
+#: (measured where the subject saw the image, the encoder's prediction where it did not) side by side.
+PROFILES = ("embeddings", "measured", "combined")
+
+
+def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], keys: Sequence[str],
+                      predicted: Mapping[str, tuple[np.ndarray, Sequence[str]]] | None = None,
+                      weights: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Each vertex's response profile over ONE list of images, per subject.
+
+    Parameters
+    ----------
+    measured : subject -> ((n_s, V_s) measured responses, (n_s,) image keys) of the images the subject saw;
+        z-scored per vertex over those images here.
+    keys : (n,) the images of the profile, the same for every subject.
+    predicted : optional subject -> ((n_p, V_s) encoder predictions, (n_p,) image keys); z-scored per vertex
+        over those images. Used for the images of ``keys`` the subject did not see.
+    weights : optional subject -> (V_s,) how well the encoder predicts each vertex (Pearson r between
+        predicted and measured responses); a prediction enters as ``r x z(prediction)``, the least-squares
+        estimate of the z-scored measured response from the prediction (1 when not given).
+
+    Returns
+    -------
+    subject -> (V_s, n) float32 profiles: the z-scored measured response where the subject saw the image,
+    else the weighted z-scored prediction. Raises when an image is neither seen nor predicted.
+    """
+    keys = [str(k) for k in keys]
+    out = {}
+    for s, (y, seen) in measured.items():
+        y = _zscore(_matrix(y, f"measured[{s}]"))
+        if len(seen) != len(y):
+            raise BrainVizDataError(f"measured[{s}]", f"{len(seen)} keys but {len(y)} response rows")
+        row = {str(k): i for i, k in enumerate(seen)}
+        prof = np.zeros((y.shape[1], len(keys)), np.float32)
+        have = np.array([k in row for k in keys], bool)
+        prof[:, have] = y[[row[k] for k in np.asarray(keys, dtype=object)[have]]].T
+        if not have.all():
+            if predicted is None or s not in predicted:
+                raise BrainVizDataError(f"predicted[{s}]", f"{int((~have).sum())} images of the profile were not "
+                                        "seen by this subject and no predictions were given")
+            p, pkeys = predicted[s]
+            p = _zscore(_matrix(p, f"predicted[{s}]"))
+            prow = {str(k): i for i, k in enumerate(pkeys)}
+            missing = [k for k in np.asarray(keys, dtype=object)[~have] if k not in prow]
+            if missing:
+                raise BrainVizDataError(f"predicted[{s}]", f"no prediction for images {missing[:5]}")
+            if p.shape[1] != y.shape[1]:
+                raise BrainVizDataError(f"predicted[{s}]", f"{p.shape[1]} vertices, measured has {y.shape[1]}")
+            w = np.ones(y.shape[1], np.float32) if weights is None else np.asarray(weights[s], np.float32)
+            if w.shape != (y.shape[1],):
+                raise BrainVizDataError(f"weights[{s}]", f"expected shape ({y.shape[1]},), got {w.shape}")
+            prof[:, ~have] = (p[[prow[k] for k in np.asarray(keys, dtype=object)[~have]]] * w).T
+        out[s] = prof
+    return out
+
+
+def profile_block(profiles: np.ndarray, n_components: int | None = 50, seed: int = 0) -> np.ndarray:
+    """(V, n) response profiles -> (V, d) unit-norm rows: each row centred (correlation geometry), reduced to
+    its first ``n_components`` principal components over the vertices (None or n <= n_components: not
+    reduced), then L2-normalised, so a block of any width weighs the same as the unit-norm embeddings."""
+    x = _matrix(profiles, "profiles").astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    if n_components is not None and min(x.shape) > n_components:
+        from sklearn.decomposition import PCA
+
+        solver = "full" if min(x.shape) <= 2000 else "randomized"  # exact (and faster) for a few hundred images
+        x = PCA(n_components=int(n_components), svd_solver=solver, random_state=seed).fit_transform(x)
+    return normalize_embeddings(x.astype(np.float32), "l2")
+
+
+def combine_blocks(*blocks: np.ndarray) -> np.ndarray:
+    """Blocks (V, d_i) of unit-norm rows side by side -> (V, sum d_i), each block weighing the same
+    (the result's rows have norm sqrt(number of blocks); k-means' L2 normalisation keeps the balance)."""
+    mats = [normalize_embeddings(b, "l2") for b in blocks]
+    if len({len(m) for m in mats}) != 1:
+        raise BrainVizDataError("blocks", f"every block needs the same vertices (rows), got {[len(m) for m in mats]}")
+    return np.hstack(mats)
+
+
+# --------------------------------------------------------------------------- spatial regularisation on the cortex
+
+#: Vertices within this geodesic distance (mm, along the fsaverage5 midthickness mesh) are neighbours.
+NEIGHBOUR_RADIUS_MM = 5.0
+
+
+def cortical_neighbours(hemi: Sequence[str] | np.ndarray, fsaverage5_index: np.ndarray, *,
+                        radius: float = NEIGHBOUR_RADIUS_MM,
+                        graphs: Mapping[str, "object"] | None = None) -> "object":
+    """Which of a subject's vertices are neighbours on the cortex.
+
+    Parameters
+    ----------
+    hemi : (V,) 'lh' / 'rh' of each vertex.
+    fsaverage5_index : (V,) the vertex on fsaverage5 (-1: an fsaverage vertex between fsaverage5's,
+        which gets no neighbours: there is no fsaverage mesh offline).
+    radius : neighbours lie within this graph-geodesic distance (mm); paths may run through any mesh
+        vertex, clustered or not.
+    graphs : hemi -> (N, N) sparse mesh graph with edge lengths in mm (default: the fsaverage5 midthickness
+        mesh, :func:`brainviz.data.surfaces.mesh_graph`); a hand-made mesh in tests.
+
+    Returns
+    -------
+    (V, V) scipy.sparse CSR, symmetric, 1 where two different vertices of the same hemisphere are within
+    ``radius``, else 0.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import dijkstra
+
+    h = np.asarray(hemi).astype(str)
+    idx = np.asarray(fsaverage5_index, np.int64)
+    if idx.shape != h.shape or h.ndim != 1:
+        raise BrainVizDataError("fsaverage5_index", f"expected shape {h.shape} like hemi, got {idx.shape}")
+    if not radius > 0:
+        raise BrainVizDataError("radius", f"expected a positive distance in mm, got {radius}")
+    rows, cols = [], []
+    for hh in np.unique(h):
+        on = np.flatnonzero((h == hh) & (idx >= 0))
+        if not len(on):
+            continue
+        if graphs is not None:
+            g = graphs[hh]
+        else:
+            from .data.surfaces import mesh_graph
+
+            g = mesh_graph(hh)
+        if idx[on].max() >= g.shape[0]:
+            raise BrainVizDataError("fsaverage5_index", f"index {idx[on].max()} outside the {hh} mesh ({g.shape[0]})")
+        for start in range(0, len(on), 1024):  # (chunk, N) distances at a time
+            part = on[start:start + 1024]
+            d = dijkstra(g, directed=False, indices=idx[part], limit=radius)[:, idx[on]]
+            i, j = np.nonzero(np.isfinite(d) & (d <= radius))
+            keep = part[i] != on[j]
+            rows.append(part[i][keep])
+            cols.append(on[j][keep])
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    w = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(h), len(h)))
+    return w.maximum(w.T).tocsr()
+
+
+def smooth_labels(features: np.ndarray, labels: np.ndarray, neighbours, beta: float, *, k: int | None = None,
+                  normalize: str | None = "l2", max_iter: int = 30) -> np.ndarray:
+    """Spatially regularised cluster labels: a Potts model on the cortex, by iterated conditional modes.
+
+    Starting from ``labels`` (e.g. k-means), each round gives every vertex the cluster c minimising
+
+        ||x_v - mu_c||^2 / D  -  beta x (share of v's neighbours labelled c)
+
+    with the cluster centres mu_c re-estimated from the current labels and D the mean squared distance of
+    the vertices to their own centre (so ``beta`` is unit-free: at beta = 1 a vertex whose neighbours all
+    agree changes cluster when the other centre is at most one typical within-cluster distance farther).
+    Vertices without neighbours keep the nearest centre (plain k-means); beta = 0 is one k-means step.
+    Rounds stop when no label changes (at most ``max_iter``).
+
+    Parameters
+    ----------
+    features : (V, E) what was clustered (normalised as in :func:`kmeans_clusters`).
+    labels : (V,) int labels 0..k-1 of every vertex.
+    neighbours : (V, V) sparse 0/1 (or weights) from :func:`cortical_neighbours`; block-diagonal over subjects
+        when several subjects are clustered together (neighbours never cross subjects or hemispheres).
+    beta : strength (>= 0). ``k``: number of clusters (default: labels.max() + 1).
+
+    Returns
+    -------
+    (V,) int32 labels 0..k-1, ordered by cluster size like :func:`kmeans_clusters`.
+    """
+    x = normalize_embeddings(features, normalize).astype(np.float64)
+    lab = np.asarray(labels).astype(np.int64)
+    if lab.shape != (len(x),):
+        raise BrainVizDataError("labels", f"expected shape ({len(x)},), got {lab.shape}")
+    if (lab < 0).any():
+        raise BrainVizDataError("labels", "every vertex needs a cluster (no negative labels)")
+    if not beta >= 0:
+        raise BrainVizDataError("beta", f"expected beta >= 0, got {beta}")
+    if neighbours.shape != (len(x), len(x)):
+        raise BrainVizDataError("neighbours", f"expected shape ({len(x)}, {len(x)}), got {neighbours.shape}")
+    k = int(lab.max()) + 1 if k is None else int(k)
+    w = neighbours.tocsr().astype(np.float64)
+    degree = np.asarray(w.sum(axis=1)).ravel()
+    inv_degree = np.where(degree > 0, 1.0 / np.where(degree > 0, degree, 1), 0.0)[:, None]
+    sq = (x ** 2).sum(axis=1)[:, None]
+    rows = np.arange(len(x))
+    for _ in range(max_iter):
+        onehot = np.zeros((len(x), k))
+        onehot[rows, lab] = 1.0
+        size = onehot.sum(axis=0)
+        centres = (onehot.T @ x) / np.maximum(size, 1)[:, None]
+        dist = np.maximum(sq - 2 * x @ centres.T + (centres ** 2).sum(axis=1)[None, :], 0.0)
+        dist[:, size == 0] = np.inf
+        scale = dist[rows, lab].mean()
+        cost = dist / (scale if scale > 0 else 1.0) - beta * (w @ onehot) * inv_degree
+        new = np.argmin(cost, axis=1)
+        if (new == lab).all():
+            break
+        lab = new
+    return _relabel_by_size(lab, k)

@@ -28,43 +28,73 @@ if not models:
 with st.sidebar:
     st.header("Clusters")
     model_id = st.selectbox("Model", models, help="Universal-Encoder model whose voxel embeddings were clustered")
-    scopes = store.cluster_scopes(model_id)
     settings = store.cluster_settings(model_id)
-    # a family = one clustering at several reliability thresholds ('joint', 'joint@p50', ...)
-    families = [s for s in scopes if "@p" not in s]
-    marked = settings.loc[settings["is_default"].astype(bool), "scope"] if not settings.empty else []
-    default_family = str(marked.iloc[0]).split("@p")[0] if len(marked) else "joint"
-    default_scope = families.index(default_family) if default_family in families else 0
-    family = st.selectbox("Clustered over", families, index=default_scope,
+    variants = store.cluster_variants(model_id)
+    marked = variants[variants["is_default"].astype(bool)]
+    default = marked.iloc[0] if len(marked) else (variants.iloc[0] if len(variants) else None)
+    profiles = [p for p in V.PROFILE_LABELS if p in set(variants["profile"])]
+    if default is None or not profiles:
+        st.error("This store's clusters have no variant table; rebuild it with `python -m precompute all`.")
+        st.stop()
+    profile = st.radio("What is clustered", profiles, index=profiles.index(default["profile"]),
+                       format_func=V.profile_label,
+                       help="**Encoder embeddings**: the voxel embeddings the Universal Encoder learned (report 004): "
+                            "vertices the encoder treats alike. **Measured responses**: each vertex's measured "
+                            "responses to the images every subject of the scope saw: what the data hold, without an "
+                            "encoder. **Combined**: the embeddings side by side with a response profile over the "
+                            "images any subject saw, measured where the subject saw the image and the encoder's "
+                            "prediction (weighted by how well it predicts that vertex) where it did not, so it needs "
+                            "no test fMRI; both halves weigh the same.")
+    if profile == default["profile"]:
+        st.caption(f"Default: {V.profile_label(profile)}. " + V.PROFILE_DEFAULT_WHY.get(profile, ""))
+    pv = variants[variants["profile"] == profile]
+    families = list(dict.fromkeys(pv.sort_values("scope")["family"]))
+    default_family = default["family"] if default["family"] in families else families[0]
+    family = st.selectbox("Clustered over", families, index=families.index(default_family),
                           format_func=lambda f: V.scope_label(f, short=True),
                           help="'joint': k-means over the embeddings of every subject whose data are reliable "
                                "(median noise ceiling at least half the best subject's), so a cluster means the "
                                "same thing in every brain. The default leaves out early visual cortex (V1-hV4): "
                                "its tuning varies smoothly with visual-field position, and k-means would spend "
                                "most clusters cutting that continuum; choose 'whole visual cortex' to see it.")
-    scope = family
-    fam = settings[(settings["scope"] == family) | settings["scope"].str.startswith(family + "@p")] \
-        if not settings.empty else settings
-    reliable = bool(len(fam)) and fam["nc_threshold"].notna().any()  # False: no reliability estimate at all
-    if len(fam) and not reliable:
+    fam = pv[pv["family"] == family]
+    reliable = bool(fam["percentile"].notna().any())  # False: no reliability estimate at all
+    percentile = None
+    if not reliable:
         st.select_slider("Reliability threshold (noise-ceiling percentile)", ["every vertex"], disabled=True,
                          help="This dataset has no reliability estimate (no single-trial repetitions and no "
                               "per-vertex noise-ceiling files), so every vertex of the scope is clustered. Build the "
                               "store with `--noise-ceiling DIR` (the Algonauts 2023 noise-ceiling files) to cluster "
                               "only the reliable vertices.")
         st.caption("No reliability estimate: every vertex is clustered (see the help of the threshold).")
-    elif len(fam):
-        pct_of = {float(p): sc for sc, p in fam.groupby("scope")["percentile"].first().items()}
-        if len(pct_of) > 1:
-            default_pct = float(fam.loc[fam["scope"] == family, "percentile"].iloc[0]) \
-                if (fam["scope"] == family).any() else sorted(pct_of)[0]
-            pct = st.select_slider("Reliability threshold (noise-ceiling percentile)", sorted(pct_of),
-                                   value=default_pct, format_func=lambda p: f"top {100 - p:g} %",
-                                   help="Only vertices whose noise ceiling (from the repeats of the FITTED images, "
-                                        "else the dataset's published noise ceilings) is at or above this percentile "
-                                        "of their subject's are clustered; the rest are drawn gray. Weakly driven "
-                                        "vertices otherwise take over the clusters.")
-            scope = pct_of[pct]
+    else:
+        pcts = sorted({float(p) for p in fam["percentile"].dropna()})
+        percentile = float(default["percentile"]) if pd.notna(default["percentile"]) and \
+            float(default["percentile"]) in pcts else pcts[0]
+        if len(pcts) > 1:
+            percentile = st.select_slider("Reliability threshold (noise-ceiling percentile)", pcts,
+                                          value=percentile, format_func=lambda p: f"top {100 - p:g} %",
+                                          help="Only vertices whose noise ceiling (from the repeats of the FITTED "
+                                               "images, else the dataset's published noise ceilings) is at or above "
+                                               "this percentile of their subject's are clustered; the rest are "
+                                               "drawn gray. Weakly driven vertices otherwise take over the clusters.")
+    here_v = fam if percentile is None else fam[np.isclose(fam["percentile"].astype(float), percentile)]
+    smooth_v = here_v[here_v["smoothing"] > 0]
+    smoothed = False
+    if len(smooth_v):
+        sv = smooth_v.iloc[0]
+        opens = here_v[here_v["profile_default"].astype(bool)]  # smoothed by default where it helped (README)
+        smoothed = st.toggle(f"Smooth on the cortex (strength β = {sv['smoothing']:g})", key="smooth",
+                             value=bool(len(opens) and opens["smoothing"].iloc[0] > 0),
+                             help="Potts smoothing of the k-means labels: each vertex takes the cluster that "
+                                  "balances closeness to the cluster's centre against the labels of its neighbours "
+                                  f"(vertices of the same subject and hemisphere within {sv['smoothing_radius_mm']:g} "
+                                  "mm along the cortex), the centres re-estimated until nothing changes. β is the "
+                                  "weight of agreeing neighbours in units of a typical within-cluster distance; "
+                                  "0 = k-means as it is. "
+                                  f"{sv['with_neighbours']:.0%} of the clustered vertices have a neighbour; the "
+                                  "others keep their k-means label.")
+    scope = V.cluster_scope(variants, profile, family, percentile, smoothed) or str(here_v["scope"].iloc[0])
     ks = store.available_k(model_id, scope)
     here = settings[settings["scope"] == scope] if not settings.empty else settings
     chosen_k = int(here["chosen_k"].iloc[0]) if len(here) else None
@@ -265,9 +295,15 @@ if len(curve):
     st.caption("Stability: k-means is run on two random 80 % subsamples of the clustered vertices, each fit labels "
                "every vertex, and the agreement of the two labelings (adjusted Rand index) is averaged over 10 "
                "rounds. The chosen k is the largest k whose stability is at least 0.75: as many clusters as the "
-               "embeddings support reproducibly" + ("" if reached else
+               f"{V.profile_label(profile)} support reproducibly" + ("" if reached else
                "; here no k reaches 0.75, so the most stable k is shown: treat these clusters as tentative")
+               + (". The smoothed labels keep this k (stability is measured on plain k-means)" if smoothed else "")
                + ". No ground truth is used.")
+elif k_rule.startswith("k of ") and "@p" in scope:
+    st.subheader("How k was chosen")
+    st.caption(f"Another reliability threshold of '{V.scope_label(k_rule[5:])}': k = {chosen_k}, the k its bootstrap "
+               "stability chose at the default threshold, so the thresholds compare the same number of clusters "
+               "(and the extra stability curves stay out of the precompute time). No ground truth is used.")
 elif k_rule.startswith("k of "):
     st.subheader("How k was chosen")
     st.caption(f"One subject alone: k = {chosen_k}, the k chosen by bootstrap stability for "
@@ -304,7 +340,8 @@ else:
                        plot_bgcolor="white")
     st.plotly_chart(C.tidy(mfig), key="umap_select", on_select="rerun", selection_mode="points", theme=None,
                     config=C.CONFIG)
-    st.caption("Each dot is a vertex, placed by the similarity of its learned embedding (UMAP). "
+    st.caption("Each dot is a vertex, placed by the similarity of its learned embedding (UMAP), colored by the "
+               f"clusters shown ({V.profile_label(profile)}). "
                "Click a dot to select its cluster.")
 
 # ------------------------------------------------------------------ planted vs recovered
@@ -356,14 +393,22 @@ if planted is not None:
                           help="No early visual vertex (V1-hV4) was clustered in this scope; the scope 'joint' "
                                "(whole visual cortex) judges early visual cortex by visual-field position")
             yardsticks = {"noise-free": "noise-free simulated (what is reachable)",
+                          "ridge-noise-free": "ridge trained on noise-free responses (what the features allow)",
                           "measured": "measured (what the data hold)",
                           "ridge": "ridge-predicted (what a linear read-out of the same features holds)"}
             refs = {label: row.get(f"reference:{src}") for src, label in yardsticks.items()}
             refs = {label: v for label, v in refs.items() if v is not None and np.isfinite(v)}
             if refs:  # scored by precompute at the chosen k only
-                st.caption(f"Yardsticks at k = {k} (the same vertices clustered with the same k on test-image "
-                           "responses instead of embeddings): "
+                st.caption(f"Yardsticks at k = {k} (the same vertices clustered with the same k, by plain k-means, "
+                           "on responses to the test images all subjects saw): "
                            + " · ".join(f"{label} **{v:.2f}**" for label, v in refs.items()))
+        compare = V.profile_comparison(store, model_id, variants, family)
+        if len(compare) > 1:
+            st.caption(f"What is clustered, compared on '{V.scope_label(family)}' (each at its own chosen k; "
+                       "SIMULATION CHECK):")
+            st.dataframe(compare, hide_index=True, key="profile_comparison",
+                         column_config={"category-region ARI": st.column_config.NumberColumn(format="%.2f"),
+                                        "coverage": st.column_config.NumberColumn(format="percent")})
         cols_keep = [c for c in ("ari", "coverage", "homogeneity", "completeness", "early_eta2", "early_null_eta2")
                      + tuple(c for c in wide.columns if c.startswith("precision:") or c.startswith("ppa")) if c in wide]
         st.caption("Every k of this scope (SIMULATION CHECK against the planted ground truth). ARI, coverage, "

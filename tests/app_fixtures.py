@@ -179,6 +179,9 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
         for k in (3, 5):
             joint = kmeans(allemb, k)
             scopes = {"joint": {s: joint[i * V:(i + 1) * V] for i, s in enumerate(SUBJECTS)}}
+            # other variants of the joint clustering (cluster_variants): smoothed labels, the combined profile
+            for variant in ("joint~smoothed", "joint+combined"):
+                scopes[variant] = {s: (lab + 1) % k for s, lab in scopes["joint"].items()}
             for s in SUBJECTS:
                 scopes[s] = {s: kmeans(emb[s], k)}
             for scope, labs in scopes.items():
@@ -208,7 +211,18 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
             [dict(model_id="ue_multi", scope="joint", subject=s, base="joint", region=None, percentile=75.0,
                   nc_threshold=0.3, chosen_k=3, k_rule="stability >= 0.75", is_default=True) for s in SUBJECTS]
             + [dict(model_id="ue_multi", scope=s, subject=s, base=s, region=None, percentile=75.0, nc_threshold=0.3,
-                    chosen_k=3, k_rule="k of joint", is_default=False) for s in SUBJECTS]))
+                    chosen_k=3, k_rule="k of joint", is_default=False) for s in SUBJECTS]
+            + [dict(model_id="ue_multi", scope=v, subject=s, base="joint", region=None, percentile=75.0,
+                    nc_threshold=0.3, chosen_k=3, k_rule="stability >= 0.75", is_default=False)
+               for v in ("joint~smoothed", "joint+combined") for s in SUBJECTS]))
+        # what each scope clustered (the page's "What is clustered" and "Smooth on the cortex" choices)
+        w.write_table("cluster_variants", pd.DataFrame(
+            [dict(model_id="ue_multi", scope=sc, family=sc.split("~")[0].split("+")[0], percentile=75.0,
+                  profile="combined" if "+combined" in sc else "embeddings",
+                  n_images=40 if "+combined" in sc else None, measured_share=0.75 if "+combined" in sc else None,
+                  smoothing=0.5 if "~" in sc else 0.0, smoothing_radius_mm=5.0 if "~" in sc else None,
+                  with_neighbours=0.8 if "~" in sc else None, profile_default=sc in ("joint", "joint+combined"),
+                  is_default=sc == "joint") for sc in ("joint", "joint~smoothed", "joint+combined", *SUBJECTS)]))
         w.write_table("cluster_quality", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "k": [3, 5],
                                                        "metric": "stability", "value": [0.9, 0.7],
                                                        "simulation_check": False}))
@@ -218,6 +232,12 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
         sim += [(3, "reference:noise-free", 0.93), (3, "reference:measured", 0.84), (3, "reference:ridge", 0.66)]
         w.write_table("cluster_quality", pd.DataFrame([dict(model_id="ue_multi", scope="joint", k=k, metric=m, value=v,
                                                             simulation_check=True) for k, m, v in sim]))
+        w.write_table("cluster_quality", pd.DataFrame(
+            [dict(model_id="ue_multi", scope=sc, k=3, metric=m, value=v, simulation_check=True)
+             for sc, ari in (("joint~smoothed", 0.66), ("joint+combined", 0.72))
+             for m, v in (("ari", ari), ("coverage", 0.7))]
+            + [dict(model_id="ue_multi", scope=sc, k=k, metric="stability", value=v, simulation_check=False)
+               for sc in ("joint~smoothed", "joint+combined") for k, v in ((3, 0.9), (5, 0.7))]))
         # metrics
         roi_rows, vm_cache = [], {}
         for mid, subs in (("ue_multi", SUBJECTS), ("ridge-subj01", ("subj01",))):

@@ -120,7 +120,7 @@ def test_clusters_page_widgets(with_store):
     outline = next(s for s in at.selectbox if s.label == "ROI outlines")
     outline.set_value("none")
     at.multiselect[0].set_value(["faces"])
-    at.toggle[0].set_value(True)
+    next(tg for tg in at.toggle if tg.label.startswith("Highlight")).set_value(True)
     run(at)
     assert "How k was chosen" in [h.value for h in at.subheader]  # the joint scope's stability curve
     scope = next(s for s in at.selectbox if s.label == "Clustered over")
@@ -128,6 +128,29 @@ def test_clusters_page_widgets(with_store):
     run(at)
     assert next(s for s in at.selectbox if s.label == "Brain shown").value == "subj02"
     assert "One subject alone: k = 3, the k chosen by bootstrap stability for 'joint" in texts(at)
+
+
+def test_clusters_page_what_is_clustered_and_smoothing(with_store):
+    """The page's choice of what is clustered (store table cluster_variants) and of smoothing on the cortex:
+    each choice shows its own stored clustering and scores; the comparison table lists every variant."""
+    at = run(page("1_Voxel_clusters"))
+    what = next(r for r in at.radio if r.label == "What is clustered")
+    assert list(what.options) == ["embeddings + responses (combined)", "encoder embeddings"]
+    assert what.value == "embeddings"  # the store's default view
+    smooth = at.toggle(key="smooth")
+    assert "β = 0.5" in smooth.label and smooth.value is False
+    assert "Default: encoder embeddings" in texts(at)
+    table = next(d.value for d in at.dataframe if "what is clustered" in d.value.columns)
+    assert len(table) == 3 and set(table["smoothed"]) == {"no", "β = 0.5"}
+    smooth.set_value(True)
+    run(at)
+    assert {m.label: m.value for m in at.metric}["Category-region ARI"] == "0.66"
+    assert "smoothed labels keep this k" in texts(at)
+    next(r for r in at.radio if r.label == "What is clustered").set_value("combined")
+    run(at)
+    assert {m.label: m.value for m in at.metric}["Category-region ARI"] == "0.72"
+    assert not [tg for tg in at.toggle if tg.label.startswith("Smooth")]  # no smoothed variant stored for it
+    assert next(s for s in at.selectbox if s.label == "Clustered over").options == ["joint · whole visual cortex"]
 
 
 def test_clusters_page_png_download(with_store):

@@ -50,8 +50,27 @@ def test_store_holds_every_analysis(built):
         # reliable-vertex clustering: settings, stability curve, simulation checks, reasons for gray vertices
         settings = st.cluster_settings("ue_multi")
         default = settings[settings.is_default]
-        assert set(default.scope) == {"joint:non-early"} and (default.percentile == 75).all()
-        assert {"joint", "joint:non-early@p50", "joint:non-early@p90", "joint:PPA", "subj01"} <= set(settings.scope)
+        assert set(default.scope) == {"joint:non-early+combined"} and (default.percentile == 75).all()
+        assert {"joint", "joint:non-early", "joint:non-early@p50", "joint:non-early@p90", "joint:PPA", "subj01",
+                "joint:non-early~smoothed", "subj01~smoothed", "joint:non-early+measured", "subj01+combined",
+                "joint:non-early@p50+combined"} <= set(settings.scope)
+        # what each scope clustered (the page's choices): one default view, each profile opens once per family
+        variants = st.cluster_variants("ue_multi").set_index("scope")
+        assert set(variants.index) == set(settings.scope)
+        assert variants.is_default.sum() == 1 and variants.loc["joint:non-early+combined", "is_default"]
+        assert variants.loc["joint:non-early+combined", "profile"] == "combined"
+        assert variants.loc["joint:non-early~smoothed", "profile_default"]  # the embeddings open smoothed
+        assert not variants.loc["joint:non-early", "profile_default"]
+        assert variants.loc["joint:non-early+measured", "measured_share"] == 1.0
+        assert 0 < variants.loc["joint:non-early+combined", "measured_share"] <= 1
+        assert variants.loc["joint:non-early~smoothed", "smoothing"] > 0 == variants.loc["joint:non-early", "smoothing"]
+        assert 0 < variants.loc["joint:non-early~smoothed", "with_neighbours"] <= 1
+        # the embeddings' plain clustering is today's: the smoothed one has the same k and clustered vertices
+        k0 = int(settings.loc[settings.scope == "joint:non-early", "chosen_k"].iloc[0])
+        plain = st.cluster_labels("ue_multi", "joint:non-early", k0, "subj01")
+        smooth = st.cluster_labels("ue_multi", "joint:non-early~smoothed", k0, "subj01")
+        np.testing.assert_array_equal(plain < 0, smooth < 0)
+        assert "agreement_with_plain" in set(st.cluster_quality("ue_multi", "joint:non-early~smoothed").metric)
         whole = settings[settings.scope == "joint"]
         nc = st.vertex_reliability("subj01")
         thr = float(whole.loc[whole.subject == "subj01", "nc_threshold"].iloc[0])
@@ -63,14 +82,18 @@ def test_store_holds_every_analysis(built):
         assert set(q[~q.simulation_check].metric) >= {"stability"}
         assert {"ari", "coverage", "homogeneity", "completeness", "early_eta2"} <= set(q[q.simulation_check].metric)
         assert int(default.chosen_k.iloc[0]) in st.available_k("ue_multi", "joint:non-early")
-        # a subject alone takes the default scope's k (too few vertices for its own stability choice)
-        alone = settings[settings.scope == "subj01"]
-        assert alone.k_rule.tolist() == ["k of joint:non-early"] and (alone.chosen_k == default.chosen_k.iloc[0]).all()
+        # a subject alone takes the default scope's k of its profile (too few vertices for its own stability choice)
+        alone = settings[settings.scope == "subj01+combined"]
+        assert alone.k_rule.tolist() == ["k of joint:non-early+combined"]
+        # the default profile's other thresholds take its k; the embeddings choose theirs (as before)
+        assert set(settings[settings.scope == "joint:non-early@p50+combined"].k_rule) == {"k of joint:non-early+combined"}
+        assert set(settings[settings.scope == "joint:non-early@p50"].k_rule) == {"stability >= 0.75"}
+        assert (alone.chosen_k == default.chosen_k.iloc[0]).all()
         assert set(default.k_rule) == {"stability >= 0.75"}
         # the default scope leaves early visual cortex (V1-hV4) unclustered: "outside the scope"
         early = st.vertices("subj01")["roi_prf"].fillna("").astype(str).isin(
             ["V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"]).to_numpy()
-        ne = st.cluster_labels("ue_multi", "joint:non-early", int(default.chosen_k.iloc[0]), "subj01")
+        ne = st.cluster_labels("ue_multi", "joint:non-early+combined", int(default.chosen_k.iloc[0]), "subj01")
         assert early.any() and (ne[early] < 0).all() and (ne[~early] >= 0).any()
         vm = st.vertex_metrics("ue_multi", "subj01")
         assert len(vm) == st.n_vertices("subj01") and vm.nc.between(0, 1).all()
@@ -159,7 +182,7 @@ def test_all_reports_progress_readably(built, capsys):
 
 def test_demo_results_table_reads_the_store(built):
     """scripts/demo_results.py (the README's results table) on a real store: every cluster target has a row,
-    and the yardsticks (noise-free, measured and ridge-predicted responses, same vertices and k) are ARIs in [-1, 1]."""
+    and the yardsticks (noise-free, ridge trained on noise-free, measured and ridge-predicted responses, same vertices and k) are ARIs in [-1, 1]."""
     import importlib.util
     import re
     from pathlib import Path
@@ -170,10 +193,11 @@ def test_demo_results_table_reads_the_store(built):
     spec.loader.exec_module(mod)
     root, _ = built
     rows = mod.measure(root / "store.duckdb")
-    assert "joint category-region ARI >= 0.8" in rows
+    assert "default view category-region ARI >= 0.85" in rows and "default view coverage >= 60%" in rows
+    assert {f"joint ARI at the chosen k, clustering {p}" for p in ("embeddings", "measured", "combined")} <= set(rows)
     ref = next(v for n, v in rows.items() if n.startswith("references:"))[0]
     values = [float(x) for x in re.findall(r"-?\d+\.\d+", ref)]
-    assert len(values) == 3 and all(-1 <= x <= 1 for x in values), ref
+    assert len(values) == 4 and all(-1 <= x <= 1 for x in values), ref
     per_subject = [v[0] for n, v in rows.items() if re.match(r"subj\d\d ARI", n)]
     assert per_subject and all(all(src in v for src in mod.REFERENCE_SOURCES) for v in per_subject)
     # the stored 'measured' yardstick equals the library function on the store's clustered vertices
@@ -195,7 +219,7 @@ def test_demo_results_table_reads_the_store(built):
     assert len(stored) == 1
     expect = cl.reference_ari(resp, planted, k, ["faces", "bodies", "food", "words", "places-indoor", "places-outdoor"])
     assert stored.iloc[0] == pytest.approx(expect, abs=1e-6)
-    assert f"{values[1]:.2f}" == f"{expect:.2f}"
+    assert f"{values[2]:.2f}" == f"{expect:.2f}"
 
 
 def test_store_records_the_backbone_weights(built, tmp_path, capsys):

@@ -96,6 +96,17 @@ def test_all_runs_and_evaluates_on_held_out_images(built, released):
         assert settings.nc_threshold.isna().all() and settings.percentile.isna().all()
         k = int(settings.query("scope == 'joint'").chosen_k.iloc[0])
         assert (st.cluster_labels("ue_multi", "joint", k, "subj01") >= 0).all()
+        # the default view clusters the combined profile, which needs no test fMRI: measured responses where a
+        # subject saw the image, the encoder's predictions where it did not (the three subjects share only 27
+        # of their images, so the profile takes every image any of them saw)
+        variants = st.cluster_variants("ue_multi").set_index("scope")
+        d = variants[variants.is_default.astype(bool)]
+        assert d.index.tolist() == ["joint:non-early+combined"] and d.profile.iloc[0] == "combined"
+        assert 0.3 < d.measured_share.iloc[0] < 0.9 and d.n_images.iloc[0] > 100
+        kd = int(settings.query("scope == 'joint:non-early+combined'").chosen_k.iloc[0])
+        assert (st.cluster_labels("ue_multi", "joint:non-early+combined", kd, "subj01") >= 0).any()
+        # smoothing on the fsaverage5 mesh: the 600 fsaverage-only vertices per hemisphere have no neighbours
+        assert 0 < variants.loc["joint:non-early~smoothed", "with_neighbours"] < 1
         skipped = st.skipped_analyses()
         assert {"reliability threshold of the clusters (every vertex is clustered)",
                 "noise ceiling and noise-normalized accuracy",

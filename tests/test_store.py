@@ -107,6 +107,11 @@ def _build(path: Path) -> dict:
                                                         "base": "joint", "region": None, "percentile": 75.0,
                                                         "nc_threshold": [0.412, 0.38], "chosen_k": 3,
                                                         "k_rule": "stability >= 0.75", "is_default": True}))
+        w.write_table("cluster_variants", pd.DataFrame({
+            "model_id": "ue_multi", "scope": ["joint", "joint+combined~smoothed"], "family": "joint", "percentile": 75.0,
+            "profile": ["embeddings", "combined"], "n_images": [None, 40], "measured_share": [None, 0.5],
+            "smoothing": [0.0, 0.5], "smoothing_radius_mm": [None, 5.0], "with_neighbours": [None, 0.8],
+            "profile_default": [True, False], "is_default": [True, False]}))
         w.write_table("cluster_quality", pd.DataFrame({"model_id": "ue_multi", "scope": "joint", "k": [2, 3, 3],
                                                        "metric": ["stability", "stability", "ari"],
                                                        "value": [0.9, 0.8, 0.5],
@@ -154,6 +159,10 @@ def test_round_trip_every_table(built):
         cs = st.cluster_settings("ue_multi")
         assert cs["subject"].tolist() == list(SUBJECTS) and cs["chosen_k"].tolist() == [3, 3]
         assert cs["region"].isna().all() and cs["is_default"].all()
+        cv = st.cluster_variants("ue_multi")
+        assert cv["scope"].tolist() == ["joint", "joint+combined~smoothed"]
+        assert cv["profile"].tolist() == ["embeddings", "combined"] and cv["smoothing"].tolist() == [0.0, 0.5]
+        assert pd.isna(cv.loc[0, "n_images"]) and cv.loc[1, "n_images"] == 40 and cv["is_default"].tolist() == [True, False]
         cq = st.cluster_quality("ue_multi", "joint")
         assert cq[["k", "metric"]].values.tolist() == [[2, "stability"], [3, "ari"], [3, "stability"]]
         assert cq["simulation_check"].tolist() == [False, True, False]

@@ -251,6 +251,25 @@ def test_preamble_heading_banner_and_sidebar(page, app_store, monkeypatch):
     assert [e.proto.icon for e in links] == [p.icon for p in PAGES]
 
 
+def test_cluster_scope_picks_the_stored_variant():
+    variants = pd.DataFrame({
+        "scope": ["joint", "joint@p50", "joint~smoothed", "joint+combined", "joint+combined~smoothed", "subj01"],
+        "family": ["joint", "joint", "joint", "joint", "joint", "subj01"],
+        "percentile": [75.0, 50.0, 75.0, 75.0, 75.0, 75.0],
+        "profile": ["embeddings", "embeddings", "embeddings", "combined", "combined", "embeddings"],
+        "smoothing": [0.0, 0.0, 0.5, 0.0, 0.5, 0.0]})
+    assert V.cluster_scope(variants, "embeddings", "joint", 75.0, False) == "joint"
+    assert V.cluster_scope(variants, "embeddings", "joint", 50.0, False) == "joint@p50"
+    assert V.cluster_scope(variants, "embeddings", "joint", 75.0, True) == "joint~smoothed"
+    assert V.cluster_scope(variants, "combined", "joint", 75.0, True) == "joint+combined~smoothed"
+    assert V.cluster_scope(variants, "embeddings", "joint", 50.0, True) is None  # not computed
+    assert V.cluster_scope(variants, "measured", "joint", 75.0, False) is None
+    # no reliability estimate: NULL percentiles, the family's only threshold
+    none = variants.assign(percentile=np.nan)
+    assert V.cluster_scope(none.iloc[[0]], "embeddings", "joint", None, False) == "joint"
+    assert V.profile_label("combined") == "embeddings + responses (combined)" and V.profile_label("x") == "x"
+
+
 def test_scope_label_names_what_was_clustered():
     assert V.scope_label("joint:non-early") == "joint (reliable subjects together) · outside early visual cortex (V1-hV4)"
     assert V.scope_label("joint") == "joint (reliable subjects together) · whole visual cortex"

@@ -7,6 +7,7 @@ The pages (``app.py``, ``pages/*.py``) stay thin views: they read the store thro
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Mapping, Sequence
 
@@ -375,7 +376,7 @@ def scope_label(scope: str, short: bool = False) -> str:
     """User-facing name of a cluster scope ('joint:non-early' -> 'joint (reliable subjects) · outside early
     visual cortex (V1-hV4)', 'joint' -> '... · whole visual cortex', 'subj01:PPA' -> 'subj01 · inside PPA').
     ``short``: for a selector ('joint · outside V1-hV4', 'joint · whole visual cortex')."""
-    who, _, region = scope.partition(":")
+    who, _, region = re.split(r"[@+~]", scope)[0].partition(":")  # without threshold and variant suffixes
     if short:
         return f"{who} · " + ("whole visual cortex" if not region and who == "joint"
                               else f"inside {region}" if region and region != "non-early" else "outside V1-hV4")
@@ -386,3 +387,59 @@ def scope_label(scope: str, short: bool = False) -> str:
         return f"{who} · inside {region}"
     return f"{who} · whole visual cortex" if who.startswith("joint") else f"{who} · outside early visual cortex (V1-hV4)"
 
+
+
+# --------------------------------------------------------------------------- what the clusters are computed on
+#: User-facing names of brainviz.clusters.PROFILES.
+PROFILE_LABELS = {"combined": "embeddings + responses (combined)", "embeddings": "encoder embeddings",
+                  "measured": "measured responses"}
+
+
+#: Why a profile is the default view (shown on the page when it is the store's default).
+PROFILE_DEFAULT_WHY = {
+    "combined": "On the simulated demo brain it recovers the planted category regions best of the three on both "
+                "simulated brains tried (seeds 0 and 7: ARI 0.90 and 0.90 at the chosen k, against 0.79 / 0.77 for "
+                "the embeddings and 0.79 / 0.88 for the measured responses): the embeddings carry what the image "
+                "features predict, the measured responses what the features miss (README, 'Results on the demo "
+                "brain'). It opens unsmoothed: smoothing moved its ARI by -0.02 to +0.01 there."}
+
+
+def profile_label(profile: str) -> str:
+    """'combined' -> 'embeddings + responses (combined)' (unknown names as they are)."""
+    return PROFILE_LABELS.get(profile, profile)
+
+
+def cluster_scope(variants: pd.DataFrame, profile: str, family: str, percentile: float | None,
+                  smoothed: bool) -> str | None:
+    """The stored scope of one choice on the clusters page (store table ``cluster_variants``): what is clustered,
+    which vertices, which reliability threshold (None: the family's only one), smoothed or not; None when that
+    combination was not computed."""
+    v = variants[(variants["profile"] == profile) & (variants["family"] == family)]
+    if percentile is not None and v["percentile"].notna().any():
+        v = v[np.isclose(v["percentile"].astype(float), float(percentile))]
+    v = v[(v["smoothing"] > 0) == bool(smoothed)]
+    return str(v["scope"].iloc[0]) if len(v) else None
+
+
+def profile_comparison(store, model_id: str, variants: pd.DataFrame, family: str) -> pd.DataFrame:
+    """SIMULATION CHECK table for the page: per profile and smoothing of ``family`` at its default threshold, the
+    chosen k, category-region ARI and coverage at that k (empty without recovery scores, e.g. real data)."""
+    rows = []
+    fam = variants[variants["family"] == family]
+    default_pct = variants.loc[variants["is_default"].astype(bool), "percentile"]
+    if fam["percentile"].notna().any() and len(default_pct) and pd.notna(default_pct.iloc[0]):
+        fam = fam[np.isclose(fam["percentile"].astype(float), float(default_pct.iloc[0]))]
+    for r in fam.itertuples():
+        settings = store.cluster_settings(model_id, r.scope)
+        q = store.cluster_quality(model_id, r.scope)
+        if settings.empty or q.empty:
+            continue
+        k = int(settings["chosen_k"].iloc[0])
+        at = q[(q["k"] == k) & q["simulation_check"].astype(bool)].set_index("metric")["value"]
+        if "ari" not in at:
+            continue
+        rows.append({"what is clustered": profile_label(r.profile),
+                     "smoothed": f"β = {r.smoothing:g}" if r.smoothing > 0 else "no", "k": k,
+                     "category-region ARI": float(at["ari"]), "coverage": float(at.get("coverage", np.nan)),
+                     "default": bool(r.is_default)})
+    return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ from ..names import EARLY_ROIS, HEMIS, ROI_SETS
 from ..paths import KRIEGESKORTE92, resolve_data_root
 from ..decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
 from ..jobs import run_jobs
-from ..metrics import retrieval_ranks
+from ..metrics import pearson_per_vertex, retrieval_ranks, zscore
 from ..rsa import CEILING_KINDS, crossvalidated_rdm, fit_layer_mix, layer_sweep, repeat_rdms, within_subject_ceiling
 from ..pairs import run_pair_experiment
 from ..store.writer import StoreWriter
@@ -52,8 +52,36 @@ GOOD_SUBJECT_SHARE = 0.5
 #: The clustering shown first: reliable vertices of the good subjects together, outside V1-hV4.
 DEFAULT_SCOPE = "joint:non-early"
 STABILITY_MAX_VERTICES = 2500
-#: the response profiles the embeddings' clusters are measured against (:func:`_reference_responses`)
-REFERENCE_SOURCES = ("noise-free", "measured", "ridge")
+#: What the view the app opens with clusters (brainviz.clusters.PROFILES; chosen on the demo brain, README).
+DEFAULT_PROFILE = "combined"
+#: Strength of the smoothing on the cortex (brainviz.clusters.smooth_labels) of the smoothed labels written beside
+#: the plain ones of every profile (tried on the demo brain: 0.5, 1 and 2; 0.5 helped the embeddings most).
+SMOOTHING_BETA = 0.5
+#: Profiles whose view opens smoothed: where smoothing raised the joint category-region ARI at the chosen k and at
+#: k = 8, 10 and 12 on both demo seeds (the embeddings: +0.01 to +0.06; the measured and combined profiles moved
+#: by -0.02 to +0.02, README 'Results on the demo brain').
+SMOOTHED_BY_DEFAULT = ("embeddings",)
+#: A response profile holds the images seen by the most subjects of the scope, coverage level by coverage level
+#: (every subject, all but one, ...) until it holds at least this many images ...
+MIN_PROFILE_IMAGES = 200
+#: ... and at most this many (in the fixed pseudo-random order of brainviz.splits.held_out_order).
+MAX_PROFILE_IMAGES = 2000
+#: The measured profile of several subjects needs at least this many images every one of them saw.
+MIN_COMMON_IMAGES = 20
+#: Principal components kept of a response profile (brainviz.clusters.profile_block).
+PROFILE_COMPONENTS = 50
+#: the response profiles the clusters are measured against (:func:`_reference_responses`)
+REFERENCE_SOURCES = ("noise-free", "ridge-noise-free", "measured", "ridge")
+
+
+def scope_id(family: str, percentile: float = DEFAULT_PERCENTILE, profile: str = "embeddings",
+             smoothed: bool = False) -> str:
+    """The store's name of a clustering: ``family`` (the clustered vertices: 'joint:non-early', 'joint', 'subj01',
+    'joint:PPA'), '@p<percentile>' for a threshold other than the default, '+<profile>' when not the
+    embeddings, '~smoothed' for labels smoothed on the cortex (table ``cluster_variants`` says it in columns)."""
+    name = family if percentile == DEFAULT_PERCENTILE else f"{family}@p{int(percentile)}"
+    name += "" if profile == "embeddings" else f"+{profile}"
+    return name + ("~smoothed" if smoothed else "")
 
 
 def good_subjects(nc: dict[str, np.ndarray], subjects: list[str], share: float = GOOD_SUBJECT_SHARE) -> list[str]:
@@ -75,9 +103,12 @@ def _planted_prf(ctx: Context, subject: str) -> np.ndarray | None:
 
 
 def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability: bool = True) -> list[dict]:
-    """The clusterings written: name, base, subjects, region, percentile, ks, default, yardsticks
-    (score the reference clusterings of :func:`_reference_responses` at the chosen k: the default
-    scope and each subject alone, the scopes of the recovery targets; a few seconds each).
+    """The clusterings written: family, base, subjects, region, percentile, ks, profile, smoothing (the
+    strengths written: 0 = plain k-means labels), default (the smoothing strength of the view the app opens
+    with, or None: another scope), profile_default (the smoothing strength this profile's views open with: on
+    for :data:`SMOOTHED_BY_DEFAULT`), scope (:func:`scope_id` of the plain labels), yardsticks (score the reference
+    clusterings of :func:`_reference_responses` at the chosen k: the default scope and each subject alone, the
+    scopes of the recovery targets; a few seconds each).
 
     The default ('joint:non-early') clusters the reliable vertices outside early visual
     cortex: V1-hV4 are organised by visual-field position, a continuum that k-means cuts
@@ -86,29 +117,49 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability
     when V1-hV4 are included). Early visual cortex is clustered in 'joint' (whole visual
     cortex) and judged there by visual-field position.
 
-    A subject clustered alone takes the k chosen for the default scope ('k_from'): with the
-    few hundred reliable vertices of one subject, bootstrap stability falls with k from k = 4
+    A subject clustered alone takes the k chosen for the default scope of the same profile ('k_from'):
+    with the few hundred reliable vertices of one subject, bootstrap stability falls with k from k = 4
     on and picked k = 4-6 (demo brain: subj03 k = 4 on seeds 0 and 7), which merges category
     regions; the subjects share one functional layout (report 004 clusters them jointly), and
     the joint stability is estimated on about four times as many vertices.
+
+    Every profile (:data:`brainviz.clusters.PROFILES`) clusters the default scope (with and without smoothing on
+    the cortex) and each subject alone; the other reliability thresholds and the whole visual cortex are written
+    for the embeddings and the default profile, the PPA sub-clusters and the smoothed views of each subject for
+    the embeddings (the profile whose views open smoothed). The default profile's other thresholds take the k
+    of its default scope ('k_from'; the embeddings keep their own stability choice per threshold, as before):
+    with every profile the clusters stage costs about three times what the embeddings alone cost, each
+    stability curve (140 k-means fits) about five of the plain stage's 30 s on the demo brain.
 
     Without any reliability estimate (``reliability`` False: no repetitions, no noise-ceiling files)
     every vertex of a scope is clustered and the other thresholds' scopes would be copies: not written.
     """
     ks = tuple(int(k) for k in ctx.config.cluster_ks)
-    base = dict(base="joint", subjects=joint, ks=ks)
-    plan = [dict(scope=DEFAULT_SCOPE, region="non-early", percentile=DEFAULT_PERCENTILE, default=True, yardsticks=True,
-                 **base)]
-    for p in RELIABILITY_PERCENTILES if reliability else ():
-        if p != DEFAULT_PERCENTILE:
-            plan.append(dict(scope=f"{DEFAULT_SCOPE}@p{int(p)}", region="non-early", percentile=p, default=False,
-                             **base))
-    plan.append(dict(scope="joint", region=None, percentile=DEFAULT_PERCENTILE, default=False, **base))
-    for s in subjects:
-        plan.append(dict(scope=s, base=s, subjects=[s], region="non-early", percentile=DEFAULT_PERCENTILE, ks=ks,
-                         default=False, k_from=DEFAULT_SCOPE if joint else None, yardsticks=True))
-    plan.append(dict(scope="joint:PPA", base="joint", subjects=joint, region="PPA", percentile=DEFAULT_PERCENTILE,
-                     ks=(2,), default=False))
+    smooth = (0.0, SMOOTHING_BETA)
+    plan = []
+    for profile in dict.fromkeys((DEFAULT_PROFILE, *cl.PROFILES)):
+        default = SMOOTHING_BETA if profile in SMOOTHED_BY_DEFAULT else 0.0  # the variant this profile opens with
+        base = dict(base="joint", subjects=joint, ks=ks, profile=profile, profile_default=default)
+        main = scope_id(DEFAULT_SCOPE, DEFAULT_PERCENTILE, profile)
+        plan.append(dict(family=DEFAULT_SCOPE, region="non-early", percentile=DEFAULT_PERCENTILE, smoothing=smooth,
+                         default=default if profile == DEFAULT_PROFILE else None, yardsticks=True, **base))
+        extra = profile in ("embeddings", DEFAULT_PROFILE)
+        for p in RELIABILITY_PERCENTILES if reliability and extra else ():
+            if p != DEFAULT_PERCENTILE:  # the embeddings choose k at each threshold (as before), a profile once
+                plan.append(dict(family=DEFAULT_SCOPE, region="non-early", percentile=p, smoothing=(0.0,),
+                                 default=None, **({} if profile == "embeddings" else {"k_from": main}), **base))
+        if extra:
+            plan.append(dict(family="joint", region=None, percentile=DEFAULT_PERCENTILE, smoothing=(0.0,),
+                             default=None, **base))
+        for s in subjects:
+            plan.append(dict(family=s, base=s, subjects=[s], region="non-early", percentile=DEFAULT_PERCENTILE, ks=ks,
+                             profile=profile, profile_default=default, smoothing=smooth if default else (0.0,),
+                             default=None, k_from=main if joint else None, yardsticks=True))
+        if profile == "embeddings":
+            plan.append(dict(family="joint:PPA", region="PPA", percentile=DEFAULT_PERCENTILE, smoothing=(0.0,),
+                             default=None, **{**base, "ks": (2,)}))
+    for p in plan:
+        p["scope"] = scope_id(p["family"], p["percentile"], p["profile"])
     return plan
 
 
@@ -122,8 +173,13 @@ def _region_mask(ctx: Context, subject: str, region: str | None) -> np.ndarray |
 
 
 def write_clusters(ctx: Context, w: StoreWriter) -> dict:
-    """Voxel clusters of the joint model's embeddings (report 004 sec. 5), written to the store.
+    """Voxel clusters (report 004 sec. 5), written to the store.
 
+    What is clustered (:data:`brainviz.clusters.PROFILES`, :func:`_profile_features`): the joint model's voxel
+    embeddings, each vertex's measured responses to the images every subject of the scope saw, or both combined
+    (the embeddings beside a response profile that is measured where the subject saw the image and the
+    encoder's prediction where it did not, so it needs no test fMRI). Labels are written as k-means gives them
+    and smoothed on the cortex (:func:`brainviz.clusters.smooth_labels`, strength :data:`SMOOTHING_BETA`).
     Which vertices: those whose noise ceiling (from the TRAINING repeats) is at or above the
     ``percentile``-th percentile of their subject's (default 75: the top quarter), optionally
     inside a region; the others are "below the reliability threshold" / "outside the scope".
@@ -135,8 +191,8 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
     On the demo brain, recovery of the planted regions is scored for every scope and k
     (``cluster_quality`` rows with simulation_check = true; the only place ground truth is read),
     and at the chosen k of the default and per-subject scopes against yardsticks: the same vertices
-    and k clustered on noise-free, measured and ridge-predicted test responses (metrics
-    ``reference:<source>``, :func:`_reference_responses`).
+    and k clustered on noise-free, measured and ridge-predicted test responses and on the predictions of
+    ridge trained on the noise-free responses (metrics ``reference:<source>``, :func:`_reference_responses`).
     """
     registry = load_registry(ctx)
     if EMBEDDING_MODEL not in registry:
@@ -164,7 +220,9 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
 
     tags = ctx.tags
     cats = [c for c in tags.columns if c != "tags"]
-    scores = tags[cats]
+    # plain Python strings as index: the descriptions look images up by key thousands of times, 5x faster than
+    # through an Arrow-backed string index (same result)
+    scores = tags[cats].set_axis(tags.index.astype(object))
     main_keys = ctx.catalog.image_key[ctx.catalog.dataset == ctx.main_source].tolist()
     # predicted responses of every main-source image, per subject (top images "by the encoder")
     with ctx.timed("predict all images"):
@@ -174,39 +232,157 @@ def write_clusters(ctx: Context, w: StoreWriter) -> dict:
                     ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
                 for s in subjects}
     # top images rank cluster means of per-vertex z-scored responses: z-score once, not per scope and k
-    preds = {s: cl.zscore_columns(p) for s, p in preds.items()}
-    measured = {s: (cl.zscore_columns(y), keys) for s, (y, keys) in measured.items()}
+    preds = {s: zscore(np.asarray(p, np.float32)) for s, p in preds.items()}
+    measured = {s: (zscore(np.asarray(y, np.float32)), keys) for s, (y, keys) in measured.items()}
     planted = {s: ctx.planted_regions(s) for s in subjects}
     prf = {s: _planted_prf(ctx, s) for s in subjects}
     refs = _reference_responses(ctx, main, planted)
+    inputs = _ProfileInputs(ctx, emb, measured, preds, main_keys)
     headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
-                      "scopes": {}}
+                      "default_profile": DEFAULT_PROFILE, "smoothing_beta": SMOOTHING_BETA, "scopes": {}}
+    yard_cache: dict = {}
     with ctx.timed("clusters"):
         for plan in _bar(ctx, _scope_plan(ctx, subjects, joint, reliability), "clusters"):
             k_from = headline["scopes"].get(plan.get("k_from"), {}).get("chosen_k")
-            headline["scopes"][plan["scope"]] = _write_scope(ctx, w, plan, emb, nc, preds, measured, main_keys,
-                                                             scores, planted, prf, k_from=k_from, refs=refs)
+            headline["scopes"].update(_write_scope(ctx, w, plan, inputs, nc, preds, measured, main_keys, scores,
+                                                   planted, prf, k_from=k_from, refs=refs, yard_cache=yard_cache))
     return headline
+
+
+class _ProfileInputs:
+    """What the profiles of :func:`_profile_features` are built from, per subject: embeddings (V, E), z-scored
+    measured responses with their image keys, z-scored predictions of every main-source image, the encoder's
+    accuracy per vertex, and where each vertex lies on the cortex."""
+
+    def __init__(self, ctx: Context, emb: dict, measured: dict, preds: dict, main_keys: list[str]):
+        self.ctx, self.emb, self.measured, self.preds, self.main_keys = ctx, emb, measured, preds, main_keys
+        self._r: dict = {}
+        self._where: dict = {}
+
+    def accuracy(self, s: str) -> np.ndarray:
+        """(V,) Pearson r between the encoder's predictions and the measured responses of the FITTED images
+        (what a prediction is worth where the subject has no measurement; :func:`brainviz.clusters.response_profiles`)."""
+        if s not in self._r:
+            y, keys = self.measured[s]
+            fitted = set(self.ctx.images[s].train_keys)
+            rows = [i for i, key in enumerate(keys) if key in fitted]
+            pos = {key: i for i, key in enumerate(self.main_keys)}
+            p = self.preds[s][[pos[keys[i]] for i in rows]]
+            self._r[s] = np.clip(np.nan_to_num(pearson_per_vertex(y[rows], p)), 0, 1).astype(np.float32)
+        return self._r[s]
+
+    def where(self, s: str) -> tuple[np.ndarray, np.ndarray]:
+        """((V,) hemisphere, (V,) fsaverage5 vertex or -1) of ``s``'s vertices."""
+        if s not in self._where:
+            vt = self.ctx.dataset.subjects[s].vertex_table()
+            self._where[s] = (vt["hemi"].to_numpy().astype(str), vt["fsaverage5_index"].to_numpy())
+        return self._where[s]
+
+
+def _profile_keys(seen: list[list[str]], every: bool) -> list[str]:
+    """The images of a response profile, from each subject's seen images ``seen``: those every subject saw
+    (``every``), else the best covered: the images every subject saw, then those all but one saw, and so on,
+    whole coverage levels at a time, until at least :data:`MIN_PROFILE_IMAGES` (the images seen by fewer subjects
+    need more predictions, which blur the measured profile: on the demo brain the 278 images all four subjects
+    saw clustered better than the 970 any of them saw). At most :data:`MAX_PROFILE_IMAGES`, then in the fixed
+    pseudo-random order of :func:`brainviz.splits.held_out_order`. Sorted."""
+    from collections import Counter
+
+    from ..splits import held_out_order
+
+    count = Counter(key for keys in seen for key in set(keys))
+    keys: list[str] = []
+    for level in range(len(seen), 0 if not every else len(seen) - 1, -1):
+        if keys and (every or len(keys) >= MIN_PROFILE_IMAGES):
+            break
+        keys += [key for key, c in count.items() if c == level]
+    if len(keys) > MAX_PROFILE_IMAGES:
+        rank = {key: i for i, key in enumerate(held_out_order(keys))}
+        keys = sorted(keys, key=lambda key: (-count[key], rank[key]))[:MAX_PROFILE_IMAGES]
+    return sorted(keys)
+
+
+def _profile_features(inputs: _ProfileInputs, profile: str, subs: list[str], codes: dict,
+                      seed: int) -> tuple[np.ndarray | None, dict]:
+    """((n_selected, d) what k-means clusters for ``profile``, info) over the selected vertices (``codes == 0``)
+    of ``subs``, stacked in that order; (None, {"why": ...}) when the data cannot give this profile.
+
+    'embeddings': the voxel embeddings. 'measured': each vertex's measured responses to the images every subject
+    of ``subs`` saw (a subject alone: all its images), as a unit-norm block (:func:`brainviz.clusters.profile_block`).
+    'combined': the embeddings beside a response-profile block over the best covered images (:func:`_profile_keys`),
+    measured where the subject saw the image, else the encoder's prediction weighted by its accuracy on the
+    fitted images (:func:`brainviz.clusters.response_profiles`), blocks of equal weight."""
+    sel = {s: codes[s] == 0 for s in subs}
+    emb = np.concatenate([inputs.emb[s][sel[s]] for s in subs])
+    if profile == "embeddings":
+        return emb, {}
+    seen = [inputs.measured[s][1] for s in subs]
+    every = profile == "measured"
+    keys = _profile_keys(seen, every)
+    if every and len(keys) < min(MIN_COMMON_IMAGES, min(len(k) for k in seen)):
+        return None, {"why": f"the {len(subs)} subjects saw only {len(keys)} images in common (the measured "
+                             f"profile needs {MIN_COMMON_IMAGES})"}
+    measured = {s: (inputs.measured[s][0][:, sel[s]], inputs.measured[s][1]) for s in subs}
+    predicted = weights = None
+    if not every:
+        predicted = {s: (inputs.preds[s][:, sel[s]], inputs.main_keys) for s in subs if s in inputs.preds}
+        weights = {s: inputs.accuracy(s)[sel[s]] for s in predicted}
+    prof = cl.response_profiles(measured, keys, predicted, weights)
+    block = cl.profile_block(np.concatenate([prof[s] for s in subs]), PROFILE_COMPONENTS, seed=seed)
+    n_seen = sum(len(set(k) & set(keys)) * int(sel[s].sum()) for s, k in zip(subs, seen))
+    info = {"n_images": len(keys), "measured_share": n_seen / max(1, len(keys) * sum(int(m.sum()) for m in sel.values()))}
+    return (block if every else cl.combine_blocks(emb, block)), info
+
+
+def _neighbours(inputs: _ProfileInputs, subs: list[str], codes: dict):
+    """(n_selected, n_selected) sparse neighbours on the cortex of the selected vertices of ``subs`` (stacked
+    in that order; never across subjects or hemispheres), :func:`brainviz.clusters.cortical_neighbours`."""
+    import scipy.sparse as sp
+
+    blocks = []
+    for s in subs:
+        hemi, fs5 = inputs.where(s)
+        m = codes[s] == 0
+        blocks.append(cl.cortical_neighbours(hemi[m], fs5[m]))
+    return sp.block_diag(blocks, format="csr")
 
 
 def _reference_responses(ctx: Context, subjects: list[str], planted: dict) -> dict[str, dict[str, np.ndarray]]:
     """{source: {subject: (n_common, V) responses to the test images every one of ``subjects`` saw}},
     the profiles of the cluster yardsticks (:func:`brainviz.clusters.reference_ari`; demo brain only,
     SIMULATION CHECK): 'noise-free' the simulation's noise-free responses (ground truth: what the same
-    clustering reaches without noise or encoder), 'measured' the measured test responses (what the
-    data hold without an encoder), 'ridge' each subject's ridge encoder's test predictions (what a
-    linear read-out of the same backbone features holds). Empty for real data."""
+    clustering reaches without noise or encoder), 'ridge-noise-free' the test predictions of a ridge encoder
+    fitted to the noise-free TRAINING responses (what a linear read-out of the backbone's features can reach at
+    best: the features' bound), 'measured' the measured test responses (what the data hold without an
+    encoder), 'ridge' each subject's ridge encoder's test predictions (what a linear read-out of the same
+    features holds). Empty for real data."""
     if not subjects or any(planted[s] is None or not ctx.has_test(s) for s in subjects):
         return {}
     shared = set.intersection(*(set(ctx.images[s].test_keys) for s in subjects))
     common = [key for key in ctx.images[subjects[0]].test_keys if key in shared]  # the first subject's order
     if len(common) < 2:
         return {}
+    registry = load_registry(ctx)
+    ridge_cfg = next((e.get("config", {}) for m, e in registry.items() if m.startswith("ridge-")), {})
+
+    def noise_free_ridge(s: str) -> np.ndarray | None:
+        from ..encoders.ridge import RidgeEncoder
+
+        clean = ctx.dataset.clean_responses(s, "train")
+        if clean is None or len(clean) != len(ctx.images[s].train_keys):
+            return None
+        kw = {key: ridge_cfg[key] for key in ("alphas", "cv", "spatial_grid") if key in ridge_cfg}
+        model = RidgeEncoder(seed=ctx.config.seed, **kw).fit(ctx.feature_subset(ctx.images[s].train_keys), clean)
+        return predict(model, ctx, s, ctx.images[s].test_keys)
+
+    with ctx.timed("yardstick ridge"):
+        clean_ridge = run_jobs([(s, lambda s=s: noise_free_ridge(s)) for s in subjects], ctx.workers(), describe=False)
     out: dict[str, dict[str, np.ndarray]] = {src: {} for src in REFERENCE_SOURCES}
     for s in subjects:
         pos = {key: i for i, key in enumerate(ctx.images[s].test_keys)}
         rows = np.array([pos[key] for key in common])
         for src, y in (("noise-free", ctx.dataset.clean_responses(s, "test")),
+                       ("ridge-noise-free", clean_ridge[s]),
                        ("measured", ctx.responses(s, "test")),
                        ("ridge", load_predictions(ctx, f"ridge-{s}", s))):
             if y is not None and len(y) == len(pos):
@@ -214,31 +390,39 @@ def _reference_responses(ctx: Context, subjects: list[str], planted: dict) -> di
     return {src: d for src, d in out.items() if d}
 
 
-def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, preds: dict, measured: dict,
-                 main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict, k_from: int | None = None,
-                 refs: dict | None = None) -> dict:
-    """Select, choose k, cluster, describe and score one scope; returns its headline numbers.
+def _write_scope(ctx: Context, w: StoreWriter, plan: dict, inputs: _ProfileInputs, nc: dict, preds: dict,
+                 measured: dict, main_keys: list[str], scores: pd.DataFrame, planted: dict, prf: dict,
+                 k_from: int | None = None, refs: dict | None = None, yard_cache: dict | None = None) -> dict:
+    """Select, profile, choose k, cluster (and smooth), describe and score one clustering; returns
+    {scope: headline numbers} for each smoothing strength of the plan (:func:`scope_id`).
 
     k: ``k_from`` when given (another scope's chosen k, see :func:`_scope_plan`), 2 for a scope with
-    ks (2,), else by bootstrap stability (:func:`brainviz.clusters.choose_k`)."""
+    ks (2,), else by bootstrap stability (:func:`brainviz.clusters.choose_k`) of the plain k-means; the
+    smoothed labels keep that k."""
+    from sklearn.metrics import adjusted_rand_score
+
     scope, subs = plan["scope"], plan["subjects"]
     codes, thr = {}, {}
     for s in subs:
         region = _region_mask(ctx, s, plan["region"])
         if nc[s] is None:  # no reliability estimate: every vertex of the scope is clustered
-            codes[s] = np.where(region if region is not None else np.ones(len(emb[s]), bool), 0, -2).astype(np.int8)
+            codes[s] = np.where(region if region is not None else np.ones(len(inputs.emb[s]), bool), 0, -2).astype(np.int8)
             thr[s] = float("nan")
         else:
             codes[s], _ = cl.reliable_vertices(nc[s], plan["percentile"])  # threshold over the whole subject
             thr[s] = float(np.percentile(nc[s][np.isfinite(nc[s])], plan["percentile"]))
             if region is not None:
                 codes[s][~region] = -2
-    selected = np.concatenate([emb[s][codes[s] == 0] for s in subs])
-    out: dict = {"n_clustered": int(len(selected)), "subjects": subs}
-    if len(selected) < 4 * max(plan["ks"]):
-        ctx.skip(f"clusters of scope {scope}", f"only {len(selected)} vertices qualify (k up to {max(plan['ks'])} "
+    n_sel = int(sum((codes[s] == 0).sum() for s in subs))
+    out: dict = {"n_clustered": n_sel, "subjects": subs, "profile": plan["profile"]}
+    if n_sel < 4 * max(plan["ks"]):
+        ctx.skip(f"clusters of scope {scope}", f"only {n_sel} vertices qualify (k up to {max(plan['ks'])} "
                  f"needs {4 * max(plan['ks'])})", "more vertices in the scope's region")
-        return out
+        return {scope: out}
+    selected, info = _profile_features(inputs, plan["profile"], subs, codes, ctx.config.seed)
+    if selected is None:
+        ctx.skip(f"clusters of scope {scope}", info["why"], "images seen by every subject of the scope")
+        return {scope: out}
     quality = []
     ks = list(plan["ks"])
     if ks == [2]:
@@ -257,18 +441,60 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
             quality += [(int(r.k), "stability", float(r.stability), False),
                         (int(r.k), "stability_sd", float(r.stability_sd), False)]
     out["chosen_k"] = int(chosen)
-    w.write_table("cluster_settings", pd.DataFrame({
-        "model_id": EMBEDDING_MODEL, "scope": scope, "subject": subs, "base": plan["base"], "region": plan["region"],
-        "percentile": [float(plan["percentile"]) if nc[s] is not None else None for s in subs],
-        "nc_threshold": [thr[s] if nc[s] is not None else None for s in subs], "chosen_k": int(chosen),
-        "k_rule": rule, "is_default": bool(plan["default"])}))
-    out["per_k"] = {}
     with cl.kmeans_threads():  # every k at once, side by side (brainviz.jobs)
-        by_k = run_jobs([(f"k={k}", lambda k=k: cl.cluster_selected({s: emb[s] for s in subs}, codes, k,
-                                                                      seed=ctx.config.seed)) for k in ks],
+        by_k = run_jobs([(f"k={k}", lambda k=k: cl.kmeans_clusters(selected, k, seed=ctx.config.seed)) for k in ks],
                         ctx.workers(), describe=False)
-    for k in ks:
-        labels = by_k[f"k={k}"]
+    neighbours = _neighbours(inputs, subs, codes) if any(b > 0 for b in plan["smoothing"]) else None
+    results = {}
+    for beta in plan["smoothing"]:
+        name = scope_id(plan["family"], plan["percentile"], plan["profile"], smoothed=beta > 0)
+        labels_by_k, extra = {}, []
+        for k in ks:
+            lab = by_k[f"k={k}"] if beta == 0 else cl.smooth_labels(selected, by_k[f"k={k}"], neighbours, beta, k=k)
+            if beta > 0:  # how much smoothing changed (no ground truth)
+                extra.append((k, "agreement_with_plain", float(adjusted_rand_score(by_k[f"k={k}"], lab)), False))
+            labels_by_k[k] = _fill(codes, subs, lab)
+        w.write_table("cluster_settings", pd.DataFrame({
+            "model_id": EMBEDDING_MODEL, "scope": name, "subject": subs, "base": plan["base"],
+            "region": plan["region"],
+            "percentile": [float(plan["percentile"]) if nc[s] is not None else None for s in subs],
+            "nc_threshold": [thr[s] if nc[s] is not None else None for s in subs], "chosen_k": int(chosen),
+            "k_rule": rule, "is_default": plan["default"] is not None and plan["default"] == beta}))
+        degree = np.asarray(neighbours.sum(axis=1)).ravel() if beta > 0 else None
+        w.write_table("cluster_variants", pd.DataFrame([{
+            "model_id": EMBEDDING_MODEL, "scope": name, "family": plan["family"],
+            "percentile": float(plan["percentile"]) if any(nc[s] is not None for s in subs) else None,
+            "profile": plan["profile"], "n_images": info.get("n_images"), "measured_share": info.get("measured_share"),
+            "smoothing": float(beta), "smoothing_radius_mm": cl.NEIGHBOUR_RADIUS_MM if beta > 0 else None,
+            "with_neighbours": float((degree > 0).mean()) if beta > 0 else None,
+            "profile_default": plan["profile_default"] == beta,
+            "is_default": plan["default"] is not None and plan["default"] == beta}]))
+        res = dict(out, scope=name, smoothing=float(beta), **info)
+        res["per_k"] = _write_labels(ctx, w, name, plan, subs, labels_by_k, chosen, codes, measured, preds,
+                                     main_keys, scores, planted, prf, refs, yard_cache, quality + extra)
+        results[name] = res
+    return results
+
+
+def _fill(codes: dict, subs: list[str], labels: np.ndarray) -> dict:
+    """subject -> (V,) labels from the stacked labels of the selected vertices of ``subs`` (in that order): the
+    clustered vertices' labels, the code (< 0, :data:`brainviz.clusters.UNCLUSTERED`) of the others."""
+    out, start = {}, 0
+    for s in subs:
+        full = np.asarray(codes[s]).astype(np.int32)
+        n = int((full == 0).sum())
+        full[full == 0] = labels[start:start + n]
+        out[s], start = full, start + n
+    return out
+
+
+def _write_labels(ctx: Context, w: StoreWriter, scope: str, plan: dict, subs: list[str], by_k: dict, chosen: int,
+                  codes: dict, measured: dict, preds: dict, main_keys: list[str], scores: pd.DataFrame,
+                  planted: dict, prf: dict, refs: dict | None, yard_cache: dict | None, quality: list) -> dict:
+    """Write one scope's labels at every k with their top images, descriptions and (demo brain) recovery
+    scores; returns {k: recovery numbers}."""
+    per_k = {}
+    for k, labels in by_k.items():
         for s in subs:
             w.add_clusters(EMBEDDING_MODEL, scope, k, s, labels[s])
             y, keys = measured[s]
@@ -301,18 +527,22 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, emb: dict, nc: dict, 
                 rec.update({f"early_{m}": v for m, v in ev.items()})
             for region, d in _planted_precision(lab_all, pl, top, scores).items():
                 rec[f"precision:{region}"] = d["precision"]
-            if scope.endswith(":PPA"):
+            if plan["family"].endswith(":PPA"):
                 rec.update(_ppa_split(top, desc, scores))
             if k == chosen and refs and plan.get("yardsticks"):
-                rec.update(_yardsticks(ctx, refs, subs, codes, planted, k))
+                key = (tuple(subs), plan["region"], plan["percentile"], k)
+                cache = {} if yard_cache is None else yard_cache
+                if key not in cache:  # the same vertices and k in every profile and smoothing
+                    cache[key] = _yardsticks(ctx, refs, subs, codes, planted, k)
+                rec.update(cache[key])
             quality += [(k, m, float(v), True) for m, v in rec.items() if np.isscalar(v)]
-        out["per_k"][int(k)] = {m: (round(float(v), 3) if np.isscalar(v) else v) for m, v in rec.items()}
+        per_k[int(k)] = {m: (round(float(v), 3) if np.isscalar(v) else v) for m, v in rec.items()}
     quality = [q for q in quality if np.isfinite(q[2])]  # undefined scores (e.g. too few vertices) are left out
     if quality:
         w.write_table("cluster_quality", pd.DataFrame(
             [dict(model_id=EMBEDDING_MODEL, scope=scope, k=int(k), metric=m, value=v, simulation_check=sim)
              for k, m, v, sim in quality]))
-    return out
+    return per_k
 
 
 def _yardsticks(ctx: Context, refs: dict, subs: list[str], codes: dict, planted: dict, k: int) -> dict:

@@ -822,5 +822,14 @@ class Store:
         t = self._select("subjects", ["subject", "evaluation"], ["subject"])
         return dict(zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
 
+    # ------------------------------------------------------------------ cluster variants
+    def cluster_variants(self, model_id: str) -> pd.DataFrame:
+        """scope, family, percentile, profile, n_images, measured_share, smoothing, smoothing_radius_mm,
+        with_neighbours, profile_default, is_default: what each cluster scope of ``model_id`` clustered; by scope."""
+        return self._df("cluster_variants", ["scope", "family", "percentile", "profile", "n_images", "measured_share",
+                                             "smoothing", "smoothing_radius_mm", "with_neighbours", "profile_default",
+                                             "is_default"],
+                        ["scope"], model_id=model_id)
+
 
 __all__ = ["Store", "REBUILD"]

@@ -74,7 +74,7 @@ Tables
 ------
 meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
 voxel_embeddings, embedding_maps, clusters, cluster_top_images,
-cluster_descriptions, vertex_reliability, cluster_settings, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
+cluster_descriptions, vertex_reliability, cluster_settings, cluster_variants, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
 rdms, extreme_pairs, rsa, k92_rsa, k92_fit, pair_model, decoding, decoding_rois, decoding_weights, transfer_curve,
 image_features, skipped_analyses, thumbnails, checkpoints. Each :class:`Table` in :data:`TABLES` documents its meaning
 and columns.
@@ -94,11 +94,12 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #: 7: a self-contained store: thumbnails (a JPEG of every image), checkpoints (the live model's checkpoint),
 #:    predictions.image_set ('test' | 'tagged'; the tagged images were model 'ue_multi:all-images', subj01 only),
 #:    images.path NULL allowed (the 92-image set has no file).
-SCHEMA_VERSION = 7
+#: 8: cluster_variants (what each scope clustered: embeddings, measured or combined profiles; mesh smoothing);
+#:    scope names may end in '+measured' / '+combined' and '~smoothed'.
+SCHEMA_VERSION = 8
 
 #: ``predictions.image_set`` values: the subject's evaluation images; every tagged image (In-silico sets).
 PREDICTION_SETS: tuple[str, ...] = ("test", "tagged")
-
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,9 @@ _MODEL = _c("model_id", "VARCHAR", "the encoder (models.model_id)")
 _SUBJ = _c("subject", "VARCHAR", "subject, e.g. subj01")
 _VERTEX = _c("vertex", "INTEGER", "vertex 0..V-1 of the subject (lh first)")
 _SCOPE = _c("scope", "VARCHAR", "'joint' (whole visual cortex) | 'joint:non-early' (default: outside V1-hV4) | "
-            "'<subject>' | '<subject|joint>:<ROI>', optionally '@p<percentile>' (another reliability threshold)")
+            "'<subject>' | '<subject|joint>:<ROI>', optionally '@p<percentile>' (another reliability threshold), "
+            "'+measured' / '+combined' (what was clustered; embeddings without) and '~smoothed' (labels smoothed on "
+            "the cortex): see cluster_variants")
 _K = _c("k", "INTEGER", "number of k-means clusters")
 _CLUSTER = _c("cluster", "INTEGER", "cluster label 0..k-1 (0 = largest cluster)")
 _NC = ("nc_lower", "nc_upper")
@@ -269,8 +272,31 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                 "(NULL: no reliability estimate)"),
            _c("chosen_k", "INTEGER", "the k shown first (chosen without ground truth, see k_rule)"),
            _c("k_rule", "VARCHAR", "how chosen_k was chosen: 'stability >= 0.75' (largest k whose bootstrap "
-              "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k), 'fixed'"),
+              "stability reaches it), 'k of <scope>' (a subject alone takes the joint scope's k; a response profile's "
+              "other thresholds take its default scope's k), 'fixed'"),
            _c("is_default", "BOOLEAN", "the view the app opens with"))),
+    Table("cluster_variants", "What each cluster scope clustered and how its labels were regularised on the "
+          "cortex (one row per scope): the choices of the Voxel-clusters page.",
+          (_MODEL, _SCOPE,
+           _c("family", "VARCHAR", "the clustered vertices: the scope without its threshold and variant suffixes "
+              "('joint:non-early', 'joint', 'subj01', 'joint:PPA')"),
+           _opt("percentile", "FLOAT", "reliability threshold (percentile of each subject's noise ceilings; NULL: "
+                "no reliability estimate)"),
+           _c("profile", "VARCHAR", "what was clustered: 'embeddings' (the encoder's voxel embeddings), 'measured' "
+              "(measured responses to the images every subject of the scope saw) or 'combined' (embeddings and a "
+              "response profile: measured where the subject saw the image, the encoder's prediction elsewhere)"),
+           _opt("n_images", "INTEGER", "images in the response profile (NULL: embeddings only)"),
+           _opt("measured_share", "FLOAT", "share of the response profile's entries that are measured responses "
+                "(the rest are the encoder's predictions), fraction 0..1; NULL: embeddings only"),
+           _c("smoothing", "FLOAT", "strength beta of the Potts smoothing of the labels on the cortex "
+              "(brainviz.clusters.smooth_labels); 0 = k-means labels as they are"),
+           _opt("smoothing_radius_mm", "FLOAT", "vertices within this geodesic distance are neighbours (NULL: no "
+                "smoothing)"),
+           _opt("with_neighbours", "FLOAT", "share of the clustered vertices with at least one clustered neighbour "
+                "(the others keep their k-means label), fraction 0..1; NULL: no smoothing"),
+           _c("profile_default", "BOOLEAN", "smoothed or not, the variant shown first when this profile is chosen "
+              "(smoothed where smoothing raised the demo brain's recovery on both seeds)"),
+           _c("is_default", "BOOLEAN", "the variant the app opens with"))),
     Table("cluster_quality", "Per scope and k: bootstrap stability of k-means (no ground truth) and, on the "
           "demo brain only, recovery of the planted regions (simulation checks).",
           (_MODEL, _SCOPE, _K, _c("metric", "VARCHAR", "e.g. 'stability', 'ari', 'coverage', 'precision:faces'"),
