@@ -36,7 +36,7 @@ Usage::
     python bench/bench_live.py [--store data/brainviz.duckdb] [--n 60] [--browser 12] [--port 8611]
 
 Without ``--store`` (and without ``$BRAINVIZ_STORE`` / the default store) a small synthetic
-store is built first (tests/app_fixtures.py, ~15 s).
+store is built first (brainviz/sample_store.py, ~15 s).
 """
 from __future__ import annotations
 
@@ -252,7 +252,7 @@ def _timed(drv, key: str, action, *, prefix: str = "", timeout: float = 120) -> 
     """Do ``action`` (a user action the origin listeners see); return (ms to the new map of brain view ``key``
     drawn, websocket bytes of the whole rerun). The brain view's own arrival -> drawn time goes to
     :data:`BROWSER_SIDE`."""
-    from tests.app_server import drawn, wait_drawn
+    from webapp.browser import drawn, wait_drawn
 
     _idle(drv)
     _ws_bytes(drv)
@@ -298,7 +298,7 @@ def _upload(drv, path: Path):
 
 def bench_browser(store_path: Path, n: int, port: int, n_clusters: int, block: int = 4) -> dict:
     """Live upload -> map drawn, and Voxel clusters k / cluster -> map drawn, brain view vs Plotly reference."""
-    from tests.app_server import chrome_driver, quit_driver, start_app_server, stop_app_server
+    from webapp.browser import chrome_driver, quit_driver, start_app_server, stop_app_server
 
     store_imgs = _store_image_paths(store_path)
     uploads = upload_images(store_imgs, 2 * n + 16, seed=1)
@@ -367,7 +367,7 @@ def bench_floor(store_path: Path, n: int, port: int) -> list:
     view: what Streamlit's rerun and the brain view cost with no page code (the floor of every page)."""
     from selenium.webdriver.common.by import By
 
-    from tests.app_server import chrome_driver, drawn, quit_driver, start_app_server, stop_app_server, wait_drawn
+    from webapp.browser import chrome_driver, drawn, quit_driver, start_app_server, stop_app_server, wait_drawn
 
     tmp = Path(tempfile.mkdtemp(prefix="brainviz-bench-floor-"))
     (tmp / "floor.py").write_text(_FLOOR_PAGE)
@@ -399,7 +399,7 @@ def _clusters_block(drv, url: str, mode: str, count: int, out: dict) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from tests.app_server import drawn, wait_drawn
+    from webapp.browser import drawn, wait_drawn
 
     _page(drv, url, "Voxel_clusters", mode == "plotly")
     wait_drawn(drv, "brain")
@@ -656,7 +656,7 @@ def main(argv=None) -> int:
 
     store_path = Path(args.store) if args.store else default_store()
     if not store_path.is_file():
-        from tests.app_fixtures import build_app_store
+        from brainviz.sample_store import build_app_store
 
         print(f"no store at {store_path}; building a synthetic one …", flush=True)
         store_path = build_app_store(Path(tempfile.mkdtemp(prefix="brainviz-bench-")))

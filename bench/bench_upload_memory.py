@@ -145,7 +145,7 @@ def _insilico_session(url: str, files: list[Path], timeout: float = 600) -> dict
     until the page has handled both. Returns the driver (kept open) and what the page said."""
     from selenium.webdriver.common.by import By
 
-    from tests.app_server import chrome_driver
+    from webapp.browser import chrome_driver
 
     drv = chrome_driver()
     drv.get(f"{url}/In_silico_experiment")
@@ -211,12 +211,12 @@ def bench_sessions(files_per_set: int, port: int, app_root: Path | None, workdir
     import os
     import threading
 
-    from tests.app_server import quit_driver
+    from webapp.browser import quit_driver
 
     root = (app_root or ROOT).resolve()
     store_dir = workdir / "store"
     if not (store_dir / "brainviz.duckdb").is_file():
-        subprocess.run([sys.executable, str(ROOT / "tests" / "app_fixtures.py"), str(store_dir)], check=True,
+        subprocess.run([sys.executable, "-m", "brainviz.sample_store", str(store_dir)], check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}, capture_output=True)
     files = []
     for i in range(files_per_set):
@@ -288,7 +288,7 @@ def bench_sessions(files_per_set: int, port: int, app_root: Path | None, workdir
         stop.set()
         for d in drivers:
             quit_driver(d)
-        from tests.app_server import stop_app_server
+        from webapp.browser import stop_app_server
 
         stop_app_server(proc)
         log.close()

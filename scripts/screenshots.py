@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     from selenium.webdriver.common.by import By
 
-    from tests.app_server import chrome_driver, quit_driver, start_app_server, stop_app_server, wait_drawn
+    from webapp.browser import chrome_driver, quit_driver, start_app_server, stop_app_server, wait_drawn
 
     proc, url, _ = start_app_server(Path(args.store), args.port, env={"HF_HUB_OFFLINE": "1"}, timeout=180)
     try:

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from tests.app_server import (BRAIN_FRAME, CHROMEDRIVER, CHROMIUM, chrome_driver, drawn, quit_driver,
+from webapp.browser import (BRAIN_FRAME, CHROMEDRIVER, CHROMIUM, chrome_driver, drawn, quit_driver,
                               start_app_server, stop_app_server, wait_drawn)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

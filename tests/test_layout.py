@@ -1,6 +1,6 @@
 """Browser layout test: every page at 1,280 and 1,920 px wide, screenshotted whole, with nothing covered or clipped.
 
-A real ``streamlit run app.py`` (tests/app_server.py) on the synthetic store, in headless Chromium. For each
+A real ``streamlit run app.py`` (webapp/browser.py) on the synthetic store, in headless Chromium. For each
 page and width the window is made as tall as the page (so one screenshot holds all of it, saved to
 ``$BRAINVIZ_SCREENSHOTS`` or a temp dir as ``<page>_<width>.png``), then :data:`LAYOUT_JS` checks, in
 the browser, what can be checked from the DOM:
@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from tests.app_server import CHROMEDRIVER, CHROMIUM, chrome_driver, quit_driver, start_app_server, stop_app_server
+from webapp.browser import CHROMEDRIVER, CHROMIUM, chrome_driver, quit_driver, start_app_server, stop_app_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

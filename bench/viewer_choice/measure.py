@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     from brainviz import plotting as B
-    from tests.app_server import chrome_driver, quit_driver
+    from webapp.browser import chrome_driver, quit_driver
 
     out = HERE / "out"
     out.mkdir(exist_ok=True)

@@ -1,6 +1,7 @@
 """The app in a real browser: a ``streamlit run app.py`` server on 127.0.0.1 and headless Chromium.
 
-Shared by the browser test (tests/test_browser.py) and the live benchmark (bench/bench_live.py).
+Used by the browser tests (tests/test_browser.py, tests/test_layout.py), the benchmarks (bench/bench_live.py,
+bench/bench_upload_memory.py) and scripts/screenshots.py; not by the app itself (it needs selenium).
 The server runs in its own process group and is stopped by its PID only.
 """
 from __future__ import annotations
