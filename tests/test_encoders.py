@@ -372,6 +372,31 @@ def test_schedule_samples_voxels_per_image():
     assert ue.updates_per_epoch(40, 60) == pytest.approx(3.0)
     assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=None) == 3
     assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=5) == 5
+    assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=None, min_epochs=4) == 4
+    assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=2, min_epochs=4) == 2  # n_epochs fixes it
+
+
+def test_training_length_grows_with_the_data():
+    """Default training length: at least ``min_epochs`` passes over the images and ``voxel_updates``
+    updates per voxel. The demo brain's fits keep their 10 epochs; at NSD size 150 updates alone
+    would be one pass over 9,841 images, the passes rule gives 10."""
+    cfg = UniversalConfig()
+    ue = UniversalEncoder(cfg)
+    demo = {f"subj0{i}": (450, 5208) for i in range(1, 5)}  # the demo brain's NSD subjects
+    demo_fits = [demo, {k: v for k, v in demo.items() if k != "subj01"} | {"subj05": (1630, 5208)},
+                 *({k: v} for k, v in demo.items())]  # ue_multi (+vim-1), ue_pretrain, ue_single
+    for fit in demo_fits:
+        assert ue.epochs_for(fit, cfg.voxel_updates, None) == 10
+        assert ue.epochs_for(fit, cfg.voxel_updates, None, cfg.min_epochs) == 10
+    nsd = {"subj01": (9841, 19004 + 20544), "subj04": (8779, 19004 + 20544)}
+    assert ue.epochs_for(nsd, cfg.voxel_updates, None) == 1
+    assert ue.epochs_for(nsd, cfg.voxel_updates, None, cfg.min_epochs) == cfg.min_epochs == 10
+    # fit() runs that many epochs
+    X, Y = planted(40, 30, seed=2)
+    fitted = UniversalEncoder(**{**TINY, "voxel_updates": 1, "min_epochs": 3}).fit({"a": (X, Y)})
+    assert len(fitted.history_) == 3
+    with pytest.raises(BrainVizDataError, match="min_epochs"):
+        UniversalConfig(min_epochs=-1).validate()
 
 
 def test_per_image_voxels_match_shared_forward():
