@@ -594,3 +594,30 @@ def test_to_device_on_cpu_is_a_plain_copy():
     out = to_device(t, torch.device("cpu"), torch.float32)
     assert out.dtype == torch.float32 and torch.equal(out, t.float())
     assert to_device(t, torch.device("cpu")) is t
+
+
+def test_float16_features_train_the_same_model_as_float32(tmp_path):
+    """The pipeline hands the Universal Encoder the feature cache's float16 (half the memory); every
+    batch is cast to float32, so the fit and its predictions equal those from a float32 copy."""
+    X, Y = planted(48, 40, seed=4)
+    X16 = np.asarray(X, np.float16)
+    a = UniversalEncoder(**{**TINY, "n_epochs": 2}).fit({"a": (X16, Y)})
+    b = UniversalEncoder(**{**TINY, "n_epochs": 2}).fit({"a": (X16.astype(np.float32), Y)})
+    np.testing.assert_array_equal(a.predict(X16, "a"), b.predict(X16.astype(np.float32), "a"))
+    np.testing.assert_array_equal(a.voxel_embeddings("a"), b.voxel_embeddings("a"))
+
+
+def test_pipeline_layers_keep_the_cache_dtype(tmp_path):
+    """Context.layers returns the cache's float16 rows (not a float32 copy twice their size)."""
+    from tests.algonauts_fixtures import make_subject
+
+    from brainviz.names import N_FSAVERAGE5
+    from brainviz.pipeline.context import Context, PipelineConfig
+
+    make_subject(tmp_path / "ds", n_lh=30, n_rh=34, n_surface=N_FSAVERAGE5, n_train=6, n_test=2)
+    ctx = Context(PipelineConfig(dataset=tmp_path / "ds", cache_dir=tmp_path / "cache", progress=False))
+    keys = list(ctx.images["subj01"].train_keys)[:4]
+    got = ctx.layers(keys)
+    fs = ctx.features
+    assert got.dtype == np.float16 and not isinstance(got, np.memmap)
+    np.testing.assert_array_equal(got, np.asarray(fs.layers)[fs.indices(keys)])

@@ -197,9 +197,11 @@ class Context:
                                    progress=self.config.progress)
 
     def layers(self, keys: list[str]) -> np.ndarray:
-        """(n, L, P, C) float32 features of ``keys`` (in that order)."""
+        """(n, L, P, C) features of ``keys`` (in that order), in the cache's float16: half the memory of
+        float32 (at NSD size 1.5 instead of 3.1 GB per subject); the Universal Encoder casts each batch
+        to float32, so its models are the same as from a float32 copy."""
         fs = self.features
-        return np.asarray(fs.layers[fs.indices(keys)], dtype=np.float32)
+        return np.asarray(fs.layers[fs.indices(keys)])
 
     def feature_subset(self, keys: list[str]):
         return self.features.subset(keys)
