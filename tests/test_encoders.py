@@ -621,3 +621,19 @@ def test_pipeline_layers_keep_the_cache_dtype(tmp_path):
     fs = ctx.features
     assert got.dtype == np.float16 and not isinstance(got, np.memmap)
     np.testing.assert_array_equal(got, np.asarray(fs.layers)[fs.indices(keys)])
+
+
+def test_fit_does_not_copy_in_memory_features():
+    """A subject's in-memory feature array is used as it is (no second copy: at NSD size 1.5 GB per
+    subject); a memmap or a view is still copied, and the caller's array is left unchanged."""
+    import tracemalloc
+
+    X, Y = planted(600, 20, seed=5)
+    X16 = np.ascontiguousarray(np.asarray(X, np.float16))
+    before = X16.copy()
+    tracemalloc.start()
+    UniversalEncoder(**{**TINY, "n_epochs": 0}).fit({"a": (X16, Y)})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.5 * X16.nbytes, (peak, X16.nbytes)
+    np.testing.assert_array_equal(X16, before)

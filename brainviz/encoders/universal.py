@@ -259,10 +259,16 @@ class _Subject:
 
 
 def _to_tensor(layers) -> torch.Tensor:
+    """A CPU tensor over ``layers`` (n, L, P, C) float16/float32. An in-memory array that owns its
+    C-contiguous, writeable data (e.g. the pipeline's feature rows) is shared, not copied (the
+    estimator never writes to it): no second copy of a subject's features (NSD size: 1.5 GB per
+    subject in float16); memmaps, views and read-only arrays are copied."""
     arr = np.asarray(layers)
     if arr.dtype not in (np.float16, np.float32):
-        arr = arr.astype(np.float32)
-    return torch.from_numpy(np.array(arr, copy=True))
+        return torch.from_numpy(arr.astype(np.float32))
+    own = (not isinstance(layers, np.memmap) and arr.flags.owndata and arr.flags.c_contiguous
+           and arr.flags.writeable)
+    return torch.from_numpy(arr if own else np.array(arr, copy=True))
 
 
 class UniversalEncoder:
