@@ -5,7 +5,9 @@ then runs ``python -m precompute features``, ``train``, ``evaluate``, ``analyze`
 other, each in its own process (``--quick`` model settings unless ``--full-settings``), and
 reads each process's peak resident set size from ``os.wait4`` (the ``Maximum resident set
 size`` of ``/usr/bin/time -v``; model fits run as threads of that process, so it covers them).
-Memory-mapped pages that were read count in RSS, as the kernel counts them.
+Memory-mapped pages that were read count in RSS, as the kernel counts them; ``/proc/PID/status``
+sampled every 0.2 s splits it into anonymous memory (RssAnon: arrays) and file pages (RssFile:
+memmapped feature cache and responses, given back under memory pressure); each peak separately.
 
 Usage::
 
@@ -34,18 +36,27 @@ from bench.make_nsd_release import NC_FOLDER, make_release  # noqa: E402
 STAGES = ("features", "train", "evaluate", "analyze")
 
 
-def run_stage(args: list[str], log: Path, timeout: float) -> dict:
-    """``python -m precompute ARGS`` in its own process: exit code, wall seconds, peak RSS (MB)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+def run_stage(args: list[str], log: Path, timeout: float, root: Path = ROOT) -> dict:
+    """``python -m precompute ARGS`` in its own process: exit code, wall seconds, peak RSS (MB).
+    ``root``: the code that runs (another checkout, e.g. ``git archive REV | tar -x -C DIR``, for a before/after)."""
+    env = dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1")
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        p = subprocess.Popen([sys.executable, "-m", "precompute", *args], cwd=ROOT, env=env, stdout=fh,
+        p = subprocess.Popen([sys.executable, "-m", "precompute", *args], cwd=root, env=env, stdout=fh,
                              stderr=subprocess.STDOUT)
         deadline = t0 + timeout
+        peaks = {"RssAnon": 0, "RssFile": 0}
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
+            try:  # the split of resident memory: anonymous (the process's arrays) vs file pages (memmaps)
+                for ln in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                    k, _, v = ln.partition(":")
+                    if k in peaks:
+                        peaks[k] = max(peaks[k], int(v.split()[0]))
+            except (OSError, ValueError, IndexError):
+                pass
             if time.perf_counter() > deadline:
                 p.kill()
                 pid, status, ru = os.wait4(p.pid, 0)
@@ -53,7 +64,8 @@ def run_stage(args: list[str], log: Path, timeout: float) -> dict:
             time.sleep(0.2)
     p.returncode = os.waitstatus_to_exitcode(status)
     return {"exit": p.returncode, "wall_s": round(time.perf_counter() - t0, 1),
-            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
+            "peak_anon_mb": round(peaks["RssAnon"] / 1024, 1), "peak_file_mb": round(peaks["RssFile"] / 1024, 1)}
 
 
 def du_mb(path: Path) -> float:
@@ -113,10 +125,10 @@ def main(argv=None) -> int:
     result = {"scale": a.scale, "quick": not a.full_settings, "rows": rows, "timings": timings,
               "dataset": counts, "load": os.getloadavg()}
     (a.out / f"result_s{a.scale:g}.json").write_text(json.dumps(result, indent=1))
-    print("| scale | stage | wall s | peak RSS MB | disk MB |")
+    print("| scale | stage | wall s | peak RSS MB | peak anon MB | peak file MB | disk MB |")
     for r in rows:
         print(f"| {a.scale:g} | {r['stage']} | {r.get('wall_s', '')} | {r.get('peak_rss_mb') or ''} | "
-              f"{r.get('disk_mb', '')} |")
+              f"{r.get('peak_anon_mb', '')} | {r.get('peak_file_mb', '')} | {r.get('disk_mb', '')} |")
     print("stage timings inside the run (s):", json.dumps(timings))
     if not a.keep:
         shutil.rmtree(base, ignore_errors=True)

@@ -621,6 +621,9 @@ def test_pipeline_layers_keep_the_cache_dtype(tmp_path):
     fs = ctx.features
     assert got.dtype == np.float16 and not isinstance(got, np.memmap)
     np.testing.assert_array_equal(got, np.asarray(fs.layers)[fs.indices(keys)])
+    from brainviz.encoders.universal import _to_tensor
+
+    assert _to_tensor(got).data_ptr() == got.ctypes.data  # the estimator uses these rows, no second copy
 
 
 def test_fit_does_not_copy_in_memory_features():

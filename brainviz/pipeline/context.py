@@ -201,7 +201,11 @@ class Context:
         float32 (at NSD size 1.5 instead of 3.1 GB per subject); the Universal Encoder casts each batch
         to float32, so its models are the same as from a float32 copy."""
         fs = self.features
-        return np.asarray(fs.layers[fs.indices(keys)])
+        idx = np.asarray(fs.indices(keys))
+        out = np.empty((len(idx),) + tuple(fs.layers.shape[1:]), fs.layers.dtype)  # owned: the UE shares it
+        for i in range(0, len(idx), 256):  # bounded temporaries
+            out[i:i + 256] = fs.layers[idx[i:i + 256]]
+        return out
 
     def feature_subset(self, keys: list[str]):
         return self.features.subset(keys)
