@@ -38,7 +38,8 @@ which ``precompute`` also finds by itself in the data root).
   size, not the real functional localizers.
 * Images: the 1,000 NSD shared1000 images of the data root (the catalog of
   :func:`brainviz.data.images.load_nsd_shared1000`) keep their real NSD ids and are in every
-  subject's training set (NSD's shared images, seen by all 8 subjects); every other id is drawn
+  subject's training set (NSD's shared images, seen by all 8 subjects; below ``--scale`` ~0.2 as many
+  of them as half the smallest training set); every other id is drawn
   without replacement from the other 72,000 NSD ids (no id twice within a subject, test ids
   disjoint from training ids); every image file is a hard link to one of the 1,000 PNGs (copied
   once into ``_sources/``, which the loader ignores). So there
