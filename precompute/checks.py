@@ -28,7 +28,8 @@ _UE_RESERVED = {"seed": "--seed", "progress": "the progress display"}
 #: Largest value ``--ue`` accepts per setting (larger ones would run for days or exhaust memory;
 #: the report's GPU settings are far below: 50 epochs, 5,000 voxels per image, C = 128).
 UE_MAX = {"embed_dim": 4096, "proj_dim": 4096, "mlp_hidden": 65536, "n_epochs": 10_000, "transfer_epochs": 10_000,
-          "voxel_updates": 1_000_000, "transfer_updates": 1_000_000, "batch_images": 4096, "batch_voxels": 1_000_000,
+          "voxel_updates": 1_000_000, "min_epochs": 10_000, "transfer_updates": 1_000_000, "batch_images": 4096,
+          "batch_voxels": 1_000_000,
           "lr": 10.0, "attn_lr": 10.0, "embed_lr": 10.0, "transfer_lr": 10.0, "weight_decay": 100.0,
           "embed_init_std": 100.0, "pos_init_std": 100.0, "patience": 10_000, "predict_batch_images": 100_000,
           "predict_batch_voxels": 10_000_000}

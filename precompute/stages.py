@@ -286,7 +286,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--n-perm", type=_bounded_int(1, MAX_N_PERM), default=200,
                         help=f"permutations for RSA p-values (1 to {MAX_N_PERM:,})")
-    common.add_argument("--ue", default=None, help='Universal Encoder overrides as JSON, e.g. \'{"n_epochs": 10}\'')
+    common.add_argument("--ue", default=None,
+                        help='Universal Encoder overrides as JSON, e.g. \'{"min_epochs": 20}\'. Training length: '
+                             'at least min_epochs (10) passes over the images and voxel_updates (150) updates per '
+                             'voxel (demo brain: 10 passes; NSD size: 10 passes, ~2,300 updates per voxel); '
+                             'n_epochs fixes it')
     common.add_argument("--jobs", type=_positive_int, default=None,
                         help="independent model fits run side by side, one CPU thread each (default: 2 on a CPU "
                              "with >= 2 cores, 1 on a GPU; 1 = one after the other with every thread)")

@@ -372,6 +372,31 @@ def test_schedule_samples_voxels_per_image():
     assert ue.updates_per_epoch(40, 60) == pytest.approx(3.0)
     assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=None) == 3
     assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=5) == 5
+    assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=None, min_epochs=4) == 4
+    assert ue.epochs_for({"a": (40, 60)}, updates=7, n_epochs=2, min_epochs=4) == 2  # n_epochs fixes it
+
+
+def test_training_length_grows_with_the_data():
+    """Default training length: at least ``min_epochs`` passes over the images and ``voxel_updates``
+    updates per voxel. The demo brain's fits keep their 10 epochs; at NSD size 150 updates alone
+    would be one pass over 9,841 images, the passes rule gives 10."""
+    cfg = UniversalConfig()
+    ue = UniversalEncoder(cfg)
+    demo = {f"subj0{i}": (450, 5208) for i in range(1, 5)}  # the demo brain's NSD subjects
+    demo_fits = [demo, {k: v for k, v in demo.items() if k != "subj01"} | {"subj05": (1630, 5208)},
+                 *({k: v} for k, v in demo.items())]  # ue_multi (+vim-1), ue_pretrain, ue_single
+    for fit in demo_fits:
+        assert ue.epochs_for(fit, cfg.voxel_updates, None) == 10
+        assert ue.epochs_for(fit, cfg.voxel_updates, None, cfg.min_epochs) == 10
+    nsd = {"subj01": (9841, 19004 + 20544), "subj04": (8779, 19004 + 20544)}
+    assert ue.epochs_for(nsd, cfg.voxel_updates, None) == 1
+    assert ue.epochs_for(nsd, cfg.voxel_updates, None, cfg.min_epochs) == cfg.min_epochs == 10
+    # fit() runs that many epochs
+    X, Y = planted(40, 30, seed=2)
+    fitted = UniversalEncoder(**{**TINY, "voxel_updates": 1, "min_epochs": 3}).fit({"a": (X, Y)})
+    assert len(fitted.history_) == 3
+    with pytest.raises(BrainVizDataError, match="min_epochs"):
+        UniversalConfig(min_epochs=-1).validate()
 
 
 def test_per_image_voxels_match_shared_forward():
@@ -569,3 +594,49 @@ def test_to_device_on_cpu_is_a_plain_copy():
     out = to_device(t, torch.device("cpu"), torch.float32)
     assert out.dtype == torch.float32 and torch.equal(out, t.float())
     assert to_device(t, torch.device("cpu")) is t
+
+
+def test_float16_features_train_the_same_model_as_float32(tmp_path):
+    """The pipeline hands the Universal Encoder the feature cache's float16 (half the memory); every
+    batch is cast to float32, so the fit and its predictions equal those from a float32 copy."""
+    X, Y = planted(48, 40, seed=4)
+    X16 = np.asarray(X, np.float16)
+    a = UniversalEncoder(**{**TINY, "n_epochs": 2}).fit({"a": (X16, Y)})
+    b = UniversalEncoder(**{**TINY, "n_epochs": 2}).fit({"a": (X16.astype(np.float32), Y)})
+    np.testing.assert_array_equal(a.predict(X16, "a"), b.predict(X16.astype(np.float32), "a"))
+    np.testing.assert_array_equal(a.voxel_embeddings("a"), b.voxel_embeddings("a"))
+
+
+def test_pipeline_layers_keep_the_cache_dtype(tmp_path):
+    """Context.layers returns the cache's float16 rows (not a float32 copy twice their size)."""
+    from tests.algonauts_fixtures import make_subject
+
+    from brainviz.names import N_FSAVERAGE5
+    from brainviz.pipeline.context import Context, PipelineConfig
+
+    make_subject(tmp_path / "ds", n_lh=30, n_rh=34, n_surface=N_FSAVERAGE5, n_train=6, n_test=2)
+    ctx = Context(PipelineConfig(dataset=tmp_path / "ds", cache_dir=tmp_path / "cache", progress=False))
+    keys = list(ctx.images["subj01"].train_keys)[:4]
+    got = ctx.layers(keys)
+    fs = ctx.features
+    assert got.dtype == np.float16 and not isinstance(got, np.memmap)
+    np.testing.assert_array_equal(got, np.asarray(fs.layers)[fs.indices(keys)])
+    from brainviz.encoders.universal import _to_tensor
+
+    assert _to_tensor(got).data_ptr() == got.ctypes.data  # the estimator uses these rows, no second copy
+
+
+def test_fit_does_not_copy_in_memory_features():
+    """A subject's in-memory feature array is used as it is (no second copy: at NSD size 1.5 GB per
+    subject); a memmap or a view is still copied, and the caller's array is left unchanged."""
+    import tracemalloc
+
+    X, Y = planted(600, 20, seed=5)
+    X16 = np.ascontiguousarray(np.asarray(X, np.float16))
+    before = X16.copy()
+    tracemalloc.start()
+    UniversalEncoder(**{**TINY, "n_epochs": 0}).fit({"a": (X16, Y)})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.5 * X16.nbytes, (peak, X16.nbytes)
+    np.testing.assert_array_equal(X16, before)

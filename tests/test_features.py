@@ -495,6 +495,35 @@ def test_cache_round_trip_no_recompute(tmp_path, image_files, effnet, monkeypatc
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_cache_computes_each_distinct_content_once(tmp_path, image_files, effnet, monkeypatch):
+    """One image under several keys (hard links, byte copies) is computed once; every row equals the
+    features of its own file (the NSD-sized benchmark shows 1,000 contents under ~70,000 NSD ids)."""
+    import shutil
+
+    from brainviz.features.cache import distinct_files
+
+    keys, paths = image_files
+    dup = tmp_path / "dups"
+    dup.mkdir()
+    (dup / "link0.png").hardlink_to(paths[0])
+    shutil.copyfile(paths[3], dup / "copy3.png")
+    shutil.copyfile(paths[1], dup / "copy1.png")
+    all_paths = [paths[0], dup / "link0.png", paths[1], dup / "copy3.png", paths[2], paths[3], paths[4],
+                 dup / "copy1.png", tmp_path / "missing.png"]
+    firsts, inverse = distinct_files(all_paths)
+    assert firsts == [0, 2, 3, 4, 6, 8] and inverse.tolist() == [0, 0, 1, 2, 3, 2, 4, 1, 5]
+    seen = []
+    forward = type(effnet).forward
+    monkeypatch.setattr(type(effnet), "forward", lambda self, b: seen.append(len(b)) or forward(self, b))
+    all_keys = [f"nsd-{i:05d}" for i in range(8)]
+    fs = cached_features("efficientnet-lite0", all_keys, all_paths[:8], tmp_path / "c", batch_size=2,
+                         device="cpu", progress=False)
+    assert sum(seen) == 5  # 5 distinct contents among 8 files
+    direct = extract_features(effnet, all_paths[:8], batch_size=2, progress=False, keys=all_keys)
+    np.testing.assert_array_equal(np.asarray(fs.layers), direct.layers.astype(np.float16))
+    np.testing.assert_allclose(np.asarray(fs.pooled), direct.pooled, rtol=1e-5, atol=1e-5)
+
+
 def test_cache_key_changes_with_images(tmp_path, image_files):
     keys, paths = image_files
     cache = tmp_path / "cache"

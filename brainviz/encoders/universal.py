@@ -35,7 +35,18 @@ updates: every image once per epoch. Measured against giving every subject the s
 150 updates (750 instead of 1,110 steps of the demo's joint model, 1.3 min less):
 UE-multi's retrieval top-1, mean over the four NSD subjects, fell from 60.0 to 57.4 %
 (seed 0) and from 69.0 to 63.9 % (seed 7); the extra steps on the vim-1 images help
-the shared weights). Transfer likewise uses ``transfer_updates``. At the end of training
+the shared weights). ``min_epochs`` (10) is the fewest passes over every subject's training
+images, so training grows with the data in images as well as in voxels (the shared weights need
+passes over the images; the embeddings need updates): epochs = max(``min_epochs``,
+ceil(``voxel_updates`` / updates per epoch)). On the demo brain (450 training images, 5,208
+voxels per NSD subject: 15 updates per epoch) 150 updates take 10 epochs, so ``min_epochs`` 10
+changes no demo model (every UE fit of ``precompute`` ran 10 epochs before and after). At NSD size
+(8,779-9,841 training images, ~39,500 voxels per subject: 220-246 updates per epoch, each voxel
+in 80 % of the batches) 150 updates alone would be ONE pass over the images; ``min_epochs`` gives
+10 passes (~2,200-2,500 updates per voxel; UE-multi on all 8 subjects: 10 x 2,350 = 23,500 steps of
+32 images). 10 passes at NSD size is the demo's setting carried over, not measured on NSD data
+(``UniversalConfig.report`` uses 50 epochs); ``--ue '{"min_epochs": N}'`` changes it.
+Transfer likewise uses ``transfer_updates`` alone (only the new subject's embeddings learn). At the end of training
 :attr:`UniversalEncoder.embedding_cosine_` holds, per subject, the median cosine
 between each voxel's final and initial embedding (near 1 = still the random start;
 the pipeline prints it).
@@ -139,7 +150,8 @@ class UniversalConfig:
     Architecture: ``embed_dim`` E (256, as the report), ``proj_dim`` C (per-layer
     projected channels), ``mlp_hidden`` H (default C), ``embed_init_std`` (std of
     new voxel embeddings), ``pos_init_std`` (std of the initial positional encodings).
-    Training: ``n_epochs``, ``batch_images`` (report: 32), ``batch_voxels``
+    Training: ``n_epochs`` (None = the larger of ``min_epochs`` passes over the images and
+    enough passes for ``voxel_updates`` updates of every voxel), ``batch_images`` (report: 32), ``batch_voxels``
     (report: 5000), ``voxel_fraction`` (share of each subject's voxels visited per
     image per epoch), ``lr`` (shared weights, 1e-3 as the report), ``attn_lr``
     (positional encodings, query and key weights; None = ``lr``), ``embed_lr``
@@ -164,6 +176,7 @@ class UniversalConfig:
     pos_init_std: float = 1.0
     n_epochs: int | None = None
     voxel_updates: int = 150
+    min_epochs: int = 10
     batch_images: int = 32
     batch_voxels: int = 1000
     lr: float = 1e-3
@@ -203,6 +216,7 @@ class UniversalConfig:
             "n_epochs": self.n_epochs is None or self.n_epochs >= 0, "batch_images": self.batch_images >= 1,
             "batch_voxels": self.batch_voxels >= 1,
             "voxel_updates": self.voxel_updates >= 1, "transfer_updates": self.transfer_updates >= 1,
+            "min_epochs": self.min_epochs >= 0,
             "lr": self.lr > 0, "embed_lr": self.embed_lr > 0, "attn_lr": self.attn_lr is None or self.attn_lr > 0,
             "loss_alpha": 0.0 <= self.loss_alpha <= 1.0, "weight_decay": self.weight_decay >= 0,
             "transfer_epochs": self.transfer_epochs is None or self.transfer_epochs >= 0, "transfer_lr": self.transfer_lr > 0,
@@ -246,10 +260,16 @@ class _Subject:
 
 
 def _to_tensor(layers) -> torch.Tensor:
+    """A CPU tensor over ``layers`` (n, L, P, C) float16/float32. An in-memory array that owns its
+    C-contiguous, writeable data (e.g. the pipeline's feature rows) is shared, not copied (the
+    estimator never writes to it): no second copy of a subject's features (NSD size: 1.5 GB per
+    subject in float16); memmaps, views and read-only arrays are copied."""
     arr = np.asarray(layers)
     if arr.dtype not in (np.float16, np.float32):
-        arr = arr.astype(np.float32)
-    return torch.from_numpy(np.array(arr, copy=True))
+        return torch.from_numpy(arr.astype(np.float32))
+    own = (not isinstance(layers, np.memmap) and arr.flags.owndata and arr.flags.c_contiguous
+           and arr.flags.writeable)
+    return torch.from_numpy(arr if own else np.array(arr, copy=True))
 
 
 class UniversalEncoder:
@@ -411,14 +431,16 @@ class UniversalEncoder:
         # groups are dealt round robin: a voxel's group gets an image unless the batch has fewer images than groups
         return float(sum(min(1.0, b / n_groups) for b in sizes))
 
-    def epochs_for(self, subjects: Mapping[str, tuple[int, int]], updates: int, n_epochs: int | None) -> int:
-        """Number of epochs: ``n_epochs`` when given, else the fewest epochs that give every
-        voxel of every subject ({name: (n_train_images, n_voxels)}) at least ``updates``
-        expected embedding updates (:meth:`updates_per_epoch`)."""
+    def epochs_for(self, subjects: Mapping[str, tuple[int, int]], updates: int, n_epochs: int | None,
+                   min_epochs: int = 0) -> int:
+        """Number of epochs (passes over every subject's training images): ``n_epochs`` when
+        given, else the fewest epochs, at least ``min_epochs``, that give every voxel of every
+        subject ({name: (n_train_images, n_voxels)}) at least ``updates`` expected embedding
+        updates (:meth:`updates_per_epoch`)."""
         if n_epochs is not None:
             return int(n_epochs)
         need = [int(np.ceil(updates / max(1e-9, self.updates_per_epoch(n, v)))) for n, v in subjects.values()]
-        return max([1] + need)
+        return max([1, int(min_epochs)] + need)
 
     # ------------------------------------------------------------------ training loop
     def _run_epochs(self, subjects: list[_Subject], optimizer: torch.optim.Optimizer, start_epoch: int,
@@ -605,7 +627,7 @@ class UniversalEncoder:
             start = 0
             self._epochs_done = 0
         n_epochs = self.epochs_for({sd.name: (len(sd.train_idx), sd.n_voxels) for sd in subjects},
-                                   cfg.voxel_updates, cfg.n_epochs)
+                                   cfg.voxel_updates, cfg.n_epochs, cfg.min_epochs)
         self._run_epochs(subjects, optimizer, start, n_epochs, (0,), "fit", self.history_,
                          checkpoint_path=checkpoint_path)
         self._opt_state = optimizer.state_dict()

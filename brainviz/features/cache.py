@@ -15,7 +15,9 @@ so an interrupted run never leaves a half-written entry under the final name.
 Opening checks meta, shapes, dtypes and file sizes (``verify="quick"``) or also
 the sha256 of both files (``verify="full"``); a damaged entry is recomputed
 (``on_corrupt="recompute"``, with a warning) or reported
-(``on_corrupt="raise"`` -> BrainVizDataError).
+(``on_corrupt="raise"`` -> BrainVizDataError). Files with the same content (hard links, or equal
+bytes) are computed once and their rows copied (:func:`distinct_files`): e.g. one image under
+several NSD ids, as in the NSD-sized benchmark (bench/make_nsd_release.py).
 """
 from __future__ import annotations
 
@@ -121,6 +123,65 @@ def _open_entry(entry: Path, keys: Sequence[str], set_hash: str, verify: str) ->
     )
 
 
+def distinct_files(paths: Sequence[str | Path]) -> tuple[list[int], np.ndarray]:
+    """``(firsts, inverse)``: the row of the first file of each distinct content, and for every path
+    the index into ``firsts`` of its content ((n,) int64), so ``paths[firsts[inverse[i]]]`` holds the
+    same bytes as ``paths[i]``.
+
+    Same content = the same file (hard links: device and inode) or, among files of equal size,
+    equal sha256 of the bytes (only files that share a size are read). A path that cannot be
+    stat'ed counts as its own content (reading it fails later, with the usual message).
+    """
+    ident: dict[tuple, int] = {}
+    by_size: dict[int, list[tuple]] = {}
+    firsts: list[int] = []
+    inverse = np.empty(len(paths), np.int64)
+    pending: list[tuple[int, tuple]] = []  # (row, inode key) of files not yet resolved
+    for i, p in enumerate(paths):
+        try:
+            st = Path(p).stat()
+            key = ("inode", st.st_dev, st.st_ino)
+        except OSError:
+            key, st = ("row", i), None
+        if key not in ident:
+            ident[key] = -1
+            if st is not None:
+                by_size.setdefault(st.st_size, []).append(key)
+        pending.append((i, key))
+    # inode keys that share a size with another inode: merge those with equal bytes
+    alias: dict[tuple, tuple] = {}
+    path_of = {}
+    for i, key in pending:
+        path_of.setdefault(key, paths[i])
+    for same_size in by_size.values():
+        if len(same_size) > 1:
+            seen: dict[str, tuple] = {}
+            for key in same_size:
+                digest = _sha256_file(Path(path_of[key]))
+                alias[key] = seen.setdefault(digest, key)
+    for i, key in pending:
+        key = alias.get(key, key)
+        if ident.get(key, -1) < 0:
+            ident[key] = len(firsts)
+            firsts.append(i)
+        inverse[i] = ident[key]
+    return firsts, inverse
+
+
+class _ScatterRows:
+    """Write target for :func:`~.extract.extract_into` over the distinct files: row ``j`` of the
+    distinct set is written to every row of ``out`` that holds the same content."""
+
+    def __init__(self, out: np.ndarray, inverse: np.ndarray, n_distinct: int):
+        self.out, self.dtype = out, out.dtype
+        order = np.argsort(inverse, kind="stable")
+        self.rows = np.split(order, np.cumsum(np.bincount(inverse, minlength=n_distinct))[:-1])
+
+    def __setitem__(self, rows: slice, values: np.ndarray) -> None:
+        for j, v in zip(range(*rows.indices(len(self.rows))), values):
+            self.out[self.rows[j]] = v
+
+
 def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size: int, progress: bool,
                    num_threads: int | None = None) -> None:
     from .extract import extract_into
@@ -132,9 +193,15 @@ def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size
             shape=(n, backbone.n_layers, backbone.n_patches, backbone.n_channels),
         )
         pooled = np.lib.format.open_memmap(tmp / POOLED_FILE, mode="w+", dtype=np.float32, shape=(n, backbone.pooled_dim))
-        if n:
-            extract_into(backbone, paths, layers, pooled, batch_size=batch_size, progress=progress,
-                         num_threads=num_threads)
+        if n:  # each distinct file content once (e.g. one image under several NSD ids)
+            firsts, inverse = distinct_files(paths)
+            if len(firsts) == n:
+                extract_into(backbone, paths, layers, pooled, batch_size=batch_size, progress=progress,
+                             num_threads=num_threads)
+            else:
+                extract_into(backbone, [paths[i] for i in firsts], _ScatterRows(layers, inverse, len(firsts)),
+                             _ScatterRows(pooled, inverse, len(firsts)), batch_size=batch_size,
+                             progress=progress, num_threads=num_threads)
         shapes = {LAYERS_FILE: list(layers.shape), POOLED_FILE: list(pooled.shape)}
         layers.flush()
         pooled.flush()

@@ -197,9 +197,15 @@ class Context:
                                    progress=self.config.progress)
 
     def layers(self, keys: list[str]) -> np.ndarray:
-        """(n, L, P, C) float32 features of ``keys`` (in that order)."""
+        """(n, L, P, C) features of ``keys`` (in that order), in the cache's float16: half the memory of
+        float32 (at NSD size 1.5 instead of 3.1 GB per subject); the Universal Encoder casts each batch
+        to float32, so its models are the same as from a float32 copy."""
         fs = self.features
-        return np.asarray(fs.layers[fs.indices(keys)], dtype=np.float32)
+        idx = np.asarray(fs.indices(keys))
+        out = np.empty((len(idx),) + tuple(fs.layers.shape[1:]), fs.layers.dtype)  # owned: the UE shares it
+        for i in range(0, len(idx), 256):  # bounded temporaries
+            out[i:i + 256] = fs.layers[idx[i:i + 256]]
+        return out
 
     def feature_subset(self, keys: list[str]):
         return self.features.subset(keys)
