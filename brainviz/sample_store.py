@@ -240,7 +240,7 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
             + [dict(model_id="ue_multi", scope=sc, k=k, metric="stability", value=v, simulation_check=False)
                for sc in ("joint~smoothed", "joint+combined") for k, v in ((3, 0.9), (5, 0.7))]))
         # metrics
-        roi_rows, vm_cache = [], {}
+        roi_rows = []
         for mid, subs in (("ue_multi", SUBJECTS), ("ridge-subj01", ("subj01",))):
             for s in subs:
                 te = splits[s][1]

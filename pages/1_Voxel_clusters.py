@@ -140,11 +140,10 @@ nc_v = store.vertex_reliability(subject) if len(here) else np.full(len(labels), 
 thr_row = here[here["subject"] == subject] if len(here) else here
 nc_thr = float(thr_row["nc_threshold"].iloc[0]) if len(thr_row) else float("nan")
 BELOW, OUTSIDE = k, k + 1
-reason = np.full(len(labels), -1)
-if np.isfinite(nc_thr):
-    reason[(labels < 0) & (nc_v < nc_thr)] = BELOW
-reason[(labels < 0) & (reason < 0)] = OUTSIDE
-outside_early = bool(len(here)) and here["region"].iloc[0] == "non-early"  # the scope leaves out V1-hV4
+region = here["region"].iloc[0] if len(here) and pd.notna(here["region"].iloc[0]) else None
+why = V.unclustered_reasons(labels, vertices, region, nc_v, nc_thr)
+reason = np.select([why == V.UNRELIABLE, why == V.OUTSIDE_SCOPE], [BELOW, OUTSIDE], -1)
+outside_early = region == "non-early"  # the scope leaves out V1-hV4
 gray_names = {BELOW: "not clustered: unreliable",
               OUTSIDE: "not clustered: outside scope" + (" (V1-hV4)" if outside_early else "")}
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}

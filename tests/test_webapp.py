@@ -275,3 +275,17 @@ def test_scope_label_names_what_was_clustered():
     assert V.scope_label("joint") == "joint (reliable subjects together) · whole visual cortex"
     assert V.scope_label("joint:PPA") == "joint (reliable subjects together) · inside PPA"
     assert V.scope_label("subj01") == "subj01 · outside early visual cortex (V1-hV4)"
+
+
+def test_unclustered_reasons_test_the_scope_region_before_reliability():
+    """Why a vertex is gray on the clusters page: outside the scope's region first (as precompute selects), then
+    below the reliability threshold; without a reliability estimate nothing is called unreliable."""
+    verts = pd.DataFrame({"roi_prf": ["V1v", "V1v", None, None, None], "roi_places": [None, None, "PPA", None, None]})
+    labels = np.array([-1, 0, -1, -1, 1])
+    rel = np.array([0.01, 0.5, 0.01, 0.9, 0.5])  # a V1 vertex of low reliability; a PPA one; a reliable one
+    why = V.unclustered_reasons(labels, verts, "non-early", rel, 0.1)
+    assert why.tolist() == [V.OUTSIDE_SCOPE, V.CLUSTERED, V.UNRELIABLE, V.OUTSIDE_SCOPE, V.CLUSTERED]
+    why = V.unclustered_reasons(labels, verts, None, rel, 0.1)  # whole cortex: the V1 vertex is unreliable
+    assert why.tolist() == [V.UNRELIABLE, V.CLUSTERED, V.UNRELIABLE, V.OUTSIDE_SCOPE, V.CLUSTERED]
+    why = V.unclustered_reasons(labels, verts, "PPA", rel, float("nan"))  # no estimate: nothing unreliable
+    assert why.tolist() == [V.OUTSIDE_SCOPE, V.CLUSTERED, V.OUTSIDE_SCOPE, V.OUTSIDE_SCOPE, V.CLUSTERED]

@@ -184,15 +184,38 @@ def recovery_table(clusters: np.ndarray, vertices: pd.DataFrame) -> tuple[pd.Dat
         return pd.DataFrame(), None
     # plain arrays: crosstab aligns Series on their index, and the planted labels keep the vertex index
     tab = pd.crosstab(pd.Series(pl[ok].to_numpy(), name="planted region"), pd.Series(lab[ok], name="cluster"))
-    try:
-        from brainviz.clusters import cluster_recovery
+    from brainviz.clusters import cluster_recovery
 
-        ari = cluster_recovery(lab, pl.to_numpy())
-    except Exception:
-        from sklearn.metrics import adjusted_rand_score
+    return tab, cluster_recovery(lab, pl.to_numpy())  # the one ARI (>= 2 vertices with both: checked above)
 
-        ari = float(adjusted_rand_score(pl[ok].astype(str), lab[ok]))
-    return tab, ari
+
+#: Why a vertex of a clustering view was not clustered (:func:`unclustered_reasons`).
+CLUSTERED, OUTSIDE_SCOPE, UNRELIABLE = 0, 1, 2
+
+
+def unclustered_reasons(labels: np.ndarray, vertices: pd.DataFrame, region: str | None,
+                        reliability: np.ndarray, threshold: float) -> np.ndarray:
+    """(V,) int: why each vertex of one subject is (not) clustered in a scope: :data:`CLUSTERED` (label >= 0),
+    :data:`OUTSIDE_SCOPE` (outside the scope's region: 'non-early' leaves out V1-hV4, 'PPA' keeps only PPA; or not
+    clustered for another reason), :data:`UNRELIABLE` (inside the region, noise ceiling below ``threshold``).
+
+    The scope's region is tested first, as precompute selects (region, then reliability): a V1 vertex of low
+    reliability in 'joint:non-early' is outside the scope, not unreliable. ``threshold`` NaN = no reliability
+    selection (no estimate): nothing is unreliable. ``labels`` (V,): -1 where not clustered; ``reliability`` (V,)."""
+    from brainviz.names import EARLY_ROIS
+
+    labels = np.asarray(labels)
+    out = np.where(labels >= 0, CLUSTERED, OUTSIDE_SCOPE)
+    if region is None:
+        in_region = np.ones(len(labels), bool)
+    elif region == "non-early":
+        in_region = ~roi_mask(vertices, list(EARLY_ROIS))
+    else:
+        in_region = roi_mask(vertices, [region])
+    if np.isfinite(threshold):
+        rel = np.asarray(reliability, float)
+        out[(labels < 0) & in_region & (np.nan_to_num(rel, nan=-np.inf) < threshold)] = UNRELIABLE
+    return out
 
 
 # --------------------------------------------------------------------------- images
