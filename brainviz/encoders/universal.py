@@ -25,71 +25,22 @@ the report. Subjects take turns batch by batch (shuffled), so joint training nee
 no shared images and no equal voxel counts. Keys: the input features projected
 to E at full rank (see :mod:`.universal_module`).
 
-Training length is set by how often each voxel is seen, not by a fixed epoch
-count: ``voxel_updates`` is the number of steps in which every voxel embedding
-of every subject gets a gradient (expected value, :meth:`UniversalEncoder.updates_per_epoch`);
-the number of passes over the images follows from it (``n_epochs`` overrides it
-when given; in a joint run the subject that needs the most epochs sets them, and a
-subject with more images, such as the demo brain's vim-1 subject, gets more
-updates: every image once per epoch. Measured against giving every subject the same
-150 updates (750 instead of 1,110 steps of the demo's joint model, 1.3 min less):
-UE-multi's retrieval top-1, mean over the four NSD subjects, fell from 60.0 to 57.4 %
-(seed 0) and from 69.0 to 63.9 % (seed 7); the extra steps on the vim-1 images help
-the shared weights). ``min_epochs`` (10) is the fewest passes over every subject's training
-images, so training grows with the data in images as well as in voxels (the shared weights need
-passes over the images; the embeddings need updates): epochs = max(``min_epochs``,
-ceil(``voxel_updates`` / updates per epoch)). On the demo brain (450 training images, 5,208
-voxels per NSD subject: 15 updates per epoch) 150 updates take 10 epochs, so ``min_epochs`` 10
-changes no demo model (every UE fit of ``precompute`` ran 10 epochs before and after). At NSD size
-(8,779-9,841 training images, ~39,500 voxels per subject: 220-246 updates per epoch, each voxel
-in 80 % of the batches) 150 updates alone would be ONE pass over the images; ``min_epochs`` gives
-10 passes (~2,200-2,500 updates per voxel; UE-multi on all 8 subjects: 10 x 2,350 = 23,500 steps of
-32 images). 10 passes at NSD size is the demo's setting carried over, not measured on NSD data
-(``UniversalConfig.report`` uses 50 epochs); ``--ue '{"min_epochs": N}'`` changes it.
-Transfer likewise uses ``transfer_updates`` alone (only the new subject's embeddings learn). At the end of training
-:attr:`UniversalEncoder.embedding_cosine_` holds, per subject, the median cosine
-between each voxel's final and initial embedding (near 1 = still the random start;
-the pipeline prints it).
+Training length: ``voxel_updates`` (150) is the number of steps in which every voxel
+embedding gets a gradient (expected value, :meth:`UniversalEncoder.updates_per_epoch`), and
+``min_epochs`` (10) the fewest passes over every subject's training images, so training grows
+with the data in voxels and in images: epochs = max(``min_epochs``, ceil(``voxel_updates`` /
+updates per epoch)); ``n_epochs`` overrides both. On the demo brain that is 10 epochs; at NSD size
+10 passes (~2,300 updates per voxel). Transfer uses ``transfer_updates`` (75) alone (only the new
+subject's embeddings learn). :attr:`UniversalEncoder.embedding_cosine_` holds, per subject, the
+median cosine between each voxel's final and initial embedding (near 1 = still the random start).
 
-Departures from the report, all for the small-data CPU regime (written here and in
-the README): ``batch_voxels`` 1000 per image instead of 5000: on the demo brain
-(about 5,200 voxels per subject) every voxel is in every step either way (with
-5000, almost every image sees almost every voxel), so a step's cost grows about
-3x with 5000 voxels per image (one 15-step UE-single epoch on the seed-0 subj01
-features, 2 CPU cores: 2.0-2.6 s with 1,000 voxels per image, 6.8-7.2 s with all
-5,208) while each embedding still gets one update per step; the embeddings need
-steps, not pairs. Fewer than 1,000 is not cheaper enough to pay: with 500 the epoch
-took 1.9-2.3 s (the image-independent voxel terms of every voxel are computed in
-every step either way), and on seed 7 UE-single fell (subj01 median r 0.411 ->
-0.393, subj04 0.304 -> 0.274), as did UE-multi's retrieval top-1 (63.5-69 % ->
-62-63.5 %). ``embed_lr`` 2e-2 (the report uses 1e-3
-for everything): each embedding gets only ``voxel_updates`` (150) Adam steps (CPU
-budget: the whole demo must train in minutes), and Adam moves a coordinate by
-about ``lr`` per step, so 1e-3 would leave the embeddings near their start.
-``voxel_updates`` 150 was measured (demo brain seed 0, subj01 alone, test images):
-50 -> 150 updates raised the median test r from 0.379 to 0.439 and the category-region
-ARI of k-means on the embeddings (k = 8) from 0.56 to 0.79; 300 gave no further gain
-(0.431, 0.76) at twice the time. Checked again on every NSD subject alone (seed 0, UE-single
-median test r of subj01-04): 150 updates 0.439 / 0.445 / 0.359 / 0.286; 220 updates 0.435 /
-0.445 / 0.359 / 0.284; ``embed_lr`` 1e-2: 0.426 / 0.443 / 0.356 / 0.269; 3e-2: 0.426 / 0.445 /
-0.361 / 0.289; ``weight_decay`` 1e-4 (Adam's, on every parameter): 0.349 / 0.244 / 0.168 / 0.212.
-``transfer_updates`` 75 (only the new subject's embeddings learn) was measured likewise
-(seed 7, subj01, 100 training images, pretrained on subj02-05): 25 / 50 / 75 updates gave a
-median test r of 0.393 / 0.395 (lr 4e-2) / 0.408; ridge on all 450 images: 0.399. Embeddings start at N(0, 0.01^2)
-(``embed_init_std``; the report gives no init) so that the learned part
-dominates: measured against 0.05 with full ``precompute all`` runs on two demo brains (seed 0 / 7),
-the median cosine(final, initial) fell from 0.13-0.20 to 0.03-0.04 and UE-multi's median test r
-rose for every NSD subject (seed 0 subj01-04: 0.460 / 0.457 / 0.384 / 0.308 -> 0.460 / 0.462 /
-0.389 / 0.315; seed 7: 0.429 / 0.434 / 0.385 / 0.332 -> 0.437 / 0.441 / 0.396 / 0.344), as did
-transfer with 100 images (0.439 -> 0.444; 0.405 -> 0.410); UE-single moved within its
-training-seed spread (sd over training seeds 0-2 / 7-9 of each subject: 0.002-0.008 on seed 0,
-0.013-0.021 on seed 7; seed 7 subj04, training seeds 7 / 8 / 9: 0.256 / 0.293 / 0.291 with 0.01,
-0.300 / 0.296 / 0.296 with 0.05). Not adopted: a cosine decay of every learning rate to 0 over the
-run (UE-single, seed 0 subj01-04: 0.422 / 0.418 / 0.287 / 0.244 against 0.439 / 0.445 / 0.359 / 0.286)
-and a shared-weight ``lr`` of 2e-3 or 4e-3 (0.415 / 0.430 / 0.350 / 0.286 and 0.419 / 0.421 / 0.322 / 0.279).
+Departures from the report, for the small-data CPU regime: ``batch_voxels`` 1000 per image (report:
+5000), ``embed_lr`` 2e-2 for the embeddings (report: 1e-3 for everything), embeddings initialised
+N(0, 0.01^2) (``embed_init_std``; the report gives none), ``proj_dim`` C = 32 value channels (report:
+not stated; 128 in :meth:`UniversalConfig.report`). Every one of these settings, and the ones tried and
+not adopted, is measured in docs/DECISIONS.md ("Universal Encoder settings").
 
-``proj_dim`` C = 32 value channels (report: not stated; 128 in
-:meth:`UniversalConfig.report`). L = 5 layers of EfficientNet-Lite0 instead of
+Backbone: L = 5 layers of EfficientNet-Lite0 instead of
 DINOv2 ViT-g/14 by default (see :mod:`brainviz.features.efficientnet` for the criterion;
 ``--backbone dinov2:vit_giant_patch14 --weights FILE`` gives the report's backbone,
 :mod:`brainviz.features.dinov2`).
