@@ -41,7 +41,7 @@ def home() -> None:
     st.header("What is loaded")
     subj = ov["subjects"]
     models = ov["models"]
-    c = st.columns([2, 1, 1, 1])  # the dataset's id ("algonauts2023") needs the room
+    c = st.columns(2) + st.columns(2)  # two by two: a dataset id ("algonauts2023") and "SIMULATED" need the room
     ds_names = ", ".join(ov["datasets"]["name"].astype(str)) if not ov["datasets"].empty else "—"
     c[0].metric("Dataset", ov["datasets"]["dataset_id"].iloc[0] if not ov["datasets"].empty else "—",
                 help=ds_names)
