@@ -494,26 +494,27 @@ def _write_labels(ctx: Context, w: StoreWriter, scope: str, plan: dict, subs: li
     """Write one scope's labels at every k with their top images, descriptions and (demo brain) recovery
     scores; returns {k: recovery numbers}."""
     per_k = {}
+    tops = []  # every subject's and k's top images, written at once (one insert, not 2 per subject and k)
     for k, labels in by_k.items():
         for s in subs:
             w.add_clusters(EMBEDDING_MODEL, scope, k, s, labels[s])
             y, keys = measured[s]
-            w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "measured",
-                                     cl.top_images(y, labels[s], 10, keys=keys, zscore=False))
+            tops.append(cl.top_images(y, labels[s], 10, keys=keys, zscore=False).assign(k=int(k), subject=s,
+                                                                                       source="measured"))
             if s in preds:
-                w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "predicted",
-                                         cl.top_images(preds[s], labels[s], 10, keys=main_keys, zscore=False))
+                tops.append(cl.top_images(preds[s], labels[s], 10, keys=main_keys, zscore=False).assign(
+                    k=int(k), subject=s, source="predicted"))
         lab_all = np.concatenate([labels[s] for s in subs])
         counts = dict(zip(*np.unique(lab_all[lab_all >= 0], return_counts=True)))
         # what a cluster "responds to": the images with the highest MEASURED responses of its vertices,
         # pooled over the scope's subjects (report 004 sec. 5). The encoder's predictions for every image
         # are stored per subject too, but they rank images only as well as the encoder predicts (rare
         # categories such as words are predicted poorly from 450 training images).
-        top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False)
+        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False, means=means)
         source = "measured"
         # named by what distinguishes a cluster: the tag with the largest unique effect on its mean measured
-        # response over every tagged image; "mixed / weak" when the tags explain little of it
-        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        # response over every tagged image (``means``); "mixed / weak" when the tags explain little of it
         desc = cl.name_clusters(means, top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
@@ -537,6 +538,10 @@ def _write_labels(ctx: Context, w: StoreWriter, scope: str, plan: dict, subs: li
                 rec.update(cache[key])
             quality += [(k, m, float(v), True) for m, v in rec.items() if np.isscalar(v)]
         per_k[int(k)] = {m: (round(float(v), 3) if np.isscalar(v) else v) for m, v in rec.items()}
+    if tops:
+        w.write_table("cluster_top_images", pd.concat(tops, ignore_index=True)[
+            ["cluster", "rank", "image_key", "score", "k", "subject", "source"]].assign(model_id=EMBEDDING_MODEL,
+                                                                                        scope=scope))
     quality = [q for q in quality if np.isfinite(q[2])]  # undefined scores (e.g. too few vertices) are left out
     if quality:
         w.write_table("cluster_quality", pd.DataFrame(
