@@ -129,7 +129,10 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability
     the embeddings (the profile whose views open smoothed). The default profile's other thresholds take the k
     of its default scope ('k_from'; the embeddings keep their own stability choice per threshold, as before):
     with every profile the clusters stage costs about three times what the embeddings alone cost, each
-    stability curve (140 k-means fits) about five of the plain stage's 30 s on the demo brain.
+    stability curve (140 k-means fits) about five of the plain stage's 30 s on the demo brain. So a scope
+    that takes another's k in a profile other than the embeddings ('only_k_from') is written at that k alone
+    (every k of ``cluster_ks`` stays written for each profile's default scope, the whole visual cortex and
+    every scope of the embeddings; the page says so).
 
     Without any reliability estimate (``reliability`` False: no repetitions, no noise-ceiling files)
     every vertex of a scope is clustered and the other thresholds' scopes would be copies: not written.
@@ -147,14 +150,16 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability
         for p in RELIABILITY_PERCENTILES if reliability and extra else ():
             if p != DEFAULT_PERCENTILE:  # the embeddings choose k at each threshold (as before), a profile once
                 plan.append(dict(family=DEFAULT_SCOPE, region="non-early", percentile=p, smoothing=(0.0,),
-                                 default=None, **({} if profile == "embeddings" else {"k_from": main}), **base))
+                                 default=None, **({} if profile == "embeddings" else
+                                                  {"k_from": main, "only_k_from": True}), **base))
         if extra:
             plan.append(dict(family="joint", region=None, percentile=DEFAULT_PERCENTILE, smoothing=(0.0,),
                              default=None, **base))
         for s in subjects:
             plan.append(dict(family=s, base=s, subjects=[s], region="non-early", percentile=DEFAULT_PERCENTILE, ks=ks,
                              profile=profile, profile_default=default, smoothing=smooth if default else (0.0,),
-                             default=None, k_from=main if joint else None, yardsticks=True))
+                             default=None, k_from=main if joint else None, yardsticks=True,
+                             only_k_from=profile != "embeddings" and bool(joint)))
         if profile == "embeddings":
             plan.append(dict(family="joint:PPA", region="PPA", percentile=DEFAULT_PERCENTILE, smoothing=(0.0,),
                              default=None, **{**base, "ks": (2,)}))
@@ -429,6 +434,8 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, inputs: _ProfileInput
         chosen, rule = 2, "fixed"
     elif k_from is not None and k_from in ks:
         chosen, rule = int(k_from), f"k of {plan['k_from']}"
+        if plan.get("only_k_from"):  # this k alone (_scope_plan): the clusters step's time
+            ks = [chosen]
     else:
         rule = f"stability >= {MIN_STABILITY}"
         rng = np.random.default_rng(ctx.config.seed)
