@@ -103,6 +103,9 @@ with st.sidebar:
     k = st.select_slider("k (number of clusters)", ks, value=k_default,
                          help="Default: the k chosen without ground truth (bootstrap stability), see "
                               "'How k was chosen' below.") if len(ks) > 1 else ks[0]
+    if len(ks) == 1 and k_rule.startswith("k of "):
+        st.caption(f"k = {k}, the k of '{V.scope_label(k_rule[5:])}': only this k is precomputed for this view "
+                   "(every k for the embeddings and for each profile's joint views).")
     clus_all = store.clusters(model_id, scope, k)
     scope_subjects = sorted(clus_all["subject"].unique())
     if not scope_subjects:

@@ -44,6 +44,12 @@ def test_profile_block_and_combined_blocks_weigh_the_same():
     assert b.shape == (40, 10)
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
     assert C.profile_block(prof[:, :8], n_components=10).shape == (40, 8)  # narrower than asked: not reduced
+    # the principal components are those of the full SVD (computed from the image covariance, for speed)
+    from sklearn.decomposition import PCA
+
+    x = prof - prof.mean(axis=1, keepdims=True)
+    full = C.normalize_embeddings(PCA(10, svd_solver="full").fit_transform(x).astype(np.float32), "l2")
+    np.testing.assert_allclose(b, full, atol=1e-5)
     emb = 7.0 * rng.standard_normal((40, 16))
     x = C.combine_blocks(emb, b)
     assert x.shape == (40, 26)

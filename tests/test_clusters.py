@@ -331,3 +331,23 @@ def test_pooled_cluster_means_average_over_the_subjects_who_saw_an_image():
                                    {"s1": np.array([0, 0]), "s2": np.array([0])}, zscore=False)
     assert means.index.tolist() == ["a", "b", "c"]
     assert means[0].tolist() == pytest.approx([2.0, (2.0 + 5.0) / 2, 7.0])
+
+
+def test_shared_work_of_the_descriptions_gives_the_same_results():
+    """The clusters step computes base rates once per clustering and the pooled means once per k (issue 27:
+    speed); each shortcut must give exactly what the long way gives."""
+    tags = _tags()
+    top = list(tags.index[:9]) + [tags.index[70]]
+    bg = list(tags.index[:80])
+    assert C.describe_cluster(top, tags, bg, base_rates=C.base_rates(tags, bg)) == C.describe_cluster(top, tags, bg)
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((30, 12)).astype(np.float32)
+    lab = np.array([0, 1, -1, 2, 0, -2, 1, 1, -1, 2, 0, -1])
+    inside = lab >= 0
+    onehot = (lab[inside][:, None] == np.arange(3)[None, :]).astype(np.float64)
+    clusters, means = C.cluster_means(y, lab, zscore=False)  # only the clustered vertices are averaged
+    np.testing.assert_allclose(means, (y[:, inside] @ onehot) / onehot.sum(axis=0), rtol=1e-6)
+    responses = {"s1": (y, [f"i{j}" for j in range(30)])}
+    pooled = C.pooled_cluster_means(responses, {"s1": lab}, zscore=False)
+    pd.testing.assert_frame_equal(C.pooled_top_images(responses, {"s1": lab}, 5, zscore=False, means=pooled),
+                                  C.pooled_top_images(responses, {"s1": lab}, 5, zscore=False))

@@ -89,6 +89,13 @@ def test_store_holds_every_analysis(built):
         assert set(settings[settings.scope == "joint:non-early@p50+combined"].k_rule) == {"k of joint:non-early+combined"}
         assert set(settings[settings.scope == "joint:non-early@p50"].k_rule) == {"stability >= 0.75"}
         assert (alone.chosen_k == default.chosen_k.iloc[0]).all()
+        # ... and, not being the embeddings, is written at that k alone (the clusters step's time, issue 27); the
+        # embeddings' subject and each profile's default scope keep every k
+        k0 = int(default.chosen_k.iloc[0])
+        assert st.available_k("ue_multi", "subj01+combined") == [k0]
+        assert st.available_k("ue_multi", "joint:non-early@p50+combined") == [k0]
+        assert len(st.available_k("ue_multi", "subj01")) > 1
+        assert len(st.available_k("ue_multi", "joint:non-early+combined")) > 1
         assert set(default.k_rule) == {"stability >= 0.75"}
         # the default scope leaves early visual cortex (V1-hV4) unclustered: "outside the scope"
         early = st.vertices("subj01")["roi_prf"].fillna("").astype(str).isin(

@@ -129,7 +129,10 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability
     the embeddings (the profile whose views open smoothed). The default profile's other thresholds take the k
     of its default scope ('k_from'; the embeddings keep their own stability choice per threshold, as before):
     with every profile the clusters stage costs about three times what the embeddings alone cost, each
-    stability curve (140 k-means fits) about five of the plain stage's 30 s on the demo brain.
+    stability curve (140 k-means fits) about five of the plain stage's 30 s on the demo brain. So a scope
+    that takes another's k in a profile other than the embeddings ('only_k_from') is written at that k alone
+    (every k of ``cluster_ks`` stays written for each profile's default scope, the whole visual cortex and
+    every scope of the embeddings; the page says so).
 
     Without any reliability estimate (``reliability`` False: no repetitions, no noise-ceiling files)
     every vertex of a scope is clustered and the other thresholds' scopes would be copies: not written.
@@ -147,14 +150,16 @@ def _scope_plan(ctx: Context, subjects: list[str], joint: list[str], reliability
         for p in RELIABILITY_PERCENTILES if reliability and extra else ():
             if p != DEFAULT_PERCENTILE:  # the embeddings choose k at each threshold (as before), a profile once
                 plan.append(dict(family=DEFAULT_SCOPE, region="non-early", percentile=p, smoothing=(0.0,),
-                                 default=None, **({} if profile == "embeddings" else {"k_from": main}), **base))
+                                 default=None, **({} if profile == "embeddings" else
+                                                  {"k_from": main, "only_k_from": True}), **base))
         if extra:
             plan.append(dict(family="joint", region=None, percentile=DEFAULT_PERCENTILE, smoothing=(0.0,),
                              default=None, **base))
         for s in subjects:
             plan.append(dict(family=s, base=s, subjects=[s], region="non-early", percentile=DEFAULT_PERCENTILE, ks=ks,
                              profile=profile, profile_default=default, smoothing=smooth if default else (0.0,),
-                             default=None, k_from=main if joint else None, yardsticks=True))
+                             default=None, k_from=main if joint else None, yardsticks=True,
+                             only_k_from=profile != "embeddings" and bool(joint)))
         if profile == "embeddings":
             plan.append(dict(family="joint:PPA", region="PPA", percentile=DEFAULT_PERCENTILE, smoothing=(0.0,),
                              default=None, **{**base, "ks": (2,)}))
@@ -429,6 +434,8 @@ def _write_scope(ctx: Context, w: StoreWriter, plan: dict, inputs: _ProfileInput
         chosen, rule = 2, "fixed"
     elif k_from is not None and k_from in ks:
         chosen, rule = int(k_from), f"k of {plan['k_from']}"
+        if plan.get("only_k_from"):  # this k alone (_scope_plan): the clusters step's time
+            ks = [chosen]
     else:
         rule = f"stability >= {MIN_STABILITY}"
         rng = np.random.default_rng(ctx.config.seed)
@@ -494,26 +501,27 @@ def _write_labels(ctx: Context, w: StoreWriter, scope: str, plan: dict, subs: li
     """Write one scope's labels at every k with their top images, descriptions and (demo brain) recovery
     scores; returns {k: recovery numbers}."""
     per_k = {}
+    tops = []  # every subject's and k's top images, written at once (one insert, not 2 per subject and k)
     for k, labels in by_k.items():
         for s in subs:
             w.add_clusters(EMBEDDING_MODEL, scope, k, s, labels[s])
             y, keys = measured[s]
-            w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "measured",
-                                     cl.top_images(y, labels[s], 10, keys=keys, zscore=False))
+            tops.append(cl.top_images(y, labels[s], 10, keys=keys, zscore=False).assign(k=int(k), subject=s,
+                                                                                       source="measured"))
             if s in preds:
-                w.add_cluster_top_images(EMBEDDING_MODEL, scope, k, s, "predicted",
-                                         cl.top_images(preds[s], labels[s], 10, keys=main_keys, zscore=False))
+                tops.append(cl.top_images(preds[s], labels[s], 10, keys=main_keys, zscore=False).assign(
+                    k=int(k), subject=s, source="predicted"))
         lab_all = np.concatenate([labels[s] for s in subs])
         counts = dict(zip(*np.unique(lab_all[lab_all >= 0], return_counts=True)))
         # what a cluster "responds to": the images with the highest MEASURED responses of its vertices,
         # pooled over the scope's subjects (report 004 sec. 5). The encoder's predictions for every image
         # are stored per subject too, but they rank images only as well as the encoder predicts (rare
         # categories such as words are predicted poorly from 450 training images).
-        top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False)
+        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, 10, zscore=False, means=means)
         source = "measured"
         # named by what distinguishes a cluster: the tag with the largest unique effect on its mean measured
-        # response over every tagged image; "mixed / weak" when the tags explain little of it
-        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
+        # response over every tagged image (``means``); "mixed / weak" when the tags explain little of it
         desc = cl.name_clusters(means, top, scores, n_vertices=counts)
         desc["source"] = source
         w.add_cluster_descriptions(EMBEDDING_MODEL, scope, k, desc)
@@ -537,6 +545,10 @@ def _write_labels(ctx: Context, w: StoreWriter, scope: str, plan: dict, subs: li
                 rec.update(cache[key])
             quality += [(k, m, float(v), True) for m, v in rec.items() if np.isscalar(v)]
         per_k[int(k)] = {m: (round(float(v), 3) if np.isscalar(v) else v) for m, v in rec.items()}
+    if tops:
+        w.write_table("cluster_top_images", pd.concat(tops, ignore_index=True)[
+            ["cluster", "rank", "image_key", "score", "k", "subject", "source"]].assign(model_id=EMBEDDING_MODEL,
+                                                                                        scope=scope))
     quality = [q for q in quality if np.isfinite(q[2])]  # undefined scores (e.g. too few vertices) are left out
     if quality:
         w.write_table("cluster_quality", pd.DataFrame(
