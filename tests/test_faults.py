@@ -400,7 +400,7 @@ def test_stopping_parallel_training_ends_cleanly(tiny_demo, tmp_path, sig, code)
     work = tmp_path / "work"
     p = subprocess.Popen([sys.executable, "-m", "precompute", "train", "--dataset", str(tiny_demo), "--work-dir",
                           str(work), "--cache-dir", str(tmp_path / "cache"), "--jobs", "2", "--quiet",
-                          "--ue", '{"n_epochs": 50}'],
+                          "--ue", '{"n_epochs": 2000}'],  # far longer than the test waits: stopped, never done
                          cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and not list((work / "models").glob("*.partial.pt")):
