@@ -401,7 +401,9 @@ def test_stopping_parallel_training_ends_cleanly(tiny_demo, tmp_path, sig, code)
     p = subprocess.Popen([sys.executable, "-m", "precompute", "train", "--dataset", str(tiny_demo), "--work-dir",
                           str(work), "--cache-dir", str(tmp_path / "cache"), "--jobs", "2", "--quiet",
                           "--ue", '{"n_epochs": 2000}'],  # far longer than the test waits: stopped, never done
-                         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # as from a terminal: a shell's background job (e.g. `make test &`) inherits SIGINT ignored
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not list((work / "models").glob("*.partial.pt")):
         time.sleep(0.2)  # two UE fits are running side by side, one epoch done
