@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +27,8 @@ import numpy as np
 import pytest
 
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from webapp.browser import (BRAIN_FRAME, CHROMEDRIVER, CHROMIUM, chrome_driver, drawn, quit_driver,
-                              start_app_server, stop_app_server, wait_drawn)
+from webapp.browser import (BRAIN_FRAME, browser_missing, chrome_driver, drawn, free_port, quit_driver,
+                            start_app_server, stop_app_server, wait_drawn)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -50,30 +48,13 @@ PAGES = [
 UNCOLORED = {"is_brain"}
 
 
-def _missing() -> str | None:
-    for p, what in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromedriver")):
-        if not (Path(p).is_file() or shutil.which(p)):
-            return f"{what} not found at {p} (apt-get install -y chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(app_store):
-    reason = _missing()
+    reason = browser_missing()
     if reason:
         pytest.skip(reason)
     try:
-        proc, url, _ = start_app_server(app_store, _free_port(), timeout=90)
+        proc, url, _ = start_app_server(app_store, free_port(), timeout=90)
     except RuntimeError as exc:
         pytest.fail(str(exc))
     try:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from webapp.browser import CHROMEDRIVER, CHROMIUM, chrome_driver, quit_driver, start_app_server, stop_app_server
+from webapp.browser import browser_missing, chrome_driver, free_port, quit_driver, start_app_server, stop_app_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -197,26 +195,9 @@ def shoot(url: str, out: Path, widths=WIDTHS, pages=PAGES, drv=None) -> dict[str
 
 
 # --------------------------------------------------------------------------- pytest
-def _missing() -> str | None:
-    for p, what in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromedriver")):
-        if not (Path(p).is_file() or shutil.which(p)):
-            return f"{what} not found at {p} (apt-get install -y chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def driver():
-    reason = _missing()
+    reason = browser_missing()
     if reason:
         pytest.skip(reason)
     drv = chrome_driver(window="1280,1000", page_load_timeout=90)
@@ -229,7 +210,7 @@ def driver():
 @pytest.fixture(scope="module")
 def server(app_store, driver):
     try:
-        proc, url, _ = start_app_server(app_store, _free_port(), timeout=90)
+        proc, url, _ = start_app_server(app_store, free_port(), timeout=90)
     except RuntimeError as exc:
         pytest.fail(str(exc))
     try:

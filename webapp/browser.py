@@ -129,3 +129,24 @@ def wait_drawn(drv, key: str, *, not_token: str | None = None, prefix: str = "",
 def epoch_ms(drv) -> float:
     """The page's clock (performance.timeOrigin + now(), ms): the time base of the drawn markers."""
     return float(drv.execute_script("return performance.timeOrigin + performance.now();"))
+
+
+def browser_missing() -> str | None:
+    """Why headless Chromium cannot run here (a test's skip reason), or None."""
+    for p, what in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromedriver")):
+        if not (Path(p).is_file() or shutil.which(p)):
+            return f"{what} not found at {p} (apt-get install -y chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    return None
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
