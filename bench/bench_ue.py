@@ -198,7 +198,7 @@ def run(quick: bool = False) -> BenchResult:
     res.tables.append(Table("Two independent UE fits: one after the other vs side by side (brainviz.jobs)", j_rows,
                             ["run", "jobs at once", "wall s", "wall / one after the other",
                              "last epoch s of each fit", "note"]))
-    if quick:  # torchrun start-up is ~10 s; tests/test_distributed.py exercises it
+    if quick:  # torchrun start-up is ~10 s; tests/brainviz/encoders/test_distributed.py exercises it
         res.notes.append("quick mode: the torchrun comparison is not run.")
         res.seconds = time.perf_counter() - t_start
         return res
@@ -221,7 +221,7 @@ def run(quick: bool = False) -> BenchResult:
                             d_rows, ["run", "world size", "threads / process", "pairs/s", "vs 1 process", "epoch s",
                                      "note"]))
     res.notes.append("Same global batch in both runs (each rank takes rows rank::world of every batch; DDP averages "
-                     "gradients): the runs train the same model (tests/test_distributed.py). With 2 cores, DDP "
+                     "gradients): the runs train the same model (tests/brainviz/encoders/test_distributed.py). With 2 cores, DDP "
                      "only splits the same compute; its gain needs one GPU (or node) per process.")
     res.notes.append("GPU (bf16 autocast chosen by brainviz.gpu.select on CUDA; torch.compile opt-in, BRAINVIZ_COMPILE=on): "
                      "not measured here.")

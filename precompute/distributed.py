@@ -5,7 +5,7 @@
 ``DistributedDataParallel``; every rank builds the same global batch schedule
 (seeded) and takes the rows ``batch[rank::world_size]`` of each batch, and DDP
 averages the gradients, so N processes follow the single-process trajectory of
-the same global batch (``tests/test_distributed.py`` checks it). This module
+the same global batch (``tests/brainviz/encoders/test_distributed.py`` checks it). This module
 is the entry point::
 
     # one machine, 4 GPUs (NCCL) or 4 CPU processes (gloo)

@@ -4,7 +4,7 @@ Does the in-silico contrast "category vs everything else" (NSD images by tag, le
 subject's training images) find the regions the demo brain planted for that category?
 Score: AUC of the per-vertex Welch t map for planted-region vertices vs all other vertices.
 
-Used by tests/test_insilico.py (a small demo brain) and runnable on a built store::
+Used by tests/brainviz/test_insilico.py (a small demo brain) and runnable on a built store::
 
     python tests/insilico_recovery.py --store data/brainviz.duckdb --demo data/demo_brain [--subject subj01]
 """

@@ -1,6 +1,6 @@
 """The app in a real browser: a ``streamlit run app.py`` server on 127.0.0.1 and headless Chromium.
 
-Used by the browser tests (tests/test_browser.py, tests/test_layout.py), the benchmarks (bench/bench_live.py,
+Used by the browser tests (tests/webapp/test_browser.py, tests/webapp/test_layout.py), the benchmarks (bench/bench_live.py,
 bench/bench_upload_memory.py) and scripts/screenshots.py; not by the app itself (it needs selenium).
 The server runs in its own process group and is stopped by its PID only.
 """

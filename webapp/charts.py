@@ -4,7 +4,7 @@ table heights.
 Streamlit-free. Plotly draws its tool bar (download, zoom, pan, reset) over the top right corner of a chart;
 with a small top margin it covers the tallest bar, a title or a bar label. :data:`CONFIG` keeps the tool bar
 to one row of the buttons a reader uses and :func:`tidy` leaves that row free above the plot area.
-tests/test_layout.py checks every page in a browser.
+tests/webapp/test_layout.py checks every page in a browser.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ is never loaded whole: the Algonauts loader memory-maps every response file;
 are read), :func:`iter_row_batches` streams an array in bounded blocks, and
 :class:`RunningMoments`, :func:`streamed_vertex_stats` and :func:`streamed_xty`
 compute per-vertex statistics and the ridge normal equations' right-hand side
-``X^T Y`` one block at a time. They equal the in-memory computations (``tests/test_outofcore.py``).
+``X^T Y`` one block at a time. They equal the in-memory computations (``tests/brainviz/data/test_outofcore.py``).
 """
 from __future__ import annotations
 

@@ -243,7 +243,7 @@ class WithinSubjectCeiling:
     The Spearman-Brown step assumes RDM noise averages like pattern noise; for
     1 - Pearson RDMs of averaged patterns it does slightly better, so the
     ceiling is conservative at low SNR (synthetic check, 3 repeats: 0.79 vs a
-    true 0.83 at single-repeat RDM reliability ~0.4; tests/test_rsa_ceilings.py).
+    true 0.83 at single-repeat RDM reliability ~0.4; tests/brainviz/rsa/test_rsa_ceilings.py).
     kind : ``"within-subject (split-half)"``
     """
 

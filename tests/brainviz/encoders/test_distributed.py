@@ -20,7 +20,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +30,8 @@ from brainviz.data.synthetic import synthetic_data
 from brainviz.ddp import DistInfo, init_distributed, shard_indices
 from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
 from precompute.distributed import main
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 # 30 images, batches of 8 -> batches of 7 and 8 images: uneven shards (4 + 3) on 2 ranks
 UE = {"n_epochs": 2, "batch_images": 8, "batch_voxels": 64, "embed_dim": 16, "proj_dim": 8, "progress": False}
 SYNTH = (30, 64, 2)

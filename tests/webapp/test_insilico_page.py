@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from tests.test_app import page, run, texts
+from tests.apptest import page, run, texts
 
-
-@pytest.fixture
-def with_store(app_store, monkeypatch):
-    monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
-    return app_store
 
 
 def _png(i: int) -> bytes:

@@ -33,9 +33,8 @@ from brainviz.store.reader import Store
 from brainviz.store.schema import SCHEMA_VERSION, TABLES, Column, Table
 from brainviz.store.writer import StoreWriter
 from tests.algonauts_fixtures import make_subject
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 

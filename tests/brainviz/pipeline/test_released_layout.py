@@ -20,8 +20,8 @@ from brainviz.names import N_FSAVERAGE, N_FSAVERAGE5
 from brainviz.store.reader import Store
 from precompute.cli import main
 from tests.released_layout import released_layout, write_noise_ceilings
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

@@ -1,6 +1,6 @@
 """The browser brain view: mesh assets, per-update payloads (brainviz.plotting._webgl) and the
 Streamlit glue (webapp.brainview). The drawing itself is checked in a real browser by
-tests/test_browser.py."""
+tests/webapp/test_browser.py."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,6 @@ import pytest
 
 from brainviz import plotting as B
 from brainviz.data.surfaces import load_meshes
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 
 N = B.N_FSAVERAGE5
 #: Per-update payload bound on fsaverage5 (issue 30): 100 KB.
@@ -247,7 +246,7 @@ def test_pages_draw_brain_views_and_plotly_on_request(app_store, monkeypatch):
     draws the Plotly figure of before instead."""
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app import HOME, brains
+    from tests.apptest import HOME, brains
 
     monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
 
@@ -277,7 +276,7 @@ def test_without_the_built_frontend_the_page_says_so_and_draws_plotly(app_store,
     from streamlit.testing.v1 import AppTest
 
     import webapp.brainview as BV
-    from tests.test_app import HOME, brains
+    from tests.apptest import HOME, brains
 
     monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
     monkeypatch.setattr(BV, "_component", lambda: None)

@@ -14,12 +14,11 @@ import pytest
 
 from brainviz.errors import BrainVizDataError
 from brainviz.rois import ROI_GROUP_COLUMNS, cluster_roi_counts, cluster_roi_majority, roi_groups
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 from webapp import exports, messages, storefile
 from webapp import viewmodel as V
 from webapp.pages import APP_NAME, HOME, PAGES, page_of
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- package boundaries
@@ -225,8 +224,8 @@ STORE_PAGES = [p for p in PAGES if p.script != HOME]
 
 @pytest.mark.parametrize("page", STORE_PAGES, ids=[p.label for p in STORE_PAGES])
 def test_preamble_with_a_broken_store_shows_a_message(page, tmp_path, monkeypatch):
-    from tests.test_app import run, texts
-    from tests.test_app import page as open_page
+    from tests.apptest import run, texts
+    from tests.apptest import page as open_page
 
     bad = tmp_path / "broken.duckdb"
     bad.write_bytes(b"this is not a duckdb file" * 100)
@@ -239,8 +238,8 @@ def test_preamble_with_a_broken_store_shows_a_message(page, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("page", STORE_PAGES, ids=[p.label for p in STORE_PAGES])
 def test_preamble_heading_banner_and_sidebar(page, app_store, monkeypatch):
-    from tests.test_app import page as open_page
-    from tests.test_app import run
+    from tests.apptest import page as open_page
+    from tests.apptest import run
 
     monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
     at = run(open_page(Path(page.script).stem))

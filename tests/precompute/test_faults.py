@@ -36,9 +36,8 @@ from brainviz.store.schema import SCHEMA_VERSION
 from brainviz.store.writer import StoreWriter
 from precompute.cli import main
 from tests.algonauts_fixtures import make_subject
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 
@@ -609,7 +608,7 @@ def test_no_duckdb_objects_are_left_at_interpreter_exit(tmp_path):
     """A page test whose store read fails (test_safety's damaged-block case) in a pytest process of its
     own: before, its exit printed ~100 lines of 'nanobind: leaked instance ... DuckDBPyConnection'."""
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
-                          str(tmp_path / "base"), "tests/test_safety.py", "-k", "read_error_inside_a_page"],
+                          str(tmp_path / "base"), "tests/webapp/test_safety.py", "-k", "read_error_inside_a_page"],
                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)
     assert out.returncode == 0 and "1 passed" in out.stdout, (out.stdout + out.stderr)[-2000:]
     assert "nanobind" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-1500:]

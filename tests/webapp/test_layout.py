@@ -17,8 +17,8 @@ the browser, what can be checked from the DOM:
 design. Tables (drawn on a canvas) cannot be checked from the DOM: the screenshots show them.
 ``test_layout_checker_catches_bad_charts`` shows the checks fail on charts built to break them.
 
-Run: ``pytest -m browser tests/test_layout.py``; screenshots of another running app:
-``python tests/test_layout.py --url http://127.0.0.1:8501 --out shots/``.
+Run: ``pytest -m browser tests/webapp/test_layout.py``; screenshots of another running app:
+``python -m tests.webapp.test_layout --url http://127.0.0.1:8501 --out shots/``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 from webapp.browser import browser_missing, chrome_driver, free_port, quit_driver, start_app_server, stop_app_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

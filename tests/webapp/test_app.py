@@ -5,55 +5,11 @@ no exception (traceback) is shown and that the expected content is there.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from tests.test_live import ACCEPTED_FILES, BAD_FILES
-
-ROOT = Path(__file__).resolve().parent.parent
-HOME = str(ROOT / "app.py")
-PAGES = {p.stem: str(p) for p in sorted((ROOT / "pages").glob("*.py"))}
-TIMEOUT = 120
-
-
-def run(at: AppTest) -> AppTest:
-    at.run(timeout=TIMEOUT)
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def page(name: str) -> AppTest:
-    """The app (app.py as main script, like `streamlit run app.py`) switched to page ``name``."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.run(timeout=TIMEOUT)
-    at.switch_page(f"pages/{name}.py")
-    return at
-
-
-def texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def brains(at: AppTest) -> int:
-    """Brain views (the webapp.brainview component) on the page."""
-    return sum(e.proto.component_name.endswith("brainview") for e in at.get("component_instance"))
-
-
-def charts(at: AppTest) -> int:
-    """Plotly charts and brain views."""
-    return len(at.get("plotly_chart")) + brains(at)
-
-
-@pytest.fixture
-def with_store(app_store, monkeypatch):
-    monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
-    return app_store
+from tests.apptest import HOME, PAGES, TIMEOUT, charts, page, run, texts
+from tests.upload_samples import ACCEPTED_FILES, BAD_FILES
 
 
 # --------------------------------------------------------------------------- no store / bad store

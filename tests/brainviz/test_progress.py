@@ -1,7 +1,7 @@
 """brainviz.progress: the overall display of `precompute all` (tty / plain / quiet), the summary, the estimate.
 
 The end-to-end check (a real `precompute all` run, not on a terminal: no carriage returns, stage lines,
-summary table) is in tests/test_pipeline.py, which runs the pipeline once for all its tests.
+summary table) is in tests/brainviz/pipeline/test_pipeline.py, which runs the pipeline once for all its tests.
 """
 from __future__ import annotations
 

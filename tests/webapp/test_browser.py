@@ -13,7 +13,7 @@ on the brain's legend selects the cluster in Python; without WebGL the view show
 static picture and a message. Stops the server by PID.
 
 Skipped with a reason when chromium / chromedriver / selenium are missing.
-Run: ``pytest -m browser tests/test_browser.py`` (``BRAINVIZ_SCREENSHOT_WIDTH=1280`` for narrower shots).
+Run: ``pytest -m browser tests/webapp/test_browser.py`` (``BRAINVIZ_SCREENSHOT_WIDTH=1280`` for narrower shots).
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 from webapp.browser import (BRAIN_FRAME, browser_missing, chrome_driver, drawn, free_port, quit_driver,
                             start_app_server, stop_app_server, wait_drawn)
 

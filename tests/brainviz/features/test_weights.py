@@ -15,7 +15,7 @@ import torch
 from brainviz.errors import BrainVizDataError
 from brainviz.features.weights import WeightsSpec, resolve_weights, weights_identity, weights_spec
 from precompute.cli import main
-from tests.app_fixtures import BACKBONE, app_store  # noqa: F401  (session fixture)
+from brainviz.sample_store import BACKBONE
 
 
 # --------------------------------------------------------------------------- helpers
@@ -213,7 +213,7 @@ def test_app_pages_refuse_a_missing_weights_file_and_home_warns_about_random_wei
                                                                                      tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app import HOME, TIMEOUT, page, run, texts
+    from tests.apptest import HOME, TIMEOUT, page, run, texts
 
     gone = tmp_path / "lite0_gone.pth"
     shutil.copyfile(effnet_files[0], gone)

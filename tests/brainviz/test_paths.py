@@ -1,9 +1,9 @@
-from pathlib import Path
 
 import pytest
 
 from brainviz.errors import BrainVizDataError
 from brainviz.paths import resolve_data_root
+from tests import ROOT
 
 
 def test_argument_wins(tmp_path, monkeypatch):
@@ -26,4 +26,4 @@ def test_default_shared(monkeypatch):
     monkeypatch.delenv("BRAINVIZ_DATA", raising=False)
     root = resolve_data_root()
     assert (root / "nsd_shared1000").is_dir()
-    assert root == (Path(__file__).resolve().parents[1].parent / "shared" / "data").resolve()
+    assert root == (ROOT.parent / "shared" / "data").resolve()

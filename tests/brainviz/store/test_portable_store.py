@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app_fixtures import build_app_store
-from tests.test_app import HOME, PAGES, TIMEOUT, charts, page, run, texts
+from brainviz.sample_store import build_app_store
+from tests.apptest import HOME, PAGES, TIMEOUT, charts, page, run, texts
 
 #: Pictures each page shows on first sight of the small app store (top images, extreme pairs, closest
 #: images, retrieved images, top images of each set); 0: the page shows none.

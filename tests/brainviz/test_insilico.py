@@ -15,7 +15,6 @@ from PIL import Image
 from brainviz import insilico as I
 from brainviz.errors import BrainVizDataError
 from precompute.cli import main
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
 
 
 # --------------------------------------------------------------------------- statistics

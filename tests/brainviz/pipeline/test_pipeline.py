@@ -12,6 +12,7 @@ import pytest
 from brainviz.demo_brain import build_demo_brain
 from brainviz.store.reader import Store
 from precompute.cli import main
+from tests import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -192,9 +193,8 @@ def test_demo_results_table_reads_the_store(built):
     and the yardsticks (noise-free, ridge trained on noise-free, measured and ridge-predicted responses, same vertices and k) are ARIs in [-1, 1]."""
     import importlib.util
     import re
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "demo_results.py"
+    path = ROOT / "scripts" / "demo_results.py"
     spec = importlib.util.spec_from_file_location("demo_results", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -10,16 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.app_fixtures import app_store  # noqa: F401  (session fixture)
-from tests.test_app import HOME, TIMEOUT, page, run, texts
+from tests.apptest import HOME, TIMEOUT, page, run, texts
 from webapp import charts as C
 from webapp import viewmodel as V
 
-
-@pytest.fixture
-def with_store(app_store, monkeypatch):
-    monkeypatch.setenv("BRAINVIZ_STORE", str(app_store))
-    return app_store
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,0 +1,6 @@
+"""BrainViz tests: one folder per package (tests/brainviz/data mirrors brainviz/data, ...);
+shared fixtures in conftest.py, app-test helpers in apptest.py, data fixtures in *_fixtures.py / released_layout.py."""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
