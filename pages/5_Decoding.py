@@ -48,7 +48,8 @@ with st.sidebar:
     approaches = sorted(d["approach"].unique(), key=lambda a: (-best_top1[a], a))
     sets = sorted(d["roi_set"].unique(), key=lambda s: (SET_ORDER.get(s, 9), s))
     keys = sorted(d["image_key"].unique())
-    image_key = st.selectbox("Held-out image", keys, format_func=lambda k: V.tag_caption(k, tags))
+    captions = V.tag_captions(keys, tags)
+    image_key = st.selectbox("Held-out image", keys, format_func=lambda k: captions.get(k, k))
     n_show = st.slider("Candidates shown", 3, 10, 5)
 
 n_cand = len(keys)

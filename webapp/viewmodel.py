@@ -241,14 +241,31 @@ def thumbnail(store, key: str):
     return thumbnails(store, [key])[key]
 
 
-def tag_caption(key: str, tags: pd.DataFrame, max_tags: int = 3, threshold: float = 0.5) -> str:
-    """'nsd-00013 · faces, people' from the image's category scores."""
-    if tags is None or key not in tags.index:
-        return key
-    row = tags.loc[key]
-    cats = [c for c in tags.columns if c != "tags" and pd.notna(row[c]) and float(row[c]) > threshold]
-    cats = sorted(cats, key=lambda c: -float(row[c]))[:max_tags]
-    return f"{key} · {', '.join(cats)}" if cats else key
+def tag_captions(keys: Sequence[str], tags: pd.DataFrame | None, max_tags: int = 3,
+                 threshold: float = 0.5) -> dict[str, str]:
+    """{key: 'nsd-00013 · faces, people'}: each image's categories scoring > ``threshold``, highest first (ties in
+    column order), at most ``max_tags``; the bare key when none (or untagged). One pass over the score matrix
+    (a selectbox of 2,700 examples formats every option on every rerun)."""
+    keys = [str(k) for k in keys]
+    out = dict(zip(keys, keys))
+    if tags is None or not len(keys):
+        return out
+    cols = [c for c in tags.columns if c != "tags"]
+    known = [k for k in dict.fromkeys(keys) if k in tags.index]
+    if not cols or not known:
+        return out
+    scores = tags.loc[known, cols].astype(float).to_numpy()
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=1, kind="stable")[:, :max_tags]
+    for key, row, idx in zip(known, scores, order):
+        cats = [cols[j] for j in idx if row[j] > threshold]
+        if cats:
+            out[key] = f"{key} · {', '.join(cats)}"
+    return out
+
+
+def tag_caption(key: str, tags: pd.DataFrame | None, max_tags: int = 3, threshold: float = 0.5) -> str:
+    """'nsd-00013 · faces, people' from the image's category scores (:func:`tag_captions` of one key)."""
+    return tag_captions([key], tags, max_tags, threshold)[str(key)]
 
 
 def main_category(keys: Sequence[str], tags: pd.DataFrame) -> list[str]:

@@ -50,6 +50,7 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -116,6 +117,17 @@ def _resolve(path: str | None, store_path: Path) -> str | None:
         if (root / p).exists():
             return str(root / p)
     return str(base / p)
+
+
+def _frozen(params: Sequence[Any] | None) -> tuple | None:
+    """Query parameters as a hashable key (lists, e.g. of image keys, become tuples); None when unhashable."""
+    key = tuple(tuple(np.asarray(p).tolist()) if isinstance(p, (list, tuple, np.ndarray)) else p
+                for p in (params or ()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _quote(name: str) -> str:
@@ -224,8 +236,16 @@ def schema_problems(con: duckdb.DuckDBPyConnection, catalog: str, meta: dict[str
     return problems
 
 
+#: Query results of one file version kept for the next identical query (a page reruns its reads on every
+#: widget change): results up to RESULT_CACHE_ITEM_BYTES each, RESULT_CACHE_BYTES in all, least recently used
+#: dropped first. Arrow tables are immutable, so a kept result is shared safely.
+RESULT_CACHE_BYTES = 64 * 2**20
+RESULT_CACHE_ITEM_BYTES = 8 * 2**20
+
+
 class _Generation:
-    """One version of the store file: its own in-memory DuckDB instance with the file ATTACHed read-only."""
+    """One version of the store file: its own in-memory DuckDB instance with the file ATTACHed read-only,
+    and the results of its small queries (a file version never changes, so they stay true)."""
 
     def __init__(self, path: Path, stat: tuple, con: duckdb.DuckDBPyConnection, tables: set[str],
                  meta: dict[str, str]):
@@ -233,6 +253,30 @@ class _Generation:
         self.users = 0
         self.retired = False
         self.closed = False
+        self._results: OrderedDict[tuple, pa.Table] = OrderedDict()
+        self._result_bytes = 0
+        self._results_lock = threading.Lock()
+        self.resolved: dict[str, str | None] = {}  # stored image/checkpoint path -> resolved (Store.resolve_path)
+
+    def cached(self, key: tuple) -> pa.Table | None:
+        with self._results_lock:
+            table = self._results.get(key)
+            if table is not None:
+                self._results.move_to_end(key)
+            return table
+
+    def remember(self, key: tuple, table: pa.Table) -> None:
+        size = table.nbytes
+        if size > RESULT_CACHE_ITEM_BYTES:
+            return
+        with self._results_lock:
+            if key in self._results:
+                return
+            self._results[key] = table
+            self._result_bytes += size
+            while self._result_bytes > RESULT_CACHE_BYTES:
+                _, old = self._results.popitem(last=False)
+                self._result_bytes -= old.nbytes
 
     def close(self) -> None:
         if not self.closed:
@@ -457,9 +501,17 @@ class Store:
         return _Cursor(cur, self, gen)
 
     def _arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """The result of ``sql`` on the current file version (a kept result when the same query ran before)."""
+        frozen = _frozen(params)
+        key = None if frozen is None else (sql, frozen)
         cur = self._cursor()
         try:
-            return cur.sql(sql, params=list(params) if params else None).arrow().read_all()
+            table = None if key is None else cur._gen.cached(key)
+            if table is None:
+                table = cur.sql(sql, params=list(params) if params else None).arrow().read_all()
+                if key is not None:
+                    cur._gen.remember(key, table)
+            return table
         except duckdb.Error as exc:
             raise _read_error(self.path, exc) from None
         finally:
@@ -472,7 +524,23 @@ class Store:
         then the project folder and the working folder (older stores); absolute paths that
         no longer exist are tried by their part below the store's folder name.
         """
-        return _resolve(path, self.path)
+        return self._resolver()(path)
+
+    def _resolver(self):
+        """:meth:`resolve_path` remembering its answers for the current file version (a page resolves every
+        image's path on every rerun)."""
+        try:
+            memo = self._current().resolved
+        except BrainVizDataError:  # the file went away: resolving needs only the path
+            memo = {}
+
+        def resolve(path: str | None) -> str | None:
+            if not isinstance(path, str):
+                return _resolve(path, self.path)
+            if path not in memo:
+                memo[path] = _resolve(path, self.path)
+            return memo[path]
+        return resolve
 
     def _select(self, table: str, columns: Sequence[str] | None = None, order: Sequence[str] = (),
                 **filters: Any) -> pa.Table:
@@ -569,7 +637,8 @@ class Store:
         if given (unknown keys raise)."""
         df = self._df("images", order=["image_key"])
         if "path" in df:
-            df["path"] = pd.Series([None if pd.isna(v) else self.resolve_path(v) for v in df["path"]], index=df.index,
+            resolve = self._resolver()
+            df["path"] = pd.Series([None if pd.isna(v) else resolve(v) for v in df["path"]], index=df.index,
                                    dtype=object)
         if keys is None:
             return df

@@ -14,7 +14,6 @@ import pytest
 from tests import ROOT
 
 
-
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
     out = tmp_path_factory.mktemp("bench") / "RESULTS.md"

@@ -12,7 +12,6 @@ from PIL import Image
 from tests.apptest import page, run, texts
 
 
-
 def _png(i: int) -> bytes:
     buf = io.BytesIO()
     rng = np.random.default_rng(i)

@@ -15,7 +15,6 @@ from webapp import charts as C
 from webapp import viewmodel as V
 
 
-
 # --------------------------------------------------------------------------- helpers
 def test_tidy_leaves_the_toolbar_row_free_and_moves_titles_left():
     import plotly.graph_objects as go

@@ -20,7 +20,6 @@ from webapp.pages import APP_NAME, HOME, PAGES, page_of
 from tests import ROOT
 
 
-
 # --------------------------------------------------------------------------- package boundaries
 def test_streamlit_free_modules_import_without_streamlit():
     code = ("import sys; sys.modules['streamlit'] = None\n"
@@ -288,3 +287,16 @@ def test_unclustered_reasons_test_the_scope_region_before_reliability():
     assert why.tolist() == [V.UNRELIABLE, V.CLUSTERED, V.UNRELIABLE, V.OUTSIDE_SCOPE, V.CLUSTERED]
     why = V.unclustered_reasons(labels, verts, "PPA", rel, float("nan"))  # no estimate: nothing unreliable
     assert why.tolist() == [V.OUTSIDE_SCOPE, V.CLUSTERED, V.OUTSIDE_SCOPE, V.OUTSIDE_SCOPE, V.CLUSTERED]
+
+
+def test_tag_captions_in_one_pass_match_each_image_alone():
+    """The selectbox captions of thousands of images come from one pass over the score matrix: categories above
+    0.5, highest first, ties in column order, at most three, NaN never shown, untagged keys bare."""
+    tags = pd.DataFrame({"faces": [0.9, 0.2, np.nan, 0.7], "bodies": [0.6, 0.1, 0.8, 0.7],
+                         "food": [0.95, 0.0, 0.9, 0.7], "words": [0.55, 0.0, 0.2, 0.7], "tags": ["a", "b", "c", "d"]},
+                        index=["i1", "i2", "i3", "i4"])
+    got = V.tag_captions(["i1", "i2", "i3", "i4", "unknown"], tags)
+    assert got == {"i1": "i1 · food, faces, bodies", "i2": "i2", "i3": "i3 · food, bodies",
+                   "i4": "i4 · faces, bodies, food", "unknown": "unknown"}
+    assert all(V.tag_caption(k, tags) == v for k, v in got.items())
+    assert V.tag_captions(["i1"], None) == {"i1": "i1"}

@@ -23,7 +23,6 @@ from tests.released_layout import released_layout, write_noise_ceilings
 from tests import ROOT
 
 
-
 def _run(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -400,3 +400,25 @@ def test_schema_documents_every_table():
     import brainviz.store.schema as schema
     for name in TABLES:
         assert name in schema.__doc__
+
+
+def test_reader_keeps_small_results_per_file_version(tmp_path, monkeypatch):
+    """A page reruns the same reads on every widget change: a file version answers them once; a replaced file
+    answers anew; a result over the per-item bound is not kept."""
+    from brainviz.store import reader as R
+
+    path = tmp_path / "s.duckdb"
+    with StoreWriter(path) as w:
+        w.add_model("old", "ridge", ["subj01"])
+    st = Store(path)
+    first = st._select("models", ["model_id"])
+    assert st._select("models", ["model_id"]) is first  # the kept result, not a new query
+    assert st._select("models", ["model_id"], model_id="old") is not first  # other parameters, other result
+    with StoreWriter(path) as w:
+        w.add_model("new", "ridge", ["subj01"])
+    assert st.models()["model_id"].tolist() == ["new"]  # the replaced file is read, not the kept result
+    assert st._select("models", ["model_id"]).column(0).to_pylist() == ["new"]
+    monkeypatch.setattr(R, "RESULT_CACHE_ITEM_BYTES", 0)
+    big = st._select("models", ["model_id", "kind"])
+    assert st._select("models", ["model_id", "kind"]) is not big
+    st.close()
