@@ -89,10 +89,9 @@ CACHE_BYTES = 512 * 1024 * 1024
 #: File extensions accepted by the app's uploader.
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"]
 
-# PIL's own bomb guard: warn above this, error above twice this. validate_image turns the
-# warning into an error, so together with the explicit header check nothing bigger than
-# MAX_PIXELS is ever decoded.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# PIL's own bomb guard (Image.MAX_IMAGE_PIXELS, left as the process has it: importing this module changes
+# nothing global) stops absurd headers inside Image.open; validate_image turns its warning into an error and
+# checks every header against MAX_PIXELS before decoding, so nothing bigger than MAX_PIXELS is ever decoded.
 
 
 class ImageValidationError(BrainVizDataError):

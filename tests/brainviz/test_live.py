@@ -10,6 +10,7 @@ from PIL import Image
 
 from brainviz import live as L
 from brainviz.errors import BrainVizDataError
+from tests import ROOT
 from tests.upload_samples import ACCEPTED_FILES, BAD_FILES, animated_gif, bomb_png, good_png, png_bytes
 
 RNG = np.random.default_rng(0)
@@ -184,3 +185,14 @@ def test_store_without_checkpoint_gives_a_clear_error(tmp_path):
     with Store(p2) as s:
         with pytest.raises(BrainVizDataError, match="no Universal-Encoder"):
             L.get_live_predictor(s)
+
+
+def test_importing_live_changes_no_pillow_setting():
+    """The uploader's limits are checked by validate_image; PIL's process-wide bomb limit stays as it was (other
+    code of the process, e.g. feature extraction of large dataset images, keeps PIL's own rule)."""
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import brainviz.live; "
+            "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
