@@ -4,7 +4,6 @@ one) -- per ROI set, whole cortex and a validated vote over ROI sets, among the 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -25,7 +24,6 @@ if "approach" not in dec.columns:
     dec["approach"] = "decoder"
 dec["approach"] = dec["approach"].fillna("decoder")
 tags = store.image_tags()
-SET_ORDER = {"set1": 0, "set2": 1, "set3": 2, "whole cortex": 3, "vote": 4, "vote (equal weights)": 5}
 APPROACH_LABEL = {"decoder": "decoder (ridge, response → embedding)",
                   "encoder:ue_multi": "encoder: Universal Encoder (multi-subject)",
                   "encoder:ridge": "encoder: ridge (per subject)"}
@@ -42,11 +40,10 @@ with st.sidebar:
     st.header("Decoding")
     subject = st.selectbox("Subject", sorted(dec["subject"].unique()))
     d = dec[dec["subject"] == subject]
-    # the method that works first: approaches by their best top-1 over ROI sets (the encoders on the demo brain)
-    best_top1 = {a: g.groupby("roi_set")["rank"].apply(lambda r: float((r <= 1).mean())).max()
-                 for a, g in d.groupby("approach")}
-    approaches = sorted(d["approach"].unique(), key=lambda a: (-best_top1[a], a))
-    sets = sorted(d["roi_set"].unique(), key=lambda s: (SET_ORDER.get(s, 9), s))
+    summary = V.identification_summary(d)  # approaches: the method that works first (the encoders on the demo brain)
+    best_top1 = summary.groupby("approach")["top1"].max().to_dict()
+    approaches = list(dict.fromkeys(summary["approach"]))
+    sets = sorted(d["roi_set"].unique(), key=lambda s: (V.DECODING_SET_ORDER.get(s, 9), s))
     keys = sorted(d["image_key"].unique())
     captions = V.tag_captions(keys, tags)
     image_key = st.selectbox("Held-out image", keys, format_func=lambda k: captions.get(k, k))
@@ -74,16 +71,9 @@ with st.expander("How the two directions work"):
 
 # ------------------------------------------------------------------ summary table: encoders vs decoder
 st.subheader(f"Identification accuracy · {subject}")
-rows = []
-ranks_of = {}
-for (a, s), g in d.groupby(["approach", "roi_set"]):
-    g = g.sort_values("image_key")
-    r = g["rank"].to_numpy()
-    ranks_of[(a, s)] = r
-    rows.append({"approach": SHORT.get(a, a), "ROI set": s, "top-1": float((r <= 1).mean()),
-                 "top-5": float((r <= 5).mean()), "mean rank": float(r.mean()), "n": len(r), "_o": SET_ORDER.get(s, 9),
-                 "_a": approaches.index(a)})
-summ = pd.DataFrame(rows).sort_values(["_a", "_o"])
+summ = summary.assign(**{"ROI set": summary["roi_set"], "top-1": summary["top1"], "mean rank": summary["mean_rank"],
+                         "_o": [V.DECODING_SET_ORDER.get(s, 9) for s in summary["roi_set"]],
+                         "_a": [approaches.index(a) for a in summary["approach"]]})
 wide = summ.pivot_table(index=["_o", "ROI set"], columns="_a", values=["top-1", "mean rank"], sort=False)
 wide = wide.sort_index(level=0).droplevel(0)
 wide = wide[[(m, i) for i in range(len(approaches)) for m in ("top-1", "mean rank") if (m, i) in wide.columns]]
@@ -92,23 +82,9 @@ wide.columns = [f"{TINY.get(approaches[i], approaches[i])} {m.replace('mean rank
 fmt = {c: ("{:.0%}" if c.endswith("top-1") else "{:.1f}") for c in wide.columns}
 st.dataframe(wide.style.format(fmt), column_config={"ROI set": st.column_config.TextColumn("ROI set", width="medium")})
 # rows that are the same ranking (e.g. a set covering every vertex = whole cortex; a vote that chose one set)
-same: dict[tuple, list[str]] = {}  # (sets ranking every image alike) -> approaches
-for a in approaches:
-    classes: list[list[str]] = []
-    for s_ in sorted({s for (aa, s) in ranks_of if aa == a}, key=lambda s: (SET_ORDER.get(s, 9), s)):
-        home_ = next((c for c in classes if np.array_equal(ranks_of[(a, c[0])], ranks_of[(a, s_)])), None)
-        if home_ is not None:
-            home_.append(s_)
-        else:
-            classes.append([s_])
-    for c in classes:
-        if len(c) > 1:
-            same.setdefault(tuple(c), []).append(TINY.get(a, a))
+same = {sets_: [TINY.get(a, a) for a in who] for sets_, who in V.identical_rankings(summary).items()}
 rois_here = store.decoding_rois(subject)
-full_sets = set()
-if not rois_here.empty:
-    n_all = store.n_vertices(subject)
-    full_sets = {s for s, g in rois_here.groupby("roi_set") if s != "set2" and int(g["n_vertices"].sum()) >= n_all}
+full_sets = V.sets_covering_every_vertex(rois_here, store.n_vertices(subject)) if not rois_here.empty else set()
 notes = [f"**{s}** covers every vertex of {subject}'s data: it is the same ROI set as whole cortex"
          for s in sorted(full_sets)]
 for group, who in same.items():
@@ -178,7 +154,7 @@ st.subheader("Retrieved images")
 approach = st.radio("Direction", approaches, format_func=approach_label, horizontal=True, key="img_approach",
                     help="Opens on the direction that identifies the images best for this subject.")
 rows = d[(d["image_key"] == image_key) & (d["approach"] == approach)].copy()
-rows["o"] = rows["roi_set"].map(lambda s: SET_ORDER.get(s, 9))
+rows["o"] = rows["roi_set"].map(lambda s: V.DECODING_SET_ORDER.get(s, 9))
 rows = rows.sort_values("o")
 all_keys = [image_key] + [k for lst in rows["top_keys"] for k in (list(lst) if lst is not None else [])]
 pics = V.thumbnails(store, list(dict.fromkeys(all_keys)))

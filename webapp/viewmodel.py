@@ -429,6 +429,61 @@ def scope_label(scope: str, short: bool = False) -> str:
 
 
 
+# --------------------------------------------------------------------------- decoding
+#: Display order of the decoding ROI sets.
+DECODING_SET_ORDER = {"set1": 0, "set2": 1, "set3": 2, "whole cortex": 3, "vote": 4, "vote (equal weights)": 5}
+
+
+def _set_order(roi_set: str) -> tuple:
+    return DECODING_SET_ORDER.get(roi_set, 9), roi_set
+
+
+def identification_summary(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Identification accuracy of one subject's stored decoding ranks (rows approach, roi_set, image_key, rank;
+    rank 1 = the true image first among the candidates). One row per (approach, roi_set), approaches by their
+    best top-1 over ROI sets (the method that works first), sets in display order: approach, roi_set, top1,
+    top5 (shares of queries ranked first / in the first five), mean_rank, n, ranks (the ranks by image_key)."""
+    rows = []
+    for (a, s), g in ranks.groupby(["approach", "roi_set"]):
+        r = g.sort_values("image_key")["rank"].to_numpy()
+        rows.append({"approach": a, "roi_set": s, "top1": float((r <= 1).mean()), "top5": float((r <= 5).mean()),
+                     "mean_rank": float(r.mean()), "n": len(r), "ranks": r})
+    out = pd.DataFrame(rows, columns=["approach", "roi_set", "top1", "top5", "mean_rank", "n", "ranks"])
+    if out.empty:
+        return out
+    best = out.groupby("approach")["top1"].max()
+    out["_a"] = [(-best[a], a) for a in out["approach"]]
+    out["_s"] = [_set_order(s) for s in out["roi_set"]]
+    return out.sort_values(["_a", "_s"]).drop(columns=["_a", "_s"]).reset_index(drop=True)
+
+
+def identical_rankings(summary: pd.DataFrame) -> dict[tuple[str, ...], list[str]]:
+    """{ROI sets that rank every image alike: approaches where they do} from :func:`identification_summary` (e.g. a
+    set covering every vertex = whole cortex; a validated vote that put its weight on one set)."""
+    same: dict[tuple[str, ...], list[str]] = {}
+    for a, g in summary.groupby("approach", sort=False):
+        classes: list[list[str]] = []
+        ranks = dict(zip(g["roi_set"], g["ranks"]))
+        for s in sorted(ranks, key=_set_order):
+            home = next((c for c in classes if np.array_equal(ranks[c[0]], ranks[s])), None)
+            if home is not None:
+                home.append(s)
+            else:
+                classes.append([s])
+        for c in classes:
+            if len(c) > 1:
+                same.setdefault(tuple(c), []).append(a)
+    return same
+
+
+def sets_covering_every_vertex(rois: pd.DataFrame, n_vertices: int) -> set[str]:
+    """ROI sets (rows roi_set, n_vertices per ROI of the set) that hold all ``n_vertices`` of the subject's data:
+    the same set as whole cortex (set2, the category ROIs, overlaps itself and is never counted)."""
+    if rois.empty:
+        return set()
+    return {s for s, g in rois.groupby("roi_set") if s != "set2" and int(g["n_vertices"].sum()) >= n_vertices}
+
+
 # --------------------------------------------------------------------------- what the clusters are computed on
 #: User-facing names of brainviz.clusters.PROFILES.
 PROFILE_LABELS = {"combined": "embeddings + responses (combined)", "embeddings": "encoder embeddings",

@@ -300,3 +300,25 @@ def test_tag_captions_in_one_pass_match_each_image_alone():
                    "i4": "i4 · faces, bodies, food", "unknown": "unknown"}
     assert all(V.tag_caption(k, tags) == v for k, v in got.items())
     assert V.tag_captions(["i1"], None) == {"i1": "i1"}
+
+
+def test_identification_summary_orders_approaches_by_best_top1_and_finds_identical_rankings():
+    keys = [f"i{j}" for j in range(4)]
+    rows = []
+    for approach, sets in {"decoder": {"set1": [1, 3, 2, 4], "whole cortex": [2, 2, 2, 2]},
+                           "encoder:ue_multi": {"set1": [1, 1, 1, 2], "set3": [1, 1, 2, 2],
+                                                "whole cortex": [1, 1, 1, 2], "vote": [1, 1, 2, 2]}}.items():
+        for s, ranks in sets.items():
+            rows += [{"approach": approach, "roi_set": s, "image_key": k, "rank": r} for k, r in zip(keys, ranks)]
+    ranks = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # stored order does not matter
+    summary = V.identification_summary(ranks)
+    assert summary["approach"].tolist()[:1] == ["encoder:ue_multi"]  # best top-1 (0.75) first
+    assert summary[summary["approach"] == "encoder:ue_multi"]["roi_set"].tolist() == ["set1", "set3", "whole cortex",
+                                                                                        "vote"]
+    dec = summary.set_index(["approach", "roi_set"]).loc[("decoder", "set1")]
+    assert dec["top1"] == 0.25 and dec["top5"] == 1.0 and dec["mean_rank"] == 2.5 and dec["n"] == 4
+    assert V.identical_rankings(summary) == {("set1", "whole cortex"): ["encoder:ue_multi"],
+                                             ("set3", "vote"): ["encoder:ue_multi"]}
+    rois = pd.DataFrame({"roi_set": ["set1", "set1", "set2", "set3"], "n_vertices": [60, 40, 100, 99]})
+    assert V.sets_covering_every_vertex(rois, 100) == {"set1"}  # set2 (overlapping category ROIs) never counts
+    assert V.sets_covering_every_vertex(rois.iloc[:0], 100) == set()
