@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from brainviz import plotting as B
-from brainviz.rois import ROI_GROUP_COLUMNS, roi_groups
+from brainviz.rois import ROI_GROUP_COLUMNS
 from webapp import charts as C
 from webapp import shell
 from webapp import viewmodel as V
@@ -53,10 +53,7 @@ if vm.empty or metric not in vm or vm[metric].isna().all():
                      otherwise=f"No per-vertex {metric} stored for {model_id} / {subject}.")
 else:
     vertices = store.vertices(subject)
-    vals = np.full(len(vertices), np.nan)
-    vals[vm["vertex"].to_numpy()] = vm[metric].to_numpy(dtype=float)
-    if metric == "nc":  # on the scale of r
-        vals = np.sqrt(np.clip(vals, 0, None))
+    vals = V.vertex_values(vm, metric, len(vertices))  # nc as √nc, on the scale of r
     desc, cmap, sym = METRICS[metric]
     maps = V.to_fsaverage5(vals, vertices)
     outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
@@ -111,13 +108,7 @@ if roi.empty:
 else:
     mine = roi[(roi["model_id"] == model_id) & (roi["subject"] == subject)].drop(columns=["model_id", "subject"])
     if not vm.empty and "nc" in vm and vm["nc"].notna().any():  # the ceiling per ROI, on the scale of r
-        nc_all = np.full(store.n_vertices(subject), np.nan)
-        nc_all[vm["vertex"].to_numpy()] = vm["nc"].to_numpy(dtype=float)
-        verts = store.vertices(subject)
-        masks = {**roi_groups(verts), **{r: V.roi_mask(verts, [r]) for r in V.roi_names(verts)}}
-        ceil = {r: float(np.sqrt(max(np.nanmedian(nc_all[m]), 0))) if np.isfinite(nc_all[m]).any() else np.nan
-                for r, m in masks.items()}
-        ceil["all"] = float(np.sqrt(max(np.nanmedian(nc_all), 0)))
+        ceil = V.roi_ceilings(vm, store.vertices(subject))
         mine.insert(mine.columns.get_loc("median_r") + 1, "median_ceiling", mine["roi"].map(ceil))
     st.dataframe(C.drop_empty(mine, ["median_nna"]), hide_index=True,
                  column_config={"median_r": st.column_config.NumberColumn("median r", format="%.3f"),

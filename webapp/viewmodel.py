@@ -429,6 +429,30 @@ def scope_label(scope: str, short: bool = False) -> str:
 
 
 
+def vertex_values(vm: pd.DataFrame, metric: str, n_vertices: int) -> np.ndarray:
+    """(n_vertices,) one stored per-vertex metric (rows vertex, r / nc / nna) in vertex order, NaN where none is
+    stored; the noise ceiling nc as √nc, on the scale of r."""
+    vals = _by_vertex(vm, metric, n_vertices)
+    return np.sqrt(np.clip(vals, 0, None)) if metric == "nc" else vals
+
+
+def _by_vertex(vm: pd.DataFrame, metric: str, n_vertices: int) -> np.ndarray:
+    vals = np.full(n_vertices, np.nan)
+    vals[vm["vertex"].to_numpy()] = vm[metric].to_numpy(dtype=float)
+    return vals
+
+
+def roi_ceilings(vm: pd.DataFrame, vertices: pd.DataFrame) -> dict[str, float]:
+    """{ROI group, ROI or 'all': median √nc over its vertices} (the ceiling on r a perfect model reaches; NaN where
+    no vertex of the ROI has a noise ceiling), from the stored per-vertex nc (rows vertex, nc)."""
+    from brainviz.rois import roi_groups
+
+    nc = _by_vertex(vm, "nc", len(vertices))
+    masks = {**roi_groups(vertices), **{r: roi_mask(vertices, [r]) for r in roi_names(vertices)}, "all": slice(None)}
+    return {r: float(np.sqrt(max(np.nanmedian(nc[m]), 0))) if np.isfinite(nc[m]).any() else np.nan
+            for r, m in masks.items()}
+
+
 # --------------------------------------------------------------------------- decoding
 #: Display order of the decoding ROI sets.
 DECODING_SET_ORDER = {"set1": 0, "set2": 1, "set3": 2, "whole cortex": 3, "vote": 4, "vote (equal weights)": 5}

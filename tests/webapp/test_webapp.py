@@ -322,3 +322,15 @@ def test_identification_summary_orders_approaches_by_best_top1_and_finds_identic
     rois = pd.DataFrame({"roi_set": ["set1", "set1", "set2", "set3"], "n_vertices": [60, 40, 100, 99]})
     assert V.sets_covering_every_vertex(rois, 100) == {"set1"}  # set2 (overlapping category ROIs) never counts
     assert V.sets_covering_every_vertex(rois.iloc[:0], 100) == set()
+
+
+def test_vertex_values_and_roi_ceilings_on_the_scale_of_r():
+    vertices = pd.DataFrame({"vertex": range(4), "roi_faces": ["FFA-1", "FFA-1", None, None],
+                             "roi_prf": [None, None, "V1v", "V1v"], "roi_bodies": None, "roi_places": None,
+                             "roi_words": None, "roi_streams": None})
+    vm = pd.DataFrame({"vertex": [0, 1, 2], "r": [0.2, 0.4, 0.1], "nc": [0.25, 0.49, -0.1]})
+    assert np.allclose(V.vertex_values(vm, "r", 4), [0.2, 0.4, 0.1, np.nan], equal_nan=True)
+    assert np.allclose(V.vertex_values(vm, "nc", 4), [0.5, 0.7, 0.0, np.nan], equal_nan=True)  # √nc, clipped at 0
+    ceil = V.roi_ceilings(vm, vertices)
+    assert np.isclose(ceil["FFA-1"], np.sqrt(0.37))  # median of nc, then √
+    assert np.isclose(ceil["V1v"], 0.0) and np.isclose(ceil["all"], 0.5)
