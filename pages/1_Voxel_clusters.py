@@ -316,11 +316,13 @@ elif k_rule.startswith("k of "):
 
 # ------------------------------------------------------------------ 2-D map
 st.subheader("Embedding map")
-emb = store.embedding_map(model_id)
+emb = store.embedding_map(model_id, subject)
 if emb.empty:
     st.write("No 2-D map stored for this model.")
 else:
-    show_all = st.toggle("All subjects of the scope", value=False)
+    show_all = st.toggle("All subjects of the scope", value=False, key="map_all_subjects")
+    if show_all:
+        emb = store.embedding_map(model_id)
     emb = emb[emb["subject"].isin(scope_subjects if show_all else [subject])]
     lab_frames = []
     for s in emb["subject"].unique():
@@ -328,6 +330,8 @@ else:
                                         "cluster": store.cluster_labels(model_id, scope, k, s)}))
     emb = emb.merge(pd.concat(lab_frames), on=["subject", "vertex"], how="left")
     emb = emb[emb["cluster"] >= 0]
+    n_clustered = len(emb)
+    emb = V.bounded_points(emb)  # a bounded chart: a sample of each cluster above V.MAX_MAP_POINTS dots
     mfig = go.Figure()
     for c in sorted(emb["cluster"].unique()):
         d = emb[emb["cluster"] == c]
@@ -344,7 +348,9 @@ else:
                     config=C.CONFIG)
     st.caption("Each dot is a vertex, placed by the similarity of its learned embedding (UMAP), colored by the "
                f"clusters shown ({V.profile_label(profile)}). "
-               "Click a dot to select its cluster.")
+               "Click a dot to select its cluster."
+               + (f" Shown: {len(emb):,} of the {n_clustered:,} clustered vertices, a random sample of each cluster in "
+                  "proportion to its size (the chart stays light in the browser)." if len(emb) < n_clustered else ""))
 
 # ------------------------------------------------------------------ planted vs recovered
 planted = V.planted_codes(vertices)

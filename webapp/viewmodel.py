@@ -453,6 +453,28 @@ def roi_ceilings(vm: pd.DataFrame, vertices: pd.DataFrame) -> dict[str, float]:
             for r, m in masks.items()}
 
 
+#: Most dots the embedding map sends to the browser (all subjects of a scope at NSD size hold ~80,000 clustered
+#: vertices: ~5 MB of chart JSON per rerun); above it a sample is shown.
+MAX_MAP_POINTS = 10_000
+
+
+def bounded_points(points: pd.DataFrame, max_points: int | None = None, by: str = "cluster",
+                   seed: int = 0) -> pd.DataFrame:
+    """At most ``max_points`` (default :data:`MAX_MAP_POINTS`) rows of ``points`` (one row per dot), sampled within each ``by`` group in proportion
+    to its size (every group keeps at least one dot; deterministic given ``seed``); all rows when they fit. Rows
+    keep their order."""
+    max_points = MAX_MAP_POINTS if max_points is None else max_points
+    if len(points) <= max_points:
+        return points
+    rng = np.random.default_rng(seed)
+    sizes = points.groupby(by).size()
+    quota = np.maximum(1, np.floor(sizes * max_points / len(points))).astype(int)
+    keep = []
+    for group, idx in points.groupby(by).indices.items():
+        keep.append(np.sort(rng.choice(idx, size=min(len(idx), int(quota[group])), replace=False)))
+    return points.iloc[np.sort(np.concatenate(keep))]
+
+
 # --------------------------------------------------------------------------- decoding
 #: Display order of the decoding ROI sets.
 DECODING_SET_ORDER = {"set1": 0, "set2": 1, "set3": 2, "whole cortex": 3, "vote": 4, "vote (equal weights)": 5}

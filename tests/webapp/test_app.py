@@ -109,6 +109,27 @@ def test_clusters_page_what_is_clustered_and_smoothing(with_store):
     assert next(s for s in at.selectbox if s.label == "Clustered over").options == ["joint · whole visual cortex"]
 
 
+def test_clusters_page_embedding_map_is_bounded(with_store, monkeypatch):
+    """All subjects of a scope at NSD size are ~80,000 clustered vertices: the 2-D map sends a sample of each cluster
+    above V.MAX_MAP_POINTS dots and says so."""
+    import base64
+    import json
+
+    import numpy as np
+
+    from webapp import viewmodel as V
+
+    monkeypatch.setattr(V, "MAX_MAP_POINTS", 40)
+    at = run(page("1_Voxel_clusters"))
+    at.toggle(key="map_all_subjects").set_value(True)
+    run(at)
+    fig = json.loads(next(c for c in at.get("plotly_chart") if "umap_select" in c.proto.id).proto.spec)
+    dots = sum(len(np.frombuffer(base64.b64decode(t["x"]["bdata"]), t["x"]["dtype"])) if isinstance(t["x"], dict)
+               else len(t["x"]) for t in fig["data"])
+    assert 0 < dots <= 40
+    assert f"Shown: {dots:,} of the" in texts(at)
+
+
 def test_clusters_page_png_download(with_store):
     at = run(page("1_Voxel_clusters"))
     at.button(key="png_btn").click()

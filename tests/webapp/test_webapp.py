@@ -334,3 +334,12 @@ def test_vertex_values_and_roi_ceilings_on_the_scale_of_r():
     ceil = V.roi_ceilings(vm, vertices)
     assert np.isclose(ceil["FFA-1"], np.sqrt(0.37))  # median of nc, then √
     assert np.isclose(ceil["V1v"], 0.0) and np.isclose(ceil["all"], 0.5)
+
+
+def test_bounded_points_samples_each_cluster_in_proportion():
+    pts = pd.DataFrame({"cluster": np.repeat([0, 1, 2], [9000, 2990, 10]), "x": np.arange(12000.0)})
+    assert V.bounded_points(pts, max_points=20000) is pts  # fits: unchanged
+    got = V.bounded_points(pts, max_points=1200, seed=0)
+    assert len(got) <= 1200 and got["x"].is_monotonic_increasing  # order kept
+    assert got.groupby("cluster").size().to_dict() == {0: 900, 1: 299, 2: 1}  # proportional, every cluster kept
+    assert got.equals(V.bounded_points(pts, max_points=1200, seed=0))  # deterministic
