@@ -9,6 +9,7 @@ Options::
     python -m bench --out path/to/RESULTS.md
     python -m bench --only rdm --update   # re-run some, keep the others' last results (bench/out/results.json)
     python -m bench --only ridge --ridge-nsd  # ridge also at NSD size (9,000 x 1,000 x 40,000; ~5-15 min)
+    python -m bench --gpu                 # the GPU check (bench/bench_gpu.py, < 8 min), added to the last results
 
 Benchmarks (each prints its figures and a ratio against a reference measured in the same run):
 rdm, ridge, ue, features, outofcore, precompute, live (bench/bench_live.py, run as a script when present).
@@ -30,11 +31,13 @@ from pathlib import Path
 from ._common import OUT, ROOT, BenchResult, Goal, Table, machine_info, markdown_table, now_iso, print_result
 
 NAMES = ("rdm", "ridge", "ue", "features", "outofcore", "precompute", "live")
+#: run only when asked for (``--gpu``): needs a CUDA device
+GPU = "gpu"
 #: not in a plain ``--quick`` run (each needs a store or a demo brain: minutes); ``--quick --only NAME`` runs them
 QUICK_OPT_IN = ("precompute", "live")
 MODULES = {"rdm": "bench.bench_rdm", "ridge": "bench.bench_ridge", "ue": "bench.bench_ue",
            "features": "bench.bench_features", "outofcore": "bench.bench_outofcore",
-           "precompute": "bench.bench_precompute"}
+           "precompute": "bench.bench_precompute", GPU: "bench.bench_gpu"}
 LIVE_SCRIPT = ROOT / "bench" / "bench_live.py"
 
 
@@ -73,13 +76,13 @@ def run_live(quick: bool, store: Path | None) -> BenchResult:
     return res
 
 
-def run_one(name: str, quick: bool, store: Path | None) -> BenchResult:
+def run_one(name: str, quick: bool, store: Path | None, device: str | None = None) -> BenchResult:
     if name == "live":
         return run_live(quick, store)
     mod = importlib.import_module(MODULES[name])
     t0 = time.perf_counter()
     try:
-        res = mod.run(quick=quick)
+        res = mod.run(quick=quick, device=device) if name == GPU else mod.run(quick=quick)
     except Exception:  # a failing benchmark is reported, the others still run
         res = BenchResult(name, f"{name} (FAILED)")
         res.notes.append("```\n" + traceback.format_exc()[-3000:] + "\n```")
@@ -141,7 +144,7 @@ def write_markdown(path: Path, results: list[BenchResult], info: dict, command: 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test)")
-    ap.add_argument("--only", nargs="+", choices=NAMES, default=None, help="run only these benchmarks")
+    ap.add_argument("--only", nargs="+", choices=(*NAMES, GPU), default=None, help="run only these benchmarks")
     ap.add_argument("--skip", nargs="+", choices=NAMES, default=(), help="skip these benchmarks")
     ap.add_argument("--update", action="store_true",
                     help="keep the last results of the benchmarks not run now (from bench/out/results*.json)")
@@ -149,7 +152,19 @@ def main(argv=None) -> int:
                     help="markdown report (default bench/RESULTS.md; quick: bench/out/RESULTS-quick.md)")
     ap.add_argument("--ridge-nsd", action="store_true",
                     help="ridge: also fit at NSD size, one subject (9,000 x 1,000 x 40,000, responses memory-mapped)")
+    ap.add_argument("--gpu", action="store_true",
+                    help="the GPU check alone (features images/s, UE steps/s and utilisation, live latency, peak GPU "
+                         "memory; < 8 min), added to the last results (implies --update)")
+    ap.add_argument("--device", default=None, help="--gpu on this device (default: the current CUDA device)")
     args = ap.parse_args(argv)
+    if args.gpu:
+        import torch
+
+        if args.device is None and not torch.cuda.is_available():
+            print("error: --gpu: no CUDA device here (torch.cuda.is_available() is False); run it on a machine "
+                  "with a GPU, or name --device cpu to check the code paths", file=sys.stderr)
+            return 2
+        args.only, args.update = [GPU], True
     if args.ridge_nsd:
         os.environ["BRAINVIZ_BENCH_RIDGE_NSD"] = "1"
     names = [n for n in (args.only or NAMES) if n not in args.skip]
@@ -173,12 +188,12 @@ def main(argv=None) -> int:
 
     def ordered() -> list[BenchResult]:
         done = {r.name: r for r in results}
-        return [done.get(n) or previous[n] for n in NAMES if n in done or n in previous]
+        return [done.get(n) or previous[n] for n in (*NAMES, GPU) if n in done or n in previous]
 
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         store = OUT / "precompute" / "store.duckdb" if "precompute" in names and not args.quick else None
-        res = run_one(name, args.quick, store)
+        res = run_one(name, args.quick, store, args.device)
         print_result(res)
         if res.raw_output:
             print(res.raw_output)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests import ROOT
 
 
@@ -56,3 +57,24 @@ def test_runner_rejects_unknown_benchmark():
     res = subprocess.run([sys.executable, "-m", "bench", "--only", "nope"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_gpu_check_code_paths_on_the_cpu(tmp_path):
+    """``python -m bench --gpu`` refuses without CUDA (exit 2, one line saying why); its four parts run on the CPU at
+    tiny size (the figures mean nothing there: only that the code paths work before a GPU is lent)."""
+    import torch
+
+    from bench import bench_gpu
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    if not torch.cuda.is_available():
+        res = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--out", str(tmp_path / "R.md")], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "no CUDA device" in res.stderr and not (tmp_path / "R.md").exists()
+    res = bench_gpu.run(device="cpu")
+    table = res.tables[0]
+    assert [r["part"] for r in table.rows] == ["features: efficientnet-lite0", "UE training (report settings)",
+                                               "live prediction"]
+    assert "images/s" in table.rows[0]["figure"] and "steps/s" in table.rows[1]["figure"]
+    assert table.rows[2]["figure"].startswith("p50 ") and res.goals[0].met is not None
+    assert "no GPU" in res.title
