@@ -126,8 +126,13 @@ def sub_clusters(embeddings: np.ndarray, mask: np.ndarray, k: int = 2, seed: int
     return out
 
 
+#: Most vertices UMAP is fitted on; the others are placed from their fitted neighbours (:func:`embedding_map`).
+#: Above the demo brain's 26,040 vertices (its maps are fitted on every vertex); NSD's 316k are not.
+MAP_MAX_FIT = 30_000
+
+
 def embedding_map(embeddings: np.ndarray, seed: int = 0, *, method: str = "umap", normalize: str | None = "l2",
-                  n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+                  n_neighbors: int = 15, min_dist: float = 0.1, max_fit: int | None = MAP_MAX_FIT) -> np.ndarray:
     """(V, E) embeddings -> (V, 2) float32 map with UMAP (``method="pca"`` only if asked).
 
     UMAP runs single-threaded with ``random_state=seed``, so the map is
@@ -135,7 +140,15 @@ def embedding_map(embeddings: np.ndarray, seed: int = 0, *, method: str = "umap"
     The ``n_neighbors`` nearest neighbours are exact (scikit-learn, brute force) and handed
     to UMAP, instead of UMAP's approximate search (pynndescent): on the demo brain's
     26,040 x 256 embeddings 41 s -> 20 s, most of it pynndescent's numba compilation.
+
+    Above ``max_fit`` vertices (None: never) UMAP is fitted on ``max_fit`` of them (a random subset, fixed by
+    ``seed``) and every other vertex is placed at the distance-weighted mean position of its ``n_neighbors``
+    nearest fitted vertices in embedding space (the starting point of UMAP's own ``transform``), so the cost
+    grows linearly with V beyond ``max_fit`` instead of quadratically (exact neighbours of every vertex).
     """
+    if method == "umap" and max_fit is not None and len(embeddings) > max_fit:
+        return _subset_map(embeddings, seed, normalize=normalize, n_neighbors=n_neighbors, min_dist=min_dist,
+                           max_fit=max_fit)
     x = normalize_embeddings(embeddings, normalize)
     if method == "pca":
         from sklearn.decomposition import PCA
@@ -160,6 +173,23 @@ def embedding_map(embeddings: np.ndarray, seed: int = 0, *, method: str = "umap"
     with warnings.catch_warnings():  # "transform will be unavailable": maps are only ever fitted
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def _subset_map(embeddings: np.ndarray, seed: int, *, normalize: str | None, n_neighbors: int, min_dist: float,
+                max_fit: int) -> np.ndarray:
+    """:func:`embedding_map` fitted on ``max_fit`` vertices, the others placed from their fitted neighbours."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = normalize_embeddings(embeddings, normalize)
+    fit = np.sort(np.random.default_rng(seed).choice(len(x), size=max_fit, replace=False))
+    rest = np.setdiff1d(np.arange(len(x)), fit)
+    out = np.empty((len(x), 2), np.float32)
+    out[fit] = embedding_map(x[fit], seed, normalize=None, n_neighbors=n_neighbors, min_dist=min_dist, max_fit=None)
+    k = min(n_neighbors, max_fit)
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x[fit]).kneighbors(x[rest])
+    w = 1.0 / np.maximum(dist, 1e-6)
+    out[rest] = (np.einsum("nk,nkd->nd", w, out[fit][idx]) / w.sum(1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def joint_embedding_map(embeddings: Mapping[str, np.ndarray], seed: int = 0, **kwargs) -> dict[str, np.ndarray]:

@@ -351,3 +351,21 @@ def test_shared_work_of_the_descriptions_gives_the_same_results():
     pooled = C.pooled_cluster_means(responses, {"s1": lab}, zscore=False)
     pd.testing.assert_frame_equal(C.pooled_top_images(responses, {"s1": lab}, 5, zscore=False, means=pooled),
                                   C.pooled_top_images(responses, {"s1": lab}, 5, zscore=False))
+
+
+def test_embedding_map_above_max_fit_places_the_rest_from_fitted_neighbours():
+    """At NSD size (316k vertices) UMAP is fitted on a subset and the other vertices are placed from their nearest
+    fitted neighbours: every vertex gets a finite position, groups stay apart, the result is deterministic."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 5
+    group = np.repeat([0, 1, 2], 100)
+    emb = centres[group] + rng.normal(size=(300, 8))
+    xy = C.embedding_map(emb, seed=0, max_fit=90, normalize=None)
+    assert xy.shape == (300, 2) and np.isfinite(xy).all()
+    assert np.array_equal(xy, C.embedding_map(emb, seed=0, max_fit=90, normalize=None))
+    means = np.stack([xy[group == g].mean(0) for g in range(3)])
+    nearest = np.argmin(((xy[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == group).mean() > 0.95  # each vertex lies with its own group
+    # the fitted subset is exactly UMAP's fit of those vertices
+    fit = np.sort(np.random.default_rng(0).choice(300, size=90, replace=False))
+    assert np.allclose(xy[fit], C.embedding_map(emb[fit], seed=0, max_fit=None, normalize=None))
