@@ -98,145 +98,137 @@ def run_prediction(data: bytes, name: str, subject: str):
     return out
 
 
-@st.fragment
-def prediction_view() -> None:
-    """The image, its predicted map and everything derived from it. A fragment: a new upload, example or photo
-    reruns only this part of the page (the sidebar's settings rerun the whole page), so the map is drawn
-    sooner."""
-    vertices = store.vertices(subject)
-    col_in, col_brain = st.columns([1, 2])
+vertices = store.vertices(subject)
+col_in, col_brain = st.columns([1, 2])
+with col_in:
+    data_a, name_a = image_input("a", "Image")
+result_a = None
+if data_a is not None:
+    try:
+        img_a, res_a, dec_ms = run_prediction(data_a, name_a, subject)
+        result_a = res_a
+    except L.ImageValidationError as exc:
+        col_in.error(f"This image cannot be used: {exc.problem}")
+    except BrainVizDataError as exc:
+        col_in.error(str(exc))
+
+if result_a is not None:
+    pred = result_a.predictions[subject]
+    if len(pred) != len(vertices):
+        st.error(f"The model predicts {len(pred)} vertices for {subject}, the store has {len(vertices)}; "
+                 "the store and the checkpoint do not belong together — rebuild the store.")
+        st.stop()
+    keys, bank = prediction_bank(str(path), stamp, model_id, subject)
+    baseline = bank.mean(0) if relative and len(keys) and bank.shape[1] == len(pred) else 0.0
+    pred = pred - baseline
+    what = "vs. average image" if np.ndim(baseline) else "predicted (z)"
+    lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
+    t_map = time.perf_counter()
+    maps_a = V.to_fsaverage5(pred, vertices)
+    roi_hover = store_hover_rois(store, subject)
+    outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
+    # token of what is drawn (the browser reports it once on screen): the image and every setting of the map
+    token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative), outline_name])
+    map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, rois=roi_hover, outlines=outlines,
+                  title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
+                                                            if store.simulated else ""),
+                  view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
+    with col_brain:  # sent first; the meshes stay in the browser: only the values, colour limits and title travel
+        brain_view(maps_a, key="live_brain", token=token, **map_kw)
+    map_ms = (time.perf_counter() - t_map) * 1e3
     with col_in:
-        data_a, name_a = image_input("a", "Image")
-    result_a = None
-    if data_a is not None:
-        try:
-            img_a, res_a, dec_ms = run_prediction(data_a, name_a, subject)
-            result_a = res_a
-        except L.ImageValidationError as exc:
-            col_in.error(f"This image cannot be used: {exc.problem}")
-        except BrainVizDataError as exc:
-            col_in.error(str(exc))
+        st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
+                                f"{img_a.info['brainviz_source']['size'][0]}×{img_a.info['brainviz_source']['size'][1]}")
+        for note in img_a.info.get("brainviz_notes", []):
+            st.caption(f"ℹ️ {note}")
+        t = result_a.timings_ms
+        total = dec_ms + t["total"] + map_ms
+        st.markdown(f"**Latency** {total:.0f} ms on **{result_a.device}**  \n"
+                    f"decode {dec_ms:.0f} · backbone {t['features']:.0f} · encoder {t['encoder']:.0f} · "
+                    f"brain map {map_ms:.0f} ms")
 
-    if result_a is not None:
-        pred = result_a.predictions[subject]
-        if len(pred) != len(vertices):
-            st.error(f"The model predicts {len(pred)} vertices for {subject}, the store has {len(vertices)}; "
-                     "the store and the checkpoint do not belong together — rebuild the store.")
-            st.stop()
-        keys, bank = prediction_bank(str(path), stamp, model_id, subject)
-        baseline = bank.mean(0) if relative and len(keys) and bank.shape[1] == len(pred) else 0.0
-        pred = pred - baseline
-        what = "vs. average image" if np.ndim(baseline) else "predicted (z)"
-        lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
-        t_map = time.perf_counter()
-        maps_a = V.to_fsaverage5(pred, vertices)
-        roi_hover = store_hover_rois(store, subject)
-        outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
-        # token of what is drawn (the browser reports it once on screen): the image and every setting of the map
-        token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative), outline_name])
-        map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, rois=roi_hover, outlines=outlines,
-                      title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
-                                                                if store.simulated else ""),
-                      view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
-        with col_brain:  # sent first; the meshes stay in the browser: only the values, colour limits and title travel
-            brain_view(maps_a, key="live_brain", token=token, **map_kw)
-        map_ms = (time.perf_counter() - t_map) * 1e3
-        with col_in:
-            st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
-                                    f"{img_a.info['brainviz_source']['size'][0]}×{img_a.info['brainviz_source']['size'][1]}")
-            for note in img_a.info.get("brainviz_notes", []):
-                st.caption(f"ℹ️ {note}")
-            t = result_a.timings_ms
-            total = dec_ms + t["total"] + map_ms
-            st.markdown(f"**Latency** {total:.0f} ms on **{result_a.device}**  \n"
-                        f"decode {dec_ms:.0f} · backbone {t['features']:.0f} · encoder {t['encoder']:.0f} · "
-                        f"brain map {map_ms:.0f} ms")
+    # ---- per-ROI bars
+    st.subheader("Predicted response per ROI group")
+    groups = roi_groups(vertices)
+    if not groups:
+        st.write("This store has no ROI labels.")
+    else:
+        m = L.roi_means(pred, groups)
+        bar = go.Figure(go.Bar(x=list(m), y=list(m.values()),
+                               marker_color=["#c0392b" if v > 0 else "#2e6fb7" for v in m.values()],
+                               text=[f"{v:+.2f}" for v in m.values()], textposition="outside"))
+        bar.update_layout(height=300, margin=dict(l=60, r=20, t=30, b=80), yaxis_title=f"mean {what}",
+                          plot_bgcolor="white")
+        bar.update_traces(cliponaxis=False)  # the labels of the tallest bars stay visible above the plot area
+        st.plotly_chart(C.tidy(bar, top=50), key="roi_bars", theme=None, config=C.CONFIG)
+        if "food (planted)" in m:
+            st.caption("'food (planted)' uses the demo brain's planted food region (SIMULATED ground truth); "
+                       "real Algonauts data has no food ROI.")
 
-        # ---- per-ROI bars
-        st.subheader("Predicted response per ROI group")
-        groups = roi_groups(vertices)
-        if not groups:
-            st.write("This store has no ROI labels.")
-        else:
-            m = L.roi_means(pred, groups)
-            bar = go.Figure(go.Bar(x=list(m), y=list(m.values()),
-                                   marker_color=["#c0392b" if v > 0 else "#2e6fb7" for v in m.values()],
-                                   text=[f"{v:+.2f}" for v in m.values()], textposition="outside"))
-            bar.update_layout(height=300, margin=dict(l=60, r=20, t=30, b=80), yaxis_title=f"mean {what}",
-                              plot_bgcolor="white")
-            bar.update_traces(cliponaxis=False)  # the labels of the tallest bars stay visible above the plot area
-            st.plotly_chart(C.tidy(bar, top=50), key="roi_bars", theme=None, config=C.CONFIG)
-            if "food (planted)" in m:
-                st.caption("'food (planted)' uses the demo brain's planted food region (SIMULATED ground truth); "
-                           "real Algonauts data has no food ROI.")
+    # ---- closest known images
+    st.subheader("Closest known images (by predicted pattern)")
+    if len(keys) == 0:
+        st.write("No stored predictions to compare with.")
+    else:
+        near = L.nearest_images(pred, bank - baseline, keys, k=6)
+        pics = V.thumbnails(store, [k for k, _ in near])
+        cols = st.columns(6)
+        for c, (k, r) in zip(cols, near):
+            c.image(pics[k], caption=f"{V.tag_caption(k, tags)} · r={r:.2f}")
 
-        # ---- closest known images
-        st.subheader("Closest known images (by predicted pattern)")
-        if len(keys) == 0:
-            st.write("No stored predictions to compare with.")
-        else:
-            near = L.nearest_images(pred, bank - baseline, keys, k=6)
-            pics = V.thumbnails(store, [k for k, _ in near])
-            cols = st.columns(6)
-            for c, (k, r) in zip(cols, near):
-                c.image(pics[k], caption=f"{V.tag_caption(k, tags)} · r={r:.2f}")
+    png_maps = {"image A": dict(values_by_hemi=maps_a, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                                title=f"predicted response to {name_a} · {subject}", colorbar_title=what)}
 
-        png_maps = {"image A": dict(values_by_hemi=maps_a, cmap="RdBu_r", vmin=-lim, vmax=lim,
-                                    title=f"predicted response to {name_a} · {subject}", colorbar_title=what)}
+    # ---- compare two images
+    st.subheader("Compare two images")
+    if st.toggle("Compare with a second image", key="compare"):
+        cb_in, cb_out = st.columns([1, 3])
+        with cb_in:
+            data_b, name_b = image_input("b", "Second image")
+        if data_b is not None:
+            try:
+                img_b, res_b, _ = run_prediction(data_b, name_b, subject)
+            except L.ImageValidationError as exc:
+                cb_in.error(f"This image cannot be used: {exc.problem}")
+                res_b = None
+            if res_b is not None:
+                pb = res_b.predictions[subject] - baseline
+                cb_in.image(img_b, caption=name_b)
+                maps_b = V.to_fsaverage5(pb, vertices)
+                diff = V.to_fsaverage5(pred - pb, vertices)
+                dl = float(np.nanpercentile(np.abs(pred - pb), 99)) or 1.0
+                with cb_out:
+                    c1, c2 = st.columns(2)
+                    kw = dict(surface=surface, view=None if surface == "flat" else view, height=380, cmap="RdBu_r",
+                              rois=roi_hover, hover_name="predicted")
+                    with c1:
+                        brain_view(maps_a, key="cmp_a", title=f"A: {name_a}", vmin=-lim, vmax=lim,
+                                   colorbar_title=what, **kw)
+                    with c2:
+                        brain_view(maps_b, key="cmp_b", title=f"B: {name_b}", vmin=-lim, vmax=lim,
+                                   colorbar_title=what, **kw)
+                    brain_view(diff, key="cmp_diff", title="difference A − B", vmin=-dl, vmax=dl,
+                               colorbar_title="A − B", **{**kw, "cmap": "PuOr_r", "hover_name": "A − B"})
+                png_maps["image B"] = dict(values_by_hemi=maps_b, cmap="RdBu_r", vmin=-lim, vmax=lim,
+                                           title=f"predicted response to {name_b} · {subject}",
+                                           colorbar_title=what)
+                png_maps["difference A − B"] = dict(values_by_hemi=diff, cmap="PuOr_r", vmin=-dl, vmax=dl,
+                                                    title=f"{name_a} − {name_b} · {subject}", colorbar_title="A − B")
 
-        # ---- compare two images
-        st.subheader("Compare two images")
-        if st.toggle("Compare with a second image", key="compare"):
-            cb_in, cb_out = st.columns([1, 3])
-            with cb_in:
-                data_b, name_b = image_input("b", "Second image")
-            if data_b is not None:
-                try:
-                    img_b, res_b, _ = run_prediction(data_b, name_b, subject)
-                except L.ImageValidationError as exc:
-                    cb_in.error(f"This image cannot be used: {exc.problem}")
-                    res_b = None
-                if res_b is not None:
-                    pb = res_b.predictions[subject] - baseline
-                    cb_in.image(img_b, caption=name_b)
-                    maps_b = V.to_fsaverage5(pb, vertices)
-                    diff = V.to_fsaverage5(pred - pb, vertices)
-                    dl = float(np.nanpercentile(np.abs(pred - pb), 99)) or 1.0
-                    with cb_out:
-                        c1, c2 = st.columns(2)
-                        kw = dict(surface=surface, view=None if surface == "flat" else view, height=380, cmap="RdBu_r",
-                                  rois=roi_hover, hover_name="predicted")
-                        with c1:
-                            brain_view(maps_a, key="cmp_a", title=f"A: {name_a}", vmin=-lim, vmax=lim,
-                                       colorbar_title=what, **kw)
-                        with c2:
-                            brain_view(maps_b, key="cmp_b", title=f"B: {name_b}", vmin=-lim, vmax=lim,
-                                       colorbar_title=what, **kw)
-                        brain_view(diff, key="cmp_diff", title="difference A − B", vmin=-dl, vmax=dl,
-                                   colorbar_title="A − B", **{**kw, "cmap": "PuOr_r", "hover_name": "A − B"})
-                    png_maps["image B"] = dict(values_by_hemi=maps_b, cmap="RdBu_r", vmin=-lim, vmax=lim,
-                                               title=f"predicted response to {name_b} · {subject}",
-                                               colorbar_title=what)
-                    png_maps["difference A − B"] = dict(values_by_hemi=diff, cmap="PuOr_r", vmin=-dl, vmax=dl,
-                                                        title=f"{name_a} − {name_b} · {subject}", colorbar_title="A − B")
+    # ---- download
+    st.subheader("Download")
+    from brainviz import export as X
 
-        # ---- download
-        st.subheader("Download")
-        from brainviz import export as X
-
-        gii_vals = {"image A": pred}
-        if "image B" in png_maps:  # the comparison ran: pb is the second image's map
-            gii_vals.update({"image B": pb, "difference A − B": pred - pb})
-        surf_data = X.store_surface(store, subject)
-        gii_meta = {"brainviz:model": model_id, "brainviz:subject": subject, "brainviz:map": what,
-                    "brainviz:simulated": str(store.simulated).lower()}
-        map_downloads({m: {"png": kw, "gifti": X.SurfaceMap.from_vertices(gii_vals[m], vertices, surf_data, name=kw["title"],
-                                                                          meta=gii_meta) if m in gii_vals else None}
-                       for m, kw in png_maps.items()},
-                      surface=surface, sig=("live", hashlib.sha1(data_a).hexdigest(), subject, relative),
-                      stem=f"live_{subject}", simulated=store.simulated)
-    elif data_a is None:
-        col_brain.info("Pick an example, upload an image or take a photo to see the predicted activation.")
-
-
-prediction_view()
+    gii_vals = {"image A": pred}
+    if "image B" in png_maps:  # the comparison ran: pb is the second image's map
+        gii_vals.update({"image B": pb, "difference A − B": pred - pb})
+    surf_data = X.store_surface(store, subject)
+    gii_meta = {"brainviz:model": model_id, "brainviz:subject": subject, "brainviz:map": what,
+                "brainviz:simulated": str(store.simulated).lower()}
+    map_downloads({m: {"png": kw, "gifti": X.SurfaceMap.from_vertices(gii_vals[m], vertices, surf_data, name=kw["title"],
+                                                                      meta=gii_meta) if m in gii_vals else None}
+                   for m, kw in png_maps.items()},
+                  surface=surface, sig=("live", hashlib.sha1(data_a).hexdigest(), subject, relative),
+                  stem=f"live_{subject}", simulated=store.simulated)
+elif data_a is None:
+    col_brain.info("Pick an example, upload an image or take a photo to see the predicted activation.")
