@@ -93,8 +93,9 @@ def _compare_column(a: pa.ChunkedArray, b: pa.ChunkedArray, typ: str, tol: float
     if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and \
             (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
         ca, cb = a.combine_chunks(), b.combine_chunks()
-        la = np.asarray(pc.list_value_length(ca).to_numpy(zero_copy_only=False))
-        lb = np.asarray(pc.list_value_length(cb).to_numpy(zero_copy_only=False))
+        # a NULL list has length -1 (equal to another NULL list, never to an empty one)
+        la = np.asarray(pc.fill_null(pc.list_value_length(ca), -1).to_numpy(zero_copy_only=False))
+        lb = np.asarray(pc.fill_null(pc.list_value_length(cb), -1).to_numpy(zero_copy_only=False))
         if not np.array_equal(la, lb):
             i = int(np.flatnonzero(la != lb)[0])
             return int((la != lb).sum()), f"row {i}: list lengths {la[i]} vs {lb[i]}"
@@ -103,7 +104,7 @@ def _compare_column(a: pa.ChunkedArray, b: pa.ChunkedArray, typ: str, tol: float
         bad = ~((np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= tol + tol * np.abs(y)))
         if not bad.any():
             return 0, ""
-        row = np.repeat(np.arange(len(la)), la)[bad]
+        row = np.repeat(np.arange(len(la)), np.maximum(la, 0))[bad]
         return len(np.unique(row)), (f"row {row[0]}: element values differ (max |diff| "
                                      f"{np.nanmax(np.abs(x - y)[bad]):.3g}, {int(bad.sum())} elements)")
     xa, xb = a.to_pylist(), b.to_pylist()
