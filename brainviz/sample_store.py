@@ -207,6 +207,11 @@ def build_app_store(root: str | Path, *, checkpoint: bool = True, seed: int = 0)
                                   "enrichment": {cat: {"count": 4, "n": 6, "frac": 0.67, "base_rate": 0.25,
                                                        "ratio": 2.7, "p_value": 0.01}}})
                 w.add_cluster_descriptions("ue_multi", scope, k, pd.DataFrame(descs))
+        # the policy the "analyses" used, as numbers (what the clusters page says about choosing k)
+        from brainviz.pipeline.settings import AnalysisSettings
+        from brainviz.pipeline.store_results import write_result
+
+        write_result(w, AnalysisSettings(cluster_ks=(3, 5)))
         # how each scope chose its k: joint by stability, each subject alone takes the joint k
         w.write_table("cluster_settings", pd.DataFrame(
             [dict(model_id="ue_multi", scope="joint", subject=s, base="joint", region=None, percentile=75.0,

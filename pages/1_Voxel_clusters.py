@@ -284,23 +284,17 @@ if len(curve):
                                 hovertemplate="k = %{x}<br>stability %{y:.2f}<extra></extra>"))
     if chosen_k is not None:
         kfig.add_vline(x=chosen_k, line_dash="dot", annotation_text=f"chosen k = {chosen_k}")
-    if k_rule.startswith("stability >= "):  # the rule's threshold, as written by precompute
-        kfig.add_hline(y=float(k_rule.split(">=")[1]), line_dash="dash", line_color="gray",
-                       annotation_text=f"threshold {k_rule.split('>=')[1].strip()}", annotation_position="bottom right")
+    # the threshold and its caption: the numbers the run's analyses used (table analysis_settings)
+    min_stab, how = V.stability_rule(store.analysis_settings(), curve["value"], V.profile_label(profile), smoothed)
+    if min_stab is not None and k_rule.startswith("stability"):  # k chosen by this scope's own stability curve
+        kfig.add_hline(y=min_stab, line_dash="dash", line_color="gray",
+                       annotation_text=f"threshold {min_stab:g}", annotation_position="bottom right")
     # margins leave room for the tick labels (with zero margins they are cut off)
     kfig.update_layout(height=280, margin=dict(l=60, r=10, t=30, b=45), xaxis_title="k",
                        yaxis_title="stability (mean ARI)", yaxis_range=[0, 1.02], plot_bgcolor="white",
                        xaxis=dict(tickmode="array", tickvals=[int(x) for x in curve["k"]]))
     st.plotly_chart(C.tidy(kfig), key="k_curve", theme=None, config=C.CONFIG)
-    min_stab = float(k_rule.split(">=")[1]) if k_rule.startswith("stability >= ") else 0.75
-    reached = bool((curve["value"] >= min_stab).any())
-    st.caption("Stability: k-means is run on two random 80 % subsamples of the clustered vertices, each fit labels "
-               "every vertex, and the agreement of the two labelings (adjusted Rand index) is averaged over 10 "
-               "rounds. The chosen k is the largest k whose stability is at least 0.75: as many clusters as the "
-               f"{V.profile_label(profile)} support reproducibly" + ("" if reached else
-               "; here no k reaches 0.75, so the most stable k is shown: treat these clusters as tentative")
-               + (". The smoothed labels keep this k (stability is measured on plain k-means)" if smoothed else "")
-               + ". No ground truth is used.")
+    st.caption(how)
 elif k_rule.startswith("k of ") and "@p" in scope:
     st.subheader("How k was chosen")
     st.caption(f"Another reliability threshold of '{V.scope_label(k_rule[5:])}': k = {chosen_k}, the k its bootstrap "

@@ -58,10 +58,13 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from brainviz.pipeline.analyses.encoders import EncoderScores, encoder_table, run
     from brainviz.pipeline.evaluate import evaluate, transfer_curve
 
     ctx = _context(args)
-    table = evaluate(ctx)
+    evaluate(ctx)
+    # the scores the analyze stage will store, computed from the saved predictions (printed, not written)
+    table = encoder_table(r for r in run(ctx) if isinstance(r, EncoderScores))
     tc = transfer_curve(ctx)
     cols = ["model_id", "subject", "median_r", "p25", "p75", "median_nna", "mean_rank", "top1", "top5"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -69,7 +72,7 @@ def _evaluate(args) -> int:
         print("\ntransfer curve (median test r, mean over image subsamples):")
         print(tc.pivot_table(index="n_train", columns="method", values="median_r", aggfunc="mean")
               .to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"\nresults: {ctx.work / 'results'}")
+    print(f"\ntest predictions: {ctx.work / 'predictions'} (scored into the store by `precompute analyze`)")
     return 0
 
 
@@ -170,13 +173,12 @@ def _all(args) -> int:
         with prog.stage("evaluate"):
             fp = stage_fingerprint(ctx, "evaluate", reg)
             kept = reuse and finished_stage(ctx, "evaluate", fp)
-            table = read_results(ctx, "encoders") if kept else evaluate(ctx)
+            predicted = [] if kept else evaluate(ctx)
             if not kept:
-                mark_stage(ctx, "evaluate", fp, ["results/encoders.csv", "results/roi_metrics.csv",
-                                                 "results/vertex_metrics.npz", "predictions"])
-            prog.wrote(("kept from an earlier run (same models, data and settings): " if kept else "")
-                       + f"{len(table)} model x subject rows: {ctx.work / 'results'}/encoders.csv, roi_metrics.csv, "
-                       "vertex_metrics.npz")
+                mark_stage(ctx, "evaluate", fp, ["predictions"])
+            prog.wrote(("kept from an earlier run (same models, data and settings): test predictions in "
+                        if kept else f"{len(predicted)} model x subject test predictions: ")
+                       + str(ctx.work / "predictions"))
         with prog.stage("transfer curve"):
             fp = stage_fingerprint(ctx, "transfer curve", reg)
             kept = reuse and finished_stage(ctx, "transfer curve", fp)
@@ -191,6 +193,7 @@ def _all(args) -> int:
             head = analyze(ctx)
             size = Path(args.store).stat().st_size / 1e6 if Path(args.store).exists() else 0.0
             prog.wrote(f"store {args.store} ({size:.0f} MB)")
+        table = _encoder_rows(head)  # median r per model x subject, as the store has it
     prog.save_history()
     saved = _save_headline(ctx, head)
     if not args.quiet:
@@ -201,6 +204,15 @@ def _all(args) -> int:
         print_plan(ctx)
     print(f"store written: {args.store} (total {time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def _encoder_rows(head: dict):
+    """The model x subject rows (model_id, subject, median_r) of the analyze stage's headline numbers."""
+    import pandas as pd
+
+    return pd.DataFrame([dict(model_id=key.split("|")[0], subject=key.split("|")[1], median_r=v["median_r"])
+                         for key, v in (head.get("encoders") or {}).items()],
+                        columns=["model_id", "subject", "median_r"])
 
 
 def transfer_skip_reason(ctx) -> str:

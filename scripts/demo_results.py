@@ -34,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from brainviz.pipeline.analyses import REFERENCE_SOURCES  # noqa: E402
+from brainviz.pipeline.analyses.clusters import REFERENCE_SOURCES  # noqa: E402
 from brainviz.store.reader import Store  # noqa: E402
 
 CATEGORIES = ("faces", "bodies", "food", "words", "places-indoor", "places-outdoor")

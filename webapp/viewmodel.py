@@ -584,3 +584,26 @@ def profile_comparison(store, model_id: str, variants: pd.DataFrame, family: str
                      "category-region ARI": float(at["ari"]), "coverage": float(at.get("coverage", np.nan)),
                      "default": bool(r.is_default)})
     return pd.DataFrame(rows)
+
+
+def stability_rule(policy: dict, stability: "pd.Series | np.ndarray", profile_label: str,
+                   smoothed: bool = False) -> tuple[float | None, str]:
+    """(the stability threshold, the caption saying how k was chosen) from the run's policy numbers
+    (``Store.analysis_settings()``: min_stability, stability_fraction, stability_rounds) and a scope's stability
+    curve (values per k). Threshold None (and a caption without numbers) when the store lacks them."""
+    min_stab = policy.get("min_stability")
+    frac, rounds = policy.get("stability_fraction"), policy.get("stability_rounds")
+    values = np.asarray(stability, dtype=float)
+    reached = min_stab is None or bool((values >= min_stab).any())
+    text = ("Stability: k-means is run on two random " + (f"{frac * 100:g} % " if frac is not None else "")
+            + "subsamples of the clustered vertices, each fit labels every vertex, and the agreement of the two "
+            "labelings (adjusted Rand index) is averaged over " + (f"{int(rounds)} rounds" if rounds is not None
+                                                                  else "several rounds")
+            + ". The chosen k is the largest k whose stability is at least "
+            + (f"{min_stab:g}" if min_stab is not None else "the run's threshold")
+            + f": as many clusters as the {profile_label} support reproducibly"
+            + ("" if reached else f"; here no k reaches {min_stab:g}, so the most stable k is shown: treat these "
+                                  "clusters as tentative")
+            + (". The smoothed labels keep this k (stability is measured on plain k-means)" if smoothed else "")
+            + ". No ground truth is used.")
+    return (None if min_stab is None else float(min_stab)), text

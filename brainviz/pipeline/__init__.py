@@ -5,14 +5,16 @@ after it; the ``precompute`` CLI only parses arguments and calls them:
 
 * ``context.py``  -- the run's configuration, dataset, images and feature cache (the features stage).
 * ``train.py``    -- :func:`~brainviz.pipeline.train.train`: ridge and Universal Encoder models.
-* ``evaluate.py`` -- :func:`~brainviz.pipeline.evaluate.evaluate` (test predictions, scores, results
-  tables) and :func:`~brainviz.pipeline.evaluate.transfer_curve`.
-* ``analyze.py``  -- :func:`~brainviz.pipeline.analyze.analyze`: the analyses of ``analyses.py``
-  (clusters, RDMs + RSA, 92-image set, pair model, decoding) and the store.
-* ``workdir.py``  -- the one reader / writer of the work folder (registry, checkpoints, predictions,
-  results tables), used by every stage.
+* ``evaluate.py`` -- :func:`~brainviz.pipeline.evaluate.evaluate` (every model's test predictions) and
+  :func:`~brainviz.pipeline.evaluate.transfer_curve`.
+* ``settings.py`` -- :class:`~brainviz.pipeline.settings.AnalysisSettings`: the analyses' policy in one object.
+* ``analyses/``   -- one module per analysis (encoder scores, clusters, RDMs + RSA, 92-image set, pair model,
+  decoding), each yielding typed results; ``store_results.py`` -- the one writer of those results.
+* ``analyze.py``  -- :func:`~brainviz.pipeline.analyze.analyze`: runs the analyses and writes the store.
+* ``workdir.py``  -- the one reader / writer of the work folder (registry, checkpoints, predictions, transfer
+  curve), used by every stage.
 
-Intermediate results live in the work folder so a stage can be re-run alone; the store is
+What makes a run resumable lives in the work folder so a stage can be re-run alone; the store is
 written last, to a temporary file renamed into place, so a failed run never harms the last good store.
 """
 from .context import Context, PipelineConfig  # noqa: F401

@@ -1,6 +1,9 @@
 """The analyze stage: run the analyses and write every result of a precompute run into one DuckDB
-store (temp file, renamed into place). The analyses themselves are in :mod:`brainviz.pipeline.analyses`;
-the train / evaluate results are read from the work folder through :mod:`brainviz.pipeline.workdir`.
+store (temp file, renamed into place). The analyses themselves are in :mod:`brainviz.pipeline.analyses` (one
+module each, typed results, policy in one :class:`~brainviz.pipeline.settings.AnalysisSettings`); their results
+are written by :mod:`brainviz.pipeline.store_results`. The trained models and their test predictions are read
+from the work folder through :mod:`brainviz.pipeline.workdir` and scored here (the encoder scores reach the store
+once, never through the work folder).
 
 The store is self-contained (:mod:`brainviz.store.schema`): besides the results it gets a thumbnail
 of every image (:func:`write_inputs`) and the live model's checkpoint with its predictions of every
@@ -16,15 +19,16 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import BrainVizDataError
-from ..names import PERCENT
 from ..paths import PROJECT_ROOT
 from ..store.writer import StoreWriter
 from ..thumbnails import thumbnails_of_files
-from . import analyses
+from .analyses import clusters, decoding, encoders, k92, pair_model, rdms
 from .context import Context
-from .plan import skipped_analyses
 from .evaluate import predict
-from .workdir import load_model, load_predictions, load_registry, read_results, read_vertex_metrics
+from .plan import skipped_analyses
+from .settings import AnalysisSettings
+from .store_results import write_all, write_result
+from .workdir import load_model, load_registry
 
 
 def _git_commit() -> str | None:
@@ -80,7 +84,9 @@ def check_model_weights(ctx: Context, registry: dict) -> None:
 
 
 def write_encoders(ctx: Context, w: StoreWriter) -> dict:
-    """Models, per-vertex and per-ROI metrics, retrieval, test predictions, transfer curve."""
+    """Models, and their scores from the evaluate stage's test predictions (per-vertex and per-ROI metrics,
+    retrieval), the predictions themselves and the transfer curve (:mod:`brainviz.pipeline.analyses.encoders`);
+    returns the headline numbers {"<model>|<subject>": {median_r, median_nna, top1}}."""
     registry = load_registry(ctx)
     check_model_weights(ctx, registry)  # (also checked before any work by analyze())
     for model_id, e in registry.items():
@@ -90,31 +96,7 @@ def write_encoders(ctx: Context, w: StoreWriter) -> dict:
                                 "pretrained_on": e.get("pretrained_on"), "git_commit": _git_commit(),
                                 "dataset": str(ctx.dataset.path), "simulated": ctx.dataset.simulated,
                                 "weights_id": ctx.weights_spec.weights_id})
-    table = read_results(ctx, "encoders")
-    if table is None or table.empty:  # no evaluation images (see pipeline.plan)
-        return {}
-    if "top1_pct" in table:  # results of an older run: nna / top-1 / top-5 in percent
-        table = table.rename(columns={"nna": "median_nna", "top1_pct": "top1", "top5_pct": "top5"})
-        table[["median_nna", "top1", "top5"]] /= PERCENT
-    vm = read_vertex_metrics(ctx)
-    for row in table.itertuples():
-        key = f"{row.model_id}|{row.subject}"
-        w.add_vertex_metrics(row.model_id, row.subject, vm[f"{key}|r"],
-                             nc=vm[f"{key}|nc"] if f"{key}|nc" in vm else None,
-                             nna=vm[f"{key}|nna"] if f"{key}|nna" in vm else None)
-        w.add_retrieval(row.model_id, row.subject, n_candidates=int(row.n_test), mean_rank=float(row.mean_rank),
-                        top1=float(row.top1), top5=float(row.top5))
-        pred = load_predictions(ctx, row.model_id, row.subject)
-        if pred is not None:
-            w.add_predictions(row.model_id, row.subject, ctx.images[row.subject].test_keys, pred)
-    roi = read_results(ctx, "roi_metrics")
-    if roi is not None and len(roi):
-        w.write_table("roi_metrics", roi)
-    tc = read_results(ctx, "transfer_curve")
-    if tc is not None and len(tc):
-        w.write_table("transfer_curve", tc)
-    return {r.model_id + "|" + r.subject: {"median_r": round(r.median_r, 3), "median_nna": round(r.median_nna, 3),
-                                           "top1": round(r.top1, 3)} for r in table.itertuples()}
+    return write_all(w, encoders.run(ctx, registry))
 
 
 def tagged_keys(ctx: Context) -> list[str]:
@@ -154,23 +136,26 @@ def write_live_model(ctx: Context, w: StoreWriter) -> dict:
     return {"model": model_id, "checkpoint_mb": round(len(data) / 2**20, 1), "tagged_images": n}
 
 
-def analyze(ctx: Context) -> dict:
-    """The analyze stage: run the analyses and write the store; returns the headline numbers."""
+def analyze(ctx: Context, settings: AnalysisSettings | None = None) -> dict:
+    """The analyze stage: run the analyses with ``settings`` (default: :meth:`AnalysisSettings.for_config` of the
+    run) and write the store; returns the headline numbers."""
+    settings = AnalysisSettings.for_config(ctx.config) if settings is None else settings
     headline: dict = {}
     check_model_weights(ctx, load_registry(ctx))  # before computing anything
     with StoreWriter(ctx.config.store) as w:
+        write_result(w, settings)
         with ctx.timed("store: inputs"):
             write_inputs(ctx, w)
             headline["encoders"] = write_encoders(ctx, w)
         with ctx.timed("store: live model"):
             headline["live_model"] = write_live_model(ctx, w)
-        headline["clusters"] = analyses.write_clusters(ctx, w)
-        headline["rdms"] = analyses.write_rdms(ctx, w)
-        k92 = analyses.write_k92(ctx, w)
-        pair_rows = k92.pop("_pair_rows", [])
-        headline["k92"] = k92
-        headline["pair_model"] = analyses.write_pair_model(ctx, w, pair_rows)
-        headline["decoding"] = analyses.write_decoding(ctx, w)
+        headline["clusters"] = write_all(w, clusters.run(ctx, settings))
+        headline["rdms"] = write_all(w, rdms.run(ctx, settings))
+        head_k92 = write_all(w, k92.run(ctx, settings))
+        pair_rows = head_k92.pop("_pair_rows", [])
+        headline["k92"] = head_k92
+        headline["pair_model"] = write_all(w, pair_model.run(ctx, settings, pair_rows))
+        headline["decoding"] = write_all(w, decoding.run(ctx, settings))
         skips = skipped_analyses(ctx)
         if skips:
             w.write_table("skipped_analyses", pd.DataFrame([k.as_row() for k in skips]))

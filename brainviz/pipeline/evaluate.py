@@ -1,9 +1,9 @@
-"""The evaluate stage: every model's test predictions, scores and results tables; the transfer curve.
+"""The evaluate stage: every model's test predictions; the transfer curve.
 
-Output (through :mod:`brainviz.pipeline.workdir`): ``predictions/<model>/<subj>.npy``
-((n_test, V) float32, test-image order), ``results/encoders.csv`` (one row per
-model x subject), ``results/roi_metrics.csv``, ``results/vertex_metrics.npz``,
-``results/transfer_curve.csv``.
+Output (through :mod:`brainviz.pipeline.workdir`): ``predictions/<model>/<subj>.npy`` ((n_test, V) float32,
+test-image order), what the analyze stage scores (:mod:`brainviz.pipeline.analyses.encoders`) and writes into
+the store once; ``results/transfer_curve.csv`` (the transfer curve: costly to recompute, so kept in the work
+folder like a checkpoint; the analyze stage copies it into the store).
 """
 from __future__ import annotations
 
@@ -11,16 +11,14 @@ import numpy as np
 import pandas as pd
 
 from ..jobs import run_jobs
-from ..names import ROI_CLASSES, ROI_GROUPS
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalEncoder
-from ..metrics import (nna_per_vertex, pattern_correlations, pearson_per_vertex, retrieval_ranks, retrieval_summary,
-                       roi_summary)
+from ..metrics import pearson_per_vertex
 from .context import Context
 from .train import ue_config
-from .workdir import load_model, load_registry, save_predictions, write_results, write_vertex_metrics
+from .workdir import load_model, load_registry, save_predictions, write_results
 
-__all__ = ["TRANSFER_REPEATS", "predict", "vertex_scores", "roi_labels", "evaluate", "transfer_curve"]
+__all__ = ["TRANSFER_REPEATS", "predict", "evaluate", "transfer_curve"]
 
 #: Random image subsamples per transfer-curve size (report 004 Fig. 6: mean and sd over runs).
 TRANSFER_REPEATS = 3
@@ -31,78 +29,27 @@ def predict(model, ctx: Context, subject: str, keys: list[str]) -> np.ndarray:
     return model.predict(ctx.feature_subset(keys), subject=subject).astype(np.float32)
 
 
-def vertex_scores(y_true: np.ndarray, y_pred: np.ndarray, nc: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Per-vertex r, noise ceiling and noise-normalized accuracy r^2/NC (fractions; negative r counts as 0)."""
-    r = pearson_per_vertex(y_true, y_pred)
-    out = {"r": r}
-    if nc is not None:
-        nc = np.asarray(nc, dtype=np.float64)
-        out.update(nc=nc, nna=nna_per_vertex(r, nc))
-    return out
-
-
-def roi_labels(ctx: Context, subject: str) -> dict[str, np.ndarray]:
-    """{ROI or group name: (V,) bool} used for per-ROI summaries (only non-empty ones)."""
-    sub = ctx.dataset.subjects[subject]
-    out = {"all": np.ones(sum(sub.n_vertices.values()), bool)}
-    for group in ROI_GROUPS:
-        m = sub.roi_mask(group)
-        if m.any():
-            out[group] = m
-    for cls in ("prf-visualrois", "floc-faces", "floc-places", "floc-bodies", "floc-words"):
-        if cls in sub.roi_classes:
-            for name in ROI_CLASSES[cls].values():
-                if name != "Unknown":
-                    m = sub.roi_mask(name)
-                    if m.any():
-                        out[name] = m
-    return out
-
-
-def evaluate(ctx: Context, registry: dict | None = None) -> pd.DataFrame:
-    """Predict every model's test images, score them, and write the results tables."""
+def evaluate(ctx: Context, registry: dict | None = None) -> list[tuple[str, str]]:
+    """Predict every model's test images and save the predictions in the work folder (what the analyze stage
+    scores, :mod:`brainviz.pipeline.analyses.encoders`); returns the (model_id, subject) pairs predicted, in
+    registry order."""
     registry = registry or load_registry(ctx)
 
-    def score(model_id: str, entry: dict) -> tuple[list[dict], list[dict], dict]:
-        """One model's rows of the encoders and ROI tables and its per-vertex metrics."""
-        rows, roi_rows, vm = [], [], {}
+    def run(model_id: str, entry: dict) -> list[tuple[str, str]]:
+        """One model's test predictions, saved."""
+        done = []
         model = load_model(entry)
         for s in entry["subjects"]:
             if not ctx.has_test(s):
                 continue
-            keys = ctx.images[s].test_keys
-            y = ctx.responses(s, "test")
-            pred = predict(model, ctx, s, keys)
-            save_predictions(ctx, model_id, s, pred)
-            nc, _ = ctx.noise_ceiling(s, "test")
-            sc = vertex_scores(y, pred, nc)
-            vm[f"{model_id}|{s}"] = sc
-            ranks = retrieval_ranks(pattern_correlations(y, pred, names=("measured", "predicted")))
-            ret = retrieval_summary(ranks)
-            masks = roi_labels(ctx, s)  # 'all' first
-            by_roi = roi_summary(sc["r"], masks)
-            nna = roi_summary(sc["nna"], masks)["median"] if "nna" in sc else pd.Series(np.nan, index=by_roi.index)
-            whole = by_roi.iloc[0]
-            rows.append(dict(model_id=model_id, kind=entry["kind"], subject=s, n_train=len(ctx.images[s].train_keys),
-                             n_test=len(keys), median_r=whole["median"], p25=whole["p25"], p75=whole["p75"],
-                             median_nna=float(nna.iloc[0]), mean_rank=ret["mean_rank"], top1=ret["top1"],
-                             top5=ret["top5"], train_seconds=entry.get("train_seconds", np.nan)))
-            roi_rows += [dict(model_id=model_id, subject=s, roi=row.roi, median_r=row.median, p25=row.p25,
-                              p75=row.p75, median_nna=float(nna.iloc[i]), n=int(row.n))
-                         for i, row in enumerate(by_roi.itertuples())]
-        return rows, roi_rows, vm
+            save_predictions(ctx, model_id, s, predict(model, ctx, s, ctx.images[s].test_keys))
+            done.append((model_id, s))
+        return done
 
-    with ctx.timed("evaluate"):  # models side by side (brainviz.jobs); tables in registry order
-        done = run_jobs([(f"{m} ({', '.join(e['subjects'])})", lambda m=m, e=e: score(m, e))
+    with ctx.timed("evaluate"):  # models side by side (brainviz.jobs)
+        done = run_jobs([(f"{m} ({', '.join(e['subjects'])})", lambda m=m, e=e: run(m, e))
                          for m, e in registry.items()], ctx.workers())
-    rows = [row for out in done.values() for row in out[0]]
-    roi_rows = [row for out in done.values() for row in out[1]]
-    vm = {k: v for out in done.values() for k, v in out[2].items()}
-    table = pd.DataFrame(rows)
-    write_results(ctx, "encoders", table)
-    write_results(ctx, "roi_metrics", pd.DataFrame(roi_rows))
-    write_vertex_metrics(ctx, vm)
-    return table
+    return [pair for out in done.values() for pair in out]
 
 
 #: Universal Encoder settings of the transfer step, taken from the run's configuration (defaults + --ue).

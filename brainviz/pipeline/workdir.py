@@ -5,9 +5,13 @@ Every stage goes through these functions (no stage builds a work-folder path its
     <work>/models/registry.json               {model_id: {kind, subjects, checkpoint, config, train_seconds, ...}}
     <work>/models/<model_id>.pt | .joblib     checkpoints (UniversalEncoder / RidgeEncoder)
     <work>/predictions/<model_id>/<subj>.npy  (n_test, V) float32 test predictions, test-image order
-    <work>/results/<name>.csv                 encoders, roi_metrics, transfer_curve tables
-    <work>/results/vertex_metrics.npz         "<model_id>|<subject>|<metric>" -> (V,) array
+    <work>/results/transfer_curve.csv         the transfer curve (costly to recompute: kept like a checkpoint)
     <work>/stages.json                        {stage: {fingerprint, outputs: {file: [size, mtime_ns]}}}
+
+The work folder keeps what makes a run resumable (checkpoints, test predictions, the transfer curve), not
+the results: the analyze stage scores the predictions and writes every result into the store once
+(:mod:`brainviz.pipeline.analyses`, :mod:`brainviz.pipeline.store_results`). ``results/encoders.csv``,
+``roi_metrics.csv`` and ``vertex_metrics.npz`` of work folders written by older versions are not read.
 
 ``ctx`` is anything with a ``work`` path (a :class:`~brainviz.pipeline.context.Context`).
 Writes are atomic (temp file renamed into place).
@@ -35,8 +39,7 @@ from ..errors import BrainVizDataError
 from ..safe_load import load_joblib
 
 __all__ = ["models_dir", "save_registry", "load_registry", "load_model", "prediction_path", "save_predictions",
-           "load_predictions", "write_results", "read_results", "write_vertex_metrics", "read_vertex_metrics",
-           "stage_fingerprint", "finished_stage", "mark_stage"]
+           "load_predictions", "write_results", "read_results", "stage_fingerprint", "finished_stage", "mark_stage"]
 
 
 # --------------------------------------------------------------------------- models
@@ -124,7 +127,7 @@ def _results(ctx: Any) -> Path:
 
 
 def write_results(ctx: Any, name: str, df: pd.DataFrame) -> Path:
-    """Write ``<work>/results/<name>.csv``; returns its path."""
+    """Write ``<work>/results/<name>.csv`` (the transfer curve); returns its path."""
     path = _results(ctx) / f"{name}.csv"
     with atomic_path(path, ".csv") as tmp:
         df.to_csv(tmp, index=False)
@@ -140,18 +143,6 @@ def read_results(ctx: Any, name: str) -> pd.DataFrame | None:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:  # a table written without rows (nothing could be evaluated)
         return pd.DataFrame()
-
-
-def write_vertex_metrics(ctx: Any, metrics: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """``{"<model_id>|<subject>": {metric: (V,) array}}`` -> ``<work>/results/vertex_metrics.npz``."""
-    with atomic_path(_results(ctx) / "vertex_metrics.npz", ".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{f"{k}|{m}": v for k, d in metrics.items() for m, v in d.items()})
-
-
-def read_vertex_metrics(ctx: Any):
-    """The ``np.load`` of ``vertex_metrics.npz`` (keys ``"<model_id>|<subject>|<metric>"``)."""
-    return np.load(_results(ctx) / "vertex_metrics.npz")
 
 
 # --------------------------------------------------------------------------- finished stages

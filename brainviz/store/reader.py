@@ -901,4 +901,19 @@ class Store:
                         ["scope"], model_id=model_id)
 
 
+    # ------------------------------------------------------------------ the analyses' policy
+    def analysis_settings(self) -> dict[str, float | tuple[float, ...]]:
+        """{name: number, or tuple of numbers for a sequence field}: the policy the run's analyses used
+        (table ``analysis_settings``; names: :class:`brainviz.pipeline.settings.AnalysisSettings`' numeric fields,
+        e.g. ``min_stability``, ``reliability_percentiles``, ``cluster_ks``)."""
+        df = self._df("analysis_settings", ["name", "position", "value"], ["name", "position"])
+        out: dict[str, float | tuple[float, ...]] = {}
+        for name, grp in df.groupby("name", sort=True):
+            if grp["position"].isna().all():
+                out[str(name)] = float(grp["value"].iloc[0])
+            else:
+                out[str(name)] = tuple(float(v) for v in grp.sort_values("position")["value"])
+        return out
+
+
 __all__ = ["Store", "REBUILD"]

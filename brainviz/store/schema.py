@@ -76,7 +76,7 @@ meta, datasets, subjects, vertices, images, image_splits, image_tags, models,
 voxel_embeddings, embedding_maps, clusters, cluster_top_images,
 cluster_descriptions, vertex_reliability, cluster_settings, cluster_variants, cluster_quality, vertex_metrics, roi_metrics, retrieval, predictions,
 rdms, extreme_pairs, rsa, k92_rsa, k92_fit, pair_model, decoding, decoding_rois, decoding_weights, transfer_curve,
-image_features, skipped_analyses, thumbnails, checkpoints. Each :class:`Table` in :data:`TABLES` documents its meaning
+image_features, skipped_analyses, thumbnails, checkpoints, analysis_settings. Each :class:`Table` in :data:`TABLES` documents its meaning
 and columns.
 """
 from __future__ import annotations
@@ -96,7 +96,8 @@ from ..names import MODEL_KINDS, ROI_COLUMNS, TAG_CATEGORIES
 #:    images.path NULL allowed (the 92-image set has no file).
 #: 8: cluster_variants (what each scope clustered: embeddings, measured or combined profiles; mesh smoothing);
 #:    scope names may end in '+measured' / '+combined' and '~smoothed'.
-SCHEMA_VERSION = 8
+#: 9: analysis_settings (the analyses' policy as numbers: reliability percentiles, stability threshold, k range ...).
+SCHEMA_VERSION = 9
 
 #: ``predictions.image_set`` values: the subject's evaluation images; every tagged image (In-silico sets).
 PREDICTION_SETS: tuple[str, ...] = ("test", "tagged")
@@ -417,6 +418,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            _c("sha256", "VARCHAR", "hex SHA-256 of data (identifies the checkpoint: the live-model cache key)"),
            _c("data", "BLOB", "the checkpoint's bytes (UniversalEncoder.to_bytes)")),
           primary_key=("model_id",)),
+    Table("analysis_settings", "The analyses' policy the run used, as numbers (brainviz.pipeline.settings."
+          "AnalysisSettings: one row per number, a sequence one row per element): e.g. min_stability (k is the "
+          "largest k whose bootstrap stability reaches it), reliability_percentiles, default_percentile, "
+          "cluster_ks, smoothing_beta, n_top_images. What the pages say about the policy is read from here.",
+          (_c("name", "VARCHAR", "the AnalysisSettings field"),
+           _opt("position", "INTEGER", "element 0, 1, ... of a sequence field (cluster_ks, reliability_percentiles); "
+                "NULL for a single number"),
+           _c("value", "DOUBLE", "the number (percentiles 0..100, shares and thresholds as fractions, counts)"))),
 )}
 
 

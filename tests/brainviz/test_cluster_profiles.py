@@ -123,20 +123,17 @@ def test_smooth_labels_removes_isolated_mislabels_on_a_mesh():
         C.smooth_labels(x, labels, w, beta=-1.0)
 
 
-def test_profile_images_are_the_best_covered(monkeypatch):
-    """The images of a response profile (pipeline.analyses._profile_keys): the measured profile takes the images
-    every subject saw; the combined one adds coverage levels (all but one subject, ...) until it holds enough."""
-    from brainviz.pipeline import analyses as A
+def test_profile_images_are_the_best_covered():
+    """The images of a response profile (pipeline.analyses.clusters._profile_keys): the measured profile takes the
+    images every subject saw; the combined one adds coverage levels (all but one subject, ...) until it holds enough
+    (AnalysisSettings.min_profile_images), at most AnalysisSettings.max_profile_images."""
+    from brainviz.pipeline.analyses import clusters as A
 
     every = [f"all{i}" for i in range(5)]
     seen = [every + ["ab0", "ab1", "a0"], every + ["ab0", "ab1", "bc0"], every + ["bc0", "c0"]]
     assert A._profile_keys(seen, every=True) == sorted(every)
-    monkeypatch.setattr(A, "MIN_PROFILE_IMAGES", 5)
-    assert A._profile_keys(seen, every=False) == sorted(every)  # enough images all three saw
-    monkeypatch.setattr(A, "MIN_PROFILE_IMAGES", 6)
-    assert A._profile_keys(seen, every=False) == sorted(every + ["ab0", "ab1", "bc0"])  # + seen by two
-    monkeypatch.setattr(A, "MIN_PROFILE_IMAGES", 100)
-    assert A._profile_keys(seen, every=False) == sorted(every + ["ab0", "ab1", "bc0", "a0", "c0"])  # everything
-    monkeypatch.setattr(A, "MAX_PROFILE_IMAGES", 7)
-    capped = A._profile_keys(seen, every=False)
+    assert A._profile_keys(seen, every=False, min_images=5) == sorted(every)  # enough images all three saw
+    assert A._profile_keys(seen, every=False, min_images=6) == sorted(every + ["ab0", "ab1", "bc0"])  # + seen by two
+    assert A._profile_keys(seen, every=False, min_images=100) == sorted(every + ["ab0", "ab1", "bc0", "a0", "c0"])
+    capped = A._profile_keys(seen, every=False, min_images=100, max_images=7)
     assert len(capped) == 7 and set(every) <= set(capped)  # the best covered first

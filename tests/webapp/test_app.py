@@ -86,6 +86,26 @@ def test_clusters_page_widgets(with_store):
     assert "One subject alone: k = 3, the k chosen by bootstrap stability for 'joint" in texts(at)
 
 
+def test_clusters_page_states_the_stored_policy(app_store, tmp_path, monkeypatch):
+    """'How k was chosen' states the stability threshold, subsample share and rounds the run used: the numbers
+    of table analysis_settings (here changed in a copy of the store), never a number parsed from text."""
+    import shutil
+
+    import duckdb
+
+    copy = tmp_path / "policy.duckdb"
+    shutil.copy(app_store, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("UPDATE analysis_settings SET value = 0.6 WHERE name = 'min_stability'")
+        con.execute("UPDATE analysis_settings SET value = 7 WHERE name = 'stability_rounds'")
+    monkeypatch.setenv("BRAINVIZ_STORE", str(copy))
+    at = run(page("1_Voxel_clusters"))
+    text = texts(at)
+    assert "How k was chosen" in [h.value for h in at.subheader]
+    assert "the largest k whose stability is at least 0.6:" in text and "over 7 rounds" in text
+    assert "80 % subsamples" in text and "0.75" not in text
+
+
 def test_clusters_page_what_is_clustered_and_smoothing(with_store):
     """The page's choice of what is clustered (store table cluster_variants) and of smoothing on the cortex:
     each choice shows its own stored clustering and scores; the comparison table lists every variant."""

@@ -145,13 +145,39 @@ def test_failed_rerun_keeps_last_good_store(built, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated crash in the middle of the analyses")
 
-    monkeypatch.setattr("brainviz.pipeline.analyses.write_clusters", boom)
+    monkeypatch.setattr("brainviz.pipeline.analyses.clusters.run", boom)
     with pytest.raises(RuntimeError):
         main(["analyze", *args])
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before
     assert not [p for p in root.iterdir() if p.name.startswith(".store.duckdb")]
     with Store(store) as st:
         assert len(st.decoding())
+
+
+def test_results_reach_the_store_once(built, capsys):
+    """The work folder keeps what makes a run resumable (checkpoints, test predictions, the transfer curve), not
+    results: the encoder scores are computed from the saved predictions by analyze and written into the store
+    once; `precompute evaluate` prints the same scores without writing any results file."""
+    root, args = built
+    work = root / "work"
+    results = {p.name for p in (work / "results").iterdir()} if (work / "results").exists() else set()
+    assert results <= {"transfer_curve.csv", "headline.json"}, results
+    preds = sorted(work.glob("predictions/*/*.npy"))
+    with Store(root / "store.duckdb") as st:
+        retrieval = st.retrieval()
+        assert len(retrieval) == len(preds) > 0
+        # the stored predictions are the saved ones (test-image order), scored into vertex_metrics
+        row = retrieval.iloc[0]
+        pred = np.load(work / "predictions" / row.model_id / f"{row.subject}.npy")
+        keys = st.image_splits(row.subject, "test")["image_key"].tolist()
+        np.testing.assert_array_equal(st.predictions(row.model_id, row.subject, keys), pred)
+        r = st.vertex_metrics(row.model_id, row.subject)["r"].to_numpy()
+        assert r.shape == (pred.shape[1],) and np.isfinite(r).any()
+    capsys.readouterr()
+    assert main(["evaluate", *args]) == 0
+    out = capsys.readouterr().out
+    assert "median_r" in out and "test predictions:" in out
+    assert {p.name for p in (work / "results").iterdir()} <= {"transfer_curve.csv", "headline.json"}
 
 
 def test_inspect_demo_brain(built, capsys):

@@ -121,6 +121,9 @@ def _build(path: Path) -> dict:
                                                       "seed": [0, 0]}))
         w.write_table("skipped_analyses", pd.DataFrame({"analysis": ["transfer curve"], "subject": [None],
                                                         "reason": ["one subject"], "enable": ["two subjects"]}))
+        w.write_table("analysis_settings", pd.DataFrame({"name": ["min_stability", "cluster_ks", "cluster_ks"],
+                                                         "position": pd.array([None, 0, 1], dtype="Int32"),
+                                                         "value": [0.75, 3.0, 5.0]}))
         d["feat"] = RNG.standard_normal((len(KEYS), D)).astype(np.float32)
         w.add_image_features("effnet", KEYS, d["feat"])
     return d
@@ -153,6 +156,7 @@ def test_round_trip_every_table(built):
         assert st.meta()["dim:voxel_embeddings"] == str(E)
         assert st.thumbnails(KEYS) == {k: t.data for k, t in d["thumbs"].items()}
         assert st.checkpoint("ue_multi") == b"\x00bytes of a checkpoint"
+        assert st.analysis_settings() == {"min_stability": 0.75, "cluster_ks": (3.0, 5.0)}
         rel = st.vertex_reliability("subj01")
         assert rel.shape == (12,) and np.allclose(rel, np.linspace(0, 0.55, 12))
         assert np.isnan(st.vertex_reliability("subj02")).all()
