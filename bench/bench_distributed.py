@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                 read = r.get("input_bytes_read", {}).get("ue_multi", {})
                 rows.append([n, threads, mode, f"{wall:.1f}", f"{summary['stages'].get('features', 0):.1f}",
                              f"{summary['models'].get('ue_multi', {}).get('seconds', 0):.1f}", r["rank"],
-                             f"{r.get('peak_rss_mb', float('nan')):.0f}",
+                             f"{r.get('peak_rss_mb', float('nan')):.0f}", f"{r.get('peak_anon_mb', float('nan')):.0f}",
+                             f"{r.get('peak_file_mb', float('nan')):.0f}",
                              f"{read.get('responses', 0) / 2**20:.0f}", f"{read.get('features', 0) / 2**20:.0f}"])
     (a.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     head = ["processes", "threads each", "run", "wall s", "features s", "ue_multi s", "rank", "peak RSS MB",
-            "ue_multi responses read MB", "ue_multi features read MB"]
+            "peak anon MB", "peak file MB", "ue_multi responses read MB", "ue_multi features read MB"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(str(v) for v in r) + " |")

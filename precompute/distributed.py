@@ -41,14 +41,17 @@ Each rank reads its own share of the data:
   rank reads only the rows of its share of each global batch (and of the input statistics' blocks).
 
 ``--summary FILE`` (rank 0) writes the run's JSON: world size, seconds per stage and model, and per
-rank the peak RSS and the bytes of features and responses it read. ``--synthetic NxV[xS]`` trains one
+rank the peak RSS (and the peaks of its anonymous and file-backed parts, sampled every 0.1 s) and the
+bytes of features and responses it read. ``--synthetic NxV[xS]`` trains one
 model on deterministic synthetic data into ``--out`` (tests, benchmarks). The process group comes from
 :mod:`brainviz.ddp`.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,15 +79,47 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     return parts[0], parts[1], parts[2]
 
 
-def _memory() -> dict:
-    """This process's peak resident memory (VmHWM, MB; Linux), or {} where /proc is not available."""
+def _status_kb(fields: Sequence[str]) -> dict[str, int]:
+    """``{field: kB}`` of /proc/self/status (Linux); {} where it cannot be read."""
+    out = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return {"peak_rss_mb": round(int(line.split()[1]) / 1024, 1)}
-    except OSError:
-        pass
-    return {}
+            name = line.split(":", 1)[0]
+            if name in fields:
+                out[name] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+class _PeakMemory:
+    """Samples this process's resident memory every ``every`` s in a thread: peak anonymous memory
+    (RssAnon: what the process holds) and peak file-backed memory (RssFile: pages of memory-mapped
+    files it touched, which the kernel can drop), beside the kernel's peak of their sum (VmHWM)."""
+
+    def __init__(self, every: float = 0.1):
+        import threading
+
+        self.peak = {"RssAnon": 0, "RssFile": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True, name="brainviz-peak-memory")
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.is_set():
+            for k, v in _status_kb(("RssAnon", "RssFile")).items():
+                self.peak[k] = max(self.peak[k], v)
+            self._stop.wait(every)
+
+    def report(self) -> dict:
+        """{"peak_rss_mb", "peak_anon_mb", "peak_file_mb"} (MB; {} where /proc is not available)."""
+        self._stop.set()
+        self._thread.join()
+        hwm = _status_kb(("VmHWM",))
+        if not hwm:
+            return {}
+        return {"peak_rss_mb": round(hwm["VmHWM"] / 1024, 1), "peak_anon_mb": round(self.peak["RssAnon"] / 1024, 1),
+                "peak_file_mb": round(self.peak["RssFile"] / 1024, 1)}
 
 
 def _gather(obj: Any, info: DistInfo) -> list:
@@ -135,11 +170,10 @@ def _selected(model_id: str, groups: Sequence[str]) -> bool:
 
 def _train_dataset(args, info: DistInfo) -> dict:
     """Train the pipeline's Universal Encoders into ``args.work_dir`` (module docstring)."""
-    from brainviz.data.streaming import RowSubset
     from brainviz.pipeline import Context, PipelineConfig
     from brainviz.pipeline.train import (TORCHRUN, features_identity, fingerprint_inputs, fit_resumable,
                                          model_fingerprint, record_model, response_digests, reusable, ue_code,
-                                         ue_config, ue_plan, ue_settings)
+                                         ue_config, ue_data, ue_plan, ue_settings)
     from brainviz.pipeline.workdir import load_registry, models_dir
     from precompute.checks import parse_ue
 
@@ -190,10 +224,8 @@ def _train_dataset(args, info: DistInfo) -> dict:
             continue
         say(f"{model_id}: training on {', '.join(subs)} with {info.world_size} processes ({info.backend or 'one process'})")
         t0 = time.perf_counter()
-        train_data = {s: (RowSubset(fs.layers, fs.indices(ctx.images[s].train_keys)),
-                          ctx.responses(s, "train", lazy=True)) for s in subs}
         path = mdir / f"{model_id}.pt"
-        enc = fit_resumable(ue_cfg, train_data, path)
+        enc = fit_resumable(ue_cfg, ue_data(ctx, subs), path)  # memory-mapped: each rank reads its rows
         secs = time.perf_counter() - t0
         if info.is_main:
             record_model(ctx, model_id, dict(
@@ -244,11 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dataset and args.out is not None:
         ap.error("--out is for --synthetic; on a dataset the checkpoints go to WORK/models (--work-dir)")
 
+    memory = _PeakMemory()
     info = init_distributed(args.backend)
     t0 = time.perf_counter()
     try:
         result, read = _train_synthetic(args, info) if args.synthetic else _train_dataset(args, info)
-        ranks = _gather(dict(rank=info.rank, **_memory(), input_bytes_read=read), info)
+        ranks = _gather(dict(rank=info.rank, **memory.report(), input_bytes_read=read), info)
         if info.is_main:
             summary = {"world_size": info.world_size, "backend": info.backend or "none",
                        "device": str(info.device), "threads": torch.get_num_threads(),
@@ -265,9 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error (rank {info.rank}): {exc}", file=sys.stderr)
         return 2
     finally:
+        gc.collect()  # DDP wrappers of finished fits go while the process group still exists
         shutdown()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # a torchrun worker whose work is done (checkpoints and registry written, process group destroyed)
+        # ends here: under load a rank was twice seen to abort in C++ static destructors at interpreter exit
+        # ("terminate called without an active exception", SIGABRT) after finishing, which failed the job
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)

@@ -458,3 +458,18 @@ def test_a_rank_that_dies_leaves_no_feature_cache_entry(tmp_path):
     fs = cached_features("efficientnet-lite0", [f"k{i}" for i in range(6)], paths, cache, batch_size=2,
                          progress=False)
     assert fs.layers.shape[0] == 6 and [p.name for p in cache.iterdir()] == [Path(fs.layers.filename).parent.name]
+
+
+def test_the_train_stage_fits_the_universal_encoder_from_disk(released_run):
+    """The pipeline's own UE fits (precompute train / all) get the feature cache's memmap rows and the
+    memory-mapped responses, not in-memory copies; their values are exactly those copies'."""
+    from brainviz.data.streaming import RowSubset
+    from brainviz.pipeline import Context, PipelineConfig
+    from brainviz.pipeline.train import ue_data
+
+    ctx = Context(PipelineConfig(dataset=released_run["data"], cache_dir=released_run["root"] / "cache",
+                                 progress=False))
+    X, Y = ue_data(ctx, ["subj01"])["subj01"]
+    assert isinstance(X, RowSubset) and isinstance(X.base, np.memmap) and not isinstance(Y, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(X), ctx.layers(ctx.images["subj01"].train_keys))
+    np.testing.assert_array_equal(np.asarray(Y), ctx.responses("subj01", "train"))

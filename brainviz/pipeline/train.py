@@ -49,7 +49,7 @@ from .workdir import load_registry, models_dir, save_registry
 
 __all__ = ["QUICK_UE", "ue_config", "train", "partial_checkpoint", "fit_resumable", "model_fingerprint",
            "training_data", "ue_plan", "ue_settings", "ue_code", "response_digests", "fingerprint_inputs",
-           "check_torchrun_models", "record_model", "features_identity", "reusable", "TORCHRUN"]
+           "check_torchrun_models", "record_model", "features_identity", "reusable", "ue_data", "TORCHRUN"]
 
 QUICK_UE = dict(n_epochs=2, transfer_epochs=2, batch_voxels=500, proj_dim=16, embed_dim=32)
 
@@ -67,12 +67,18 @@ def training_data(ctx: Context, subject: str) -> tuple[list[str], np.ndarray]:
     return list(ctx.images[subject].train_keys), ctx.responses(subject, "train")
 
 
-def _ue_data(ctx: Context, subjects: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for s in subjects:
-        keys, Y = training_data(ctx, s)
-        out[s] = (ctx.layers(keys), Y)
-    return out
+def ue_data(ctx: Context, subjects: list[str]) -> dict:
+    """{subject: (features, responses)} of the Universal Encoder's fit, both left on disk: the rows of the
+    float16 feature cache (:class:`~brainviz.data.streaming.RowSubset` of its memmap) and the memory-mapped
+    responses (``ctx.responses(..., lazy=True)``) of the subject's training images, in training-key order.
+    The estimator reads the rows of each step (the same model as from in-memory copies, bit for bit), so a
+    fit's memory does not grow with the data (at NSD size: not 1.5 GB of features + 1.5 GB of responses
+    per subject and fit)."""
+    from ..data.streaming import RowSubset
+
+    fs = ctx.features
+    return {s: (RowSubset(fs.layers, fs.indices(ctx.images[s].train_keys)), ctx.responses(s, "train", lazy=True))
+            for s in subjects}
 
 
 # --------------------------------------------------------------------------- fingerprints (reuse)
@@ -392,7 +398,7 @@ def train(ctx: Context, reuse: bool = True) -> dict:
                 return None
             t0 = time.perf_counter()
             path = mdir / f"{model_id}.pt"
-            enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
+            enc = fit_resumable(cfg, ue_data(ctx, subs), path)
             record(model_id, dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
                                   train_seconds=time.perf_counter() - t0,
                                   embedding_cosine_to_init=dict(enc.embedding_cosine_)), fp)
@@ -414,7 +420,7 @@ def train(ctx: Context, reuse: bool = True) -> dict:
                 for name in ("transfer_updates", "transfer_epochs", "transfer_lr", "seed", "progress"):
                     setattr(pre.config, name, getattr(cfg, name))
             t0 = time.perf_counter()
-            X, Y = _ue_data(ctx, [new])[new]
+            X, Y = ue_data(ctx, [new])[new]
             pre.transfer(new, X, Y)
             path = mdir / f"ue_transfer-{new}.pt"
             pre.save(path)
