@@ -16,12 +16,12 @@ import numpy as np
 
 from ..errors import BrainVizDataError
 
-__all__ = ["RowConcat", "subject_responses", "iter_row_batches", "RunningMoments", "streamed_vertex_stats",
+__all__ = ["RowConcat", "RowSubset", "read_rows", "subject_responses", "iter_row_batches", "RunningMoments", "streamed_vertex_stats",
            "streamed_xty"]
 
 
 
-def _read_rows(a, rows) -> np.ndarray:
+def read_rows(a, rows) -> np.ndarray:
     """Rows of ``a`` (slice or int array); int arrays are read in file order (fast on memmaps)."""
     if isinstance(rows, slice):
         return np.asarray(a[rows])
@@ -82,7 +82,7 @@ class RowConcat:
             key, cols = key
         if isinstance(key, (int, np.integer)):
             return self[np.array([key])][0] if cols is None else self[np.array([key]), cols][0]
-        blocks = [_read_rows(p, key).astype(self.dtype, copy=False) for p in self.parts]
+        blocks = [read_rows(p, key).astype(self.dtype, copy=False) for p in self.parts]
         if cols is None:
             return np.concatenate(blocks, axis=1) if len(blocks) > 1 else np.array(blocks[0], copy=True)
         return self._select_cols(blocks, cols)
@@ -110,6 +110,38 @@ class RowConcat:
 
     def __repr__(self) -> str:
         return f"RowConcat(shape={self.shape}, parts={self.widths}, dtype={self.dtype})"
+
+
+class RowSubset:
+    """Lazy ``base[rows]``: the rows ``rows`` (int array, any order) of a 2-D or n-D array-like (memmap,
+    :class:`RowConcat`), read only when indexed (``rs[i0:i1]``, ``rs[idx]``); ``np.asarray(rs)`` reads all.
+
+    E.g. the training rows of a subject's memory-mapped responses when some images are held out.
+    """
+
+    def __init__(self, base: Any, rows: Sequence[int]):
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.rows.ndim != 1 or (len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= base.shape[0])):
+            raise BrainVizDataError("RowSubset", f"rows must be a 1-D array of indices below {base.shape[0]}")
+        self.dtype = np.dtype(base.dtype)
+        self.shape = (len(self.rows),) + tuple(int(s) for s in base.shape[1:])
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return np.asarray(self.base[int(self.rows[key])])
+        return read_rows(self.base, self.rows[key])
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[0:self.shape[0]]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"RowSubset(shape={self.shape}, dtype={self.dtype})"
 
 
 def subject_responses(subject, split: str = "train") -> RowConcat:
@@ -152,7 +184,7 @@ def iter_row_batches(a, batch_rows: int | None = None, max_bytes: int = 64 * 2**
         rows = np.asarray(rows, dtype=np.int64)
         for k in range(0, len(rows), batch_rows):
             r = rows[k:k + batch_rows]
-            yield r, np.asarray(_read_rows(a, r), dtype=dtype)
+            yield r, np.asarray(read_rows(a, r), dtype=dtype)
 
 
 class RunningMoments:

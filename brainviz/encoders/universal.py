@@ -58,6 +58,13 @@ the batch, so DDP's gradient average is the gradient of the whole batch (the
 single-process trajectory, up to rounding). Validation runs
 identically on every rank; checkpoints are written by rank 0 only.
 
+Out of core: features or responses given as memory maps or lazy arrays (a cache
+``FeatureSet``'s float16 layers, :class:`~brainviz.data.streaming.RowConcat` /
+``RowSubset`` responses) are not loaded: every step reads the rows it trains on (in a
+distributed job only this rank's share of the batch), the input statistics are summed
+over each rank's share of the rows, and responses are checked for NaN as they are read.
+In-memory arrays are used as before; both give the same model bit for bit.
+
 Not built: the report's LoRA adaptation of the backbone's attention
 out-projection (needs the backbone in the training loop, i.e. a GPU and no
 feature cache); the backbone here is frozen.
@@ -84,7 +91,8 @@ from ..gpu import AMP_CHOICES, COMPILE_CHOICES, resolve_device, select, to_devic
 from ..jobs import check_cancelled, report
 from ._inputs import as_layers, as_responses
 from ..ddp import dist_info
-from .universal_module import UniversalEncoderModule, VoxelTerms, layer_channel_stats, ue_loss
+from .universal_module import (UniversalEncoderModule, VoxelTerms, channel_stats_from_sums, layer_channel_sums,
+                               ue_loss)
 
 __all__ = ["UniversalConfig", "UniversalEncoder", "CHECKPOINT_FORMAT"]
 
@@ -197,24 +205,61 @@ def _name_seed(seed: int, name: str) -> int:
 
 @dataclass
 class _Subject:
-    """One subject's training data on the host (tensors, not copied per batch)."""
+    """One subject's training data on the host: tensors (in memory, not copied per batch) or lazy arrays
+    (memory maps, :class:`~brainviz.data.streaming.RowConcat` / ``RowSubset``) of which only the rows a
+    step needs are read (:meth:`x_rows`, :meth:`y_rows`)."""
 
     name: str
-    X: torch.Tensor          # (n, L, P, C_in) float16/float32
-    Y: torch.Tensor          # (n, V) float32
+    X: Any                   # (n, L, P, C_in) float16/float32: torch.Tensor or lazy array
+    Y: Any                   # (n, V) float32: torch.Tensor or lazy array
     train_idx: np.ndarray    # image rows used for training
     val_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    x_bytes: int = 0         # bytes of features and responses read so far (rows x row bytes)
+    y_bytes: int = 0
 
     @property
     def n_voxels(self) -> int:
         return int(self.Y.shape[1])
+
+    def x_rows(self, idx: np.ndarray) -> torch.Tensor:
+        """(len(idx), L, P, C_in) features of rows ``idx`` (float16/float32, on the host)."""
+        if isinstance(self.X, torch.Tensor):
+            out = self.X[idx]
+        else:
+            from ..data.streaming import read_rows
+
+            a = np.ascontiguousarray(read_rows(self.X, np.asarray(idx)))
+            out = torch.from_numpy(a if a.dtype in (np.float16, np.float32) else a.astype(np.float32))
+        self.x_bytes += out.numel() * out.element_size()
+        return out
+
+    def y_rows(self, idx: np.ndarray) -> torch.Tensor:
+        """(len(idx), V) float32 responses of rows ``idx``; lazy rows are checked for NaN / inf as read."""
+        if isinstance(self.Y, torch.Tensor):
+            out = self.Y[idx]
+        else:
+            from ..data.streaming import read_rows
+
+            a = np.ascontiguousarray(read_rows(self.Y, np.asarray(idx)), dtype=np.float32)
+            if not np.isfinite(a).all():
+                raise BrainVizDataError(f"data[{self.name!r}].Y", "contains NaN or infinite values")
+            out = torch.from_numpy(a)
+        self.y_bytes += out.numel() * out.element_size()
+        return out
+
+
+def _lazy(a) -> bool:
+    """True for data to be read row by row as training needs it (a memory map, or an array-like that is
+    not an in-memory array: RowConcat, RowSubset); in-memory arrays are used as they are."""
+    return isinstance(a, np.memmap) or (hasattr(a, "shape") and not isinstance(a, (np.ndarray, torch.Tensor)))
 
 
 def _to_tensor(layers) -> torch.Tensor:
     """A CPU tensor over ``layers`` (n, L, P, C) float16/float32. An in-memory array that owns its
     C-contiguous, writeable data (e.g. the pipeline's feature rows) is shared, not copied (the
     estimator never writes to it): no second copy of a subject's features (NSD size: 1.5 GB per
-    subject in float16); memmaps, views and read-only arrays are copied."""
+    subject in float16); memmaps, views and read-only arrays are copied. (Training does not copy
+    memory maps: it reads the rows of each step from them, :class:`_Subject`.)"""
     arr = np.asarray(layers)
     if arr.dtype not in (np.float16, np.float32):
         return torch.from_numpy(arr.astype(np.float32))
@@ -236,6 +281,9 @@ class UniversalEncoder:
     module_ : the torch network.
     history_ : list of per-epoch dicts (epoch, loss, val_score, seconds, pairs_per_s).
     transfer_history_ : {subject: list of per-epoch dicts} for transferred subjects.
+    input_bytes_read_ : {"features": bytes, "responses": bytes} of training data this process read in
+        the last :meth:`fit` (input statistics, training steps, validation; in a distributed job about
+        1 / world_size of a one-process fit's: each rank reads only its share of every batch).
     """
 
     def __init__(self, config: UniversalConfig | None = None, **overrides):
@@ -256,6 +304,7 @@ class UniversalEncoder:
         self._terms_cache: OrderedDict | None = None  # see cache_voxel_terms
         self._terms_max = 0
         self.embedding_cosine_: dict[str, float] = {}
+        self.input_bytes_read_: dict[str, int] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -303,10 +352,15 @@ class UniversalEncoder:
                 raise BrainVizDataError(f"data[{name!r}].X", f"(L, P, C) = {shp} differs from other subjects' {shape}")
             shape = shp
             n = int(layers.shape[0])
-            Y = as_responses(pair[1], n, f"data[{name!r}].Y")
-            X = _to_tensor(layers)
-            Yt = torch.from_numpy(Y)
-            if validation is not None and name in validation:
+            with_val = validation is not None and name in validation
+            # memory maps / lazy arrays stay on disk: each step reads only its rows (in a distributed job only
+            # this rank's share of the batch); in-memory arrays are used as they are
+            lazy_x = _lazy(layers) and not with_val
+            lazy_y = _lazy(pair[1]) and not with_val
+            Y = as_responses(pair[1], n, f"data[{name!r}].Y", load=not lazy_y)
+            X = layers if lazy_x else _to_tensor(layers)
+            Yt = Y if lazy_y else torch.from_numpy(Y)
+            if with_val:
                 vl, _ = self._check_layers(validation[name][0], f"validation[{name!r}].X")
                 vY = as_responses(validation[name][1], int(vl.shape[0]), f"validation[{name!r}].Y")
                 if vY.shape[1] != Y.shape[1]:
@@ -441,9 +495,9 @@ class UniversalEncoder:
                 sd = subjects[si]
                 local = imgs[rank::world]
                 # host -> device: pinned and non-blocking on CUDA, features cast to float32 there
-                x = to_device(sd.X[local], dev, torch.float32)
+                x = to_device(sd.x_rows(local), dev, torch.float32)
                 vl = torch.from_numpy(vox[rank::world])            # (b_local, n_vox) per-image voxels
-                y = to_device(torch.gather(sd.Y[local], 1, vl), dev)
+                y = to_device(torch.gather(sd.y_rows(local), 1, vl), dev)
                 vt = to_device(vl, dev)
                 with accel.autocast():
                     pred = net(x, sd.name, vt)
@@ -491,10 +545,34 @@ class UniversalEncoder:
         for sd in subjects:
             if len(sd.val_idx) < 2:
                 continue
-            pred = self._predict_tensor(sd.X[sd.val_idx], sd.name)
-            r = pearson_per_vertex(sd.Y[sd.val_idx].numpy(), pred)
+            pred = self._predict_tensor(sd.x_rows(sd.val_idx), sd.name)
+            r = pearson_per_vertex(sd.y_rows(sd.val_idx).numpy(), pred)
             scores.append(float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0)
         return float(np.mean(scores)) if scores else float("nan")
+
+    @staticmethod
+    def _input_stats(subjects: list[_Subject]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per (layer, channel) mean and std of the training features, and the real channels per layer
+        (:func:`~.universal_module.layer_channel_stats`), in blocks of 256 images. In a distributed job
+        each rank sums its share of every block (rows ``rank::world``) and the sums are added up
+        (all-reduce): every rank reads only 1 / world of the features and gets the same statistics."""
+        info = dist_info()
+        rank, world = info.rank, info.world_size
+        blocks = [(sd, sd.train_idx[i:i + 256][rank::world]) for sd in subjects for i in range(0, len(sd.train_idx), 256)]
+        total, sq, count = layer_channel_sums(sd.x_rows(rows) for sd, rows in blocks if len(rows))
+        if info.world_size > 1:
+            import torch.distributed as dist
+
+            L, C = (int(s) for s in (subjects[0].X.shape[1], subjects[0].X.shape[3]))
+            buf = torch.zeros(2 * L * C + 1, dtype=torch.float64)
+            if total is not None:
+                buf[:L * C], buf[L * C:2 * L * C], buf[-1] = total.reshape(-1), sq.reshape(-1), float(count)
+            buf = buf.to(info.device)  # NCCL reduces CUDA tensors only
+            dist.all_reduce(buf)
+            buf = buf.cpu()
+            total, sq = buf[:L * C].reshape(L, C), buf[L * C:2 * L * C].reshape(L, C)
+            count = int(round(float(buf[-1])))
+        return channel_stats_from_sums(total, sq, count)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -564,8 +642,7 @@ class UniversalEncoder:
             module = UniversalEncoderModule(L, P, Cin, proj_dim=cfg.proj_dim, embed_dim=cfg.embed_dim,
                                             mlp_hidden=cfg.mlp_hidden, embed_init_std=cfg.embed_init_std,
                                         pos_init_std=cfg.pos_init_std)
-            mean, std, active = layer_channel_stats(sd.X[torch.from_numpy(sd.train_idx[i:i + 256])]
-                                                    for sd in subjects for i in range(0, len(sd.train_idx), 256))
+            mean, std, active = self._input_stats(subjects)
             module.in_mean.copy_(mean)
             module.in_std.copy_(std)
             module.layer_channels.copy_(active)
@@ -583,6 +660,8 @@ class UniversalEncoder:
                          checkpoint_path=checkpoint_path)
         self._opt_state = optimizer.state_dict()
         self.embedding_cosine_ = {sd.name: self.embedding_cosine_to_init(sd.name) for sd in subjects}
+        self.input_bytes_read_ = {"features": sum(sd.x_bytes for sd in subjects),
+                                  "responses": sum(sd.y_bytes for sd in subjects)}
         return self
 
     def initial_embeddings(self, subject: str) -> np.ndarray:

@@ -358,9 +358,9 @@ def ue_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Ten
     return alpha * mse + (1.0 - alpha) * torch.mean(1.0 - cos)
 
 
-def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean (L, C) and std (L, C) per (layer, channel) over images and patches of (n, L, P, C) chunks,
-    and the real channels per layer (L,) (1 + the last channel that varies; the rest is padding)."""
+def layer_channel_sums(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(sum (L, C), sum of squares (L, C), count) in float64 over images and patches of (n, L, P, C) chunks:
+    the additive part of :func:`layer_channel_stats` (ranks of a distributed job add theirs up)."""
     total = None
     sq = None
     count = 0
@@ -371,6 +371,12 @@ def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, t
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
         count += x.shape[0] * x.shape[2]
+    return total, sq, count
+
+
+def channel_stats_from_sums(total: torch.Tensor, sq: torch.Tensor, count: int
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean (L, C), std (L, C) and real channels per layer (L,) from :func:`layer_channel_sums`."""
     mean = total / count
     var = (sq / count - mean * mean).clamp_min(0.0)
     std = var.sqrt()
@@ -379,3 +385,9 @@ def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, t
     active = torch.clamp((varies * idx).max(dim=1).values, min=1).long()
     std = torch.where(varies, std, torch.ones_like(std))
     return mean.float(), std.float(), active
+
+
+def layer_channel_stats(chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean (L, C) and std (L, C) per (layer, channel) over images and patches of (n, L, P, C) chunks,
+    and the real channels per layer (L,) (1 + the last channel that varies; the rest is padding)."""
+    return channel_stats_from_sums(*layer_channel_sums(chunks))

@@ -18,6 +18,16 @@ the sha256 of both files (``verify="full"``); a damaged entry is recomputed
 (``on_corrupt="raise"`` -> BrainVizDataError). Files with the same content (hard links, or equal
 bytes) are computed once and their rows copied (:func:`distinct_files`): e.g. one image under
 several NSD ids, as in the NSD-sized benchmark (bench/make_nsd_release.py).
+
+In a ``torch.distributed`` job (``torchrun -m precompute.distributed``) every rank calls
+:func:`cached_features`; a missing entry is then built in parallel (:func:`_compute_entry_distributed`):
+rank 0 makes the temporary folder, each rank extracts its contiguous share of whole batches of the
+distinct images into its own part files there, rank 0 merges them into ``layers.npy`` / ``pooled.npy``,
+writes ``meta.json`` and renames the folder into place, and the others wait only for that merge. The
+batches are those of a one-process run, so the entry is byte for byte the one-process entry
+(``tests/brainviz/encoders/test_distributed.py``); a rank that dies leaves only the temporary folder (named with rank
+0's pid, removed by the next writer once that process is gone). The cache folder must be shared by
+every rank (one machine, or a shared file system).
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -182,17 +193,57 @@ class _ScatterRows:
             self.out[self.rows[j]] = v
 
 
+def _entry_meta(backbone, keys, set_hash: str, tmp: Path, shapes: dict) -> dict:
+    """``meta.json`` of an entry whose ``.npy`` files are complete in ``tmp`` (fsynced, checksummed here)."""
+    files = {}
+    for fname in (LAYERS_FILE, POOLED_FILE):
+        p = tmp / fname
+        with open(p, "rb+") as f:
+            os.fsync(f.fileno())
+        files[fname] = {"shape": shapes[fname], "bytes": p.stat().st_size, "sha256": _sha256_file(p)}
+    return {
+        "format": FEATURES_VERSION,
+        "backbone": backbone.name,
+        "weights_id": backbone.weights_id,
+        "weights_note": backbone.weights_note,
+        "random_weights": bool(backbone.random_weights),
+        "layer_names": list(backbone.layer_names),
+        "channels": list(backbone.channels),
+        "grid": list(backbone.grid),
+        "image_size": backbone.image_size,
+        "image_set_hash": set_hash,
+        "n_images": len(keys),
+        "keys": list(keys),
+        "files": files,
+    }
+
+
+def _open_outputs(folder: Path, backbone, n: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """New (n, L, P, C) float16 and (n, D) float32 ``.npy`` memmaps in ``folder``."""
+    layers = np.lib.format.open_memmap(
+        folder / f"{prefix}{LAYERS_FILE}", mode="w+", dtype=np.float16,
+        shape=(n, backbone.n_layers, backbone.n_patches, backbone.n_channels),
+    )
+    pooled = np.lib.format.open_memmap(folder / f"{prefix}{POOLED_FILE}", mode="w+", dtype=np.float32,
+                                       shape=(n, backbone.pooled_dim))
+    return layers, pooled
+
+
+def _finish(tmp: Path, backbone, keys, set_hash: str, layers: np.ndarray, pooled: np.ndarray) -> None:
+    shapes = {LAYERS_FILE: list(layers.shape), POOLED_FILE: list(pooled.shape)}
+    layers.flush()
+    pooled.flush()
+    del layers, pooled
+    (tmp / META_FILE).write_text(json.dumps(_entry_meta(backbone, keys, set_hash, tmp, shapes), indent=1))
+
+
 def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size: int, progress: bool,
                    num_threads: int | None = None) -> None:
     from .extract import extract_into
 
     n = len(keys)
     with atomic_dir(entry) as tmp:
-        layers = np.lib.format.open_memmap(
-            tmp / LAYERS_FILE, mode="w+", dtype=np.float16,
-            shape=(n, backbone.n_layers, backbone.n_patches, backbone.n_channels),
-        )
-        pooled = np.lib.format.open_memmap(tmp / POOLED_FILE, mode="w+", dtype=np.float32, shape=(n, backbone.pooled_dim))
+        layers, pooled = _open_outputs(tmp, backbone, n)
         if n:  # each distinct file content once (e.g. one image under several NSD ids)
             firsts, inverse = distinct_files(paths)
             if len(firsts) == n:
@@ -202,32 +253,90 @@ def _compute_entry(entry: Path, backbone, keys, paths, set_hash: str, batch_size
                 extract_into(backbone, [paths[i] for i in firsts], _ScatterRows(layers, inverse, len(firsts)),
                              _ScatterRows(pooled, inverse, len(firsts)), batch_size=batch_size,
                              progress=progress, num_threads=num_threads)
-        shapes = {LAYERS_FILE: list(layers.shape), POOLED_FILE: list(pooled.shape)}
-        layers.flush()
-        pooled.flush()
-        del layers, pooled
-        files = {}
-        for fname in (LAYERS_FILE, POOLED_FILE):
-            p = tmp / fname
-            with open(p, "rb+") as f:
-                os.fsync(f.fileno())
-            files[fname] = {"shape": shapes[fname], "bytes": p.stat().st_size, "sha256": _sha256_file(p)}
-        meta = {
-            "format": FEATURES_VERSION,
-            "backbone": backbone.name,
-            "weights_id": backbone.weights_id,
-            "weights_note": backbone.weights_note,
-            "random_weights": bool(backbone.random_weights),
-            "layer_names": list(backbone.layer_names),
-            "channels": list(backbone.channels),
-            "grid": list(backbone.grid),
-            "image_size": backbone.image_size,
-            "image_set_hash": set_hash,
-            "n_images": n,
-            "keys": list(keys),
-            "files": files,
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+        _finish(tmp, backbone, keys, set_hash, layers, pooled)
+
+
+def share_of_batches(n: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of ``n`` that ``rank`` extracts: a contiguous run of whole batches of
+    ``batch_size`` (the batches of a one-process run, so every image goes through the network in the
+    same batch either way), the batches dealt as evenly as possible."""
+    n_batches = -(-n // batch_size) if n else 0
+    b0, b1 = (rank * n_batches) // world_size, ((rank + 1) * n_batches) // world_size
+    return min(n, b0 * batch_size), min(n, b1 * batch_size)
+
+
+def _compute_entry_distributed(entry: Path, backbone_args: dict, keys, paths, set_hash: str, batch_size: int,
+                               progress: bool, num_threads: int | None, info) -> None:
+    """Build a cache entry with every rank of the process group (module docstring)."""
+    import torch.distributed as dist
+
+    from .extract import extract_into
+    from .registry import get_backbone
+
+    n = len(keys)
+    rank, world = info.rank, info.world_size
+    backbone = get_backbone(**backbone_args)
+
+    def part(r: int) -> str:
+        return f"part{r:05d}."
+
+    def extract_share(tmp: Path, firsts: list[int]) -> None:
+        start, stop = share_of_batches(len(firsts), batch_size, rank, world)
+        if stop > start:
+            layers, pooled = _open_outputs(tmp, backbone, stop - start, part(rank))
+            extract_into(backbone, [paths[i] for i in firsts[start:stop]], layers, pooled, batch_size=batch_size,
+                         progress=progress, num_threads=num_threads)
+            layers.flush()
+            pooled.flush()
+            del layers, pooled
+
+    if rank == 0:
+        with atomic_dir(entry) as tmp:
+            firsts, inverse = distinct_files(paths) if n else ([], np.zeros(0, np.int64))
+            box = [(str(tmp), list(firsts))]
+            dist.broadcast_object_list(box, src=0)
+            extract_share(tmp, firsts)
+            dist.barrier()  # every share is written
+            layers, pooled = _open_outputs(tmp, backbone, n)
+            m = len(firsts)
+            scatter = m != n
+            L_out = _ScatterRows(layers, inverse, m) if scatter else layers
+            P_out = _ScatterRows(pooled, inverse, m) if scatter else pooled
+            for r in range(world):
+                start, stop = share_of_batches(m, batch_size, r, world)
+                if stop <= start:
+                    continue
+                pre = part(r)
+                pl = np.load(tmp / f"{pre}{LAYERS_FILE}", mmap_mode="r")
+                pp = np.load(tmp / f"{pre}{POOLED_FILE}", mmap_mode="r")
+                for i in range(0, stop - start, 1024):  # bounded memory
+                    j = min(stop - start, i + 1024)
+                    L_out[start + i:start + j] = pl[i:j]
+                    P_out[start + i:start + j] = pp[i:j]
+                del pl, pp
+                (tmp / f"{pre}{LAYERS_FILE}").unlink()
+                (tmp / f"{pre}{POOLED_FILE}").unlink()
+            _finish(tmp, backbone, keys, set_hash, layers, pooled)
+        dist.barrier()  # the entry is in place
+    else:
+        box = [None]
+        dist.broadcast_object_list(box, src=0)
+        tmp_name, firsts = box[0]
+        extract_share(Path(tmp_name), firsts)
+        dist.barrier()  # every share is written
+        dist.barrier()  # rank 0 merged them and renamed the entry into place
+
+
+def _process_group():
+    """The torch.distributed rank and world size (:func:`brainviz.ddp.dist_info`); one process when torch
+    is not even imported (opening an existing entry needs numpy only)."""
+    if "torch.distributed" not in sys.modules:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(rank=0, world_size=1, is_main=True, distributed=False)
+    from ..ddp import dist_info
+
+    return dist_info()
 
 
 def cached_features(
@@ -280,15 +389,36 @@ def cached_features(
     set_hash = image_set_hash(keys, paths, image_hash)
     wid = weights_identity(backbone_name, weights, seed)
     entry = cache_entry_dir(cache_dir, backbone_name, wid, len(keys), set_hash)
-    if entry.exists():
+    info = _process_group()
+    problem: BrainVizDataError | str | None = None
+    if entry.exists() and info.is_main:  # in a distributed job rank 0 looks, and the others follow
         try:
-            return _open_entry(entry, keys, set_hash, verify)
+            fs = _open_entry(entry, keys, set_hash, verify)
+            if not info.distributed:
+                return fs
         except BrainVizDataError as exc:
-            if on_corrupt == "raise":
-                raise
-            warnings.warn(f"feature cache entry is damaged, recomputing: {exc}", RuntimeWarning, stacklevel=2)
+            problem = exc
+    if info.distributed:  # open it, or build it together
+        import torch.distributed as dist
+
+        box = [(entry.exists(), str(problem) if problem else None) if info.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        exists, found = box[0]
+        if exists and found is None:
+            return fs if info.is_main else _open_entry(entry, keys, set_hash, verify)
+        problem = problem if info.is_main else found
+    if problem is not None:
+        if on_corrupt == "raise":
+            raise problem if isinstance(problem, BrainVizDataError) else BrainVizDataError(entry, problem)
+        if info.is_main:
+            warnings.warn(f"feature cache entry is damaged, recomputing: {problem}", RuntimeWarning, stacklevel=2)
+    backbone_args = dict(name=backbone_name, device=device, weights=weights, seed=seed)
+    if info.distributed:
+        _compute_entry_distributed(entry, backbone_args, keys, paths, set_hash, batch_size,
+                                   progress and info.is_main, num_threads, info)
+        return _open_entry(entry, keys, set_hash, verify)
     from .registry import get_backbone
 
-    backbone = get_backbone(backbone_name, device=device, weights=weights, seed=seed)
+    backbone = get_backbone(**backbone_args)
     _compute_entry(entry, backbone, keys, paths, set_hash, batch_size, progress, num_threads)
     return _open_entry(entry, keys, set_hash, verify)

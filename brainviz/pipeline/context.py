@@ -102,11 +102,25 @@ class Context:
             return self.config.transfer_subject
         return self.main_subjects[0] if len(self.subject_names) > 1 else None
 
-    def responses(self, subject: str, split: str) -> np.ndarray:
+    def responses(self, subject: str, split: str, lazy: bool = False) -> np.ndarray:
         """(n_images, V) float32 responses of ``subject`` (lh then rh): ``"train"`` the fitted images
         (rows of ``images[subject].train_keys``), ``"test"`` the evaluation images (``test_keys``: the test
-        fMRI, or the images held out of the training responses; :mod:`brainviz.splits`)."""
+        fMRI, or the images held out of the training responses; :mod:`brainviz.splits`).
+
+        ``lazy``: the same rows as a lazy array over the memory-mapped files
+        (:class:`~brainviz.data.streaming.RowConcat`, ``RowSubset``): nothing is read until rows are indexed."""
         im, sub = self.images[subject], self.dataset.subjects[subject]
+        if lazy:
+            from ..data.streaming import RowSubset, subject_responses
+
+            if split == "train" or im.held_out:
+                full = subject_responses(sub, "train")
+                rows = im.train_rows if split == "train" else im.test_rows
+                whole = split == "train" and len(im.train_rows) == len(sub.train_images)
+                return full if whole else RowSubset(full, rows)
+            if split != "test":
+                raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            return subject_responses(sub, "test")
         if split == "train":
             return sub.responses("train", rows=None if len(im.train_rows) == len(sub.train_images) else im.train_rows)
         if split != "test":

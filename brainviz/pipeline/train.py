@@ -18,6 +18,12 @@ run reuses a model whose fingerprint and checkpoint are unchanged and trains it 
 anything changed (``reuse=False`` / ``--no-reuse``: always). The registry is written after
 every finished model, so a run stopped during this stage keeps what it finished; a Universal
 Encoder stopped mid-fit continues from its last epoch (:func:`fit_resumable`).
+
+The Universal Encoders of :func:`ue_plan` can also be trained by ``torchrun -m precompute.distributed``
+into the same work folder: its registry entries carry the same fingerprint (plus ``trained_by:
+"torchrun"`` and :func:`fingerprint_inputs`), so this stage reuses them. Such an entry is never
+trained over silently: when this run's inputs differ from those it was trained on, :func:`train` stops
+with a one-line :class:`BrainVizDataError` naming what differs (:func:`check_torchrun_models`).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import joblib
 import numpy as np
 
 from ..atomic import atomic_path
+from ..ddp import dist_info
 from ..encoders.ridge import RidgeEncoder
 from ..encoders.universal import UniversalConfig, UniversalEncoder
 from ..errors import BrainVizDataError
@@ -41,7 +48,8 @@ from .context import Context
 from .workdir import load_registry, models_dir, save_registry
 
 __all__ = ["QUICK_UE", "ue_config", "train", "partial_checkpoint", "fit_resumable", "model_fingerprint",
-           "training_data"]
+           "training_data", "ue_plan", "ue_settings", "ue_code", "response_digests", "fingerprint_inputs",
+           "check_torchrun_models", "record_model", "features_identity", "reusable", "ue_data", "TORCHRUN"]
 
 QUICK_UE = dict(n_epochs=2, transfer_epochs=2, batch_voxels=500, proj_dim=16, embed_dim=32)
 
@@ -59,12 +67,18 @@ def training_data(ctx: Context, subject: str) -> tuple[list[str], np.ndarray]:
     return list(ctx.images[subject].train_keys), ctx.responses(subject, "train")
 
 
-def _ue_data(ctx: Context, subjects: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for s in subjects:
-        keys, Y = training_data(ctx, s)
-        out[s] = (ctx.layers(keys), Y)
-    return out
+def ue_data(ctx: Context, subjects: list[str]) -> dict:
+    """{subject: (features, responses)} of the Universal Encoder's fit, both left on disk: the rows of the
+    float16 feature cache (:class:`~brainviz.data.streaming.RowSubset` of its memmap) and the memory-mapped
+    responses (``ctx.responses(..., lazy=True)``) of the subject's training images, in training-key order.
+    The estimator reads the rows of each step (the same model as from in-memory copies, bit for bit), so a
+    fit's memory does not grow with the data (at NSD size: not 1.5 GB of features + 1.5 GB of responses
+    per subject and fit)."""
+    from ..data.streaming import RowSubset
+
+    fs = ctx.features
+    return {s: (RowSubset(fs.layers, fs.indices(ctx.images[s].train_keys)), ctx.responses(s, "train", lazy=True))
+            for s in subjects}
 
 
 # --------------------------------------------------------------------------- fingerprints (reuse)
@@ -112,6 +126,11 @@ def _features_identity(fs) -> dict:
             "keys": hashlib.sha1("\n".join(fs.keys).encode()).hexdigest()}
 
 
+def features_identity(fs) -> dict:
+    """:func:`_features_identity` (public: the distributed trainer fingerprints its models the same way)."""
+    return _features_identity(fs)
+
+
 def _source_digest(*objects) -> str:
     """Digest of the source files defining ``objects`` (an estimator's code: a change retrains)."""
     h = hashlib.sha1()
@@ -132,12 +151,136 @@ def model_fingerprint(kind: str, settings: dict, data: dict, features: dict, cod
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: ``trained_by`` of the registry entries written by ``torchrun -m precompute.distributed``.
+TORCHRUN = "torchrun"
+
+
+def ue_plan(ctx: Context) -> list[tuple[str, str, list[str]]]:
+    """The Universal Encoders this stage fits, ``[(model_id, kind, subjects)]``: ``ue_multi`` (every
+    subject, when there are several), ``ue_pretrain-<new>`` (every subject but the transfer subject; kind
+    ``ue_multi``) and ``ue_single-<s>`` for each subject of the main image set. (``ue_transfer-<new>`` is
+    made from ``ue_pretrain-<new>`` by learning the new subject's embeddings only.)"""
+    subjects = ctx.subject_names
+    plan = []
+    if len(subjects) > 1:
+        plan.append(("ue_multi", "ue_multi", list(subjects)))
+    new = ctx.transfer_subject
+    if new is not None:
+        plan.append((f"ue_pretrain-{new}", "ue_multi", [s for s in subjects if s != new]))
+    plan += [(f"ue_single-{s}", "ue_single", [s]) for s in ctx.main_subjects]
+    return plan
+
+
+def ue_settings(cfg: UniversalConfig) -> dict:
+    """The configuration fields that change a fitted Universal Encoder (what its fingerprint holds)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
+
+
+def ue_code() -> str:
+    """:func:`_source_digest` of the Universal Encoder's code (estimator and network)."""
+    from ..encoders import universal_module
+
+    return _source_digest(UniversalEncoder, universal_module.UniversalEncoderModule)
+
+
+def response_digests(ctx: Context, subjects: list[str]) -> dict[str, tuple[dict, int, int]]:
+    """{subject: ({"keys": training image keys, "responses": digest}, constant vertices, vertices)}: the
+    data part of :func:`model_fingerprint`, read from the memory-mapped responses one block of rows at a
+    time (the digest of exactly the rows :func:`training_data` gives)."""
+    out = {}
+    for s in subjects:
+        Y = ctx.responses(s, "train", lazy=True)
+        digest, n_const = _scan_responses(Y)
+        out[s] = ({"keys": list(ctx.images[s].train_keys), "responses": digest}, n_const, int(Y.shape[1]))
+    return out
+
+
+def fingerprint_inputs(settings: dict, data: dict, features: dict, code: str) -> dict:
+    """What a fingerprint was made of, compactly (image keys as a digest), for saying what differs."""
+    return {"settings": settings, "features": features, "code": code,
+            "data": {s: {"n_images": len(d["keys"]), "responses": d["responses"],
+                         "keys": hashlib.sha1("\n".join(d["keys"]).encode()).hexdigest()}
+                     for s, d in data.items()}}
+
+
+def _differences(was: dict | None, now: dict) -> str:
+    """A short description of how the inputs ``now`` differ from ``was`` (:func:`fingerprint_inputs`)."""
+    if not isinstance(was, dict):
+        return "its inputs are not recorded"
+    out = []
+    a, b = was.get("settings") or {}, now["settings"]
+    changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if changed:
+        out.append("settings " + ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:4])
+                   + (" ..." if len(changed) > 4 else ""))
+    da, db = was.get("data") or {}, now["data"]
+    if sorted(da) != sorted(db):
+        out.append(f"subjects {sorted(da)} -> {sorted(db)}")
+    else:
+        for s in sorted(db):
+            if da[s].get("keys") != db[s]["keys"]:
+                out.append(f"{s}'s training images ({da[s].get('n_images')} -> {db[s]['n_images']})")
+            elif da[s].get("responses") != db[s]["responses"]:
+                out.append(f"{s}'s training responses")
+    if was.get("features") != now["features"]:
+        out.append("the image features (backbone, weights or feature cache entry)")
+    if was.get("code") != now["code"]:
+        out.append("the Universal Encoder's code")
+    return "; ".join(out) or "its fingerprint"
+
+
+def check_torchrun_models(registry_path: Path, earlier: dict, planned: dict[str, tuple[str, dict]]) -> list[str]:
+    """The models of ``earlier`` trained by torchrun that this run reuses; raise when one cannot be.
+
+    ``planned``: {model_id: (fingerprint, :func:`fingerprint_inputs`)} of the UE models this run fits. A
+    torchrun entry must be one of them with the same fingerprint and an unchanged checkpoint; else a
+    :class:`BrainVizDataError` naming the model and what differs (so a checkpoint trained with other data
+    or settings is never used, and hours of multi-GPU training are never redone here silently)."""
+    kept = []
+    remedy = ("run the same `torchrun ... -m precompute.distributed` with this run's --dataset, --seed, --ue, "
+              "--quick, --backbone/--weights and --transfer-subject, or pass --no-reuse to train every model here")
+    for mid, entry in earlier.items():
+        if not isinstance(entry, dict) or entry.get("trained_by") != TORCHRUN:
+            continue
+        if mid not in planned:
+            raise BrainVizDataError(registry_path, f"{mid} was trained by torchrun but this run does not fit "
+                                    f"it (its UE models: {', '.join(planned) or 'none'}); {remedy}")
+        fp, inputs = planned[mid]
+        if entry.get("fingerprint") != fp:
+            raise BrainVizDataError(registry_path, f"{mid} was trained by torchrun on other inputs than this "
+                                    f"run's ({_differences(entry.get('inputs'), inputs)}); {remedy}")
+        if not _reusable(entry, fp):
+            raise BrainVizDataError(registry_path, f"{mid}: its checkpoint {entry.get('checkpoint')} is missing "
+                                    f"or changed since torchrun wrote it; {remedy}")
+        kept.append(mid)
+    return kept
+
+
+def record_model(ctx: Context, model_id: str, entry: dict, fingerprint: str) -> dict:
+    """Add one finished model to ``<work>/models/registry.json`` now (the other entries kept), with its
+    backbone, weights, fingerprint and checkpoint stamp (what :func:`train` needs to reuse it)."""
+    entry = dict(entry, backbone=ctx.config.backbone, weights_id=ctx.weights_spec.weights_id,
+                 fingerprint=fingerprint, checkpoint_stamp=_checkpoint_stamp(Path(entry["checkpoint"])))
+    try:
+        registry = load_registry(ctx)
+    except BrainVizDataError:
+        registry = {}
+    registry[model_id] = entry
+    save_registry(ctx, registry)
+    return entry
+
+
 def _checkpoint_stamp(path: Path) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def reusable(entry: dict | None, fingerprint: str) -> bool:
+    """Whether a registry entry can stand for a model with ``fingerprint`` (:func:`_reusable`)."""
+    return _reusable(entry, fingerprint)
 
 
 def _reusable(entry: dict | None, fingerprint: str) -> bool:
@@ -174,10 +317,9 @@ def train(ctx: Context, reuse: bool = True) -> dict:
         with lock:
             for s in subs:
                 if s not in digests:
-                    keys, Y = training_data(ctx, s)
-                    digest, n_const = _scan_responses(Y)
-                    _check_constant(s, n_const, int(Y.shape[1]))
-                    digests[s] = {"keys": keys, "responses": digest}
+                    d, n_const, n_vertices = response_digests(ctx, [s])[s]
+                    _check_constant(s, n_const, n_vertices)
+                    digests[s] = d
             return {s: digests[s] for s in subs}
 
     def _check_constant(s: str, n_const: int, n_vertices: int) -> None:
@@ -232,16 +374,22 @@ def train(ctx: Context, reuse: bool = True) -> dict:
         workers = ctx.workers(cfg.device)
         if workers > 1:  # side by side the epoch bars of two fits would garble each other
             cfg.progress = False
-        ue_settings = {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
-        from ..encoders import universal_module
-
-        ue_code = _source_digest(UniversalEncoder, universal_module.UniversalEncoderModule)
+        settings, code = ue_settings(cfg), ue_code()
 
         def named(model_id: str, subs: list[str]) -> str:
             return f"{model_id} ({', '.join(subs)})"
 
         def ue_fingerprint(kind: str, subs: list[str]) -> str:
-            return model_fingerprint(kind, ue_settings, data_of(subs), features, ue_code)
+            return model_fingerprint(kind, settings, data_of(subs), features, code)
+
+        # models trained by torchrun (precompute.distributed) are reused or refused, never trained over
+        planned = {mid: (ue_fingerprint(kind, subs), fingerprint_inputs(settings, data_of(subs), features, code))
+                   for mid, kind, subs in ue_plan(ctx)}
+        from_torchrun = check_torchrun_models(mdir / "registry.json", earlier, planned)
+        if from_torchrun and ctx.config.progress:
+            sizes = sorted({str(earlier[m].get("world_size", "?")) for m in from_torchrun})
+            print(f"reusing {', '.join(from_torchrun)} trained by torchrun ({'/'.join(sizes)} processes) in {mdir}",
+                  flush=True)
 
         def fit_ue(model_id: str, kind: str, subs: list[str]) -> UniversalEncoder | None:
             """Fit (or keep) a Universal Encoder; returns it when fitted now, None when reused."""
@@ -250,7 +398,7 @@ def train(ctx: Context, reuse: bool = True) -> dict:
                 return None
             t0 = time.perf_counter()
             path = mdir / f"{model_id}.pt"
-            enc = fit_resumable(cfg, _ue_data(ctx, subs), path)
+            enc = fit_resumable(cfg, ue_data(ctx, subs), path)
             record(model_id, dict(kind=kind, subjects=subs, checkpoint=str(path), config=cfg.to_dict(),
                                   train_seconds=time.perf_counter() - t0,
                                   embedding_cosine_to_init=dict(enc.embedding_cosine_)), fp)
@@ -263,8 +411,8 @@ def train(ctx: Context, reuse: bool = True) -> dict:
             others = [s for s in subjects if s != new]
             pre = fit_ue(f"ue_pretrain-{new}", "ue_multi", others)
             pre_fp = registry[f"ue_pretrain-{new}"]["fingerprint"]
-            fp = model_fingerprint("ue_transfer", {**ue_settings, "pretrained": pre_fp}, data_of([new]), features,
-                                   ue_code)
+            fp = model_fingerprint("ue_transfer", {**settings, "pretrained": pre_fp}, data_of([new]), features,
+                                   code)
             if keep(f"ue_transfer-{new}", fp):
                 return
             if pre is None:  # the pre-trained model was kept: start from its checkpoint
@@ -272,7 +420,7 @@ def train(ctx: Context, reuse: bool = True) -> dict:
                 for name in ("transfer_updates", "transfer_epochs", "transfer_lr", "seed", "progress"):
                     setattr(pre.config, name, getattr(cfg, name))
             t0 = time.perf_counter()
-            X, Y = _ue_data(ctx, [new])[new]
+            X, Y = ue_data(ctx, [new])[new]
             pre.transfer(new, X, Y)
             path = mdir / f"ue_transfer-{new}.pt"
             pre.save(path)
@@ -324,7 +472,8 @@ def fit_resumable(cfg: UniversalConfig, data: dict, final: Path) -> UniversalEnc
     A checkpoint is written after every epoch (:func:`partial_checkpoint`); a run that was
     interrupted (Ctrl-C, a killed job) continues from its last finished epoch when the same
     command runs again, and gives the same model as an uninterrupted run. The partial
-    checkpoint is removed once ``final`` is written.
+    checkpoint is removed once ``final`` is written. In a ``torch.distributed`` job every rank calls it
+    (DDP training, :class:`UniversalEncoder`) and rank 0 writes both checkpoints.
     """
     partial = partial_checkpoint(cfg, data, final)
     enc = UniversalEncoder(cfg)
@@ -335,6 +484,7 @@ def fit_resumable(cfg: UniversalConfig, data: dict, final: Path) -> UniversalEnc
             enc = UniversalEncoder(cfg).fit(data, checkpoint_path=partial)
     else:
         enc.fit(data, checkpoint_path=partial)
-    enc.save(final)
-    partial.unlink(missing_ok=True)
+    if dist_info().is_main:  # in a distributed job rank 0 writes the checkpoints (every rank has the model)
+        enc.save(final)
+        partial.unlink(missing_ok=True)
     return enc

