@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -124,12 +123,6 @@ def w_linear(n_images: int, n_voxels: int, shape, ue: dict, threads: int | None 
     return {"pairs_per_s": pairs / secs, "epoch_s": secs / cfg.n_epochs, "threads": threads}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ddp_run(nproc: int, n_images: int, n_voxels: int, shape, ue: dict, threads: int) -> dict:
     """UE training via precompute.distributed (torchrun when nproc > 1); returns the rank-0 summary."""
     out = OUT / f"ue_ddp_{nproc}.pt"
@@ -137,14 +130,10 @@ def ddp_run(nproc: int, n_images: int, n_voxels: int, shape, ue: dict, threads: 
     args = ["-m", "precompute.distributed", "--synthetic", f"{n_images}x{n_voxels}",
             "--synthetic-features", ",".join(map(str, shape)), "--out", str(out), "--summary", str(summ),
             "--ue", json.dumps(dict(ue, progress=False))]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
-        env.pop(k, None)
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", *args]
-    else:
-        cmd = [sys.executable, *args]
+    from brainviz.ddp import local_launch
+
+    cmd, env = local_launch(nproc, args, threads=threads)
+    env["PYTHONPATH"] = str(ROOT)
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     if res.returncode != 0:
         return {"error": (res.stderr or res.stdout)[-400:]}

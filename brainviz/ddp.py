@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ import torch
 from .errors import BrainVizDataError
 from .gpu import resolve_device
 
-__all__ = ["DistInfo", "init_distributed", "shutdown", "dist_info", "barrier", "is_main", "shard_indices"]
+__all__ = ["DistInfo", "init_distributed", "shutdown", "dist_info", "barrier", "is_main", "shard_indices",
+           "free_port", "local_launch"]
 
 
 
@@ -145,3 +147,34 @@ def shard_indices(n: int, rank: int | None = None, world_size: int | None = None
         pad = world_size - n % world_size
         order = np.concatenate([order, np.resize(order, pad)])
     return order[rank::world_size].astype(np.int64)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the rendezvous port of a one-machine run, a test server)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_launch(nproc: int, args: Sequence[str], threads: int | None = None, pythonpath: str | None = None,
+                 torchrun: bool | None = None) -> tuple[list[str], dict[str, str]]:
+    """(command, environment) that run ``python ARGS`` as ``nproc`` processes on this machine with torchrun
+    (``torch.distributed.run``, rendezvous on a free 127.0.0.1 port), or as one plain process when ``nproc`` is 1
+    (``torchrun=True``: under torchrun even then).
+    The environment drops a parent job's RANK / WORLD_SIZE / LOCAL_RANK / MASTER_PORT; ``threads`` sets
+    OMP_NUM_THREADS per process; ``pythonpath`` is put first on PYTHONPATH."""
+    import sys
+
+    env = dict(os.environ)
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+        env.pop(k, None)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p)
+    if not (nproc > 1 if torchrun is None else torchrun):
+        return [sys.executable, *args], env
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+            "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args], env

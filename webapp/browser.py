@@ -141,12 +141,3 @@ def browser_missing() -> str | None:
     except ImportError:
         return "selenium is not installed"
     return None
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

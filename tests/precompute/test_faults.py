@@ -20,7 +20,6 @@ import sys
 import time
 import tracemalloc
 import zipfile
-import zlib
 from pathlib import Path
 
 import duckdb

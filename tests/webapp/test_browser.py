@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webapp.browser import (BRAIN_FRAME, browser_missing, chrome_driver, drawn, free_port, quit_driver,
-                            start_app_server, stop_app_server, wait_drawn)
+from webapp.browser import BRAIN_FRAME, chrome_driver, drawn, quit_driver, wait_drawn
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,18 +47,8 @@ UNCOLORED = {"is_brain"}
 
 
 @pytest.fixture(scope="module")
-def server(app_store):
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    try:
-        proc, url, _ = start_app_server(app_store, free_port(), timeout=90)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield url
-    finally:
-        stop_app_server(proc)
+def server(app_server):
+    return app_server
 
 
 @pytest.fixture(scope="module")

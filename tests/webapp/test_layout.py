@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp.browser import browser_missing, chrome_driver, free_port, quit_driver, start_app_server, stop_app_server
+from webapp.browser import browser_missing, chrome_driver, quit_driver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -207,15 +207,8 @@ def driver():
 
 
 @pytest.fixture(scope="module")
-def server(app_store, driver):
-    try:
-        proc, url, _ = start_app_server(app_store, free_port(), timeout=90)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield url
-    finally:
-        stop_app_server(proc)
+def server(app_server, driver):
+    return app_server
 
 
 @pytest.fixture(scope="module")

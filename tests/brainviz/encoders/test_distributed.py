@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from brainviz.data.synthetic import synthetic_data
-from brainviz.ddp import DistInfo, init_distributed, shard_indices
+from brainviz.ddp import local_launch, DistInfo, init_distributed, shard_indices
 from brainviz.errors import BrainVizDataError
 from brainviz.paths import resolve_data_root
 from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
@@ -39,19 +39,9 @@ UE = {"n_epochs": 2, "batch_images": 8, "batch_voxels": 64, "embed_dim": 16, "pr
 SYNTH = (30, 64, 2)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(nproc: int, args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MASTER_ADDR="127.0.0.1")
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
-        env.pop(k, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
+    cmd, env = local_launch(nproc, args, threads=1, pythonpath=str(ROOT), torchrun=True)
+    env["MASTER_ADDR"] = "127.0.0.1"
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
