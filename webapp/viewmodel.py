@@ -445,8 +445,6 @@ def _by_vertex(vm: pd.DataFrame, metric: str, n_vertices: int) -> np.ndarray:
 def roi_ceilings(vm: pd.DataFrame, vertices: pd.DataFrame) -> dict[str, float]:
     """{ROI group, ROI or 'all': median √nc over its vertices} (the ceiling on r a perfect model reaches; NaN where
     no vertex of the ROI has a noise ceiling), from the stored per-vertex nc (rows vertex, nc)."""
-    from brainviz.rois import roi_groups
-
     nc = _by_vertex(vm, "nc", len(vertices))
     masks = {**roi_groups(vertices), **{r: roi_mask(vertices, [r]) for r in roi_names(vertices)}, "all": slice(None)}
     return {r: float(np.sqrt(max(np.nanmedian(nc[m]), 0))) if np.isfinite(nc[m]).any() else np.nan
@@ -467,11 +465,10 @@ def bounded_points(points: pd.DataFrame, max_points: int | None = None, by: str 
     if len(points) <= max_points:
         return points
     rng = np.random.default_rng(seed)
-    sizes = points.groupby(by).size()
-    quota = np.maximum(1, np.floor(sizes * max_points / len(points))).astype(int)
     keep = []
-    for group, idx in points.groupby(by).indices.items():
-        keep.append(np.sort(rng.choice(idx, size=min(len(idx), int(quota[group])), replace=False)))
+    for idx in points.groupby(by).indices.values():
+        quota = max(1, int(len(idx) * max_points // len(points)))
+        keep.append(np.sort(rng.choice(idx, size=min(len(idx), quota), replace=False)))
     return points.iloc[np.sort(np.concatenate(keep))]
 
 
