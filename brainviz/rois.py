@@ -21,6 +21,9 @@ ROI_GROUP_COLUMNS: dict[str, str] = {
     "words": ROI_COLUMNS["floc-words"],
 }
 
+#: Every name :func:`roi_groups` may return.
+ROI_GROUP_NAMES: tuple[str, ...] = (*ROI_GROUP_COLUMNS, "food", "food (planted)")
+
 
 def roi_groups(vertices: pd.DataFrame, include_planted_food: bool = True) -> dict[str, np.ndarray]:
     """{group: (V,) bool}: early visual, faces, bodies, places, words (from the ROI columns);

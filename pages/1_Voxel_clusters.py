@@ -269,9 +269,10 @@ else:
                 continue
             grid = st.columns(4)
             pics = V.thumbnails(store, list(sub["image_key"]))
+            captions = V.tag_captions(list(sub["image_key"]), tags)
             for i, (_, r) in enumerate(sub.iterrows()):
                 grid[i % 4].image(pics[r["image_key"]],
-                                  caption=f"#{int(r['rank'])} {V.tag_caption(r['image_key'], tags)} ({r['score']:.2f})")
+                                  caption=f"#{int(r['rank'])} {captions[str(r['image_key'])]} ({r['score']:.2f})")
 
 # ------------------------------------------------------------------ how k was chosen
 quality = store.cluster_quality(model_id, scope)

@@ -26,21 +26,30 @@ st.caption("Show the model an image; it predicts how each vertex of the visual c
 
 @st.cache_resource(show_spinner="Reading stored predictions…", max_entries=8)
 def prediction_bank(store_file: str, stamp: tuple, model_id: str, subject: str):
+    """(keys, (n_images, V) stored predictions of ``subject``, (V,) their mean: the average image's map)."""
     st_ = shell.open_store(store_file, stamp)
     keys = st_.prediction_keys(model_id, subject)
-    return keys, (st_.predictions(model_id, subject, keys) if keys else np.zeros((0, 0), np.float32))
+    bank = st_.predictions(model_id, subject, keys) if keys else np.zeros((0, 0), np.float32)
+    return keys, bank, (bank.mean(0) if len(keys) else None)
+
+
+@st.cache_resource(max_entries=4)
+def example_choice(store_file: str, stamp: tuple):
+    """(example image keys, {key: caption}, the two teaching examples) of a store version: computed once, not on
+    every rerun (an upload reruns the page twice before its map is drawn)."""
+    st_ = shell.open_store(store_file, stamp)
+    images = st_.images()
+    keys = images[images["dataset"] != "k92"]["image_key"].tolist() or images["image_key"].tolist()
+    tags = st_.image_tags()
+    # examples that teach: a face first, a scene to compare it with (by their tags; else the first two images)
+    teaching = [V.example_image(keys, tags, "faces", avoid=("places", "food", "vehicles")),
+                V.example_image(keys, tags, "places", avoid=("faces", "people", "bodies"))]
+    teaching = [k if k is not None else keys[min(i, len(keys) - 1)] if keys else None for i, k in enumerate(teaching)]
+    return keys, V.tag_captions(keys, tags), teaching
 
 
 model_id, stamp, predictor, subjects = shell.page_predictor(store, path, "Live prediction")
-images = store.images()
-examples = images[images["dataset"] != "k92"]["image_key"].tolist() or images["image_key"].tolist()
-tags = store.image_tags()
-example_captions = V.tag_captions(examples, tags)
-# examples that teach: a face first, a scene to compare it with (by their tags; else the first two images)
-teaching_examples = [V.example_image(examples, tags, "faces", avoid=("places", "food", "vehicles")),
-                     V.example_image(examples, tags, "places", avoid=("faces", "people", "bodies"))]
-teaching_examples = [k if k is not None else examples[min(i, len(examples) - 1)] if examples else None
-                     for i, k in enumerate(teaching_examples)]
+examples, example_captions, teaching_examples = example_choice(str(path), stamp)
 
 with st.sidebar:
     st.header("Prediction")
@@ -118,8 +127,8 @@ if result_a is not None:
         st.error(f"The model predicts {len(pred)} vertices for {subject}, the store has {len(vertices)}; "
                  "the store and the checkpoint do not belong together — rebuild the store.")
         st.stop()
-    keys, bank = prediction_bank(str(path), stamp, model_id, subject)
-    baseline = bank.mean(0) if relative and len(keys) and bank.shape[1] == len(pred) else 0.0
+    keys, bank, bank_mean = prediction_bank(str(path), stamp, model_id, subject)
+    baseline = bank_mean if relative and len(keys) and bank.shape[1] == len(pred) else 0.0
     pred = pred - baseline
     what = "vs. average image" if np.ndim(baseline) else "predicted (z)"
     lim = float(np.nanpercentile(np.abs(pred), 99)) or 1.0
@@ -172,9 +181,12 @@ if result_a is not None:
     else:
         near = L.nearest_images(pred, bank - baseline, keys, k=6)
         pics = V.thumbnails(store, [k for k, _ in near])
+        captions = {k: example_captions.get(k) for k, _ in near}
+        missing = [k for k, c in captions.items() if c is None]
+        captions.update(V.tag_captions(missing, store.image_tags()) if missing else {})
         cols = st.columns(6)
         for c, (k, r) in zip(cols, near):
-            c.image(pics[k], caption=f"{V.tag_caption(k, tags)} · r={r:.2f}")
+            c.image(pics[k], caption=f"{captions[k]} · r={r:.2f}")
 
     png_maps = {"image A": dict(values_by_hemi=maps_a, cmap="RdBu_r", vmin=-lim, vmax=lim,
                                 title=f"predicted response to {name_a} · {subject}", colorbar_title=what)}

@@ -17,7 +17,7 @@ import pandas as pd
 from brainviz import plotting as B
 from brainviz.errors import BrainVizDataError
 from brainviz.names import HEMIS
-from brainviz.rois import roi_groups
+from brainviz.rois import ROI_GROUP_NAMES, roi_groups
 
 #: vertices-table ROI columns -> user-facing class name (outline choices).
 ROI_CLASS_COLUMNS: dict[str, str] = {
@@ -140,14 +140,15 @@ def roi_names(vertices: pd.DataFrame) -> list[str]:
 def roi_mask(vertices: pd.DataFrame, rois: Sequence[str]) -> np.ndarray:
     """(V,) bool: vertex in any of ``rois`` (ROI names of any class, or group names)."""
     m = np.zeros(len(vertices), bool)
-    groups = roi_groups(vertices)
+    groups = roi_groups(vertices) if any(r in ROI_GROUP_NAMES for r in rois) else {}
+    names = [r for r in rois if r not in groups]
     for r in rois:
         if r in groups:
             m |= groups[r]
-            continue
+    if names:  # one membership test per ROI column (a page asks for V1v ... hV4 on every rerun)
         for col in ROI_CLASS_COLUMNS.values():
             if col in vertices:
-                m |= (vertices[col] == r).to_numpy()
+                m |= vertices[col].isin(names).to_numpy()
     return m
 
 

@@ -13,8 +13,8 @@
 // Once a map is on screen the view writes, for tests and benchmarks, `data-token` (the spec's token),
 // `data-t` (ms since the epoch, performance.timeOrigin + performance.now()) and `data-received` (when
 // the map's arguments arrived, same clock) on its <body> and on a hidden `#brainview-drawn-<key>`
-// element of the app page; its <body> also says `data-webgl`, `data-colored` (vertices with a colour)
-// and `data-checksum` (of the vertex colours).
+// element of the app page; its <body> also says `data-webgl`, `data-colored` (vertices with a colour),
+// `data-checksum` (of the vertex colours) and `data-draws` (how many times the view has drawn).
 
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
@@ -32,7 +32,7 @@ const root = document.getElementById("root");
 const state = {
   spec: null, decoded: null, mesh: null, digest: null, sceneKey: null, cameraKey: null,
   renderer: null, webgl: null, scene: null, camera: null, controls: null, hemiMeshes: {}, lines: [],
-  pending: false, clicks: 0, key: null, width: 0, height: 0, center: new THREE.Vector3(),
+  pending: false, clicks: 0, key: null, width: 0, height: 0, center: new THREE.Vector3(), marked: null, draws: 0,
 };
 const meshCache = new Map(); // url -> Promise<parsed mesh>
 
@@ -443,6 +443,7 @@ function requestDraw() {
 
 function draw() {
   if (!state.scene) return;
+  document.body.dataset.draws = String(++state.draws);
   if (state.webgl) {
     state.renderer.render(state.scene, state.camera);
     placeLabels();
@@ -453,6 +454,10 @@ function draw() {
 }
 
 function markDrawn(token, received) {
+  // A map already marked keeps its first time: Streamlit may hand the same arguments over again later in
+  // the rerun (a re-rendered element), and the map has been on screen since it was first drawn.
+  if (token === state.marked) return;
+  state.marked = token;
   // the frame with this map has been submitted; one more frame and it is on screen
   requestAnimationFrame(() => {
     const t = String(performance.timeOrigin + performance.now());
@@ -705,7 +710,15 @@ window.brainview = {
   },
 };
 
-window.addEventListener("resize", () => { if (state.spec) { resize(); requestDraw(); } });
+// Only a new size redraws: setting a canvas's size, even to the same numbers, clears it. The frame's
+// height set by an update (setFrameHeight) comes back here as a resize event of the same size.
+window.addEventListener("resize", () => {
+  if (!state.spec) return;
+  const w = Math.max(50, root.clientWidth || window.innerWidth);
+  if (w === state.width && neededHeight() === state.height) return;
+  resize();
+  requestDraw();
+});
 onRender((args, theme) => {
   const received = performance.timeOrigin + performance.now();
   update(args, theme, received).catch((e) => showNote(`The map could not be drawn (${e.message}).`));
