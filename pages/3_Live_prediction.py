@@ -243,4 +243,10 @@ if result_a is not None:
                   surface=surface, sig=("live", hashlib.sha1(data_a).hexdigest(), subject, relative),
                   stem=f"live_{subject}", simulated=store.simulated)
 elif data_a is None:
-    col_brain.info("Pick an example, upload an image or take a photo to see the predicted activation.")
+    col_in.info("Pick an example, upload an image or take a photo to see the predicted activation.")
+    with col_brain:  # the cortex stays, empty: a view replaced by a message would be rebuilt, meshes and all,
+        # when the next map comes (replacing an upload reruns the page once without a file, then with the new one)
+        brain_view(V.to_fsaverage5(np.full(len(vertices), np.nan), vertices), key="live_brain", categorical=True,
+                   surface=surface, view=None if surface == "flat" else view, rois=store_hover_rois(store, subject),
+                   outlines=V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none"
+                   else None, title="predicted response · no image yet", hover_name="predicted")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import HOME, PAGES, TIMEOUT, charts, page, run, texts
+from tests.apptest import HOME, PAGES, TIMEOUT, brains, charts, page, run, texts
 from tests.upload_samples import ACCEPTED_FILES, BAD_FILES
 
 
@@ -208,6 +208,19 @@ def upload_to_live_page(name: str, data: bytes):
     run(at)
     at.file_uploader(key="up_a").set_value((name, data, "image/png"))
     return run(at)
+
+
+def test_live_page_keeps_an_empty_cortex_without_an_image(with_store):
+    """Upload chosen, no file yet (also the rerun that replacing an upload makes before the new file arrives):
+    a message, and the brain view stays on the page, empty, so the browser keeps its meshes and WebGL state."""
+    at = run(page("3_Live_prediction"))
+    assert brains(at) == 1
+    at.radio(key="src_a").set_value("Upload")
+    run(at)
+    assert any("Pick an example, upload an image" in i.value for i in at.info)
+    assert brains(at) == 1
+    view = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview"))
+    assert "no image yet" in view.proto.json_args
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))

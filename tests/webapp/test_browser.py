@@ -321,7 +321,15 @@ def test_live_upload_draws_the_map(driver, server, shot_dir):
     wait_drawn(driver, "live_brain", prefix=hashlib.sha1(paths[0].read_bytes()).hexdigest()[:16])
     _wait_rendered(driver)
     _assert_map(_brain_pixels(driver, 0), "live upload")
+    driver.switch_to.frame(_frame(driver, 0))
+    driver.execute_script("window.__bvProbe = 1;")  # gone if the view is rebuilt (a new frame, meshes and all)
+    driver.switch_to.default_content()
     _changed(driver, "live_brain", 0, lambda: upload(paths[1]), "live second upload")
+    driver.switch_to.frame(_frame(driver, 0))
+    try:
+        assert driver.execute_script("return window.__bvProbe;") == 1, "the brain view was rebuilt for the new upload"
+    finally:
+        driver.switch_to.default_content()
     assert drawn(driver, "live_brain")[0].startswith(hashlib.sha1(paths[1].read_bytes()).hexdigest()[:16]), \
         "the uploaded image's map was not drawn"
     assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
