@@ -458,8 +458,10 @@ function markDrawn(token, received) {
   // the rerun (a re-rendered element), and the map has been on screen since it was first drawn.
   if (token === state.marked) return;
   state.marked = token;
-  // the frame with this map has been submitted; one more frame and it is on screen
-  requestAnimationFrame(() => {
+  // Two animation frames, as the Plotly reference path's marker: the first runs before the commit that hands
+  // the drawn canvas to the compositor (with software WebGL that commit waits for the drawing to finish), the
+  // second after it, when the map is on screen.
+  requestAnimationFrame(() => requestAnimationFrame(() => {
     const t = String(performance.timeOrigin + performance.now());
     document.body.dataset.token = token;
     document.body.dataset.t = t;
@@ -481,7 +483,7 @@ function markDrawn(token, received) {
     } catch (e) {
       // another origin: the marker on this frame's <body> is enough
     }
-  });
+  }));
 }
 
 // The frame's height: the spec's height, plus the legend's where it sits under the brain (narrow
