@@ -210,17 +210,26 @@ def upload_to_live_page(name: str, data: bytes):
     return run(at)
 
 
-def test_live_page_keeps_an_empty_cortex_without_an_image(with_store):
+def test_live_page_keeps_the_brain_view_without_an_image(with_store):
     """Upload chosen, no file yet (also the rerun that replacing an upload makes before the new file arrives):
-    a message, and the brain view stays on the page, empty, so the browser keeps its meshes and WebGL state."""
+    a message, and the brain view stays on the page so the browser keeps its meshes and WebGL state: the
+    previous map unchanged (nothing to redraw) while the settings are those it was drawn with, else an empty
+    cortex."""
+    def view_args(at):
+        assert brains(at) == 1
+        return next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
+
     at = run(page("3_Live_prediction"))
-    assert brains(at) == 1
+    drawn = view_args(at)
     at.radio(key="src_a").set_value("Upload")
     run(at)
     assert any("Pick an example, upload an image" in i.value for i in at.info)
-    assert brains(at) == 1
-    view = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview"))
-    assert "no image yet" in view.proto.json_args
+    again = view_args(at)
+    assert again.json_args == drawn.json_args and again.special_args == drawn.special_args
+    assert "stays until another image is chosen" in texts(at)
+    next(s for s in at.selectbox if s.label == "Subject").set_value("subj02")
+    run(at)
+    assert "no image yet" in view_args(at).json_args
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))
