@@ -60,11 +60,34 @@ const pngBtn = el("button", "bv-btn", toolbar, "PNG");
 pngBtn.title = "Save a PNG of the view as seen";
 
 // --------------------------------------------------------------------------- renderer
+// The WebGL renderer's name (e.g. "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device ...))"), and whether it draws
+// on the CPU. A software renderer (SwiftShader, llvmpipe: a browser without a GPU, headless Chromium) draws a
+// map ~2x slower with multisampling (104 vs 47 ms per draw of a 478 x 648 view, bench/RESULTS.md), so there
+// the edges are left unsmoothed; every GPU keeps multisampling.
+function rendererName() {
+  try {
+    const c = document.createElement("canvas");
+    const gl = c.getContext("webgl2") || c.getContext("webgl");
+    if (!gl) return "";
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || "");
+    const lose = gl.getExtension("WEBGL_lose_context");
+    if (lose) lose.loseContext();
+    return name;
+  } catch (e) {
+    return "";
+  }
+}
+
 function ensureRenderer() {
   if (state.webgl !== null) return state.webgl;
   state.webgl = false;
   try { // throws when the browser has no WebGL (or it is switched off)
-    const r = new THREE.WebGLRenderer({ antialias: true, alpha: false });
+    const name = rendererName();
+    const software = /swiftshader|llvmpipe|softpipe|software/i.test(name);
+    document.body.dataset.renderer = name;
+    document.body.dataset.antialias = String(!software);
+    const r = new THREE.WebGLRenderer({ antialias: !software, alpha: false });
     r.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
     r.outputColorSpace = THREE.LinearSRGBColorSpace;
     r.setClearColor(0xffffff, 1);
