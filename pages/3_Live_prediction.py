@@ -71,7 +71,16 @@ def image_input(slot: str, label: str):
     if src == "Upload":
         up = st.file_uploader(f"{label}: image file", type=L.UPLOAD_TYPES, key=f"up_{slot}",
                               help="PNG, JPEG, GIF, WebP, BMP or TIFF, up to 25 MB")
-        return (up.getvalue(), up.name) if up is not None else (None, None)
+        # The last upload stays until another file is chosen: replacing a file reruns the page once without a
+        # file before the new one arrives, and that rerun then redraws nothing (same image, same results).
+        if up is not None:
+            st.session_state[f"_last_upload_{slot}"] = (up.getvalue(), up.name)
+            return up.getvalue(), up.name
+        last = st.session_state.get(f"_last_upload_{slot}")
+        if last is not None:
+            st.caption(f"Showing the last upload, {last[1]}, until another file is chosen.")
+            return last
+        return None, None
     if src == "Camera":
         cam = st.camera_input(f"{label}: take a photo", key=f"cam_{slot}")
         return (cam.getvalue(), "camera.jpg") if cam is not None else (None, None)
@@ -108,7 +117,6 @@ def run_prediction(data: bytes, name: str, subject: str):
 
 
 vertices = store.vertices(subject)
-settings = (subject, surface, view, str(relative), outline_name, model_id)  # what a map depends on but the image
 col_in, col_brain = st.columns([1, 2])
 with col_in:
     data_a, name_a = image_input("a", "Image")
@@ -138,15 +146,13 @@ if result_a is not None:
     roi_hover = store_hover_rois(store, subject)
     outlines = V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none" else None
     # token of what is drawn (the browser reports it once on screen): the image and every setting of the map
-    token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], *settings])
+    token = "|".join([hashlib.sha1(data_a).hexdigest()[:16], subject, surface, view, str(relative), outline_name])
     map_kw = dict(surface=surface, cmap="RdBu_r", vmin=-lim, vmax=lim, rois=roi_hover, outlines=outlines,
                   title=f"predicted response · {subject}" + (" · model trained on SIMULATED data"
                                                             if store.simulated else ""),
                   view=None if surface == "flat" else view, colorbar_title=what, hover_name="predicted")
     with col_brain:  # sent first; the meshes stay in the browser: only the values, colour limits and title travel
         brain_view(maps_a, key="live_brain", token=token, **map_kw)
-    # the map as drawn, with the settings it was drawn with: a rerun without an image shows it again unchanged
-    st.session_state["_live_last_map"] = (settings, name_a, dict(values_by_hemi=maps_a, token=token, **map_kw))
     map_ms = (time.perf_counter() - t_map) * 1e3
     with col_in:
         st.image(img_a, caption=f"{name_a} · {img_a.info['brainviz_source']['format']} "
@@ -247,16 +253,8 @@ if result_a is not None:
                   stem=f"live_{subject}", simulated=store.simulated)
 elif data_a is None:
     col_in.info("Pick an example, upload an image or take a photo to see the predicted activation.")
-    # The brain view stays on the page (a view replaced by a message is rebuilt, meshes and all, when the next map
-    # comes). Replacing an uploaded file reruns the page once without a file, then with the new one: that rerun
-    # shows the previous map again, unchanged, so the browser has nothing to redraw; without one, an empty cortex.
-    settings_then, name_then, last = st.session_state.get("_live_last_map", (None, None, None))
-    with col_brain:
-        if last is not None and settings_then == settings:
-            brain_view(key="live_brain", **last)
-            st.caption(f"The map of the previous image ({name_then}) stays until another image is chosen.")
-        else:
-            brain_view(V.to_fsaverage5(np.full(len(vertices), np.nan), vertices), key="live_brain", categorical=True,
-                       surface=surface, view=None if surface == "flat" else view, rois=store_hover_rois(store, subject),
-                       outlines=V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none"
-                       else None, title="predicted response · no image yet", hover_name="predicted")
+    with col_brain:  # the cortex stays, empty: a view replaced by a message would be rebuilt, meshes and all
+        brain_view(V.to_fsaverage5(np.full(len(vertices), np.nan), vertices), key="live_brain", categorical=True,
+                   surface=surface, view=None if surface == "flat" else view, rois=store_hover_rois(store, subject),
+                   outlines=V.label_map(vertices, V.ROI_CLASS_COLUMNS[outline_name]) if outline_name != "none"
+                   else None, title="predicted response · no image yet", hover_name="predicted")

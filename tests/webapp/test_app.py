@@ -211,25 +211,29 @@ def upload_to_live_page(name: str, data: bytes):
 
 
 def test_live_page_keeps_the_brain_view_without_an_image(with_store):
-    """Upload chosen, no file yet (also the rerun that replacing an upload makes before the new file arrives):
-    a message, and the brain view stays on the page so the browser keeps its meshes and WebGL state: the
-    previous map unchanged (nothing to redraw) while the settings are those it was drawn with, else an empty
-    cortex."""
-    def view_args(at):
-        assert brains(at) == 1
-        return next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
-
+    """Upload chosen, no file yet: a message, and the brain view stays on the page, an empty cortex, so the
+    browser keeps its meshes and WebGL state."""
     at = run(page("3_Live_prediction"))
-    drawn = view_args(at)
+    assert brains(at) == 1
     at.radio(key="src_a").set_value("Upload")
     run(at)
     assert any("Pick an example, upload an image" in i.value for i in at.info)
-    again = view_args(at)
-    assert again.json_args == drawn.json_args and again.special_args == drawn.special_args
-    assert "stays until another image is chosen" in texts(at)
-    next(s for s in at.selectbox if s.label == "Subject").set_value("subj02")
+    assert brains(at) == 1
+    view = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview"))
+    assert "no image yet" in view.proto.json_args
+
+
+def test_live_page_keeps_the_last_upload_until_another(with_store):
+    """Replacing an uploaded file reruns the page once without a file: that rerun shows the last upload's results
+    again (the same map, nothing to redraw), with a caption, instead of clearing the page."""
+    data, _ = ACCEPTED_FILES[next(iter(ACCEPTED_FILES))]
+    at = upload_to_live_page("first.png", data)
+    view = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
+    at.file_uploader(key="up_a").clear()
     run(at)
-    assert "no image yet" in view_args(at).json_args
+    again = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
+    assert again.json_args == view.json_args and again.special_args == view.special_args
+    assert "Showing the last upload, first.png" in texts(at) and "Latency" in texts(at)
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))
