@@ -320,8 +320,9 @@ class _ProfileInputs:
         return [ctx.responses(s, "train", lazy=True)] + ([ctx.responses(s, "test", lazy=True)] if ctx.has_test(s) else [])
 
     def prepare(self, enc, plans: list[dict], tmp: Path) -> None:
-        """For each subject, one at a time: predict its images (:func:`~.cluster_images.predicted_keys`, bound
-        ``settings.max_predicted_images``) in image chunks into a file under ``tmp``, then read its responses and
+        """Predict each main subject's images (:func:`~.cluster_images.predicted_keys`, bound
+        ``settings.max_predicted_images``) in image chunks into a file under ``tmp`` (``ctx.workers()`` subjects
+        side by side, a chunk each in memory); then for each subject, one at a time, read its responses and
         predictions in column blocks z-scored per vertex over all its images (:func:`~.cluster_images.zscored_blocks`)
         for the accuracy and the profile rows. Values equal the whole arrays z-scored at once."""
         ctx, S = self.ctx, self.settings
@@ -341,18 +342,19 @@ class _ProfileInputs:
                     pred_keys[s].update(k for k in keys if k not in seen)
                 cols[s] = cols.get(s, np.zeros(len(codes[s]), bool)) | (codes[s] == 0)
         tagged = [k for k in self.main_keys if k in self.tagged]
+        for s in ctx.main_subjects:
+            self.predicted[s] = (tmp / f"{s}.npy", predicted_keys(self.main_keys, pred_keys[s], tagged,
+                                                                  ctx.images[s].train_keys, S.max_predicted_images,
+                                                                  seed=ctx.config.seed))
+        # subjects side by side (brainviz.jobs), each a chunk of images at a time
+        run_jobs([(s, lambda s=s: _predict_to_file(enc, ctx, s, self.predicted[s][1], self.predicted[s][0]))
+                  for s in ctx.main_subjects], ctx.workers(), describe=False)
         for s in ctx.subject_names:
             main = s in ctx.main_subjects
             n_vertices = len(self.emb[s])
             self.cols[s] = cols.get(s, np.zeros(n_vertices, bool))
             parts = self.measured_parts(s)
             pred_blocks = None
-            if main:
-                keys = predicted_keys(self.main_keys, pred_keys[s], tagged, ctx.images[s].train_keys,
-                                      S.max_predicted_images, seed=ctx.config.seed)
-                path = tmp / f"{s}.npy"
-                _predict_to_file(enc, ctx, s, keys, path)
-                self.predicted[s] = (path, keys)
             blocks = column_blocks(max(sum(len(p) for p in parts), len(self.predicted[s][1]) if main else 0), n_vertices)
             meas = zscored_blocks(parts, n_vertices, edges=blocks)
             if main:
