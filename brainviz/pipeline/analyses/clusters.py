@@ -2,8 +2,11 @@
 vertex reliability and the clusterings of every scope, as typed results (:class:`VoxelEmbeddings`,
 :class:`VertexReliability`, :class:`ClusterScopeResult`); :mod:`brainviz.pipeline.store_results` writes them.
 
-:func:`run` is a generator: it yields each result as soon as it is computed (a scope's labels at every k are
-not kept once yielded) and returns the headline numbers (``headline = yield from run(ctx, settings)``).
+:func:`run` is a generator: it yields each result as soon as it is complete and returns the headline numbers
+(``headline = yield from run(ctx, settings)``). Memory does not grow with every subject's images x vertices
+(issue 29): each subject's responses and predictions are read one subject at a time, once to build the
+profiles and once, after every clustering is fitted, for the top images and pooled means of all of them
+(:mod:`.cluster_images`); the clusterings' labels are kept until then, and not once yielded.
 Policy: :class:`~brainviz.pipeline.settings.AnalysisSettings`.
 """
 from __future__ import annotations
