@@ -231,6 +231,14 @@ def top_images(responses: np.ndarray, labels: np.ndarray, k_top: int = 10, *,
     Ties are broken by the lower image index.
     """
     clusters, means = cluster_means(responses, labels, zscore=zscore)
+    return top_images_of_means(clusters, means, k_top, keys=keys)
+
+
+def top_images_of_means(clusters: np.ndarray, means: np.ndarray, k_top: int = 10, *,
+                        keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """:func:`top_images` from cluster means already computed: ``clusters`` (c,) label values, ``means``
+    (n_images, c) (:func:`cluster_means`, or one subject's means streamed in column blocks,
+    :mod:`brainviz.pipeline.analyses.cluster_images`). Same columns, ranking and tie rule."""
     if keys is not None and len(keys) != means.shape[0]:
         raise BrainVizDataError("keys", f"{len(keys)} keys but {means.shape[0]} images")
     n_top = min(int(k_top), means.shape[0])
@@ -761,7 +769,7 @@ PROFILES = ("embeddings", "measured", "combined")
 
 def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], keys: Sequence[str],
                       predicted: Mapping[str, tuple[np.ndarray, Sequence[str]]] | None = None,
-                      weights: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                      weights: Mapping[str, np.ndarray] | None = None, *, zscore: bool = True) -> dict[str, np.ndarray]:
     """Each vertex's response profile over ONE list of images, per subject.
 
     Parameters
@@ -774,6 +782,9 @@ def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], 
     weights : optional subject -> (V_s,) how well the encoder predicts each vertex (Pearson r between
         predicted and measured responses); a prediction enters as ``r x z(prediction)``, the least-squares
         estimate of the z-scored measured response from the prediction (1 when not given).
+    zscore : False: ``measured`` and ``predicted`` are z-scored already (each vertex over all the subject's
+        images, or all its predicted images), so they may hold only the rows of the profile's images (what
+        the pipeline keeps of an NSD-sized subject); True: z-scored here over the rows given.
 
     Returns
     -------
@@ -783,7 +794,8 @@ def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], 
     keys = [str(k) for k in keys]
     out = {}
     for s, (y, seen) in measured.items():
-        y = _zscore(_matrix(y, f"measured[{s}]"))
+        y = _matrix(y, f"measured[{s}]")
+        y = _zscore(y) if zscore else y
         if len(seen) != len(y):
             raise BrainVizDataError(f"measured[{s}]", f"{len(seen)} keys but {len(y)} response rows")
         row = {str(k): i for i, k in enumerate(seen)}
@@ -795,7 +807,8 @@ def response_profiles(measured: Mapping[str, tuple[np.ndarray, Sequence[str]]], 
                 raise BrainVizDataError(f"predicted[{s}]", f"{int((~have).sum())} images of the profile were not "
                                         "seen by this subject and no predictions were given")
             p, pkeys = predicted[s]
-            p = _zscore(_matrix(p, f"predicted[{s}]"))
+            p = _matrix(p, f"predicted[{s}]")
+            p = _zscore(p) if zscore else p
             prow = {str(k): i for i, k in enumerate(pkeys)}
             missing = [k for k in np.asarray(keys, dtype=object)[~have] if k not in prow]
             if missing:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import BrainVizDataError
 
-__all__ = ["RowConcat", "RowSubset", "read_rows", "subject_responses", "iter_row_batches", "RunningMoments", "streamed_vertex_stats",
+__all__ = ["RowConcat", "RowSubset", "read_rows", "read_cols", "subject_responses", "iter_row_batches", "RunningMoments", "streamed_vertex_stats",
            "streamed_xty"]
 
 
@@ -37,6 +37,26 @@ def read_rows(a, rows) -> np.ndarray:
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
     return out[inv]
+
+
+def read_cols(a, j0: int, j1: int) -> np.ndarray:
+    """Columns ``j0:j1`` of every row of a 2-D ``a`` (ndarray, memmap, :class:`RowConcat`, :class:`RowSubset`) as a
+    C-ordered float32 (n, j1 - j0) array, without reading the other columns into memory (a memmap's pages of every
+    row are touched: a column block of an NSD-sized subject costs one pass over its file, not its size in memory)."""
+    if isinstance(a, RowConcat):
+        blocks = []
+        for k, p in enumerate(a.parts):
+            lo, hi = max(j0, int(a.offsets[k])), min(j1, int(a.offsets[k + 1]))
+            if lo < hi:
+                blocks.append(read_cols(p, lo - int(a.offsets[k]), hi - int(a.offsets[k])))
+        return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    if isinstance(a, RowSubset):
+        if isinstance(a.base, RowConcat):  # the rows of each part: only those are read
+            return read_cols(RowConcat([RowSubset(p, a.rows) for p in a.base.parts]), j0, j1)
+        if isinstance(a.base, RowSubset):
+            return read_cols(RowSubset(a.base.base, a.base.rows[a.rows]), j0, j1)
+        return np.ascontiguousarray(a.base[a.rows, j0:j1], dtype=np.float32)
+    return np.ascontiguousarray(a[:, j0:j1], dtype=np.float32)
 
 
 class RowConcat:

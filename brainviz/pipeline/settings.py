@@ -40,6 +40,13 @@ class AnalysisSettings:
       ``min_common_images``: the measured profile of several subjects needs this many images all of them saw;
       ``profile_components``: principal components kept of a response profile (:func:`brainviz.clusters.profile_block`).
     * ``n_top_images``: top images kept per cluster (measured, predicted, pooled).
+    * ``max_predicted_images``: at most this many images predicted per subject for the clusters (top images "by the
+      encoder", the encoder's accuracy on the fitted images, the response profiles;
+      :func:`brainviz.pipeline.analyses.cluster_images.predicted_keys`): the profile images a subject did not see,
+      then the tagged images, then a seeded sample of its fitted images (at most a quarter), then a seeded sample of
+      the rest. Predicting costs images x vertices in time and in the file each subject's predictions occupy while
+      the clusters run (10,000 x 39,500 challenge vertices x 4 B = 1.6 GB per NSD subject, against 70,000 NSD
+      images x 11 GB); the demo brain (969 images) and any dataset with fewer images predicts every image.
     * ``default_scope`` / ``default_profile``: the clustering the app opens with; ``smoothed_by_default``: the
       profiles whose views open smoothed (smoothing raised the embeddings' category-region ARI by +0.01 to +0.06
       on both demo seeds; the response profiles moved by -0.02 to +0.02).
@@ -64,6 +71,7 @@ class AnalysisSettings:
     min_common_images: int = 20
     profile_components: int = 50
     n_top_images: int = 10
+    max_predicted_images: int = 10000
     n_extreme_pairs: int = 10
     layer_mix_repeats: int = 5
     pair_test_fraction: float = 0.3

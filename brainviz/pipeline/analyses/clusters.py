@@ -2,13 +2,18 @@
 vertex reliability and the clusterings of every scope, as typed results (:class:`VoxelEmbeddings`,
 :class:`VertexReliability`, :class:`ClusterScopeResult`); :mod:`brainviz.pipeline.store_results` writes them.
 
-:func:`run` is a generator: it yields each result as soon as it is computed (a scope's labels at every k are
-not kept once yielded) and returns the headline numbers (``headline = yield from run(ctx, settings)``).
+:func:`run` is a generator: it yields each result as soon as it is complete and returns the headline numbers
+(``headline = yield from run(ctx, settings)``). Memory does not grow with every subject's images x vertices
+(issue 29): each subject's responses and predictions are read one subject at a time, once to build the
+profiles and once, after every clustering is fitted, for the top images and pooled means of all of them
+(:mod:`.cluster_images`); the clusterings' labels are kept until then, and not once yielded.
 Policy: :class:`~brainviz.pipeline.settings.AnalysisSettings`.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -22,6 +27,7 @@ from ..context import Context
 from ..evaluate import predict
 from ..settings import AnalysisSettings
 from ..workdir import load_model, load_predictions, load_registry
+from .cluster_images import Labelings, PooledMeans, column_blocks, labeling_means, predicted_keys, zscored_blocks
 
 #: Planted demo-brain regions and the tag category their top images should show.
 PLANTED_CATEGORY = {"faces": "faces", "bodies": "bodies", "food": "food", "words": "words",
@@ -245,59 +251,158 @@ def run(ctx: Context, settings: AnalysisSettings) -> Iterator[VoxelEmbeddings | 
     # through an Arrow-backed string index (same result)
     scores = tags[cats].set_axis(tags.index.astype(object))
     main_keys = ctx.catalog.image_key[ctx.catalog.dataset == ctx.main_source].tolist()
-    # predicted responses of every main-source image, per subject (top images "by the encoder")
-    with ctx.timed("predict all images"):
-        preds = run_jobs([(s, lambda s=s: predict(enc, ctx, s, main_keys)) for s in main], ctx.workers(),
-                         describe=False)
-    measured = {s: (np.concatenate([ctx.responses(s, "train")] + ([ctx.responses(s, "test")] if ctx.has_test(s) else [])),
-                    ctx.images[s].train_keys + (ctx.images[s].test_keys if ctx.has_test(s) else []))
-                for s in subjects}
-    # top images rank cluster means of per-vertex z-scored responses: z-score once, not per scope and k
-    preds = {s: zscore(np.asarray(p, np.float32)) for s, p in preds.items()}
-    measured = {s: (zscore(np.asarray(y, np.float32)), keys) for s, (y, keys) in measured.items()}
     planted = {s: ctx.planted_regions(s) for s in subjects}
     prf = {s: _planted_prf(ctx, s) for s in subjects}
     refs = _reference_responses(ctx, main, planted)
-    inputs = _ProfileInputs(ctx, settings, emb, measured, preds, main_keys, nc=nc, scores=scores, planted=planted,
-                            prf=prf, refs=refs)
+    plans = _scope_plan(settings, subjects, joint, reliability)
+    inputs = _ProfileInputs(ctx, settings, emb, main_keys, nc=nc, scores=scores, planted=planted, prf=prf, refs=refs)
     headline: dict = {"joint_subjects": joint, "embedding_cosine_to_init": getattr(enc, "embedding_cosine_", {}),
                       "default_profile": settings.default_profile, "smoothing_beta": settings.smoothing_beta,
                       "scopes": {}}
-    with ctx.timed("clusters"):
-        for plan in _bar(ctx, _scope_plan(settings, subjects, joint, reliability), "clusters"):
-            k_from = headline["scopes"].get(plan.get("k_from"), {}).get("chosen_k")
-            headline["scopes"].update((yield from _cluster_scope(ctx, plan, inputs, k_from=k_from)))
+    # one subject at a time (issue 29): its predictions of at most settings.max_predicted_images images go to a
+    # file in the work folder until its top images are ranked; memory holds what the clusterings need
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="clusters-predictions-", dir=ctx.work) as tmp:
+        with ctx.timed("predict images"):
+            inputs.prepare(enc, plans, Path(tmp))
+        with ctx.timed("clusters"):
+            clustered = []
+            for plan in _bar(ctx, plans, "clusters"):
+                k_from = headline["scopes"].get(plan.get("k_from"), {}).get("chosen_k")
+                done, heads = _cluster_scope(ctx, plan, inputs, k_from=k_from)
+                clustered += done
+                headline["scopes"].update(heads)
+            inputs.profile_measured, inputs.profile_predicted = {}, {}  # the profiles are built
+        with ctx.timed("top images"):
+            images = _cluster_images(inputs, clustered)
+    with ctx.timed("cluster descriptions"):
+        for i, c in enumerate(clustered):
+            described = _describe(ctx, inputs, c, images, i)
+            c["head"]["per_k"] = described["per_k"]
+            yield ClusterScopeResult(model_id=model_id, scope=c["name"], settings=c["settings"], variant=c["variant"],
+                                     labels=c["labels"], descriptions=described["descriptions"],
+                                     top_images=described["top_images"], quality=described["quality"],
+                                     headline=c["head"])
+            clustered[i] = None  # its labels are not kept once written
     return headline
 
 
 class _ProfileInputs:
-    """What the clusterings are computed from, per subject: embeddings (V, E), z-scored measured responses with
-    their image keys, z-scored predictions of every main-source image (``main_keys``), the encoder's accuracy
-    per vertex, where each vertex lies on the cortex; the noise ceilings ``nc`` (V,) or None, the tag ``scores``,
-    the ``planted`` regions and pRF centres ``prf`` (demo brain), the yardsticks' reference responses ``refs``
-    and the yardsticks already scored (``yard_cache``)."""
+    """What the clusterings are computed from, per subject: embeddings (V, E), the image keys of its measured
+    responses (``seen``: training then test), where each vertex lies on the cortex; the noise ceilings ``nc``
+    (V,) or None, the tag ``scores``, the ``planted`` regions and pRF centres ``prf`` (demo brain), the
+    yardsticks' reference responses ``refs`` and the yardsticks already scored (``yard_cache``).
 
-    def __init__(self, ctx: Context, settings: AnalysisSettings, emb: dict, measured: dict, preds: dict,
-                 main_keys: list[str], *, nc: dict | None = None, scores: pd.DataFrame | None = None,
-                 planted: dict | None = None, prf: dict | None = None, refs: dict | None = None):
-        self.ctx, self.settings, self.emb, self.measured, self.preds = ctx, settings, emb, measured, preds
+    :meth:`prepare` reads one subject at a time and keeps only what the response profiles need (issue 29):
+    ``accuracy`` {main subject: (V,)}, ``profile_measured`` / ``profile_predicted`` {subject: ((n, n_cols) rows of the
+    z-scored responses / predictions, re-z-scored as :func:`brainviz.clusters.response_profiles` did, at the
+    profiles' images, (n,) keys)} over the vertices ``cols`` {subject: (V,) bool} some response-profile scope
+    selects, and ``predicted`` {main subject: (file of its (n_pred, V) float32 predictions, (n_pred,) keys)}."""
+
+    def __init__(self, ctx: Context, settings: AnalysisSettings, emb: dict, main_keys: list[str], *,
+                 nc: dict | None = None, scores: pd.DataFrame | None = None, planted: dict | None = None,
+                 prf: dict | None = None, refs: dict | None = None):
+        self.ctx, self.settings, self.emb = ctx, settings, emb
         self.main_keys, self.nc, self.scores = main_keys, nc or {}, scores
         self.planted, self.prf, self.refs = planted or {}, prf or {}, refs or {}
+        self.seen = {s: list(ctx.images[s].train_keys) + (list(ctx.images[s].test_keys) if ctx.has_test(s) else [])
+                     for s in ctx.subject_names}
+        self.tagged = set() if scores is None else set(scores.index[scores.notna().any(axis=1)])
+        self.accuracy: dict = {}
+        self.profile_measured: dict = {}
+        self.profile_predicted: dict = {}
+        self.cols: dict = {}
+        self.predicted: dict = {}
         self.yard_cache: dict = {}
-        self._r: dict = {}
         self._where: dict = {}
 
-    def accuracy(self, s: str) -> np.ndarray:
-        """(V,) Pearson r between the encoder's predictions and the measured responses of the FITTED images
-        (what a prediction is worth where the subject has no measurement; :func:`brainviz.clusters.response_profiles`)."""
-        if s not in self._r:
-            y, keys = self.measured[s]
-            fitted = set(self.ctx.images[s].train_keys)
-            rows = [i for i, key in enumerate(keys) if key in fitted]
-            pos = {key: i for i, key in enumerate(self.main_keys)}
-            p = self.preds[s][[pos[keys[i]] for i in rows]]
-            self._r[s] = np.clip(np.nan_to_num(pearson_per_vertex(y[rows], p)), 0, 1).astype(np.float32)
-        return self._r[s]
+    def measured_parts(self, s: str) -> list:
+        """``s``'s measured responses as lazy arrays over the memory-mapped files (training rows, then test rows):
+        the rows of :attr:`seen`."""
+        ctx = self.ctx
+        return [ctx.responses(s, "train", lazy=True)] + ([ctx.responses(s, "test", lazy=True)] if ctx.has_test(s) else [])
+
+    def prepare(self, enc, plans: list[dict], tmp: Path) -> None:
+        """Predict each main subject's images (:func:`~.cluster_images.predicted_keys`, bound
+        ``settings.max_predicted_images``) in image chunks into a file under ``tmp`` (``ctx.workers()`` subjects
+        side by side, a chunk each in memory); then for each subject, one at a time, read its responses and
+        predictions in column blocks z-scored per vertex over all its images (:func:`~.cluster_images.zscored_blocks`)
+        for the accuracy and the profile rows. Values equal the whole arrays z-scored at once."""
+        ctx, S = self.ctx, self.settings
+        meas_keys: dict = {s: set() for s in self.seen}
+        pred_keys: dict = {s: set() for s in self.seen}
+        cols: dict = {}
+        for plan in plans:
+            if plan["profile"] == "embeddings":
+                continue
+            subs, every = plan["subjects"], plan["profile"] == "measured"
+            keys = _profile_keys([self.seen[s] for s in subs], every, S.min_profile_images, S.max_profile_images)
+            codes, _ = _scope_codes(ctx, plan, self.nc, self.emb)
+            for s in subs:
+                seen = set(self.seen[s])
+                meas_keys[s].update(k for k in keys if k in seen)
+                if not every:
+                    pred_keys[s].update(k for k in keys if k not in seen)
+                cols[s] = cols.get(s, np.zeros(len(codes[s]), bool)) | (codes[s] == 0)
+        tagged = [k for k in self.main_keys if k in self.tagged]
+        for s in ctx.main_subjects:
+            self.predicted[s] = (tmp / f"{s}.npy", predicted_keys(self.main_keys, pred_keys[s], tagged,
+                                                                  ctx.images[s].train_keys, S.max_predicted_images,
+                                                                  seed=ctx.config.seed))
+        # subjects side by side (brainviz.jobs), each a chunk of images at a time
+        run_jobs([(s, lambda s=s: _predict_to_file(enc, ctx, s, self.predicted[s][1], self.predicted[s][0]))
+                  for s in ctx.main_subjects], ctx.workers(), describe=False)
+        for s in ctx.subject_names:
+            main = s in ctx.main_subjects
+            n_vertices = len(self.emb[s])
+            self.cols[s] = cols.get(s, np.zeros(n_vertices, bool))
+            parts = self.measured_parts(s)
+            pred_blocks = None
+            blocks = column_blocks(max(sum(len(p) for p in parts), len(self.predicted[s][1]) if main else 0), n_vertices)
+            meas = zscored_blocks(parts, n_vertices, edges=blocks)
+            if main:
+                pred_mm = np.load(self.predicted[s][0], mmap_mode="r")
+                pred_blocks = zscored_blocks([pred_mm], n_vertices, edges=blocks)
+            self._profile_rows(s, meas, pred_blocks, sorted(meas_keys[s]), sorted(pred_keys[s]) if main else None)
+            if main:
+                del pred_mm
+
+    def _profile_rows(self, s: str, meas, preds, meas_keys: list[str], pred_keys: list[str] | None) -> None:
+        """The accuracy and profile rows of ``s`` from its z-scored column blocks ``meas`` (and ``preds``)."""
+        cols = self.cols[s]
+        col_pos = np.cumsum(cols) - 1
+        seen_row = {k: i for i, k in enumerate(self.seen[s])}
+        m_rows = np.array([seen_row[k] for k in meas_keys], dtype=np.int64)
+        pm = np.zeros((len(m_rows), int(cols.sum())), np.float32)
+        if preds is not None:
+            path, keys = self.predicted[s]
+            pred_row = {k: i for i, k in enumerate(keys)}
+            missing = [k for k in pred_keys if k not in pred_row]
+            if missing:
+                from ...errors import BrainVizDataError
+
+                raise BrainVizDataError(f"predictions[{s}]", f"no prediction for profile images {missing[:5]}")
+            p_rows = np.array([pred_row[k] for k in pred_keys], dtype=np.int64)
+            pp = np.zeros((len(p_rows), int(cols.sum())), np.float32)
+            fitted = [(seen_row[k], pred_row[k]) for k in self.ctx.images[s].train_keys if k in pred_row]
+            fit_m = np.array([a for a, _ in fitted], dtype=np.int64)
+            fit_p = np.array([b for _, b in fitted], dtype=np.int64)
+            acc = np.zeros(len(cols), np.float32)
+        for j0, j1, zm in meas:
+            cb = cols[j0:j1]
+            if cb.any():  # re-z-scored over all images, as response_profiles did on the selected columns
+                pm[:, col_pos[j0:j1][cb]] = zscore(zm)[m_rows][:, cb]
+            if preds is None:
+                continue
+            _, _, zp = next(preds)
+            if len(fitted) >= 2:
+                acc[j0:j1] = np.clip(np.nan_to_num(pearson_per_vertex(zm[fit_m], zp[fit_p])), 0, 1)
+            if cb.any():
+                pp[:, col_pos[j0:j1][cb]] = zscore(zp)[p_rows][:, cb]
+        self.profile_measured[s] = (pm, meas_keys)
+        if preds is not None:
+            self.profile_predicted[s] = (pp, pred_keys)
+            self.accuracy[s] = acc
 
     def where(self, s: str) -> tuple[np.ndarray, np.ndarray]:
         """((V,) hemisphere, (V,) fsaverage5 vertex or -1) of ``s``'s vertices."""
@@ -305,6 +410,59 @@ class _ProfileInputs:
             vt = self.ctx.dataset.subjects[s].vertex_table()
             self._where[s] = (vt["hemi"].to_numpy().astype(str), vt["fsaverage5_index"].to_numpy())
         return self._where[s]
+
+
+#: images predicted per call: the Universal Encoder's own step (the same values as one call; its features, ~157 KB
+#: per image in float16 with the default backbone, are read and converted a chunk at a time)
+PREDICT_CHUNK = 512
+
+
+def _predict_to_file(enc, ctx: Context, s: str, keys: list[str], path: Path) -> None:
+    """``s``'s (len(keys), V) float32 predictions written to the .npy file ``path``, ``PREDICT_CHUNK`` images at a
+    time (memory: one chunk)."""
+    out = None
+    for i in range(0, len(keys), PREDICT_CHUNK):
+        p = predict(enc, ctx, s, keys[i:i + PREDICT_CHUNK])
+        if out is None:
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(keys), p.shape[1]))
+        out[i:i + len(p)] = p
+    if out is None:
+        np.save(path, np.zeros((0, len(enc.voxel_embeddings(s))), np.float32))
+    else:
+        out.flush()
+        del out
+
+
+def _cluster_images(inputs: _ProfileInputs, clustered: list[dict]) -> dict:
+    """Every clustering's per-subject top images ('measured', and 'predicted' for the main subjects) and pooled
+    means (:class:`~.cluster_images.PooledMeans`), one subject at a time for all its labelings at once:
+    {"tops": {(clustering index, k, subject, source): :func:`brainviz.clusters.top_images` frame},
+    "pooled": {(clustering index, k): PooledMeans}}. Deletes each subject's predictions file once read."""
+    n_top = inputs.settings.n_top_images
+    pooled = {(i, k): PooledMeans({s: inputs.seen[s] for s in c["subs"]}, inputs.tagged, n_top)
+              for i, c in enumerate(clustered) for k in c["labels"]}
+    tops: dict = {}
+    for s in inputs.ctx.subject_names:
+        labs = {(i, k): c["labels"][k][s] for i, c in enumerate(clustered) if s in c["subs"] for k in c["labels"]}
+        n_vertices = len(inputs.emb[s])
+        if labs:
+            lab = Labelings(labs)
+            parts = inputs.measured_parts(s)
+            means = labeling_means(zscored_blocks(parts, n_vertices), lab, sum(len(p) for p in parts))
+            for key, (values, m) in means.items():
+                tops[key + (s, "measured")] = cl.top_images_of_means(values, m, n_top, keys=inputs.seen[s])
+                pooled[key].add(inputs.seen[s], values, m)
+            del means
+        if s in inputs.predicted:
+            path, keys = inputs.predicted.pop(s)
+            if labs:
+                mm = np.load(path, mmap_mode="r")
+                means = labeling_means(zscored_blocks([mm], n_vertices), lab, len(keys))
+                for key, (values, m) in means.items():
+                    tops[key + (s, "predicted")] = cl.top_images_of_means(values, m, n_top, keys=keys)
+                del mm, means
+            Path(path).unlink(missing_ok=True)
+    return {"tops": tops, "pooled": pooled}
 
 
 def _profile_keys(seen: list[list[str]], every: bool, min_images: int = _DEFAULTS.min_profile_images,
@@ -345,19 +503,22 @@ def _profile_features(inputs: _ProfileInputs, profile: str, subs: list[str], cod
     emb = np.concatenate([inputs.emb[s][sel[s]] for s in subs])
     if profile == "embeddings":
         return emb, {}
-    seen = [inputs.measured[s][1] for s in subs]
+    seen = [inputs.seen[s] for s in subs]
     every = profile == "measured"
     S = inputs.settings
     keys = _profile_keys(seen, every, S.min_profile_images, S.max_profile_images)
     if every and len(keys) < min(S.min_common_images, min(len(k) for k in seen)):
         return None, {"why": f"the {len(subs)} subjects saw only {len(keys)} images in common (the measured "
                              f"profile needs {S.min_common_images})"}
-    measured = {s: (inputs.measured[s][0][:, sel[s]], inputs.measured[s][1]) for s in subs}
+    # the profile images' rows, z-scored as before over all the subject's images (_ProfileInputs.prepare)
+    at = {s: sel[s][inputs.cols[s]] for s in subs}
+    measured = {s: (inputs.profile_measured[s][0][:, at[s]], inputs.profile_measured[s][1]) for s in subs}
     predicted = weights = None
     if not every:
-        predicted = {s: (inputs.preds[s][:, sel[s]], inputs.main_keys) for s in subs if s in inputs.preds}
-        weights = {s: inputs.accuracy(s)[sel[s]] for s in predicted}
-    prof = cl.response_profiles(measured, keys, predicted, weights)
+        predicted = {s: (inputs.profile_predicted[s][0][:, at[s]], inputs.profile_predicted[s][1])
+                     for s in subs if s in inputs.profile_predicted}
+        weights = {s: inputs.accuracy[s][sel[s]] for s in predicted}
+    prof = cl.response_profiles(measured, keys, predicted, weights, zscore=False)
     block = cl.profile_block(np.concatenate([prof[s] for s in subs]), S.profile_components, seed=seed)
     n_seen = sum(len(set(k) & set(keys)) * int(sel[s].sum()) for s, k in zip(subs, seen))
     info = {"n_images": len(keys), "measured_share": n_seen / max(1, len(keys) * sum(int(m.sum()) for m in sel.values()))}
@@ -420,40 +581,48 @@ def _reference_responses(ctx: Context, subjects: list[str], planted: dict) -> di
     return {src: d for src, d in out.items() if d}
 
 
-def _cluster_scope(ctx: Context, plan: dict, inputs: _ProfileInputs,
-                   k_from: int | None = None) -> Iterator[ClusterScopeResult]:
-    """Select, profile, choose k, cluster (and smooth), describe and score one clustering: yields a
-    :class:`ClusterScopeResult` for each smoothing strength of the plan (:func:`scope_id`); returns
-    {scope: headline numbers} (a scope with too few vertices or images: its numbers, nothing yielded).
-
-    k: ``k_from`` when given (another scope's chosen k, see :func:`_scope_plan`), 2 for a scope with
-    ks (2,), else by bootstrap stability (:func:`brainviz.clusters.choose_k`) of the plain k-means; the
-    smoothed labels keep that k."""
-    from sklearn.metrics import adjusted_rand_score
-
-    S, nc, model_id = inputs.settings, inputs.nc, inputs.settings.embedding_model
-    scope, subs = plan["scope"], plan["subjects"]
+def _scope_codes(ctx: Context, plan: dict, nc: dict, emb: dict) -> tuple[dict, dict]:
+    """({subject: (V,) int8 code: 0 = clustered, < 0 = below the reliability threshold or outside the region},
+    {subject: the noise-ceiling threshold or NaN}) of one clustering's ``plan``."""
     codes, thr = {}, {}
-    for s in subs:
+    for s in plan["subjects"]:
         region = _region_mask(ctx, s, plan["region"])
         if nc[s] is None:  # no reliability estimate: every vertex of the scope is clustered
-            codes[s] = np.where(region if region is not None else np.ones(len(inputs.emb[s]), bool), 0, -2).astype(np.int8)
+            codes[s] = np.where(region if region is not None else np.ones(len(emb[s]), bool), 0, -2).astype(np.int8)
             thr[s] = float("nan")
         else:
             codes[s], _ = cl.reliable_vertices(nc[s], plan["percentile"])  # threshold over the whole subject
             thr[s] = float(np.percentile(nc[s][np.isfinite(nc[s])], plan["percentile"]))
             if region is not None:
                 codes[s][~region] = -2
+    return codes, thr
+
+
+def _cluster_scope(ctx: Context, plan: dict, inputs: _ProfileInputs,
+                   k_from: int | None = None) -> tuple[list[dict], dict]:
+    """Select, profile, choose k, cluster (and smooth) one clustering: returns ([one dict per smoothing strength
+    of the plan (:func:`scope_id` 'name', 'plan', 'subs', 'codes', 'chosen', 'labels' {k: {subject: (V,)}},
+    'settings', 'variant', 'head', 'quality'): described by :func:`_describe` once every clustering's top images
+    are ranked], {scope: headline numbers}) (a scope with too few vertices or images: its numbers, no clustering).
+
+    k: ``k_from`` when given (another scope's chosen k, see :func:`_scope_plan`), 2 for a scope with
+    ks (2,), else by bootstrap stability (:func:`brainviz.clusters.choose_k`) of the plain k-means; the
+    smoothed labels keep that k."""
+    from sklearn.metrics import adjusted_rand_score
+
+    S, nc = inputs.settings, inputs.nc
+    scope, subs = plan["scope"], plan["subjects"]
+    codes, thr = _scope_codes(ctx, plan, nc, inputs.emb)
     n_sel = int(sum((codes[s] == 0).sum() for s in subs))
     out: dict = {"n_clustered": n_sel, "subjects": subs, "profile": plan["profile"]}
     if n_sel < 4 * max(plan["ks"]):
         ctx.skip(f"clusters of scope {scope}", f"only {n_sel} vertices qualify (k up to {max(plan['ks'])} "
                  f"needs {4 * max(plan['ks'])})", "more vertices in the scope's region")
-        return {scope: out}
+        return [], {scope: out}
     selected, info = _profile_features(inputs, plan["profile"], subs, codes, ctx.config.seed)
     if selected is None:
         ctx.skip(f"clusters of scope {scope}", info["why"], "images seen by every subject of the scope")
-        return {scope: out}
+        return [], {scope: out}
     quality = []
     ks = list(plan["ks"])
     if ks == [2]:
@@ -479,7 +648,7 @@ def _cluster_scope(ctx: Context, plan: dict, inputs: _ProfileInputs,
         by_k = run_jobs([(f"k={k}", lambda k=k: cl.kmeans_clusters(selected, k, seed=ctx.config.seed)) for k in ks],
                         ctx.workers(), describe=False)
     neighbours = _neighbours(inputs, subs, codes) if any(b > 0 for b in plan["smoothing"]) else None
-    heads = {}
+    heads, done = {}, []
     for beta in plan["smoothing"]:
         name = scope_id(plan["family"], plan["percentile"], plan["profile"], smoothed=beta > 0,
                         default_percentile=S.default_percentile)
@@ -504,13 +673,10 @@ def _cluster_scope(ctx: Context, plan: dict, inputs: _ProfileInputs,
             "profile_default": plan["profile_default"] == beta,
             "is_default": plan["default"] is not None and plan["default"] == beta}
         head = dict(out, scope=name, smoothing=float(beta), **info)
-        described = _describe(ctx, inputs, plan, subs, labels_by_k, chosen, codes, quality + extra)
-        head["per_k"] = described["per_k"]
-        heads[name] = head
-        yield ClusterScopeResult(model_id=model_id, scope=name, settings=settings, variant=variant,
-                                 labels=labels_by_k, descriptions=described["descriptions"],
-                                 top_images=described["top_images"], quality=described["quality"], headline=head)
-    return heads
+        heads[name] = head  # per_k: added by _describe
+        done.append(dict(name=name, plan=plan, subs=subs, codes=codes, chosen=chosen, labels=labels_by_k,
+                         settings=settings, variant=variant, head=head, quality=quality + extra))
+    return done, heads
 
 
 def _fill(codes: dict, subs: list[str], labels: np.ndarray) -> dict:
@@ -525,32 +691,31 @@ def _fill(codes: dict, subs: list[str], labels: np.ndarray) -> dict:
     return out
 
 
-def _describe(ctx: Context, inputs: _ProfileInputs, plan: dict, subs: list[str], by_k: dict, chosen: int,
-              codes: dict, quality: list) -> dict:
-    """One scope's top images, descriptions and (demo brain) recovery scores at every k: {"per_k": {k: recovery
-    numbers}, "descriptions": {k: DataFrame}, "top_images": DataFrame, "quality": DataFrame}."""
-    S = inputs.settings
-    measured, preds, main_keys, scores = inputs.measured, inputs.preds, inputs.main_keys, inputs.scores
+def _describe(ctx: Context, inputs: _ProfileInputs, clustering: dict, images: dict, index: int) -> dict:
+    """One clustering's (:func:`_cluster_scope`, number ``index``) top images, descriptions and (demo brain)
+    recovery scores at every k, from the top images and pooled means of :func:`_cluster_images`: {"per_k": {k:
+    recovery numbers}, "descriptions": {k: DataFrame}, "top_images": DataFrame, "quality": DataFrame}."""
+    plan, subs, by_k, chosen, codes = (clustering[k] for k in ("plan", "subs", "labels", "chosen", "codes"))
+    quality = list(clustering["quality"])
+    scores = inputs.scores
     planted, prf = inputs.planted, inputs.prf
-    n_top = S.n_top_images
     per_k, descriptions = {}, {}
     tops = []  # every subject's and k's top images, one table
     for k, labels in by_k.items():
         for s in subs:
-            y, keys = measured[s]
-            tops.append(cl.top_images(y, labels[s], n_top, keys=keys, zscore=False).assign(k=int(k), subject=s,
-                                                                                          source="measured"))
-            if s in preds:
-                tops.append(cl.top_images(preds[s], labels[s], n_top, keys=main_keys, zscore=False).assign(
-                    k=int(k), subject=s, source="predicted"))
+            for source in ("measured", "predicted"):
+                top_s = images["tops"].get((index, k, s, source))
+                if top_s is not None:
+                    tops.append(top_s.assign(k=int(k), subject=s, source=source))
         lab_all = np.concatenate([labels[s] for s in subs])
         counts = dict(zip(*np.unique(lab_all[lab_all >= 0], return_counts=True)))
         # what a cluster "responds to": the images with the highest MEASURED responses of its vertices,
         # pooled over the scope's subjects (report 004 sec. 5). The encoder's predictions for every image
         # are stored per subject too, but they rank images only as well as the encoder predicts (rare
         # categories such as words are predicted poorly from 450 training images).
-        means = cl.pooled_cluster_means({s: measured[s] for s in subs}, labels, zscore=False)
-        top = cl.pooled_top_images({s: measured[s] for s in subs}, labels, n_top, zscore=False, means=means)
+        # (the pooled means of the tagged images and the images seen twice: what the names and the top images use)
+        means = images["pooled"][(index, k)].means()
+        top = images["pooled"][(index, k)].top(means)
         # named by what distinguishes a cluster: the tag with the largest unique effect on its mean measured
         # response over every tagged image (``means``); "mixed / weak" when the tags explain little of it
         desc = cl.name_clusters(means, top, scores, n_vertices=counts)

@@ -7,6 +7,7 @@ import io
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from brainviz.demo_brain import build_demo_brain
@@ -286,3 +287,39 @@ def test_store_records_the_backbone_weights(built, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "registry.json: model 'ridge-subj01' was trained on efficientnet-lite0 with weights imagenet:" in err
     assert (root / "store.duckdb").stat().st_mtime_ns == before
+
+
+def test_clusters_predict_at_most_the_bound(built, monkeypatch):
+    """With ``max_predicted_images`` below the number of images, each subject's predictions cover the profile
+    images it did not see, then tagged images, up to the bound (issue 29); the encoder's top images come from
+    those; the temporary prediction files are gone afterwards."""
+    from brainviz.pipeline.analyses import clusters as C
+    from brainviz.pipeline.analyses.clusters import ClusterScopeResult
+    from brainviz.pipeline.context import Context, PipelineConfig
+    from brainviz.pipeline.settings import AnalysisSettings
+
+    root, _ = built
+    ctx = Context(PipelineConfig(dataset=root / "demo", work_dir=root / "work", cache_dir=root / "cache", quick=True,
+                                 progress=False))
+    asked, real = {}, C.predicted_keys
+
+    def spy(main_keys, required, tagged, fitted, max_images, seed=0):
+        out = real(main_keys, required, tagged, fitted, max_images, seed)
+        asked[len(asked)] = (list(main_keys), sorted(required), list(tagged), out)
+        return out
+
+    monkeypatch.setattr(C, "predicted_keys", spy)
+    bound = 30
+    settings = AnalysisSettings.for_config(ctx.config).with_(max_predicted_images=bound, cluster_ks=(4, 6))
+    results = [r for r in C.run(ctx, settings) if isinstance(r, ClusterScopeResult)]
+    assert results and len(asked) == len(ctx.main_subjects)
+    for s, (main_keys, required, tagged, got) in zip(ctx.main_subjects, asked.values()):
+        assert len(main_keys) > bound
+        assert set(required) <= set(got) and len(got) == max(bound, len(required))
+        first = required + [k for k in tagged if k not in set(required)][:bound - len(required)]
+        assert set(first) <= set(got)  # the profile images, then the tagged ones
+        assert got == [k for k in main_keys if k in set(got)]
+        top = pd.concat([r.top_images for r in results])
+        predicted = top[(top.subject == s) & (top.source == "predicted")]
+        assert len(predicted) and set(predicted.image_key) <= set(got)
+    assert not list((root / "work").glob("clusters-predictions-*"))
