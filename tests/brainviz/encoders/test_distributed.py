@@ -33,6 +33,7 @@ from brainviz.paths import resolve_data_root
 from brainviz.encoders.universal import UniversalConfig, UniversalEncoder
 from precompute.distributed import main
 from tests import ROOT
+from tests.precompute_cli import run_precompute
 
 # 30 images, batches of 8 -> batches of 7 and 8 images: uneven shards (4 + 3) on 2 ranks
 UE = {"n_epochs": 2, "batch_images": 8, "batch_voxels": 64, "embed_dim": 16, "proj_dim": 8, "progress": False}
@@ -254,18 +255,6 @@ def test_cli_on_a_dataset_warns_of_random_backbone_weights(tmp_path, monkeypatch
 DATASET_UE = {"n_epochs": 2, "batch_images": 8, "batch_voxels": 256, "embed_dim": 16, "proj_dim": 8}
 
 
-def _cli(argv: list[str]) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
-    from precompute.cli import main as precompute
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = precompute(argv)
-    return rc, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def released_run(tmp_path_factory):
     """A tiny dataset in the released Algonauts 2023 layout (2 subjects, fsaverage masks, no test fMRI);
@@ -287,7 +276,7 @@ def released_run(tmp_path_factory):
     if res.returncode != 0:
         pytest.fail(f"torchrun failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}")
     registry = json.loads((root / "work" / "models" / "registry.json").read_text())
-    rc, out, err = _cli(["all", *common, "--store", str(root / "store.duckdb"), "--n-perm", "10", "--quiet"])
+    rc, out, err = run_precompute(["all", *common, "--store", str(root / "store.duckdb"), "--n-perm", "10", "--quiet"])
     assert rc == 0, err[-3000:]
     return {"root": root, "data": data, "common": common, "torchrun": res, "registry": registry, "out": out + err}
 
@@ -310,7 +299,7 @@ def test_torchrun_checkpoints_are_reused_by_precompute_all(released_run):
         emb = st.voxel_embeddings("ue_multi", "subj02")
         assert emb.shape == (st.n_vertices("subj02"), DATASET_UE["embed_dim"]) and np.isfinite(emb).all()
     # the pipeline's own run over the same folder says it reused them
-    rc, out, err = _cli(["train", *released_run["common"]])
+    rc, out, err = run_precompute(["train", *released_run["common"]])
     assert rc == 0, err[-2000:]
     assert "reusing ue_multi, ue_pretrain-subj01 trained by torchrun (2 processes)" in out
 
@@ -362,16 +351,16 @@ def test_a_mismatched_torchrun_checkpoint_is_refused(released_run, tmp_path):
     shutil.copytree(released_run["root"] / "work", work)
     common = [a if a != str(released_run["root"] / "work") else str(work) for a in released_run["common"]]
     registry = (work / "models" / "registry.json").read_bytes()
-    rc, out, err = _cli(["train", *common[:-1], json.dumps(dict(DATASET_UE, batch_images=16))])
+    rc, out, err = run_precompute(["train", *common[:-1], json.dumps(dict(DATASET_UE, batch_images=16))])
     assert rc == 2 and "Traceback" not in err, err[-2000:]
     line = err.strip().splitlines()[-1]
     assert "ue_multi was trained by torchrun on other inputs" in line and "batch_images 8 -> 16" in line
     assert "--no-reuse" in line and len(err.strip().splitlines()) == 1
     assert (work / "models" / "registry.json").read_bytes() == registry
-    rc, out, err = _cli(["train", *common, "--seed", "1"])
+    rc, out, err = run_precompute(["train", *common, "--seed", "1"])
     assert rc == 2 and "seed 0 -> 1" in err
     (work / "models" / "ue_multi.pt").write_bytes((work / "models" / "ue_multi.pt").read_bytes() + b"x")
-    rc, out, err = _cli(["train", *common])
+    rc, out, err = run_precompute(["train", *common])
     assert rc == 2 and "ue_multi: its checkpoint" in err and "changed since torchrun wrote it" in err
 
 

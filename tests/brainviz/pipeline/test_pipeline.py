@@ -1,9 +1,7 @@
 """End to end: a tiny demo brain -> `precompute all --quick` -> the DuckDB store -> the reader API."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 
 import duckdb
 import numpy as np
@@ -14,6 +12,7 @@ from brainviz.demo_brain import build_demo_brain
 from brainviz.store.reader import Store
 from precompute.cli import main
 from tests import ROOT
+from tests.precompute_cli import run_precompute
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,10 @@ def built(tmp_path_factory):
     args = ["--dataset", str(demo), "--store", str(root / "store.duckdb"), "--work-dir", str(root / "work"),
             "--cache-dir", str(root / "cache"), "--quick", "--n-perm", "10"]
     # output kept for test_all_reports_progress_readably (captured: not a terminal, like a CI log)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["all", *args])
-    (root / "all.stdout").write_text(out.getvalue())
-    (root / "all.stderr").write_text(err.getvalue())
-    assert rc == 0, err.getvalue()[-3000:]
+    rc, out, err = run_precompute(["all", *args])
+    (root / "all.stdout").write_text(out)
+    (root / "all.stderr").write_text(err)
+    assert rc == 0, err[-3000:]
     return root, args
 
 

@@ -6,8 +6,6 @@ evaluation uses held-out training images (brainviz.splits), the skipped analyses
 renders without an error box."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -18,16 +16,9 @@ from brainviz.data.algonauts import load_dataset
 from brainviz.demo_brain import build_demo_brain
 from brainviz.names import N_FSAVERAGE, N_FSAVERAGE5
 from brainviz.store.reader import Store
-from precompute.cli import main
 from tests.released_layout import released_layout, write_noise_ceilings
 from tests import ROOT
-
-
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
+from tests.precompute_cli import run_precompute
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +33,7 @@ def built(released, tmp_path_factory):
     root = tmp_path_factory.mktemp("released_run")
     args = ["--dataset", str(released), "--store", str(root / "store.duckdb"), "--work-dir", str(root / "work"),
             "--cache-dir", str(root / "cache"), "--n-perm", "10"]
-    rc, out, err = _run(["all", *args, "--quick"])
+    rc, out, err = run_precompute(["all", *args, "--quick"])
     assert rc == 0, err[-3000:]
     return root, args, out
 
@@ -64,7 +55,7 @@ def test_fixture_is_exactly_the_released_layout(released):
 
 
 def test_inspect_says_how_it_will_evaluate(released):
-    rc, out, err = _run(["inspect", str(released)])
+    rc, out, err = run_precompute(["inspect", str(released)])
     assert rc == 0, err
     assert "real (no manifest" in out and "test responses: no" in out
     assert "training images held out" in out and "no test fMRI" in out
@@ -122,7 +113,7 @@ def test_published_noise_ceilings_are_used_when_they_match(built, released, tmp_
     nc_dir = write_noise_ceilings(released, tmp_path / "nc")
     store = tmp_path / "nc.duckdb"
     a = [x if x != str(root / "store.duckdb") else str(store) for x in args]
-    rc, out, err = _run(["analyze", *a, "--quick", "--noise-ceiling", str(nc_dir)])
+    rc, out, err = run_precompute(["analyze", *a, "--quick", "--noise-ceiling", str(nc_dir)])
     assert rc == 0, err[-2000:]
     with Store(store) as st:
         nc = st.vertex_reliability("subj01")
@@ -137,7 +128,7 @@ def test_published_noise_ceilings_are_used_when_they_match(built, released, tmp_
     (bad / "subj01").mkdir(parents=True)
     for h in ("lh", "rh"):
         np.save(bad / "subj01" / f"{h}.npy", np.full(7, 30.0, np.float32))
-    rc, out, err = _run(["inspect", str(released), "--noise-ceiling", str(bad)])
+    rc, out, err = run_precompute(["inspect", str(released), "--noise-ceiling", str(bad)])
     assert rc == 2 and "subj01" in err and "lh.npy" in err and "7 values" in err
 
 
@@ -146,7 +137,7 @@ def test_all_with_default_settings(released, tmp_path):
     """The default settings (not --quick) on the released layout: completes, scores on held-out images."""
     args = ["--dataset", str(released), "--store", str(tmp_path / "store.duckdb"), "--work-dir", str(tmp_path / "w"),
             "--cache-dir", str(tmp_path / "cache"), "--n-perm", "20", "--quiet"]
-    rc, out, err = _run(["all", *args])
+    rc, out, err = run_precompute(["all", *args])
     assert rc == 0, err[-3000:]
     with Store(tmp_path / "store.duckdb") as st:
         enc = st.roi_metrics()
