@@ -147,6 +147,7 @@ else:
         else:
             shown = pairs.sort_values("rank").groupby("kind").head(4)
             pics = V.thumbnails(store, list(shown["image_a"]) + list(shown["image_b"]))
+            captions = V.tag_captions(list(shown["image_a"]) + list(shown["image_b"]), tags)
             kinds = V.pair_kinds(pairs["kind"].unique())
             cols = st.columns(len(kinds))
             for col, (kind_, title) in zip(cols, kinds):
@@ -154,8 +155,8 @@ else:
                     st.markdown(f"**{title}**")
                     for _, p in pairs[pairs["kind"] == kind_].sort_values("rank").head(4).iterrows():
                         a, b = st.columns(2)
-                        a.image(pics[p["image_a"]], caption=V.tag_caption(p["image_a"], tags))
-                        b.image(pics[p["image_b"]], caption=V.tag_caption(p["image_b"], tags))
+                        a.image(pics[p["image_a"]], caption=captions[str(p["image_a"])])
+                        b.image(pics[p["image_b"]], caption=captions[str(p["image_b"])])
                         st.markdown(f"dissimilarity **{p['value']:.3f}**")
 
 # ------------------------------------------------------------------ the 92 images, REAL human IT

@@ -161,7 +161,7 @@ pics = V.thumbnails(store, list(dict.fromkeys(all_keys)))
 true_col, rest = st.columns([1, 5])
 with true_col:
     st.markdown("**True image**")
-    st.image(pics[image_key], caption=V.tag_caption(image_key, tags))
+    st.image(pics[image_key], caption=captions[image_key])
 with rest:
     for _, r in rows.iterrows():
         top = list(r["top_keys"]) if r["top_keys"] is not None else []
@@ -170,4 +170,4 @@ with rest:
         cols = st.columns(n_show)
         for i, (c, k) in enumerate(zip(cols, top[:n_show])):
             hit = "✓ TRUE · " if k == image_key else ""
-            c.image(pics[k], caption=f"{hit}#{i + 1} {V.tag_caption(k, tags)}")
+            c.image(pics[k], caption=f"{hit}#{i + 1} {captions.get(k) or V.tag_caption(k, tags)}")
