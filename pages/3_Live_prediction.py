@@ -14,7 +14,7 @@ from brainviz import live as L
 from brainviz.errors import BrainVizDataError
 from brainviz.rois import roi_groups
 from webapp import charts as C
-from webapp import shell
+from webapp import shell, uploads
 from webapp import viewmodel as V
 from webapp.brainview import brain_view, store_hover_rois
 from webapp.downloads import map_downloads
@@ -69,16 +69,22 @@ def image_input(slot: str, label: str):
     """Returns (bytes, name) from the chosen source, or (None, None)."""
     src = st.radio(f"{label}: source", ["Example", "Upload", "Camera"], horizontal=True, key=f"src_{slot}")
     if src == "Upload":
-        up = st.file_uploader(f"{label}: image file", type=L.UPLOAD_TYPES, key=f"up_{slot}",
-                              help="PNG, JPEG, GIF, WebP, BMP or TIFF, up to 25 MB")
-        # The last upload stays until another file is chosen: replacing a file reruns the page once without a
-        # file before the new one arrives, and that rerun then redraws nothing (same image, same results).
+        # A file dropped on the uploader is taken into the session and the uploader replaced by an empty one
+        # (a new key), ready for the next file: replacing the file of a full uploader reruns the page twice
+        # (once without a file, then with the new one) before the new map can be drawn; an empty one once.
+        n = st.session_state.get(f"_up_n_{slot}", 0)
+        up = st.session_state.get(f"up_{slot}_{n}")
         if up is not None:
             st.session_state[f"_last_upload_{slot}"] = (up.getvalue(), up.name)
-            return up.getvalue(), up.name
+            uploads.forget(up)
+            n += 1
+            st.session_state[f"_up_n_{slot}"] = n
+        st.file_uploader(f"{label}: image file", type=L.UPLOAD_TYPES, key=f"up_{slot}_{n}",
+                         help="PNG, JPEG, GIF, WebP, BMP or TIFF, up to 25 MB. The map shows the last file "
+                              "dropped here; drop another to replace it.")
         last = st.session_state.get(f"_last_upload_{slot}")
         if last is not None:
-            st.caption(f"Showing the last upload, {last[1]}, until another file is chosen.")
+            st.caption(f"Showing {last[1]}. Drop another file to replace it.")
             return last
         return None, None
     if src == "Camera":

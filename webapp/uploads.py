@@ -83,6 +83,28 @@ def _limit_session_uploads(limit: int) -> bool:
     return True
 
 
+def forget(uploaded) -> bool:
+    """Remove ``uploaded`` (a ``st.file_uploader`` file whose bytes the page has taken) from Streamlit's
+    upload manager, for a page that replaces the uploader by an empty one after each file (the frontend
+    then never deletes it). Returns whether it was removed (False without a script run or on another
+    Streamlit layout: the file then goes with the session)."""
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # pragma: no cover - another Streamlit layout
+        return False
+    ctx = get_script_run_ctx()
+    file_id = getattr(uploaded, "file_id", None)
+    if ctx is None or file_id is None or not Runtime.exists():
+        return False
+    mgr = Runtime.instance().uploaded_file_mgr
+    remove = getattr(mgr, "remove_file", None)
+    if remove is None:  # pragma: no cover
+        return False
+    remove(ctx.session_id, file_id)
+    return True
+
+
 def _give_large_blocks_back(threshold: int) -> bool:
     """glibc: serve blocks >= ``threshold`` bytes from their own mappings (freed = returned)."""
     name = ctypes.util.find_library("c")

@@ -206,7 +206,7 @@ def upload_to_live_page(name: str, data: bytes):
     at = run(page("3_Live_prediction"))
     at.radio(key="src_a").set_value("Upload")
     run(at)
-    at.file_uploader(key="up_a").set_value((name, data, "image/png"))
+    at.file_uploader(key="up_a_0").set_value((name, data, "image/png"))
     return run(at)
 
 
@@ -223,17 +223,51 @@ def test_live_page_keeps_the_brain_view_without_an_image(with_store):
     assert "no image yet" in view.proto.json_args
 
 
-def test_live_page_keeps_the_last_upload_until_another(with_store):
-    """Replacing an uploaded file reruns the page once without a file: that rerun shows the last upload's results
-    again (the same map, nothing to redraw), with a caption, instead of clearing the page."""
+def test_live_page_takes_each_upload_and_empties_the_uploader(with_store):
+    """A dropped file is taken into the session and the uploader replaced by an empty one (a new key), so the
+    next file is one upload and one rerun (replacing a full uploader's file reruns the page without a file
+    first); the last file's map stays until another file is dropped, also over reruns for other reasons."""
     data, _ = ACCEPTED_FILES[next(iter(ACCEPTED_FILES))]
     at = upload_to_live_page("first.png", data)
-    view = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
-    at.file_uploader(key="up_a").clear()
+
+    def view():
+        return next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
+
+    first = view()
+    assert "Showing first.png" in texts(at) and "Latency" in texts(at)
+    assert at.file_uploader(key="up_a_1").value is None  # an empty uploader, ready for the next file
+    assert not [u for u in at.get("file_uploader") if u.key == "up_a_0"]
+    run(at)  # a rerun without a new file: the same map
+    assert view().json_args == first.json_args and view().special_args == first.special_args
+    assert "Showing first.png" in texts(at)
+    other = next(d for d, _ in ACCEPTED_FILES.values() if d != data)
+    at.file_uploader(key="up_a_1").set_value(("second.png", other, "image/png"))
     run(at)
-    again = next(e for e in at.get("component_instance") if e.proto.component_name.endswith("brainview")).proto
-    assert again.json_args == view.json_args and again.special_args == view.special_args
-    assert "Showing the last upload, first.png" in texts(at) and "Latency" in texts(at)
+    assert "Showing second.png" in texts(at) and "first.png" not in texts(at)
+    assert view().special_args != first.special_args  # the new image's map
+    assert at.file_uploader(key="up_a_2").value is None
+
+
+def test_a_taken_upload_leaves_streamlits_upload_manager(monkeypatch):
+    """uploads.forget removes the file from the session's files in Streamlit's upload manager (the frontend
+    never deletes the file of an uploader the page replaced)."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from webapp import uploads
+
+    mgr = MemoryUploadedFileManager("/upload")
+    mgr.add_file("s1", UploadedFileRec("f1", "a.png", "image/png", b"abc"))
+    mgr.add_file("s1", UploadedFileRec("f2", "b.png", "image/png", b"defg"))
+    monkeypatch.setattr(Runtime, "exists", classmethod(lambda cls: True))
+    monkeypatch.setattr(Runtime, "instance", classmethod(lambda cls: SimpleNamespace(uploaded_file_mgr=mgr)))
+    monkeypatch.setattr("streamlit.runtime.scriptrunner.get_script_run_ctx", lambda: SimpleNamespace(session_id="s1"))
+    assert uploads.forget(SimpleNamespace(file_id="f1"))
+    assert [f.file_id for f in mgr.get_files("s1", ["f1", "f2"])] == ["f2"]
+    assert uploads.session_bytes(mgr, "s1") == 4
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))

@@ -91,7 +91,7 @@ def test_live_and_insilico_predict_uploads_from_the_store_alone(only_the_store):
     at = run(page("3_Live_prediction"))
     at.radio(key="src_a").set_value("Upload")
     run(at)
-    at.file_uploader(key="up_a").set_value(("mine.png", _png(0), "image/png"))
+    at.file_uploader(key="up_a_0").set_value(("mine.png", _png(0), "image/png"))
     run(at)
     assert not at.error and "Latency" in texts(at) and charts(at) >= 2
 
