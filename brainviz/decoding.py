@@ -352,16 +352,17 @@ def _gram_fit_predict(dec: RidgeDecoder, blocks, y) -> np.ndarray:
         offset = x.mean(axis=0)  # RidgeCV centres the (z-scored) design again
         x -= offset
         t = scaler.transform(as_matrix(x_te, "responses")) - offset
-        K += x @ x.T
+        # K += x x^T in place (no n x n temporary): BLAS syrk into the lower triangle of the Fortran-ordered K.T
+        linalg.blas.dsyrk(1.0, x.T, beta=1.0, c=K.T, trans=1, lower=1, overwrite_c=1)
         K_te = t @ x.T if K_te is None else K_te + t @ x.T
         v += x.shape[1]
     if K_te is None or v < n:
         raise BrainVizDataError("responses", f"the kernel fit needs at least {n} vertices, got {v}")
     y_mean = y.mean(axis=0)
     yc = y - y_mean
-    # K.T: the same symmetric matrix, Fortran-ordered, so LAPACK decomposes it in place; the MRRR driver needs
-    # O(n) workspace besides Q (the default divide and conquer: 2 n^2 more, 1.3 GB at n = 9,000)
-    eigvals, Q = linalg.eigh(K.T, overwrite_a=True, check_finite=False, driver="evr")
+    # K.T (Fortran-ordered, its lower triangle filled) is decomposed in place; the MRRR driver needs O(n)
+    # workspace besides Q (the default divide and conquer: 2 n^2 more, 1.3 GB at n = 9,000)
+    eigvals, Q = linalg.eigh(K.T, lower=True, overwrite_a=True, check_finite=False, driver="evr")
     QT_y, QT_1 = Q.T @ yc, Q.sum(axis=0)
     np.multiply(Q, Q, out=K)  # K's memory holds Q**2 (the leverages' factors)
     best_c = best_score = best_alpha = None
