@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import linalg, stats
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
@@ -252,6 +252,136 @@ def decode_roi_sets(train_responses: Mapping[str, np.ndarray], train_embeddings,
         rows.append({"model": name, **decoding_metrics(sims[name], truth, pred, y_te)})
     rows += _vote_rows(sims, truth, vote_over, vote_method, seed)
     return pd.DataFrame(rows), sims
+
+
+#: default bound of one column block of :func:`decode_roi_sets_streamed` (float64 train + test rows)
+BLOCK_BYTES = 64 * 2**20
+
+
+def decode_roi_sets_streamed(train_responses, train_embeddings, test_responses, test_embeddings,
+                             masks: Mapping[str, np.ndarray], vote_method: str = "zscore", alphas=None,
+                             vote_over: Sequence[str] | None = None, seed: int = 0,
+                             max_bytes: int = BLOCK_BYTES) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`decode_roi_sets` on whole-brain responses read in column blocks: the same metrics, similarities
+    and votes (to float rounding) without holding any ROI set's responses whole when it has more vertices
+    than training images.
+
+    Per set, the way scikit-learn's ``RidgeCV`` itself fits it: with fewer vertices than training images
+    (its "cov" mode) the set's columns are gathered (n_train x V_set, smaller than n_train^2) and
+    :class:`RidgeDecoder` fits them as in memory; otherwise (its "gram" mode) the decoder is fitted from the
+    (n_train, n_train) kernel of the z-scored responses and predicts from the (n_test, n_train) kernel, both
+    summed over column blocks (:func:`_gram_fit_predict`). Memory: O(n_train * min(n_train, V_set)) per set
+    (sets one after the other) plus one block, whatever the number of vertices.
+
+    Parameters
+    ----------
+    train_responses : (n_train, V) array-like read with :func:`brainviz.data.streaming.read_cols` (ndarray,
+        memmap, ``RowConcat``, ``RowSubset``: e.g. ``Context.responses(subject, "train", lazy=True)``)
+    train_embeddings : (n_train, D)
+    test_responses : (n_test, V) array-like, as ``train_responses``
+    test_embeddings : (n_test, D); query q's true candidate is q
+    masks : {set name: (V,) bool} the vertices of each ROI set (e.g. all True: whole cortex)
+    vote_method, alphas, vote_over, seed : as :func:`decode_roi_sets`
+    max_bytes : bound of one column block (float64, train and test rows)
+
+    Returns
+    -------
+    metrics, similarities : as :func:`decode_roi_sets`
+    """
+    from .data.streaming import read_cols
+
+    if not masks:
+        raise BrainVizDataError("masks", "need at least one ROI set")
+    n_tr, v = (int(k) for k in train_responses.shape)
+    if tuple(test_responses.shape[1:]) != (v,):
+        raise BrainVizDataError("test_responses", f"expected {v} vertices, got shape {tuple(test_responses.shape)}")
+    if n_tr < 3:
+        raise BrainVizDataError("responses", f"need at least 3 training images, got {n_tr}")
+    y_tr = as_matrix(train_embeddings, "train_embeddings", n_tr)
+    y_te = as_matrix(test_embeddings, "test_embeddings", int(test_responses.shape[0]))
+    width = max(2, int(max_bytes) // (8 * (n_tr + y_te.shape[0])))
+    edges = [(j0, min(v, j0 + width)) for j0 in range(0, v, width)]
+
+    def blocks(mask: np.ndarray):
+        """(train, test) float32 columns of ``mask``, one column block at a time."""
+        for j0, j1 in edges:
+            m = mask[j0:j1]
+            if m.any():
+                a, b = read_cols(train_responses, j0, j1), read_cols(test_responses, j0, j1)
+                yield (a, b) if m.all() else (a[:, m], b[:, m])
+
+    truth = np.arange(y_te.shape[0])
+    rows, sims = [], {}
+    for name, mask in masks.items():
+        mask = np.asarray(mask, bool)
+        if mask.shape != (v,) or not mask.any():
+            raise BrainVizDataError("masks", f"{name!r}: expected a ({v},) boolean mask with some vertices")
+        dec = RidgeDecoder() if alphas is None else RidgeDecoder(alphas=alphas)
+        if n_tr > mask.sum():  # fewer vertices than images: the set's columns, in memory
+            parts = list(blocks(mask))
+            x_tr = np.concatenate([a for a, _ in parts], axis=1)
+            x_te = np.concatenate([b for _, b in parts], axis=1)
+            del parts
+            pred = dec.fit(x_tr, y_tr).predict(x_te)
+            del x_tr, x_te
+        else:
+            pred = _gram_fit_predict(dec, blocks(mask), y_tr)
+        sims[name] = retrieve(pred, y_te).similarity
+        rows.append({"model": name, **decoding_metrics(sims[name], truth, pred, y_te)})
+    rows += _vote_rows(sims, truth, vote_over, vote_method, seed)
+    return pd.DataFrame(rows), sims
+
+
+def _gram_fit_predict(dec: RidgeDecoder, blocks, y) -> np.ndarray:
+    """``dec.fit(x_tr, y).predict(x_te)`` (float64 (n_test, D)) from column blocks ``(x_tr, x_te)`` of responses
+    with at least as many columns as rows of x_tr, never holding x_tr whole.
+
+    The computation of :class:`RidgeDecoder` (z-score each vertex with its training statistics,
+    ``sklearn.preprocessing.StandardScaler``) and of ``sklearn.linear_model.RidgeCV`` in its "gram" mode
+    (n_samples <= n_features): centred design Xc, kernel K = Xc Xc^T, its eigendecomposition, for each alpha
+    the dual coefficients c = (K + alpha I)^-1 (y - mean y) and efficient leave-one-out errors (intercept
+    unpenalized), the alpha with the lowest mean squared error (first of ties; per embedding dimension with
+    ``alpha_per_target``); the prediction Xc_test Xc^T c + mean y. Sets ``dec.alpha_`` and ``n_features_in_``."""
+    n = y.shape[0]
+    K = np.zeros((n, n))
+    K_te, v = None, 0
+    for x_tr, x_te in blocks:
+        x = as_matrix(x_tr, "responses", n)  # float64, a copy of the float32 block
+        scaler = StandardScaler().fit(x)
+        x = scaler.transform(x, copy=False)
+        offset = x.mean(axis=0)  # RidgeCV centres the (z-scored) design again
+        x -= offset
+        t = scaler.transform(as_matrix(x_te, "responses")) - offset
+        # K += x x^T in place (no n x n temporary): BLAS syrk into the lower triangle of the Fortran-ordered K.T
+        linalg.blas.dsyrk(1.0, x.T, beta=1.0, c=K.T, trans=1, lower=1, overwrite_c=1)
+        K_te = t @ x.T if K_te is None else K_te + t @ x.T
+        v += x.shape[1]
+    if K_te is None or v < n:
+        raise BrainVizDataError("responses", f"the kernel fit needs at least {n} vertices, got {v}")
+    y_mean = y.mean(axis=0)
+    yc = y - y_mean
+    # K.T (Fortran-ordered, its lower triangle filled) is decomposed in place; the MRRR driver needs O(n)
+    # workspace besides Q (the default divide and conquer: 2 n^2 more, 1.3 GB at n = 9,000)
+    eigvals, Q = linalg.eigh(K.T, lower=True, overwrite_a=True, check_finite=False, driver="evr")
+    QT_y, QT_1 = Q.T @ yc, Q.sum(axis=0)
+    np.multiply(Q, Q, out=K)  # K's memory holds Q**2 (the leverages' factors)
+    best_c = best_score = best_alpha = None
+    per_target = bool(dec.alpha_per_target) and y.shape[1] > 1
+    for alpha in map(float, np.atleast_1d(np.asarray(dec.alphas, dtype=float))):
+        D = 1.0 / (eigvals + alpha)
+        c = Q @ (D[:, None] * QT_y)
+        d = K @ D - (Q @ (D * QT_1)) / n  # diag of (K + alpha I)^-1 minus the intercept's share
+        score = np.mean(-(c / d[:, None]) ** 2, axis=0 if per_target else None)
+        if best_score is None:
+            best_c, best_score = c, score
+            best_alpha = np.full(y.shape[1], alpha) if per_target else alpha
+        elif per_target:
+            better = score > best_score
+            best_c[:, better], best_score[better], best_alpha[better] = c[:, better], score[better], alpha
+        elif score > best_score:
+            best_c, best_score, best_alpha = c, score, alpha
+    dec.alpha_, dec.n_features_in_, dec.n_outputs_ = best_alpha, v, y.shape[1]
+    return K_te @ best_c + y_mean
 
 
 def _vote_rows(sims: dict, truth: np.ndarray, vote_over, method: str, seed: int) -> list[dict]:

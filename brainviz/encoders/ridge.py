@@ -223,8 +223,17 @@ class _Fold:
 
 
 def _response_chunk(Y: Any, j0: int, j1: int) -> np.ndarray:
-    """Columns j0:j1 of Y as a new C-contiguous float32 array (checked finite)."""
-    chunk = np.array(Y[:, j0:j1], dtype=np.float32, order="C", copy=True)
+    """Columns j0:j1 of Y as a new C-contiguous float32 array (checked finite). A lazy Y
+    (:class:`~brainviz.data.streaming.RowConcat`, ``RowSubset``: e.g. ``Context.responses(s, "train", lazy=True)``)
+    is read with :func:`~brainviz.data.streaming.read_cols`: only those columns of its rows."""
+    if isinstance(Y, np.ndarray):  # in memory or a memory map
+        chunk = np.array(Y[:, j0:j1], dtype=np.float32, order="C", copy=True)
+    else:
+        from ..data.streaming import read_cols
+
+        chunk = read_cols(Y, j0, j1)
+        if not chunk.flags.owndata or not chunk.flags.writeable:  # e.g. a view of one whole memmap
+            chunk = np.array(chunk, order="C", copy=True)
     finite = np.isfinite(chunk)
     if not finite.all():
         i, j = (int(k) for k in np.argwhere(~finite)[0])
@@ -294,7 +303,8 @@ class RidgeEncoder(BaseEstimator):
         """Fit on features X (see :func:`ridge_features`) and responses Y (n_images, n_vertices).
 
         ``Y`` is read chunk by chunk (``n_targets_batch`` vertices at a time) and
-        never copied whole, so it may be a memory-mapped array larger than RAM.
+        never copied whole, so it may be a memory-mapped array larger than RAM, or a lazy
+        :class:`~brainviz.data.streaming.RowConcat` / ``RowSubset`` of memory maps.
         """
         F = ridge_features(X, self.spatial_grid)
         n, p = F.shape

@@ -34,6 +34,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -62,9 +63,11 @@ def ue_config(ctx: Context, **extra) -> UniversalConfig:
     return UniversalConfig(seed=ctx.config.seed, progress=ctx.config.progress, **over)
 
 
-def training_data(ctx: Context, subject: str) -> tuple[list[str], np.ndarray]:
-    """(image keys in row order, (n, V) responses): exactly what every model of ``subject`` is fitted on."""
-    return list(ctx.images[subject].train_keys), ctx.responses(subject, "train")
+def training_data(ctx: Context, subject: str) -> tuple[list[str], Any]:
+    """(image keys in row order, (n, V) responses): exactly what every model of ``subject`` is fitted on. The
+    responses stay on disk (``ctx.responses(..., lazy=True)``): :class:`~brainviz.encoders.ridge.RidgeEncoder`
+    reads them a chunk of vertices at a time (at NSD size not 1.5 GB per subject and fit)."""
+    return list(ctx.images[subject].train_keys), ctx.responses(subject, "train", lazy=True)
 
 
 def ue_data(ctx: Context, subjects: list[str]) -> dict:

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from ...decoding import WHOLE_CORTEX, decode_roi_sets, identify_roi_sets
+from ...decoding import BLOCK_BYTES as DECODER_BLOCK_BYTES, WHOLE_CORTEX, decode_roi_sets_streamed, identify_roi_sets
 from ...jobs import run_jobs
 from ...metrics import retrieval_ranks
 from ...names import ROI_SETS
@@ -21,6 +21,13 @@ from ..workdir import load_predictions, load_registry
 
 #: The encoders whose predictions identify images (beside the ridge decoder).
 ENCODER_KINDS = ("ue_multi", "ridge")
+#: bound of one column block of the training responses read by the decoder (:func:`decode_roi_sets_streamed`)
+BLOCK_BYTES = DECODER_BLOCK_BYTES
+
+
+def _cols(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a[:, mask]``, or ``a`` itself when the mask keeps every column (whole cortex: no copy)."""
+    return a if mask.all() else a[:, mask]
 
 
 @dataclass(frozen=True)
@@ -68,19 +75,19 @@ def run(ctx: Context, settings: AnalysisSettings) -> Iterator[DecodingResult]:
         voters = list(sets)
         sets[WHOLE_CORTEX] = np.ones(sub.roi_mask(None).shape, bool)
         tr, te = ctx.images[s].train_keys, ctx.images[s].test_keys
-        y_tr, y_te = ctx.responses(s, "train"), ctx.responses(s, "test")
+        # the training responses stay on disk: read in column blocks, never whole (issue 29)
+        y_tr, y_te = ctx.responses(s, "train", lazy=True), ctx.responses(s, "test")
         results = {}
-        results["decoder"] = decode_roi_sets({n: y_tr[:, m] for n, m in sets.items()},
-                                             np.asarray(fs.pooled[fs.indices(tr)], np.float32),
-                                             {n: y_te[:, m] for n, m in sets.items()},
-                                             np.asarray(fs.pooled[fs.indices(te)], np.float32),
-                                             vote_over=voters, seed=ctx.config.seed)
+        results["decoder"] = decode_roi_sets_streamed(y_tr, np.asarray(fs.pooled[fs.indices(tr)], np.float32),
+                                                      y_te, np.asarray(fs.pooled[fs.indices(te)], np.float32),
+                                                      sets, vote_over=voters, seed=ctx.config.seed,
+                                                      max_bytes=BLOCK_BYTES)
         for model_id, entry in registry.items():
             pred = load_predictions(ctx, model_id, s) if entry["kind"] in ENCODER_KINDS and s in entry["subjects"] else None
             if pred is None:
                 continue
             results[f"encoder:{entry['kind']}"] = identify_roi_sets(
-                {n: y_te[:, m] for n, m in sets.items()}, {n: pred[:, m] for n, m in sets.items()},
+                {n: _cols(y_te, m) for n, m in sets.items()}, {n: _cols(pred, m) for n, m in sets.items()},
                 vote_over=voters, seed=ctx.config.seed)
         return results
 

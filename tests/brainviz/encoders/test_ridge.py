@@ -203,3 +203,33 @@ def test_checkpoint_round_trip_through_the_restricted_loader(tmp_path):
     joblib.dump(model, tmp_path / "ridge.joblib")
     back = load_joblib(tmp_path / "ridge.joblib", [RidgeEncoder.__module__])
     np.testing.assert_array_equal(back.predict(X), model.predict(X))
+
+
+def test_lazy_responses_are_read_in_column_chunks(tmp_path):
+    """Y as the pipeline passes it (ctx.responses(s, "train", lazy=True): the training rows of the two hemispheres'
+    memory maps, a RowSubset of a RowConcat) gives the in-memory fit, bit for bit, and is never read whole."""
+    from brainviz.data.streaming import RowConcat, RowSubset
+
+    X, Y = _problem(50, 12, 41, seed=6)
+    extra = np.random.default_rng(6).standard_normal((7, 41)).astype(np.float32)  # held-out rows
+    full = np.concatenate([Y[:20], extra, Y[20:]])
+    parts = []
+    for k, cols in enumerate((slice(0, 17), slice(17, 41))):
+        np.save(tmp_path / f"h{k}.npy", full[:, cols])
+        parts.append(np.load(tmp_path / f"h{k}.npy", mmap_mode="r"))
+    rows = np.r_[0:20, 27:57]
+    lazy = RowSubset(RowConcat(parts), rows)
+    want = RidgeEncoder(alphas=ALPHAS, n_targets_batch=9, device="cpu").fit(X, Y)
+    for y in (lazy, RowConcat([p[rows] for p in parts]), RowConcat([np.asarray(full[rows])])):
+        got = RidgeEncoder(alphas=ALPHAS, n_targets_batch=9, device="cpu").fit(X, y)
+        for name in ("coef_", "intercept_", "best_alphas_", "cv_errors_"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    with pytest.MonkeyPatch.context() as mp:  # never materialised whole
+        mp.setattr(RowSubset, "__array__", lambda *a, **k: pytest.fail("the lazy responses were read whole"))
+        mp.setattr(RowConcat, "__array__", lambda *a, **k: pytest.fail("the lazy responses were read whole"))
+        RidgeEncoder(alphas=ALPHAS, n_targets_batch=9, device="cpu").fit(X, lazy)
+    np.testing.assert_array_equal(np.asarray(lazy), Y)  # the caller's data is unchanged
+    one = RowConcat([Y.copy()])  # one chunk of every column: read_cols returns a view, which is copied
+    whole = RidgeEncoder(alphas=ALPHAS, n_targets_batch=None, device="cpu").fit(X, one)
+    np.testing.assert_array_equal(one.parts[0], Y)
+    np.testing.assert_array_equal(whole.intercept_, want.intercept_)
