@@ -40,6 +40,35 @@ MB = 2**20
 RESULT_MARK = "@@BENCH_RESULT@@"
 
 
+def watch(proc: subprocess.Popen, timeout: float | None = None, every: float = 0.2) -> dict:
+    """Wait for ``proc`` (started by the caller), sampling its ``/proc/PID/status`` every ``every`` s; kill it after
+    ``timeout`` s. Returns exit (code), wall_s (from this call), peak_rss_mb (the kernel's ``ru_maxrss`` from
+    ``os.wait4``, as ``/usr/bin/time -v``), peak_anon_mb / peak_file_mb (the largest sampled RssAnon: the process's
+    arrays, and RssFile: file pages such as memory-mapped inputs, reclaimable)."""
+    t0 = time.perf_counter()
+    peaks = {"RssAnon": 0, "RssFile": 0}
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                k, _, v = ln.partition(":")
+                if k in peaks:
+                    peaks[k] = max(peaks[k], int(v.split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+        if timeout is not None and time.perf_counter() - t0 > timeout:
+            proc.kill()
+            pid, status, ru = os.wait4(proc.pid, 0)
+            break
+        time.sleep(every)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"exit": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
+            "peak_anon_mb": round(peaks["RssAnon"] / 1024, 1), "peak_file_mb": round(peaks["RssFile"] / 1024, 1)}
+
+
 # ------------------------------------------------------------------------------ machine
 def _read(path: str) -> str:
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import OUT, ROOT  # noqa: E402
+from bench._common import OUT, ROOT, watch  # noqa: E402
 from bench.make_nsd_release import NC_FOLDER, make_release  # noqa: E402
 
 STAGES = ("features", "train", "evaluate", "analyze")
@@ -40,32 +40,10 @@ def run_stage(args: list[str], log: Path, timeout: float, root: Path = ROOT) -> 
     """``python -m precompute ARGS`` in its own process: exit code, wall seconds, peak RSS (MB).
     ``root``: the code that runs (another checkout, e.g. ``git archive REV | tar -x -C DIR``, for a before/after)."""
     env = dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1")
-    t0 = time.perf_counter()
     with open(log, "w") as fh:
         p = subprocess.Popen([sys.executable, "-m", "precompute", *args], cwd=root, env=env, stdout=fh,
                              stderr=subprocess.STDOUT)
-        deadline = t0 + timeout
-        peaks = {"RssAnon": 0, "RssFile": 0}
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            try:  # the split of resident memory: anonymous (the process's arrays) vs file pages (memmaps)
-                for ln in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                    k, _, v = ln.partition(":")
-                    if k in peaks:
-                        peaks[k] = max(peaks[k], int(v.split()[0]))
-            except (OSError, ValueError, IndexError):
-                pass
-            if time.perf_counter() > deadline:
-                p.kill()
-                pid, status, ru = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.2)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return {"exit": p.returncode, "wall_s": round(time.perf_counter() - t0, 1),
-            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
-            "peak_anon_mb": round(peaks["RssAnon"] / 1024, 1), "peak_file_mb": round(peaks["RssFile"] / 1024, 1)}
+        return watch(p, timeout=timeout)
 
 
 def du_mb(path: Path) -> float:

@@ -14,10 +14,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import ROOT, watch  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -47,27 +49,11 @@ print(json.dumps({"decoding_s": round(time.perf_counter() - t0, 1), "headline": 
 
 def measure(root: Path, base: Path, jobs: int, baseline: bool) -> dict:
     env = dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1")
-    t0 = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-c", CHILD, str(base), str(jobs), "1" if baseline else "0"], cwd=root, env=env,
                          stdout=subprocess.PIPE, text=True)
-    peaks = {"RssAnon": 0, "RssFile": 0}
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        try:
-            for ln in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                k, _, v = ln.partition(":")
-                if k in peaks:
-                    peaks[k] = max(peaks[k], int(v.split()[0]))
-        except (OSError, ValueError, IndexError):
-            pass
-        time.sleep(0.2)
+    stats = watch(p)
     out = p.stdout.read().strip()
-    return {"exit": os.waitstatus_to_exitcode(status), "wall_s": round(time.perf_counter() - t0, 1),
-            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "peak_anon_mb": round(peaks["RssAnon"] / 1024, 1),
-            "peak_file_mb": round(peaks["RssFile"] / 1024, 1), **(json.loads(out) if out else {}),
-            "load": os.getloadavg()}
+    return {**stats, **(json.loads(out) if out else {}), "load": os.getloadavg()}
 
 
 def main(argv=None) -> int:
