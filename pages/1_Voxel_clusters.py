@@ -134,7 +134,8 @@ if not clusters_present:
     st.stop()
 # where each cluster lies (atlas ROIs, not ground truth), beside its name in the cluster selector; the legends
 # show the short names (long ones squeezed the brain)
-where = cluster_roi_majority(labels, roi_groups(vertices, include_planted_food=False))
+groups = roi_groups(vertices)  # {ROI group: (V,) bool}, once per rerun
+where = cluster_roi_majority(labels, {g: m for g, m in groups.items() if g != "food (planted)"})
 short_names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
 names = {c: short_names[c] + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
 colors = B.category_colors(list(range(k)))
@@ -152,7 +153,7 @@ gray_names = {BELOW: "not clustered: unreliable",
 gray_colors = {BELOW: "#9a9a9a", OUTSIDE: "#cfcfcf"}
 
 with st.sidebar:
-    roi_filter = st.multiselect("Show only vertices in ROIs", list(roi_groups(vertices)) + V.roi_names(vertices),
+    roi_filter = st.multiselect("Show only vertices in ROIs", list(groups) + V.roi_names(vertices),
                                 help="Gray out every vertex outside these ROIs (empty = show all)")
 
 # cluster picked from the 2-D map (applied before the selectbox is drawn)
@@ -245,7 +246,7 @@ with right:
                            f"largest effect when R² ≥ 0.3 and the effect ≥ 0.3, else 'mixed / weak'; 'others': the largest "
                            "effect of the tag on another cluster.")
     # ROI make-up of the cluster
-    comp = cluster_roi_counts(labels, roi_groups(vertices)).get(cl, {})
+    comp = cluster_roi_counts(labels, groups).get(cl, {})
     if comp:
         st.caption("Vertices of this cluster inside ROI groups: " +
                    ", ".join(f"{g} {v}" for g, v in sorted(comp.items(), key=lambda x: -x[1])))
@@ -328,9 +329,10 @@ else:
     n_clustered = len(emb)
     emb = V.bounded_points(emb)  # a bounded chart: a sample of each cluster above V.MAX_MAP_POINTS dots
     mfig = go.Figure()
+    trace = C.scatter_type(len(emb))  # SVG for a few thousand dots: no new WebGL contexts on every rerun
     for c in sorted(emb["cluster"].unique()):
         d = emb[emb["cluster"] == c]
-        mfig.add_trace(go.Scattergl(
+        mfig.add_trace(trace(
             x=d["x"], y=d["y"], mode="markers", name=short_names.get(int(c), str(c)),
             customdata=np.c_[d["cluster"].to_numpy(), d["vertex"].to_numpy()],
             text=d["subject"], hovertemplate="%{text} vertex %{customdata[1]}<br>cluster %{customdata[0]}<extra></extra>",

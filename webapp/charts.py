@@ -17,6 +17,12 @@ CONFIG = {"displaylogo": False,
           "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"]}
 #: px above the plot area kept free for the tool bar (one row of 25 px buttons + a gap).
 TOOLBAR_PX = 36
+#: Scatter charts of at most this many dots draw with SVG (``go.Scatter``), larger ones with WebGL
+#: (``go.Scattergl``). Streamlit hands Plotly a new figure whenever it changed (a Voxel clusters k or cluster
+#: change recolours the 2-D map), and a WebGL chart then makes new WebGL contexts: 100-200 ms of the page's main
+#: thread with software WebGL, delaying the brain map drawn beside it (k change -> map drawn p50 345 -> 299 ms
+#: with SVG for the demo's 497 dots, bench/RESULTS.md). SVG stays light up to a few thousand dots.
+SVG_MAX_POINTS = 3_000
 
 
 def tidy(fig, top: int | None = None):
@@ -30,6 +36,14 @@ def tidy(fig, top: int | None = None):
                                      pad=dict(b=8)))
         fig.update_layout(margin=dict(t=max(want, TOOLBAR_PX + 24)))
     return fig
+
+
+def scatter_type(n_points: int):
+    """The Plotly scatter trace class for ``n_points`` dots: ``go.Scatter`` (SVG) up to :data:`SVG_MAX_POINTS`,
+    ``go.Scattergl`` (WebGL) above."""
+    import plotly.graph_objects as go
+
+    return go.Scatter if n_points <= SVG_MAX_POINTS else go.Scattergl
 
 
 def spaced_ticks(starts: Sequence[int], ends: Sequence[int], labels: Sequence[str], n: int, axis_px: float,

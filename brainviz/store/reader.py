@@ -255,6 +255,8 @@ class _Generation:
         self.closed = False
         self._results: OrderedDict[tuple, pa.Table] = OrderedDict()
         self._result_bytes = 0
+        # the pandas frames of kept results (Store._df), dropped with their result; handed out as copies
+        self._frames: dict[tuple, pd.DataFrame] = {}
         self._results_lock = threading.Lock()
         self.resolved: dict[str, str | None] = {}  # stored image/checkpoint path -> resolved (Store.resolve_path)
 
@@ -275,8 +277,20 @@ class _Generation:
             self._results[key] = table
             self._result_bytes += size
             while self._result_bytes > RESULT_CACHE_BYTES:
-                _, old = self._results.popitem(last=False)
+                gone, old = self._results.popitem(last=False)
+                self._frames.pop(gone, None)
                 self._result_bytes -= old.nbytes
+
+    def frame(self, key: tuple) -> pd.DataFrame | None:
+        """The pandas frame kept for the kept result ``key`` (None when either is not kept)."""
+        with self._results_lock:
+            return self._frames.get(key) if key in self._results else None
+
+    def remember_frame(self, key: tuple, df: pd.DataFrame) -> None:
+        """Keep ``df``, the pandas frame of the kept result ``key`` (nothing when that result is not kept)."""
+        with self._results_lock:
+            if key in self._results:
+                self._frames[key] = df
 
     def close(self) -> None:
         if not self.closed:
@@ -500,17 +514,25 @@ class Store:
             raise _read_error(self.path, exc) from None
         return _Cursor(cur, self, gen)
 
-    def _arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        """The result of ``sql`` on the current file version (a kept result when the same query ran before)."""
+    @staticmethod
+    def _key(sql: str, params: Sequence[Any] | None) -> tuple | None:
+        """The key a result of ``sql`` with ``params`` is kept under (None: parameters not hashable)."""
         frozen = _frozen(params)
-        key = None if frozen is None else (sql, frozen)
+        return None if frozen is None else (sql, frozen)
+
+    def _arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """The result of ``sql`` on the current file version (a kept result when the same query ran before: no
+        cursor is opened for it)."""
+        key = self._key(sql, params)
+        if key is not None:
+            table = self._current().cached(key)
+            if table is not None:
+                return table
         cur = self._cursor()
         try:
-            table = None if key is None else cur._gen.cached(key)
-            if table is None:
-                table = cur.sql(sql, params=list(params) if params else None).arrow().read_all()
-                if key is not None:
-                    cur._gen.remember(key, table)
+            table = cur.sql(sql, params=list(params) if params else None).arrow().read_all()
+            if key is not None:
+                cur._gen.remember(key, table)
             return table
         except duckdb.Error as exc:
             raise _read_error(self.path, exc) from None
@@ -548,6 +570,12 @@ class Store:
         if table not in self._tables:
             names = columns or TABLES[table].column_names
             return pa.table({c: pa.array([], pa.null()) for c in names})
+        return self._arrow(*self._select_sql(table, columns, order, **filters))
+
+    @staticmethod
+    def _select_sql(table: str, columns: Sequence[str] | None = None, order: Sequence[str] = (),
+                    **filters: Any) -> tuple[str, list]:
+        """(sql, params) of :meth:`_select`."""
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         where = [(k, v) for k, v in filters.items() if v is not None]
         sql = f'SELECT {cols} FROM "{table}"'
@@ -555,11 +583,24 @@ class Store:
             sql += " WHERE " + " AND ".join(f'"{k}" = ?' for k, _ in where)
         if order:
             sql += " ORDER BY " + ", ".join(f'"{c}"' for c in order)
-        return self._arrow(sql, [v for _, v in where])
+        return sql, [v for _, v in where]
 
     def _df(self, table: str, columns: Sequence[str] | None = None, order: Sequence[str] = (),
             **filters: Any) -> pd.DataFrame:
-        t = self._select(table, columns, order, **filters)
+        """:meth:`_select` as a pandas frame (JSON columns parsed). A page reads the same rows on every rerun:
+        the frame of a kept result is kept too and handed out as a copy (the caller may change it)."""
+        key = self._key(*self._select_sql(table, columns, order, **filters)) if table in self._tables else None
+        gen = self._current()
+        kept = None if key is None else gen.frame(key)
+        if kept is not None:
+            return kept.copy()
+        df = self._df_of(table, self._select(table, columns, order, **filters))
+        if key is not None:
+            gen.remember_frame(key, df.copy())
+        return df
+
+    def _df_of(self, table: str, t: pa.Table) -> pd.DataFrame:
+        """The pandas frame of ``t``, rows of ``table`` (JSON columns parsed)."""
         df = t.to_pandas()
         for col in t.column_names:
             if (table, col) in _JSON_COLUMNS:

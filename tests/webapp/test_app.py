@@ -150,6 +150,29 @@ def test_clusters_page_embedding_map_is_bounded(with_store, monkeypatch):
     assert f"Shown: {dots:,} of the" in texts(at)
 
 
+def test_clusters_page_embedding_map_svg_up_to_the_bound_webgl_above(with_store, monkeypatch):
+    """The 2-D map draws with SVG (no WebGL context made on every rerun) up to ``C.SVG_MAX_POINTS`` dots and
+    with WebGL above."""
+    import base64
+    import json
+
+    import numpy as np
+
+    from webapp import charts as C
+
+    def kinds(at):
+        fig = json.loads(next(c for c in at.get("plotly_chart") if "umap_select" in c.proto.id).proto.spec)
+        n = sum(len(np.frombuffer(base64.b64decode(t["x"]["bdata"]), t["x"]["dtype"])) if isinstance(t["x"], dict)
+                else len(t["x"]) for t in fig["data"])
+        return {t.get("type", "scatter") for t in fig["data"]}, n
+
+    types, n = kinds(run(page("1_Voxel_clusters")))
+    assert n > 1 and types == {"scatter"}
+    monkeypatch.setattr(C, "SVG_MAX_POINTS", n - 1)
+    types, n2 = kinds(run(page("1_Voxel_clusters")))
+    assert n2 == n and types == {"scattergl"}
+
+
 def test_clusters_page_png_download(with_store):
     at = run(page("1_Voxel_clusters"))
     at.button(key="png_btn").click()

@@ -425,3 +425,28 @@ def test_reader_keeps_small_results_per_file_version(tmp_path, monkeypatch):
     big = st._select("models", ["model_id", "kind"])
     assert st._select("models", ["model_id", "kind"]) is not big
     st.close()
+
+
+def test_reader_answers_a_kept_read_without_a_cursor_and_hands_out_copies(tmp_path, monkeypatch):
+    """A repeated read opens no cursor and converts nothing again; each caller gets its own frame (changing it
+    leaves the next read as stored); a replaced file is read anew."""
+    path = tmp_path / "s.duckdb"
+    with StoreWriter(path) as w:
+        w.add_model("old", "ridge", ["subj01"])
+    st = Store(path)
+    first = st.models()
+    opened = []
+    real_cursor = Store._cursor
+    monkeypatch.setattr(Store, "_cursor", lambda self: opened.append(1) or real_cursor(self))
+    converted = []
+    real_df_of = Store._df_of
+    monkeypatch.setattr(Store, "_df_of", lambda self, *a: converted.append(1) or real_df_of(self, *a))
+    again = st.models()
+    assert not opened and not converted
+    assert again is not first and again.equals(first)
+    again.loc[0, "model_id"] = "changed"
+    assert st.models()["model_id"].tolist() == ["old"]
+    with StoreWriter(path) as w:
+        w.add_model("new", "ridge", ["subj01"])
+    assert st.models()["model_id"].tolist() == ["new"] and opened and converted
+    st.close()
