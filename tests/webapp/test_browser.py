@@ -233,11 +233,18 @@ def test_clusters_k_changes_the_map_and_a_legend_click_selects(driver, server):
 def test_a_new_map_is_drawn_once_and_keeps_its_time(driver, server):
     """One k change = one draw of the main view (the frame's new height must not clear and redraw the canvas),
     and the drawn marker keeps the time the map was first on screen when Streamlit hands the same arguments
-    over again later in the rerun (what the latency benchmark reads)."""
+    over again later in the rerun (what the latency benchmark reads). The page makes no new WebGL context on a
+    k change: its 2-D map draws with SVG at this size (a Plotly WebGL chart makes new contexts on every update,
+    100-200 ms of the page's main thread with software WebGL)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     _open(driver, server, "Voxel_clusters", ("brain",))
+    assert driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')  # the k curve and the 2-D map
+    driver.execute_script(  # counts the WebGL contexts the page (not the brain view's own frame) asks for
+        "const get = HTMLCanvasElement.prototype.getContext; window.__bvContexts = 0;"
+        "HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {"
+        " if (String(kind).includes('webgl')) window.__bvContexts += 1; return get.call(this, kind, ...rest); };")
     # a software WebGL renderer (here SwiftShader) draws without multisampling: half the time per draw
     data = _frame_data(driver, 0)
     software = any(w in data["renderer"].lower() for w in ("swiftshader", "llvmpipe", "softpipe", "software"))
@@ -255,6 +262,7 @@ def test_a_new_map_is_drawn_once_and_keeps_its_time(driver, server):
         time.sleep(1.0)
         assert list(drawn(driver, "brain")) == list(first)
         assert int(_frame_data(driver, 0)["draws"]) == draws + 1
+    assert driver.execute_script("return window.__bvContexts;") == 0
 
 
 @pytest.mark.parametrize("page,name,keys", [p for p in PAGES if p[2]], ids=[p[1] for p in PAGES if p[2]])
