@@ -235,7 +235,8 @@ def test_a_new_map_is_drawn_once_and_keeps_its_time(driver, server):
     and the drawn marker keeps the time the map was first on screen when Streamlit hands the same arguments
     over again later in the rerun (what the latency benchmark reads). The page makes no new WebGL context on a
     k change: its 2-D map draws with SVG at this size (a Plotly WebGL chart makes new contexts on every update,
-    100-200 ms of the page's main thread with software WebGL)."""
+    100-200 ms of the page's main thread with software WebGL). Nor does the brain view compile a shader program
+    again: its line materials (ROI borders, the selected cluster's) are kept between maps."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -245,6 +246,15 @@ def test_a_new_map_is_drawn_once_and_keeps_its_time(driver, server):
         "const get = HTMLCanvasElement.prototype.getContext; window.__bvContexts = 0;"
         "HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {"
         " if (String(kind).includes('webgl')) window.__bvContexts += 1; return get.call(this, kind, ...rest); };")
+    link_counter = (  # counts the shader programs the brain view links from now on
+        "window.__bvLinks = 0; for (const C of [window.WebGLRenderingContext, window.WebGL2RenderingContext]) {"
+        " if (!C) continue; const link = C.prototype.linkProgram;"
+        " C.prototype.linkProgram = function (...a) { window.__bvLinks += 1; return link.apply(this, a); }; }")
+    driver.switch_to.frame(_frame(driver, 0))
+    try:
+        driver.execute_script(link_counter)
+    finally:
+        driver.switch_to.default_content()
     # a software WebGL renderer (here SwiftShader) draws without multisampling: half the time per draw
     data = _frame_data(driver, 0)
     software = any(w in data["renderer"].lower() for w in ("swiftshader", "llvmpipe", "softpipe", "software"))
@@ -263,6 +273,11 @@ def test_a_new_map_is_drawn_once_and_keeps_its_time(driver, server):
         assert list(drawn(driver, "brain")) == list(first)
         assert int(_frame_data(driver, 0)["draws"]) == draws + 1
     assert driver.execute_script("return window.__bvContexts;") == 0
+    driver.switch_to.frame(_frame(driver, 0))
+    try:
+        assert driver.execute_script("return window.__bvLinks;") == 0
+    finally:
+        driver.switch_to.default_content()
 
 
 @pytest.mark.parametrize("page,name,keys", [p for p in PAGES if p[2]], ids=[p[1] for p in PAGES if p[2]])

@@ -311,11 +311,27 @@ function updateColors() {
   document.body.dataset.checksum = String(checksum);
 }
 
-function clearLines() {
+// Line materials by colour and width, kept for the life of the view and shared by the lines of every update:
+// a material disposed and made anew on each update made three.js release its shader program and compile and
+// link it again for the next draw (with software WebGL, tens of ms on every new map).
+const lineMaterials = new Map();
+function lineMaterial(color, width) {
+  const key = `${color}|${width}`;
+  let mat = lineMaterials.get(key);
+  if (!mat) {
+    // lines test depth (the far side of the brain hides them) but do not write it, so the lines of one
+    // border drawn on top of each other (dark halo, then light core) do not fight
+    mat = new LineMaterial({ color, linewidth: width, worldUnits: false, depthWrite: false });
+    lineMaterials.set(key, mat);
+  }
+  mat.resolution.set(state.width, state.height);
+  return mat;
+}
+
+function clearLines() { // the lines' geometries go; their materials stay for the next lines
   for (const l of state.lines) {
     state.scene.remove(l);
     l.geometry.dispose();
-    l.material.dispose();
   }
   state.lines = [];
 }
@@ -328,11 +344,7 @@ function addLines(codes, color, width, lift, order) {
     if (!segs.length) continue;
     const geom = new LineSegmentsGeometry();
     geom.setPositions(segs);
-    // lines test depth (the far side of the brain hides them) but do not write it, so the lines of
-    // one border drawn on top of each other (dark halo, then light core) do not fight
-    const mat = new LineMaterial({ color, linewidth: width, worldUnits: false, depthWrite: false });
-    mat.resolution.set(state.width, state.height);
-    const line = new LineSegments2(geom, mat);
+    const line = new LineSegments2(geom, lineMaterial(color, width));
     line.renderOrder = order;
     state.scene.add(line);
     state.lines.push(line);
@@ -531,7 +543,7 @@ function resize() {
     state.softCanvas.width = w; state.softCanvas.height = h;
     state.softCanvas.style.width = `${w}px`; state.softCanvas.style.height = `${h}px`;
   }
-  for (const l of state.lines) l.material.resolution.set(w, h);
+  for (const m of lineMaterials.values()) m.resolution.set(w, h);
   applyFrame();
 }
 
@@ -657,8 +669,10 @@ async function update(args, theme, received) {
   if (first || oldHeight !== spec.height) resize();
   const sceneKey = `${spec.mesh}|${spec.hemis.join(",")}`;
   if (sceneKey !== state.sceneKey) {
-    if (state.scene) state.scene.traverse((o) => { if (o.geometry) o.geometry.dispose(); if (o.material) o.material.dispose(); });
-    state.lines = [];
+    if (state.scene) {
+      clearLines(); // the shared line materials stay
+      state.scene.traverse((o) => { if (o.geometry) o.geometry.dispose(); if (o.material) o.material.dispose(); });
+    }
     const built = buildScene(spec, mesh);
     state.scene = built.scene;
     state.hemiMeshes = built.meshes;
