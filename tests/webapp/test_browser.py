@@ -126,9 +126,12 @@ def _assert_map(px: np.ndarray, name: str, colored: bool = True) -> None:
 
 
 def _open(drv, server, page, keys) -> None:
+    """Open ``page`` and wait until each of its brain views has drawn, scrolling each into sight: a view
+    out of sight draws only when it comes into sight."""
     drv.get(f"{server}/{page}")
     _wait_rendered(drv)
-    for key in keys:
+    for i, key in enumerate(keys):
+        drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", _frame(drv, i))
         wait_drawn(drv, key)
     _wait_rendered(drv)
 
@@ -278,6 +281,40 @@ def test_a_new_map_is_drawn_once_and_keeps_its_time(driver, server):
         assert driver.execute_script("return window.__bvLinks;") == 0
     finally:
         driver.switch_to.default_content()
+
+
+def test_a_view_out_of_sight_draws_when_it_comes_into_sight(driver, server):
+    """A k change gives Voxel clusters' 'recovered' view (below the fold) a new map; it is drawn when the view
+    is scrolled into sight, not while the rerun draws the map in sight (software WebGL: every draw holds up
+    the page's next frames)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _open(driver, server, "Voxel_clusters", ("brain", "planted", "recovered"))
+    size = driver.get_window_size()
+    driver.set_window_size(1280, 700)
+    try:
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", _frame(driver, 0))
+        _wait_rendered(driver)
+        time.sleep(0.5)
+        assert driver.execute_script("return arguments[0].getBoundingClientRect().top - 400 > window.innerHeight;",
+                                     _frame(driver, 2)), "the 'recovered' view is not below the fold"
+        draws = int(_frame_data(driver, 2)["draws"])
+        old_near, old_far = drawn(driver, "brain")[0], drawn(driver, "recovered")[0]
+        thumb = [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSlider"]')
+                 if e.text.startswith("k (number of clusters)")][0].find_element(By.CSS_SELECTOR, 'input[type="range"]')
+        at_max = thumb.get_attribute("value") == thumb.get_attribute("max")
+        driver.execute_script("arguments[0].focus();", thumb)
+        thumb.send_keys(Keys.ARROW_LEFT if at_max else Keys.ARROW_RIGHT)
+        wait_drawn(driver, "brain", not_token=old_near)
+        _wait_rendered(driver)
+        time.sleep(1.0)
+        assert drawn(driver, "recovered")[0] == old_far and int(_frame_data(driver, 2)["draws"]) == draws
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", _frame(driver, 2))
+        wait_drawn(driver, "recovered", not_token=old_far, timeout=20)
+        assert int(_frame_data(driver, 2)["draws"]) == draws + 1
+    finally:
+        driver.set_window_size(size["width"], size["height"])
 
 
 @pytest.mark.parametrize("page,name,keys", [p for p in PAGES if p[2]], ids=[p[1] for p in PAGES if p[2]])

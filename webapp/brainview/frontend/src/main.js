@@ -33,6 +33,7 @@ const state = {
   spec: null, decoded: null, mesh: null, digest: null, sceneKey: null, cameraKey: null,
   renderer: null, webgl: null, scene: null, camera: null, controls: null, hemiMeshes: {}, lines: [],
   pending: false, clicks: 0, key: null, width: 0, height: 0, center: new THREE.Vector3(), marked: null, draws: 0,
+  inSight: null, waiting: null,
 };
 const meshCache = new Map(); // url -> Promise<parsed mesh>
 
@@ -649,7 +650,8 @@ async function update(args, theme, received) {
   if (theme && theme.font) document.body.style.fontFamily = theme.font;
   const my = ++seq;
   if (spec.digest === state.digest && state.scene) { // same map (a rerun that changed something else)
-    markDrawn(spec.token, received);
+    if (state.waiting) state.waiting.token = spec.token; // still out of sight: drawn when it comes into sight
+    else markDrawn(spec.token, received);
     return;
   }
   if (!state.spec || state.spec.height !== spec.height) setFrameHeight(spec.height);
@@ -698,8 +700,29 @@ async function update(args, theme, received) {
   updateLines();
   updateLabels();
   state.digest = spec.digest;
+  if (state.inSight === false) { // drawn when it comes into sight (below)
+    state.waiting = { token: spec.token, received };
+    return;
+  }
+  state.waiting = null;
   draw();
   markDrawn(spec.token, received);
+}
+
+// A view out of sight (scrolled away: Voxel clusters' planted vs recovered maps below the fold) draws a
+// new map only when it comes within 300 px of the window, so that a rerun spends its time on the maps a
+// user sees (with software WebGL every draw holds up the page's next frames). For a frame, the window is
+// the top-level page's. No report yet counts as in sight; its marker (markDrawn) is set when it is drawn.
+if ("IntersectionObserver" in window) {
+  new IntersectionObserver((entries) => {
+    state.inSight = entries[entries.length - 1].isIntersecting;
+    if (state.inSight && state.waiting) {
+      const { token, received } = state.waiting;
+      state.waiting = null;
+      draw();
+      markDrawn(token, received);
+    }
+  }, { rootMargin: "300px 0px" }).observe(root);
 }
 
 // For tests and benchmarks: what is under a point of this frame, and a point over a category.
