@@ -19,9 +19,9 @@ CONFIG = {"displaylogo": False,
 TOOLBAR_PX = 36
 #: Scatter charts of at most this many dots draw with SVG (``go.Scatter``), larger ones with WebGL
 #: (``go.Scattergl``). Streamlit hands Plotly a new figure whenever it changed (a Voxel clusters k or cluster
-#: change recolours the 2-D map), and a WebGL chart then makes new WebGL contexts: 100-200 ms of the page's main
-#: thread with software WebGL, delaying the brain map drawn beside it (k change -> map drawn p50 345 -> 299 ms
-#: with SVG for the demo's 497 dots, bench/RESULTS.md). SVG stays light up to a few thousand dots.
+#: change recolours the 2-D map), and a WebGL chart then builds its WebGL scene anew: with software WebGL ~80 ms
+#: of the page's main thread in ``getContext`` alone per k change, delaying the brain map drawn beside it
+#: (bench/RESULTS.md, "What was still in the way"). SVG stays light up to a few thousand dots.
 SVG_MAX_POINTS = 3_000
 
 

@@ -238,7 +238,8 @@ def schema_problems(con: duckdb.DuckDBPyConnection, catalog: str, meta: dict[str
 
 #: Query results of one file version kept for the next identical query (a page reruns its reads on every
 #: widget change): results up to RESULT_CACHE_ITEM_BYTES each, RESULT_CACHE_BYTES in all, least recently used
-#: dropped first. Arrow tables are immutable, so a kept result is shared safely.
+#: dropped first. Arrow tables are immutable, so a kept result is shared safely. The pandas frame of a kept result
+#: (Store._df) is kept with it and dropped with it (roughly the same size again); callers get copies.
 RESULT_CACHE_BYTES = 64 * 2**20
 RESULT_CACHE_ITEM_BYTES = 8 * 2**20
 
