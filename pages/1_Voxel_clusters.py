@@ -134,8 +134,8 @@ if not clusters_present:
     st.stop()
 # where each cluster lies (atlas ROIs, not ground truth), beside its name in the cluster selector; the legends
 # show the short names (long ones squeezed the brain)
-groups = roi_groups(vertices)  # {ROI group: (V,) bool}, once per rerun
-where = cluster_roi_majority(labels, {g: m for g, m in groups.items() if g != "food (planted)"})
+groups = roi_groups(vertices)  # {ROI group: (V,) bool}: the ROI filter's choices and the cluster's make-up
+where = cluster_roi_majority(labels, roi_groups(vertices, include_planted_food=False))
 short_names = {c: f"{c}: {desc_of.get(c, '')}".rstrip(": ") for c in range(k)}
 names = {c: short_names[c] + (f" · {where[c][1]:.0%} in {where[c][0]} ROIs" if c in where else "") for c in range(k)}
 colors = B.category_colors(list(range(k)))

@@ -590,12 +590,15 @@ class Store:
             **filters: Any) -> pd.DataFrame:
         """:meth:`_select` as a pandas frame (JSON columns parsed). A page reads the same rows on every rerun:
         the frame of a kept result is kept too and handed out as a copy (the caller may change it)."""
-        key = self._key(*self._select_sql(table, columns, order, **filters)) if table in self._tables else None
+        if table not in self._tables:
+            return self._df_of(table, self._select(table, columns, order, **filters))
+        sql, params = self._select_sql(table, columns, order, **filters)
+        key = self._key(sql, params)
         gen = self._current()
         kept = None if key is None else gen.frame(key)
         if kept is not None:
             return kept.copy()
-        df = self._df_of(table, self._select(table, columns, order, **filters))
+        df = self._df_of(table, self._arrow(sql, params))
         if key is not None:
             gen.remember_frame(key, df.copy())
         return df

@@ -129,23 +129,29 @@ def test_clusters_page_what_is_clustered_and_smoothing(with_store):
     assert next(s for s in at.selectbox if s.label == "Clustered over").options == ["joint · whole visual cortex"]
 
 
-def test_clusters_page_embedding_map_is_bounded(with_store, monkeypatch):
-    """All subjects of a scope at NSD size are ~80,000 clustered vertices: the 2-D map sends a sample of each cluster
-    above V.MAX_MAP_POINTS dots and says so."""
+def _embedding_map(at) -> tuple[set[str], int]:
+    """(trace types, dots) of the Voxel clusters page's 2-D map as sent to the browser."""
     import base64
     import json
 
     import numpy as np
 
+    fig = json.loads(next(c for c in at.get("plotly_chart") if "umap_select" in c.proto.id).proto.spec)
+    dots = sum(len(np.frombuffer(base64.b64decode(t["x"]["bdata"]), t["x"]["dtype"])) if isinstance(t["x"], dict)
+               else len(t["x"]) for t in fig["data"])
+    return {t.get("type", "scatter") for t in fig["data"]}, dots
+
+
+def test_clusters_page_embedding_map_is_bounded(with_store, monkeypatch):
+    """All subjects of a scope at NSD size are ~80,000 clustered vertices: the 2-D map sends a sample of each cluster
+    above V.MAX_MAP_POINTS dots and says so."""
     from webapp import viewmodel as V
 
     monkeypatch.setattr(V, "MAX_MAP_POINTS", 40)
     at = run(page("1_Voxel_clusters"))
     at.toggle(key="map_all_subjects").set_value(True)
     run(at)
-    fig = json.loads(next(c for c in at.get("plotly_chart") if "umap_select" in c.proto.id).proto.spec)
-    dots = sum(len(np.frombuffer(base64.b64decode(t["x"]["bdata"]), t["x"]["dtype"])) if isinstance(t["x"], dict)
-               else len(t["x"]) for t in fig["data"])
+    _, dots = _embedding_map(at)
     assert 0 < dots <= 40
     assert f"Shown: {dots:,} of the" in texts(at)
 
@@ -153,23 +159,12 @@ def test_clusters_page_embedding_map_is_bounded(with_store, monkeypatch):
 def test_clusters_page_embedding_map_svg_up_to_the_bound_webgl_above(with_store, monkeypatch):
     """The 2-D map draws with SVG (no WebGL context made on every rerun) up to ``C.SVG_MAX_POINTS`` dots and
     with WebGL above."""
-    import base64
-    import json
-
-    import numpy as np
-
     from webapp import charts as C
 
-    def kinds(at):
-        fig = json.loads(next(c for c in at.get("plotly_chart") if "umap_select" in c.proto.id).proto.spec)
-        n = sum(len(np.frombuffer(base64.b64decode(t["x"]["bdata"]), t["x"]["dtype"])) if isinstance(t["x"], dict)
-                else len(t["x"]) for t in fig["data"])
-        return {t.get("type", "scatter") for t in fig["data"]}, n
-
-    types, n = kinds(run(page("1_Voxel_clusters")))
+    types, n = _embedding_map(run(page("1_Voxel_clusters")))
     assert n > 1 and types == {"scatter"}
     monkeypatch.setattr(C, "SVG_MAX_POINTS", n - 1)
-    types, n2 = kinds(run(page("1_Voxel_clusters")))
+    types, n2 = _embedding_map(run(page("1_Voxel_clusters")))
     assert n2 == n and types == {"scattergl"}
 
 
